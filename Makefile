@@ -1,0 +1,172 @@
+# CAE-IMPACT - build of every report of a study, from raw survey exports to HTML/PDF/DOCX.
+#
+# The dependency graph is made of real files: a CAE's cleaned data depend on its raw export,
+# the codebook and the code; a target's report depends on the cleaned data of the CAEs it uses.
+# The list of CAEs is read from the study configuration (build/<study>.mk is generated from it),
+# never typed here. Outputs are written under a temporary name, then renamed; a failed step
+# leaves nothing that looks finished (.DELETE_ON_ERROR). `make -jN` is safe.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.SECONDEXPANSION:
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON_SYS ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KERNEL := cae-impact
+STUDY ?= config/study.yaml
+PROCESSED_ROOT ?= data/processed
+REPORTS_ROOT ?= reports
+BUILD_ROOT ?= build
+
+# Every Jupyter lookup goes to the project's environment first, so that a stray per-user kernel
+# named like ours cannot hijack the executions (the build also checks the kernel's interpreter).
+export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+VENV_STAMP := $(VENV)/.installed
+SRC := $(shell find src/cae_impact -name '*.py' -o -name '*.css' -o -name '*.j2' 2>/dev/null | sort)
+CODE_DEPS := $(SRC) $(VENV_STAMP)
+STUDY_MK := $(BUILD_ROOT)/study-$(subst /,_,$(STUDY)).mk
+CLI := $(PY) -m cae_impact.cli --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT)
+
+.DEFAULT_GOAL := help
+
+## help: list the documented targets
+.PHONY: help
+help:
+	@echo "CAE-IMPACT - make targets"
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 22
+	@echo
+	@echo "Variables: STUDY=$(STUDY)  PROCESSED_ROOT=$(PROCESSED_ROOT)  REPORTS_ROOT=$(REPORTS_ROOT)"
+
+# ---------------------------------------------------------------- environment
+## env: create .venv from the pinned lock file and register the project kernel
+.PHONY: env
+env: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements.lock pyproject.toml
+	@echo "==> building the environment in $(VENV) (pip, from requirements.lock)"
+	bash scripts/ensure_system_deps.sh
+	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (CAE-IMPACT)" >/dev/null
+	$(PY) -m cae_impact.cli check-env
+	touch $@
+
+## lock: refresh requirements.lock (and environment.yml) from pyproject.toml, in a scratch venv
+.PHONY: lock
+lock:
+	rm -rf $(BUILD_ROOT)/lockvenv
+	$(PYTHON_SYS) -m venv $(BUILD_ROOT)/lockvenv
+	$(BUILD_ROOT)/lockvenv/bin/pip install --quiet --upgrade pip
+	$(BUILD_ROOT)/lockvenv/bin/pip install --quiet "setuptools>=68" wheel ".[dev]"
+	{ echo "# Pinned lock file: every package of the project environment (Python 3.11, Linux x86_64)."; \
+	  echo "# Regenerate with 'make lock' from pyproject.toml; do not edit by hand."; \
+	  $(BUILD_ROOT)/lockvenv/bin/pip freeze --all --exclude-editable | grep -v -e "^cae-impact" -e "^pip==" | sort -f; } > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
+	$(PYTHON_SYS) scripts/write_environment_yml.py requirements.lock > environment.yml.tmp
+	mv environment.yml.tmp environment.yml
+	rm -rf $(BUILD_ROOT)/lockvenv
+
+# ---------------------------------------------------------------- study graph
+# build/study-*.mk defines WAVE, CAES, TARGETS, RAW_<cae> and DEPS_<cae> from the study
+# configuration. It is only needed (and the environment only built) for the build targets.
+NEEDS_STUDY := $(filter reports data-processed verify,$(MAKECMDGOALS))
+ifneq ($(NEEDS_STUDY),)
+include $(STUDY_MK)
+endif
+
+$(STUDY_MK): $(STUDY) $(VENV_STAMP) src/cae_impact/config.py
+	@mkdir -p $(@D)
+	$(PY) -m cae_impact.cli --study $(STUDY) make-include > $@.tmp
+	mv $@.tmp $@
+
+PROCESSED := $(foreach c,$(CAES),$(PROCESSED_ROOT)/$(WAVE)/$(c)/responses.parquet)
+REPORT_DIRS := $(foreach t,$(TARGETS),$(REPORTS_ROOT)/$(WAVE)/$(t))
+HTML := $(addsuffix /report.html,$(REPORT_DIRS))
+PDF := $(addsuffix /report.pdf,$(REPORT_DIRS))
+DOCX := $(addsuffix /report.docx,$(REPORT_DIRS))
+
+## reports: build every report (each CAE and the consortium): HTML, PDF, DOCX, indicators
+.PHONY: reports
+reports: $(HTML) $(PDF) $(DOCX) $(REPORTS_ROOT)/index.html
+	@echo "==> reports ready: $(REPORTS_ROOT)/index.html"
+
+## data-processed: run the cleaning notebook for every CAE (data/processed/<wave>/<cae>/)
+.PHONY: data-processed
+data-processed: $(PROCESSED)
+
+# Cleaning: notebook 01 for one CAE. Depends on that CAE's raw export (and mapping file).
+$(PROCESSED_ROOT)/$(WAVE)/%/responses.parquet: $$(DEPS_$$*) notebooks/01_cleaning.ipynb $(STUDY) $(CODE_DEPS)
+	$(CLI) clean --cae $*
+
+# Analysis: notebooks 02 (one per effect domain) and 03 for one target, executed into
+# reports/<wave>/<target>/notebooks/, then indicators.csv. A CAE's report compares it with the
+# whole consortium, so every target depends on every CAE's cleaned data.
+$(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(PROCESSED) notebooks/02_effect.ipynb notebooks/03_profile.ipynb $(STUDY) $(CODE_DEPS)
+	$(CLI) analyse --target $*
+	touch $@
+
+$(REPORTS_ROOT)/$(WAVE)/%/report.html: $(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed
+	$(CLI) render --target $* --to html
+
+$(REPORTS_ROOT)/$(WAVE)/%/report.pdf: $(REPORTS_ROOT)/$(WAVE)/%/report.html
+	$(CLI) render --target $* --to pdf
+
+$(REPORTS_ROOT)/$(WAVE)/%/report.docx: $(REPORTS_ROOT)/$(WAVE)/%/report.html
+	$(CLI) render --target $* --to docx
+
+$(REPORTS_ROOT)/index.html: $(HTML) $(PDF) $(DOCX)
+	$(CLI) index
+
+# ---------------------------------------------------------------- data and questionnaire
+## data: regenerate the synthetic demo study's raw exports (deterministic, committed)
+.PHONY: data
+data: $(VENV_STAMP)
+	$(PY) -m cae_impact.demo --study config/study.yaml --root .
+
+## questionnaire: generate the XLSForm (Kobo/ODK) and the printable questionnaire (HTML, PDF)
+.PHONY: questionnaire
+questionnaire: $(VENV_STAMP)
+	$(PY) -m cae_impact.questionnaire $(REPORTS_ROOT)/questionnaire
+
+# ---------------------------------------------------------------- quality
+## test: run every test tier (unit, notebooks on a fixture study, conventions)
+.PHONY: test
+test: $(VENV_STAMP)
+	$(PY) -m pytest -q
+
+## test-fast: unit and convention tests only (no notebook execution)
+.PHONY: test-fast
+test-fast: $(VENV_STAMP)
+	$(PY) -m pytest -q -m "not notebook and not slow"
+
+## lint: ruff on src/, tests/ and scripts/, and a check that notebooks are stripped
+.PHONY: lint
+lint: $(VENV_STAMP)
+	$(PY) -m ruff check src tests scripts
+	$(PY) -m pytest -q tests/test_conventions.py
+
+## lab: open JupyterLab with the project kernel (notebooks run on the demo study as they are)
+.PHONY: lab
+lab: $(VENV_STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/
+
+## clean: remove generated reports, processed data and build files (never data/raw/)
+.PHONY: clean
+clean:
+	rm -rf $(REPORTS_ROOT)/* $(BUILD_ROOT)
+	find $(PROCESSED_ROOT) -mindepth 1 ! -name README.md ! -name .gitkeep -exec rm -rf {} + 2>/dev/null || true
+	@touch $(REPORTS_ROOT)/.gitkeep
+
+## distclean: clean, and remove the environment
+.PHONY: distclean
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,111 @@
+"""Write the three pipeline notebooks (run once; afterwards the .ipynb files are the source).
+
+Kept so that the notebooks' skeleton (same headings, parameters cell, validation cell) can be
+regenerated consistently; edit the notebooks themselves in JupyterLab for content changes.
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNELSPEC = {"display_name": "Python (CAE-IMPACT)", "language": "python", "name": "cae-impact"}
+
+
+def nb(cells):
+    n = new_notebook(cells=cells)
+    n.metadata["kernelspec"] = KERNELSPEC
+    n.metadata["language_info"] = {"name": "python"}
+    for i, c in enumerate(n.cells):
+        c.id = f"cell-{i:02d}"
+    return n
+
+
+def params(src):
+    return new_code_cell(src, metadata={"tags": ["parameters", "remove-cell"]})
+
+
+def hidden(src):
+    return new_code_cell(src, metadata={"tags": ["remove-cell"]})
+
+
+def shown(src):
+    return new_code_cell(src)
+
+
+cleaning = nb([
+    new_markdown_cell(
+        "# Étape 01 — Nettoyage des réponses d'une CAE\n\n"
+        "Lit l'export brut de l'outil d'enquête de la CAE (jamais modifié), le convertit au "
+        "référentiel, applique les règles de nettoyage documentées dans `docs/cleaning-rules.md`, "
+        "pseudonymise, et écrit `data/processed/<vague>/<cae>/`. Chaque ligne brute est comptée : "
+        "conservée, écartée (avec sa raison) ou fusionnée comme doublon.",
+        metadata={"tags": ["remove-cell"]},
+    ),
+    params(
+        'study: str = "config/study.yaml"  # study configuration, relative to the project root\n'
+        'cae: str = "cae-1"  # CAE id from the study configuration\n'
+        'processed_root: str = "data/processed"  # root of the cleaned data (relative to the project root)\n'
+    ),
+    hidden(
+        "from cae_impact import pipeline\n\n"
+        "ctx = pipeline.cleaning_context(study=study, cae=cae, processed_root=processed_root)\n"
+        "ctx"
+    ),
+    shown("result = pipeline.run_cleaning(ctx)\npipeline.show_cleaning_summary(ctx, result)"),
+    shown("pipeline.show_quarantine(ctx, result)"),
+    hidden("pipeline.save_cleaning(ctx, result)"),
+])
+
+effect = nb([
+    new_markdown_cell(
+        "<!-- Étape 02 : analyse d'un domaine d'effet pour une cible (une CAE ou le consortium). "
+        "Les chiffres, textes et graphiques viennent de fonctions testées de src/cae_impact. -->",
+        metadata={"tags": ["remove-cell"]},
+    ),
+    params(
+        'study: str = "config/study.yaml"  # study configuration, relative to the project root\n'
+        'target: str = "cae-1"  # a CAE id from the study configuration, or "consortium"\n'
+        'domain: str = "d3"  # effect domain id from the codebook (d1 ... d7)\n'
+        'processed_root: str = "data/processed"  # root of the cleaned data\n'
+        'reports_root: str = "reports"  # root of the reports (indicator tables are saved there)\n'
+    ),
+    hidden(
+        "from cae_impact import pipeline\n\n"
+        "ctx = pipeline.effect_context(study=study, target=target, domain=domain,\n"
+        "                              processed_root=processed_root, reports_root=reports_root)\n"
+        "ctx"
+    ),
+    shown("analysis = pipeline.analyse_domain(ctx)\npipeline.show_domain_intro(ctx, analysis)"),
+    shown("for indicator in analysis.indicators:\n    pipeline.show_indicator(ctx, analysis, indicator)"),
+    shown("pipeline.show_domain_findings(ctx, analysis)"),
+    hidden("pipeline.save_indicators(ctx, analysis.table, step=f\"02_effect_{domain}\")"),
+])
+
+profile = nb([
+    new_markdown_cell(
+        "<!-- Étape 03 : profil des entrepreneurs d'une cible, comparé au consortium et aux "
+        "références nationales. -->",
+        metadata={"tags": ["remove-cell"]},
+    ),
+    params(
+        'study: str = "config/study.yaml"  # study configuration, relative to the project root\n'
+        'target: str = "cae-1"  # a CAE id from the study configuration, or "consortium"\n'
+        'processed_root: str = "data/processed"  # root of the cleaned data\n'
+        'reports_root: str = "reports"  # root of the reports (indicator tables are saved there)\n'
+    ),
+    hidden(
+        "from cae_impact import pipeline\n\n"
+        "ctx = pipeline.profile_context(study=study, target=target,\n"
+        "                               processed_root=processed_root, reports_root=reports_root)\n"
+        "ctx"
+    ),
+    shown("profile = pipeline.analyse_profile(ctx)\npipeline.show_profile_intro(ctx, profile)"),
+    shown("for variable in profile.variables:\n    pipeline.show_profile_variable(ctx, profile, variable)"),
+    hidden("pipeline.save_indicators(ctx, profile.table, step=\"03_profile\")"),
+])
+
+for name, n in [("01_cleaning", cleaning), ("02_effect", effect), ("03_profile", profile)]:
+    nbformat.write(n, ROOT / "notebooks" / f"{name}.ipynb")
+    print("wrote", name)

@@ -1,0 +1,219 @@
+"""Notebook execution for the build: the project kernel, papermill, failures that say where.
+
+Every notebook of the pipeline is executed here, by papermill, with the project's own kernel
+(``cae-impact``, installed inside ``.venv``). This module makes three promises:
+
+* the kernel that runs a notebook is the project's: its interpreter must live in this
+  environment, so a stray per-user kernel of the same name cannot hijack the build;
+* an executed notebook is written under a temporary name and renamed only when every cell ran;
+  a failed run is kept as ``<name>.FAILED.ipynb`` for inspection, never under the final name;
+* a failure raises :class:`NotebookFailure`, whose message names the target (CAE or
+  consortium), the notebook and the cell (its number in the source notebook and first line).
+
+Executed notebooks are normalised (per-run timings removed) so that the same inputs give the
+same notebook, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+KERNEL_NAME = "cae-impact"
+
+
+class BuildError(RuntimeError):
+    """The build cannot run (environment, kernel, configuration)."""
+
+
+@dataclass
+class NotebookFailure(RuntimeError):
+    """A notebook failed while executing for a target."""
+
+    target: str
+    notebook: str
+    cell_number: int | None
+    cell_first_line: str
+    error: str
+    traceback: str
+    failed_copy: Path | None
+
+    def __str__(self) -> str:
+        where = f"cell {self.cell_number}" if self.cell_number is not None else "before any cell ran"
+        if self.cell_first_line:
+            where += f" ({self.cell_first_line!r})"
+        copy = f"\n  executed copy kept for inspection: {self.failed_copy}" if self.failed_copy else ""
+        return (
+            f"FAILED target={self.target} notebook={self.notebook} {where}\n"
+            f"  {self.error}{copy}"
+        )
+
+
+def check_kernel(kernel_name: str = KERNEL_NAME) -> Path:
+    """Return the project kernel's interpreter, or raise BuildError if it is not this venv's.
+
+    The kernelspec is resolved as Jupyter resolves it (JUPYTER_PATH, then the user's folder,
+    then this environment's), so that a per-user kernel shadowing ours is detected.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel as exc:
+        raise BuildError(
+            f"Jupyter kernel {kernel_name!r} is not installed: run 'make env' "
+            f"(it registers the kernel inside .venv)"
+        ) from exc
+    interpreter = Path(spec.argv[0])
+    ours = Path(sys.prefix).resolve()
+    try:
+        interpreter.resolve().relative_to(ours)
+        inside = True
+    except ValueError:
+        inside = Path(os.path.abspath(interpreter)).is_relative_to(Path(sys.prefix).absolute())
+    if not inside:
+        raise BuildError(
+            f"Jupyter kernel {kernel_name!r} resolves to {spec.resource_dir} whose interpreter "
+            f"{interpreter} is outside this environment ({sys.prefix}). Remove the stray kernel "
+            f"('jupyter kernelspec remove {kernel_name}') or run the build through 'make', which "
+            f"sets JUPYTER_PATH to the project's environment."
+        )
+    return interpreter
+
+
+_VOLATILE_NB_KEYS = ("papermill",)
+_VOLATILE_CELL_KEYS = ("papermill", "execution")
+
+
+def normalise_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Remove per-run metadata (timings, durations) so identical work gives identical files.
+
+    papermill and nbclient write start/end times into notebook and cell metadata; the
+    parameters papermill injected are kept (they are provenance, not noise).
+    """
+    pm = nb.metadata.get("papermill")
+    if isinstance(pm, dict):
+        kept = {k: pm[k] for k in ("parameters", "default_parameters") if k in pm}
+        kept["kernel_name"] = pm.get("kernel_name")
+        nb.metadata["papermill"] = kept
+    for cell in nb.cells:
+        for key in _VOLATILE_CELL_KEYS:
+            cell.metadata.pop(key, None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"  # papermill gives it a random id each run
+    return nb
+
+
+def _first_line(source: str) -> str:
+    for line in source.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            return line[:80]
+    return source.strip().splitlines()[0][:80] if source.strip() else ""
+
+
+def _locate_failure(nb: nbformat.NotebookNode) -> tuple[int | None, str, str, str]:
+    """Find the failing cell: its number in the source notebook, first line, error, traceback."""
+    number = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.get("tags", [])
+        injected = "injected-parameters" in tags
+        if not injected:
+            number += 1
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                error = f"{out.get('ename')}: {out.get('evalue')}"
+                tb = "\n".join(out.get("traceback", []))
+                label = number if not injected else None
+                return label, _first_line(cell.source), error, tb
+    return None, "", "the kernel died or the execution timed out", ""
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+def execute_notebook(
+    notebook: Path,
+    output: Path,
+    parameters: dict[str, Any],
+    *,
+    target: str,
+    cwd: Path | None = None,
+    kernel_name: str = KERNEL_NAME,
+    timeout: int = 600,
+) -> float:
+    """Execute ``notebook`` with papermill into ``output``; return the time it took in seconds.
+
+    Raises :class:`NotebookFailure` when a cell fails: the partial notebook is kept as
+    ``<output stem>.FAILED.ipynb`` and ``output`` itself is removed, so nothing looks finished.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    check_kernel(kernel_name)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.stem}.tmp-{os.getpid()}.ipynb")
+    failed_copy = output.with_name(f"{output.stem}.FAILED.ipynb")
+    for stale in (output, failed_copy):
+        stale.unlink(missing_ok=True)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(notebook),
+            str(tmp),
+            parameters=parameters,
+            kernel_name=kernel_name,
+            cwd=str(cwd or notebook.parent),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=timeout,
+        )
+    except PapermillExecutionError:
+        nb = nbformat.read(tmp, as_version=4)
+        number, first, error, tb = _locate_failure(nb)
+        nbformat.write(normalise_notebook(nb), failed_copy)
+        tmp.unlink(missing_ok=True)
+        raise NotebookFailure(
+            target, notebook.name, number, first, _strip_ansi(error), _strip_ansi(tb), failed_copy
+        ) from None
+    except Exception as exc:  # kernel death, timeout, missing kernel: still say where
+        if tmp.exists():
+            tmp.replace(failed_copy)
+        raise NotebookFailure(
+            target, notebook.name, None, "", f"{type(exc).__name__}: {exc}", "",
+            failed_copy if failed_copy.exists() else None,
+        ) from exc
+    nb = nbformat.read(tmp, as_version=4)
+    nbformat.write(normalise_notebook(nb), tmp)
+    tmp.replace(output)
+    return time.perf_counter() - start
+
+
+def write_failure_report(failure: NotebookFailure, path: Path) -> None:
+    """Write a short error report (target, notebook, cell, traceback) as JSON beside the build."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "target": failure.target,
+        "notebook": failure.notebook,
+        "cell_number": failure.cell_number,
+        "cell_first_line": failure.cell_first_line,
+        "error": failure.error,
+        "traceback": failure.traceback,
+        "failed_copy": str(failure.failed_copy) if failure.failed_copy else None,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
