@@ -21,6 +21,7 @@ STUDY ?= config/study.yaml
 PROCESSED_ROOT ?= data/processed
 REPORTS_ROOT ?= reports
 BUILD_ROOT ?= build
+NOTEBOOKS_DIR ?= notebooks
 
 # Every Jupyter lookup goes to the project's environment first, so that a stray per-user kernel
 # named like ours cannot hijack the executions (the build also checks the kernel's interpreter).
@@ -33,7 +34,7 @@ VENV_STAMP := $(VENV)/.installed
 SRC := $(shell find src/cae_impact -name '*.py' -o -name '*.css' -o -name '*.j2' 2>/dev/null | sort)
 CODE_DEPS := $(SRC) $(VENV_STAMP)
 STUDY_MK := $(BUILD_ROOT)/study-$(subst /,_,$(STUDY)).mk
-CLI := $(PY) -m cae_impact.cli --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT)
+CLI := $(PY) -m cae_impact.cli --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT) --notebooks-dir $(NOTEBOOKS_DIR)
 
 .DEFAULT_GOAL := help
 
@@ -104,13 +105,13 @@ reports: $(HTML) $(PDF) $(DOCX) $(REPORTS_ROOT)/index.html
 data-processed: $(PROCESSED)
 
 # Cleaning: notebook 01 for one CAE. Depends on that CAE's raw export (and mapping file).
-$(PROCESSED_ROOT)/$(WAVE)/%/responses.parquet: $$(DEPS_$$*) notebooks/01_cleaning.ipynb $(STUDY) $(CODE_DEPS)
+$(PROCESSED_ROOT)/$(WAVE)/%/responses.parquet: $$(DEPS_$$*) $(NOTEBOOKS_DIR)/01_cleaning.ipynb $(STUDY) $(CODE_DEPS)
 	$(CLI) clean --cae $*
 
 # Analysis: notebooks 02 (one per effect domain) and 03 for one target, executed into
 # reports/<wave>/<target>/notebooks/, then indicators.csv. A CAE's report compares it with the
 # whole consortium, so every target depends on every CAE's cleaned data.
-$(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(PROCESSED) notebooks/02_effect.ipynb notebooks/03_profile.ipynb $(STUDY) $(CODE_DEPS)
+$(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(PROCESSED) $(NOTEBOOKS_DIR)/02_effect.ipynb $(NOTEBOOKS_DIR)/03_profile.ipynb $(STUDY) $(CODE_DEPS)
 	$(CLI) analyse --target $*
 	touch $@
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from . import build
 from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig, StudyConfigError, load_study
 
-NOTEBOOKS = PROJECT_ROOT / "notebooks"
 CLEANING_NB = "01_cleaning.ipynb"
 EFFECT_NB = "02_effect.ipynb"
 PROFILE_NB = "03_profile.ipynb"
@@ -45,6 +44,12 @@ def _ctx(args: argparse.Namespace) -> tuple[StudyConfig, Path, Path]:
     if not reports.is_absolute():
         reports = PROJECT_ROOT / reports
     return study, processed, reports
+
+
+def _notebooks(args: argparse.Namespace) -> Path:
+    """The folder of the pipeline notebooks (``notebooks/`` unless the build says otherwise)."""
+    path = Path(getattr(args, "notebooks_dir", "notebooks"))
+    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def _domain_ids(study: StudyConfig) -> list[str]:
@@ -82,7 +87,7 @@ def _check_declared(notebook: Path, params: dict[str, str]) -> None:
 def _run(notebook: Path, output: Path, params: dict[str, str], target: str, failures_dir: Path) -> float:
     _check_declared(notebook, params)
     try:
-        return build.execute_notebook(notebook, output, params, target=target, cwd=NOTEBOOKS)
+        return build.execute_notebook(notebook, output, params, target=target, cwd=notebook.parent)
     except build.NotebookFailure as failure:
         build.write_failure_report(failure, failures_dir / f"{target}__{notebook.stem}.json")
         raise
@@ -110,7 +115,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     cae = study.cae(args.cae)
     out = reports / study.wave / cae.id / "notebooks" / CLEANING_NB
     params = build_parameters(study, args, cae=cae.id)
-    t = _run(NOTEBOOKS / CLEANING_NB, out, params, cae.id, reports / study.wave / "_failures")
+    t = _run(_notebooks(args) / CLEANING_NB, out, params, cae.id, reports / study.wave / "_failures")
     print(f"  [clean] {cae.id} ({cae.label}): {CLEANING_NB} in {t:.1f} s")
     return 0
 
@@ -131,8 +136,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     failures = reports / study.wave / "_failures"
     common = build_parameters(study, args, target=target, reports_root=_rel(PROJECT_ROOT / args.reports_root))
     domains = _domain_ids(study)
-    jobs = [(NOTEBOOKS / EFFECT_NB, nb_dir / f"02_effect_{d}.ipynb", {**common, "domain": d}) for d in domains]
-    jobs.append((NOTEBOOKS / PROFILE_NB, nb_dir / PROFILE_NB, common))
+    jobs = [(_notebooks(args) / EFFECT_NB, nb_dir / f"02_effect_{d}.ipynb", {**common, "domain": d}) for d in domains]
+    jobs.append((_notebooks(args) / PROFILE_NB, nb_dir / PROFILE_NB, common))
     start = time.perf_counter()
     for i, (nb, out, params) in enumerate(jobs, 1):
         t = _run(nb, out, params, target, failures)
@@ -196,6 +201,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", default="config/study.yaml", help="study configuration (default: %(default)s)")
     p.add_argument("--processed-root", default="data/processed", help="cleaned data root (default: %(default)s)")
     p.add_argument("--reports-root", default="reports", help="reports root (default: %(default)s)")
+    p.add_argument("--notebooks-dir", default="notebooks", help="pipeline notebooks (default: %(default)s)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("make-include", help="print the study's Make variables").set_defaults(func=cmd_make_include)
     s = sub.add_parser("clean", help="execute notebook 01 (cleaning) for one CAE")

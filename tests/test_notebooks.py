@@ -1,0 +1,129 @@
+"""Notebook tier: the whole build (Make → papermill → reports) on a small fixture study.
+
+The fixture study is two CAEs of the demo study (two export formats) and the consortium,
+built into temporary folders through the Makefile exactly as `make reports` does. One test
+breaks a CAE's export and proves the failure names the CAE, the notebook and the cell, and
+leaves nothing finished-looking; another makes one target's analysis fail and proves the
+other targets are still built.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.notebook
+FIXTURE_CAES = ("cae-1", "cae-3")  # LimeSurvey (codes) and Google Forms exports
+
+
+def write_fixture_study(folder: Path, caes=FIXTURE_CAES, broken: str | None = None) -> Path:
+    """A study of some demo CAEs; ``broken`` gets a copy of its export that cannot be read."""
+    demo = yaml.safe_load((ROOT / "config" / "study.yaml").read_text(encoding="utf-8"))
+    demo["caes"] = [c for c in demo["caes"] if c["id"] in caes]
+    for c in demo["caes"]:
+        if c["id"] == broken:
+            bad = folder / "broken_export.csv"
+            bad.write_text("this is not a survey export\n", encoding="utf-8")
+            c["export"] = str(bad)
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(demo, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def make(folder: Path, study: Path, *goals: str, notebooks: Path | None = None, flags=()) -> subprocess.CompletedProcess:
+    cmd = [
+        "make", "--no-print-directory", *flags, *goals,
+        f"STUDY={study}",
+        f"PROCESSED_ROOT={folder / 'processed'}",
+        f"REPORTS_ROOT={folder / 'reports'}",
+        f"BUILD_ROOT={folder / 'build'}",
+    ]
+    if notebooks:
+        cmd.append(f"NOTEBOOKS_DIR={notebooks}")
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fixture-study")
+    study = write_fixture_study(folder)
+    result = make(folder, study, "reports", flags=("-j2",))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return folder, study, result
+
+
+def test_every_target_gets_every_document(built):
+    folder, _, _ = built
+    wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]
+    for target in (*FIXTURE_CAES, "consortium"):
+        out = folder / "reports" / wave / target
+        for name in ("report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx"):
+            assert (out / name).stat().st_size > 0, f"{target}: {name} missing"
+        executed = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
+        assert "03_profile.ipynb" in executed and len([n for n in executed if n.startswith("02_effect_d")]) == 7
+        assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+        html = (out / "report.html").read_text(encoding="utf-8")
+        assert "Données synthétiques" in html
+    for cae in FIXTURE_CAES:
+        assert (folder / "processed" / wave / cae / "responses.parquet").exists()
+        assert (folder / "reports" / wave / cae / "notebooks" / "01_cleaning.ipynb").exists()
+    index = (folder / "reports" / "index.html").read_text(encoding="utf-8")
+    assert all(f"{wave}/{t}/report.pdf" in index for t in (*FIXTURE_CAES, "consortium"))
+
+
+def test_executed_notebooks_record_their_parameters(built):
+    folder, _, _ = built
+    wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]
+    nb = nbformat.read(folder / "reports" / wave / "consortium" / "notebooks" / "02_effect_d3.ipynb", as_version=4)
+    params = nb.metadata["papermill"]["parameters"]
+    assert params["target"] == "consortium" and params["domain"] == "d3"
+    assert nb.metadata["kernelspec"]["name"] == "cae-impact"
+
+
+def test_second_build_executes_nothing(built):
+    folder, study, _ = built
+    again = make(folder, study, "reports")
+    assert again.returncode == 0, again.stderr
+    assert "[clean]" not in again.stdout and "[analyse]" not in again.stdout and "[render]" not in again.stdout
+    assert make(folder, study, "reports", flags=("-q",)).returncode == 0, "make -q: everything up to date"
+
+
+def test_broken_export_fails_loudly_and_names_cae_notebook_cell(tmp_path):
+    study = write_fixture_study(tmp_path, broken="cae-3")
+    result = make(tmp_path, study, "reports", flags=("-k", "-j2"))
+    assert result.returncode != 0
+    err = result.stderr
+    assert "target=cae-3" in err and "notebook=01_cleaning.ipynb" in err and "cell " in err
+    wave = yaml.safe_load(study.read_text())["wave"]
+    assert (tmp_path / "processed" / wave / "cae-1" / "responses.parquet").exists(), "the other CAE is still cleaned"
+    assert not (tmp_path / "processed" / wave / "cae-3" / "responses.parquet").exists()
+    assert not list((tmp_path / "reports").rglob("report.html")), "no report pretends the consortium is complete"
+    report = json.loads((tmp_path / "reports" / wave / "_failures" / "cae-3__01_cleaning.json").read_text())
+    assert report["target"] == "cae-3" and report["cell_number"] >= 1 and report["traceback"]
+
+
+def test_failing_analysis_of_one_target_does_not_stop_the_others(tmp_path):
+    """A profile notebook made to fail for cae-1 only: cae-3 and the consortium are still built."""
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", notebooks)
+    nb = nbformat.read(notebooks / "03_profile.ipynb", as_version=4)
+    nb.cells.insert(3, nbformat.v4.new_code_cell('assert target != "cae-1", "injected failure for cae-1"'))
+    nbformat.write(nb, notebooks / "03_profile.ipynb")
+    study = write_fixture_study(tmp_path)
+    result = make(tmp_path, study, "reports", notebooks=notebooks, flags=("-k", "-j2"))
+    assert result.returncode != 0
+    assert "target=cae-1" in result.stderr and "notebook=03_profile.ipynb" in result.stderr
+    assert "cell 3" in result.stderr
+    wave = yaml.safe_load(study.read_text())["wave"]
+    reports = tmp_path / "reports" / wave
+    assert (reports / "cae-3" / "report.pdf").exists() and (reports / "consortium" / "report.pdf").exists()
+    assert not (reports / "cae-1" / "report.html").exists()
+    assert not (reports / "cae-1" / "notebooks" / "03_profile.ipynb").exists()
+    assert (reports / "cae-1" / "notebooks" / "03_profile.FAILED.ipynb").exists()
