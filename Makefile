@@ -108,10 +108,16 @@ data-processed: $(PROCESSED)
 $(PROCESSED_ROOT)/$(WAVE)/%/responses.parquet: $$(DEPS_$$*) $(NOTEBOOKS_DIR)/01_cleaning.ipynb $(STUDY) $(CODE_DEPS)
 	$(CLI) clean --cae $*
 
+# Estimation: every indicator of every target from all CAEs' cleaned data, with the survey
+# design and disclosure control applied study-wide (a CAE's report compares it with the whole
+# consortium, and a hidden cell must stay hidden in every report).
+ESTIMATES := $(REPORTS_ROOT)/$(WAVE)/_study/estimates.parquet
+$(ESTIMATES): $(PROCESSED) $(STUDY) $(CODE_DEPS)
+	$(CLI) estimate
+
 # Analysis: notebooks 02 (one per effect domain) and 03 for one target, executed into
-# reports/<wave>/<target>/notebooks/, then indicators.csv. A CAE's report compares it with the
-# whole consortium, so every target depends on every CAE's cleaned data.
-$(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(PROCESSED) $(NOTEBOOKS_DIR)/02_effect.ipynb $(NOTEBOOKS_DIR)/03_profile.ipynb $(STUDY) $(CODE_DEPS)
+# reports/<wave>/<target>/notebooks/, then indicators.csv and indicators.xlsx.
+$(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(ESTIMATES) $(NOTEBOOKS_DIR)/02_effect.ipynb $(NOTEBOOKS_DIR)/03_profile.ipynb $(STUDY) $(CODE_DEPS)
 	$(CLI) analyse --target $*
 	touch $@
 

@@ -80,7 +80,6 @@ effect = nb([
     shown("analysis = pipeline.analyse_domain(ctx)\npipeline.show_domain_intro(ctx, analysis)"),
     shown("for indicator in analysis.indicators:\n    pipeline.show_indicator(ctx, analysis, indicator)"),
     shown("pipeline.show_domain_findings(ctx, analysis)"),
-    hidden("pipeline.save_indicators(ctx, analysis.table, step=f\"02_effect_{domain}\")"),
 ])
 
 profile = nb([
@@ -103,7 +102,6 @@ profile = nb([
     ),
     shown("profile = pipeline.analyse_profile(ctx)\npipeline.show_profile_intro(ctx, profile)"),
     shown("for variable in profile.variables:\n    pipeline.show_profile_variable(ctx, profile, variable)"),
-    hidden("pipeline.save_indicators(ctx, profile.table, step=\"03_profile\")"),
 ])
 
 for name, n in [("01_cleaning", cleaning), ("02_effect", effect), ("03_profile", profile)]:

@@ -37,9 +37,11 @@ def test_figures_and_tables_numbered_in_order():
 
 
 def test_toc_links_every_chapter():
-    body, toc = report.add_toc("<h1>Profil</h1><h2>Sexe</h2><h1>Profil</h1>")
-    assert 'id="profil"' in body and 'id="profil-2"' in body
+    body, toc = report.add_toc("<h1>Profil</h1><h2>Sexe</h2><h1>Profil</h1>", toc_depth=2)
+    assert 'id="profil"' in body and 'id="profil-2"' in body and 'id="sexe"' in body
     assert toc.count("<li") == 3 and 'href="#profil-2"' in toc
+    _, chapters_only = report.add_toc("<h1>Profil</h1><h2>Sexe</h2>")
+    assert chapters_only.count("<li") == 1
 
 
 def test_render_html_keeps_outputs_drops_code_and_streams(tmp_path):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from . import build
+from .indicators import EstimationError
 from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig, StudyConfigError, load_study
 
 CLEANING_NB = "01_cleaning.ipynb"
@@ -120,9 +121,23 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """Estimate every indicator of every target (study-wide disclosure control)."""
+    from .pipeline import run_estimation
+
+    study, processed, reports = _ctx(args)
+    start = time.perf_counter()
+    path = run_estimation(study, processed, reports)
+    print(f"  [estimate] {_rel(path)} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def cmd_analyse(args: argparse.Namespace) -> int:
     """Execute notebooks 02 (each effect domain) and 03 for one target, then its indicators."""
-    from .indicators import assemble_indicator_files
+    import pandas as pd
+
+    from .indicators import report_table, write_indicator_files
+    from .pipeline import ESTIMATES_FILE, study_dir
 
     study, processed, reports = _ctx(args)
     target = args.target
@@ -142,7 +157,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     for i, (nb, out, params) in enumerate(jobs, 1):
         t = _run(nb, out, params, target, failures)
         print(f"  [analyse] {target}: {out.name} ({i}/{len(jobs)}) in {t:.1f} s")
-    assemble_indicator_files(target_dir)
+    estimates = pd.read_parquet(study_dir(study, reports) / ESTIMATES_FILE)
+    write_indicator_files(report_table(estimates, target, study.report.fdr_alpha), target_dir)
     print(f"  [analyse] {target}: done in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -207,6 +223,7 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("clean", help="execute notebook 01 (cleaning) for one CAE")
     s.add_argument("--cae", required=True)
     s.set_defaults(func=cmd_clean)
+    sub.add_parser("estimate", help="estimate every indicator of every target").set_defaults(func=cmd_estimate)
     s = sub.add_parser("analyse", help="execute notebooks 02 and 03 for one target")
     s.add_argument("--target", required=True)
     s.set_defaults(func=cmd_analyse)
@@ -235,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             tail = "\n".join(failure.traceback.strip().splitlines()[-6:])
             print("  last lines of the traceback:\n" + "\n".join("    " + ln for ln in tail.splitlines()), file=sys.stderr)
         return 1
-    except (build.BuildError, StudyConfigError, FileNotFoundError) as exc:
+    except (build.BuildError, StudyConfigError, FileNotFoundError, EstimationError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
 

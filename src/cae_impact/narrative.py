@@ -338,6 +338,7 @@ def indicator_paragraph(
     reference_target: str = CONSORTIUM,
     target_labels: Mapping[str, str] | None = None,
     phrases: Mapping[str, str] | None = None,
+    statistic: str = "mean",
 ) -> str:
     """Write the French paragraph for one estimate of the indicator table.
 
@@ -403,14 +404,16 @@ def indicator_paragraph(
         if unit == "pct":
             sentences.append(f"{value} des {who}{paren_n} {statement}{ci_text}.")
         else:
-            sentences.append(f"En moyenne, les {who}{paren_n} {statement} {value}{ci_text}.")
+            how = "Pour la moitié d'entre eux au moins, les" if statistic == "median" else "En moyenne, les"
+            sentences.append(f"{how} {who}{paren_n} {statement} {value}{ci_text}.")
     else:
         head = label or indicator_id
         ci_text = f", avec un intervalle de confiance à {level} de {ci}" if has_ci else ""
         if unit == "pct":
             sentences.append(f"{head} : {value} des {who}{paren_n}{ci_text}.")
         else:
-            sentences.append(f"{head} : {value} en moyenne pour les {who}{paren_n}{ci_text}.")
+            how = "" if statistic == "median" else " en moyenne"
+            sentences.append(f"{head} : {value}{how} pour les {who}{paren_n}{ci_text}.")
 
     found = _lookup_comparison(
         df,

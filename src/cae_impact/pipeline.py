@@ -128,3 +128,205 @@ def effect_context(*, study: str, target: str, domain: str, processed_root: str,
 def profile_context(*, study: str, target: str, processed_root: str, reports_root: str) -> TargetContext:
     """Validate notebook 03's parameters (a target)."""
     return _target_context(study, target, processed_root, reports_root, None)
+
+
+# ------------------------------------------------------------------------------ step 01: cleaning
+
+
+def run_cleaning(ctx: CleaningContext):
+    """Read, clean and pseudonymise the CAE's export (:func:`cae_impact.cleaning.clean_export`)."""
+    from .cleaning import clean_export
+
+    return clean_export(ctx.study, ctx.cae.id, codebook=ctx.codebook)
+
+
+def show_cleaning_summary(ctx: CleaningContext, result) -> None:
+    """Display the accounting of every raw row (the identity is asserted by the cleaning)."""
+    import pandas as pd
+
+    from . import present
+
+    result.accounting.check()
+    present.show_heading(f"Nettoyage des réponses — {ctx.cae.label}", 1)
+    present.show_box("Décompte des lignes de l'export", result.accounting.format_text())
+    counts = result.reason_counts()
+    if len(counts):
+        frame = pd.DataFrame({
+            "Action": counts["action"].map({"row_set_aside": "ligne écartée", "value_blanked": "valeur effacée"}),
+            "Motif": counts["label"],
+            "Nombre": counts["n"].astype(int).astype(str),
+        })
+        present.show_table(frame, caption="Règles de nettoyage appliquées", numeric_columns=["Nombre"])
+
+
+def show_quarantine(ctx: CleaningContext, result, limit: int = 30) -> None:
+    """Display the first quarantine entries (values are already masked when personal)."""
+    from . import present
+
+    q = result.quarantine
+    if q.empty:
+        present.show_paragraphs("Aucune ligne écartée ni valeur effacée.")
+        return
+    shown = q.head(limit)[["raw_line", "column", "value", "reason", "action"]].astype(str)
+    shown.columns = ["Ligne brute", "Colonne", "Valeur (masquée si personnelle)", "Motif", "Action"]
+    present.show_table(
+        shown, caption=f"Quarantaine ({len(q)} entrées, {min(limit, len(q))} affichées)",
+        note="Le fichier complet est quarantine.csv, à côté des données nettoyées.",
+    )
+
+
+def save_cleaning(ctx: CleaningContext, result) -> dict[str, Path]:
+    """Write responses.parquet, quarantine.csv and cleaning_log.json atomically."""
+    from .cleaning import write_processed
+
+    return write_processed(result, ctx.processed_dir)
+
+
+# ------------------------------------------------------------------------------ estimation (study)
+
+ESTIMATES_FILE = "estimates.parquet"
+WEIGHTING_FILE = "weighting.json"
+
+
+def study_dir(study: StudyConfig, reports_root: Path) -> Path:
+    """``reports/<wave>/_study/``: the study-wide estimates every report is drawn from."""
+    return reports_root / study.wave / "_study"
+
+
+def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path) -> Path:
+    """Estimate every indicator of every target (disclosure applied study-wide) and save it."""
+    import json
+
+    from . import indicators
+    from .report import write_atomic
+
+    cb = load_codebook(study.codebook)
+    responses = indicators.load_responses(study, processed_root)
+    result = indicators.estimate_study(responses, study, cb)
+    out = study_dir(study, reports_root)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{ESTIMATES_FILE}.tmp"
+    result.table.to_parquet(tmp, index=False)
+    w = result.weighting
+    payload = {
+        "per_cae": w.per_cae.to_dict(orient="records"),
+        "notes": w.notes,
+        "kish_deff": w.kish_deff,
+        "effective_n": w.effective_n,
+        "respondents": int(len(responses)),
+    }
+    write_atomic(out / WEIGHTING_FILE, json.dumps(payload, ensure_ascii=False, indent=2, default=float))
+    tmp.replace(out / ESTIMATES_FILE)
+    return out / ESTIMATES_FILE
+
+
+def load_report_table(ctx: TargetContext):
+    """The target's report rows of the study estimates, with its tests adjusted (BH)."""
+    import pandas as pd
+
+    from .indicators import report_table
+
+    path = study_dir(ctx.study, ctx.reports_root) / ESTIMATES_FILE
+    if not path.exists():
+        raise ParameterError(f"{path}: study estimates missing; run 'make reports' (step estimate) first")
+    return report_table(pd.read_parquet(path), ctx.target, ctx.study.report.fdr_alpha)
+
+
+def load_weighting(ctx: TargetContext) -> dict:
+    """The weighting report of the study (per-CAE response, method, design effects, notes)."""
+    import json
+
+    return json.loads((study_dir(ctx.study, ctx.reports_root) / WEIGHTING_FILE).read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------------------ step 02: domain
+
+
+@dataclass
+class DomainAnalysis:
+    """One effect domain for one target: its indicators and the report's rows."""
+
+    view: object
+    domain: object
+    indicators: list
+    findings: list
+
+
+def analyse_domain(ctx: TargetContext) -> DomainAnalysis:
+    """Gather the domain's indicators and the target's report table (tests adjusted)."""
+    from .chapters import View
+
+    table = load_report_table(ctx)
+    view = View(ctx.study, ctx.codebook, ctx.target, table)
+    domain = ctx.codebook.domain(ctx.domain)
+    inds = ctx.codebook.indicators_of_domain(ctx.domain)
+    findings = [f for f in ctx.codebook.findings if ctx.domain in f.domain_ids]
+    return DomainAnalysis(view, domain, inds, findings)
+
+
+def _show(markup: str) -> None:
+    from IPython.display import HTML, display
+
+    if markup:
+        display(HTML(markup))
+
+
+def show_domain_intro(ctx: TargetContext, analysis: DomainAnalysis) -> None:
+    """Chapter title, what the domain covers, the findings it supports, its key figures."""
+    from . import chapters
+
+    _show(chapters.domain_intro(analysis.view, analysis.domain, analysis.findings))
+    _show(chapters.key_figures_table(analysis.view, analysis.indicators))
+
+
+def show_indicator(ctx: TargetContext, analysis: DomainAnalysis, indicator) -> None:
+    """One indicator: heading, paragraph, chart, breakdown table."""
+    from . import chapters, present
+
+    _show(present.heading_html(indicator.label, 2))
+    _show(chapters.indicator_text(analysis.view, indicator))
+    _show(chapters.indicator_chart(analysis.view, indicator))
+    _show(chapters.breakdown_table(analysis.view, indicator))
+
+
+def show_domain_findings(ctx: TargetContext, analysis: DomainAnalysis) -> None:
+    """The findings of the national report that the domain supports, with this report's numbers."""
+    from . import chapters
+
+    _show(chapters.findings_section(analysis.view, analysis.findings))
+
+
+# ------------------------------------------------------------------------------ step 03: profile
+
+
+@dataclass
+class ProfileAnalysis:
+    """The profile of a target's entrepreneurs and its sample."""
+
+    view: object
+    weighting: dict
+    variables: list
+
+
+def analyse_profile(ctx: TargetContext) -> ProfileAnalysis:
+    """Gather the profile distributions, the sample and the weighting report."""
+    from .chapters import View
+
+    table = load_report_table(ctx)
+    view = View(ctx.study, ctx.codebook, ctx.target, table)
+    return ProfileAnalysis(view, load_weighting(ctx), list(ctx.codebook.profile_question_ids))
+
+
+def show_profile_intro(ctx: TargetContext, profile: ProfileAnalysis) -> None:
+    """Sample and response, weighting, and the profile compared with national references."""
+    from . import profile as prof
+
+    _show(prof.sample_section(profile.view, profile.weighting))
+    _show(prof.national_comparison(profile.view))
+
+
+def show_profile_variable(ctx: TargetContext, profile: ProfileAnalysis, variable: str) -> None:
+    """The distribution of one profile variable for the target (and the consortium)."""
+    from . import profile as prof
+
+    _show(prof.variable_table(profile.view, variable))

@@ -91,8 +91,8 @@ def number_figures(body: str) -> str:
     return _TABCAP_RE.sub(tab, body)
 
 
-def add_toc(body: str) -> tuple[str, str]:
-    """Give every h1/h2 an id and return (body, table-of-contents HTML)."""
+def add_toc(body: str, toc_depth: int = 1) -> tuple[str, str]:
+    """Give every h1/h2 an id and return (body, table-of-contents HTML down to ``toc_depth``)."""
     entries: list[tuple[int, str, str]] = []
     used: set[str] = set()
 
@@ -109,7 +109,9 @@ def add_toc(body: str) -> tuple[str, str]:
 
     body = _HEADING_RE.sub(repl, body)
     items = "".join(
-        f'<li class="toc-l{level}"><a href="#{ident}">{text}</a></li>' for level, ident, text in entries
+        f'<li class="toc-l{level}"><a href="#{ident}">{text}</a></li>'
+        for level, ident, text in entries
+        if level <= toc_depth
     )
     return body, f'<nav class="toc" aria-label="Sommaire"><h2 class="toc-title">Sommaire</h2><ol>{items}</ol></nav>'
 

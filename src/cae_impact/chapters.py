@@ -1,0 +1,279 @@
+"""The report's chapters, built from a target's report table: headings, text, tables, charts.
+
+Each function turns rows of the indicator table (CONTRACTS §5, one report's slice with its
+tests adjusted) into HTML fragments through :mod:`cae_impact.present`, with the words of
+:mod:`cae_impact.narrative` and the charts of :mod:`cae_impact.charts`. Nothing here computes
+an estimate: numbers are read from the table and formatted (:mod:`cae_impact.frenchfmt`).
+Suppressed cells are shown as « s » and never as values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from . import charts, narrative, present
+from .codebook import Codebook, Domain, Finding, Indicator
+from .config import CONSORTIUM, StudyConfig
+from .frenchfmt import format_ci, format_eur, format_int, format_number, format_pct, is_missing
+from .indicators import TOTAL
+
+SUPPRESSED = "s"
+
+
+@dataclass(frozen=True)
+class View:
+    """What a chapter needs to know about its report."""
+
+    study: StudyConfig
+    codebook: Codebook
+    target: str
+    table: pd.DataFrame
+
+    @property
+    def is_consortium(self) -> bool:
+        """True for the consortium's report."""
+        return self.target == CONSORTIUM
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """French label of every target."""
+        return {t: self.study.target_label(t) for t in self.study.targets}
+
+    @property
+    def source(self) -> str:
+        """Source line of the charts."""
+        return f"enquête CAE-IMPACT, vague {self.study.wave}"
+
+    def field(self, target: str | None = None) -> str:
+        """Field (« champ ») of a chart or table."""
+        t = target or self.target
+        if t == CONSORTIUM:
+            return "entrepreneurs des CAE du consortium"
+        return f"entrepreneurs de la {self.study.target_label(t)}"
+
+    def rows(self, indicator_id: str, target: str | None = None, breakdown: str = TOTAL) -> pd.DataFrame:
+        """The rows of an indicator for a target and breakdown."""
+        t = self.table
+        return t[(t["indicator_id"] == indicator_id) & (t["target"] == (target or self.target)) & (t["breakdown"] == breakdown)]
+
+
+def fmt_value(row: Mapping, unit: str) -> str:
+    """An estimate as printed, or « s » when suppressed."""
+    if bool(row.get("suppressed")) or is_missing(row.get("estimate")):
+        return SUPPRESSED
+    if unit == "pct":
+        return format_pct(row["estimate"])
+    if unit == "eur":
+        return format_eur(row["estimate"])
+    return format_number(row["estimate"], 1)
+
+
+def fmt_interval(row: Mapping, unit: str) -> str:
+    """The interval as printed (« [78 % ; 91 %] »), or empty when suppressed."""
+    if bool(row.get("suppressed")) or is_missing(row.get("ci_low")):
+        return ""
+    kind = {"pct": "pct", "eur": "eur"}.get(unit, "number")
+    return format_ci(row["ci_low"], row["ci_high"], kind=kind, decimals=0 if unit != "number" else 1)
+
+
+def _caution(row: Mapping) -> str:
+    return " *" if bool(row.get("flag_caution")) and not bool(row.get("suppressed")) else ""
+
+
+def domain_intro(view: View, domain: Domain, findings: list[Finding]) -> str:
+    """Chapter heading, description and the published findings the domain supports."""
+    parts = [present.heading_html(f"{domain.number}. {domain.title}", 1, anchor=f"domaine-{domain.number}")]
+    parts.append(present.paragraph_html(domain.description))
+    if findings:
+        items = "".join(f"<li>{present.esc(f.text)}</li>" for f in findings)
+        parts.append(
+            '<aside class="box"><p class="box-title">Enseignements du rapport national éclairés par ce chapitre</p>'
+            f"<ul>{items}</ul></aside>"
+        )
+    return "".join(parts)
+
+
+def key_figures_table(view: View, indicators: list[Indicator]) -> str:
+    """Summary table of the chapter: each indicator's value for the target and the consortium."""
+    rows = []
+    for ind in indicators:
+        if ind.kind in ("distribution",):
+            continue
+        category = "difference" if ind.kind == "paired_difference" else ""
+        r = view.rows(ind.id)
+        r = r[r["category"] == category]
+        if r.empty:
+            continue
+        row = r.iloc[0]
+        unit = row["unit"]
+        line = {"Indicateur": ind.label, view.labels[view.target]: fmt_value(row, unit) + _caution(row),
+                "n": format_int(row["n_unweighted"])}
+        if not view.is_consortium:
+            c = view.rows(ind.id, CONSORTIUM)
+            c = c[c["category"] == category]
+            line["Consortium"] = fmt_value(c.iloc[0], unit) if len(c) else "—"
+            sig = row.get("significant")
+            line["Écart significatif ?"] = ("oui" if bool(sig) else "non") if not pd.isna(sig) else "—"
+        rows.append(line)
+    if not rows:
+        return ""
+    frame = pd.DataFrame(rows)
+    note = ("s : résultat non diffusé (effectif trop faible) ; * : base inférieure à 30 répondants, "
+            "à interpréter avec prudence. Écart significatif : test de la CAE contre le reste du "
+            "consortium, au seuil de 5 % après correction de Benjamini-Hochberg.")
+    numeric = [c for c in frame.columns if c not in ("Indicateur", "Écart significatif ?")]
+    return present.table_html(frame, caption=f"Chiffres clés — {view.labels[view.target]}",
+                              note=note, numeric_columns=numeric)
+
+
+def indicator_text(view: View, ind: Indicator) -> str:
+    """The paragraph(s) of one indicator (numbers read from the table, wording by the tests)."""
+    unit = view.rows(ind.id)["unit"].iloc[0] if len(view.rows(ind.id)) else "pct"
+    cae_labels = {t: lab for t, lab in view.labels.items() if t != CONSORTIUM}
+    kw = dict(target_labels=cae_labels, caution_base=view.study.report.caution_base,
+              confidence_level=view.study.report.confidence_level)
+    paragraphs = []
+    if ind.kind == "distribution":
+        return ""
+    if ind.kind == "paired_difference":
+        paragraphs.append(narrative.indicator_paragraph(view.table, ind.id, view.target, category="difference", unit=unit, **kw))
+    else:
+        paragraphs.append(narrative.indicator_paragraph(
+            view.table, ind.id, view.target, unit=unit, statistic="median" if ind.kind == "median" else "mean", **kw))
+    if view.is_consortium and ind.published is not None and ind.published.text:
+        paragraphs.append(f"Pour mémoire, rapport national CAE-IMPACT (7 CAE, 2019-2020) : {ind.published.text}.")
+    return "".join(present.paragraph_html(p) for p in paragraphs)
+
+
+def breakdown_table(view: View, ind: Indicator) -> str:
+    """One table of the indicator by every breakdown group, with the group test."""
+    if ind.kind in ("distribution",) or not ind.breakdowns:
+        return ""
+    category = "difference" if ind.kind == "paired_difference" else ""
+    lines = []
+    tests = []
+    for b in ind.breakdowns:
+        rows = view.rows(ind.id, breakdown=b)
+        rows = rows[rows["category"] == category]
+        if rows.empty:
+            continue
+        for _, row in rows.iterrows():
+            unit = row["unit"]
+            lines.append({
+                "Caractéristique": _breakdown_name(view, b),
+                "Groupe": row["group_label"],
+                "Valeur": fmt_value(row, unit) + _caution(row),
+                "Intervalle de confiance à 95 %": fmt_interval(row, unit),
+                "n": format_int(row["n_unweighted"]),
+            })
+        first = rows.iloc[0]
+        if not is_missing(first.get("p_adjusted")):
+            verdict = ("écarts significatifs" if bool(first.get("significant"))
+                       else "écarts non significatifs")
+            tests.append(f"{_breakdown_name(view, b)} : {verdict}")
+    if not lines:
+        return ""
+    frame = pd.DataFrame(lines)
+    note = "s : non diffusé (effectif trop faible) ; * : base < 30, à interpréter avec prudence."
+    if tests:
+        note += (" Test d'indépendance de Rao-Scott entre groupes, au seuil de 5 % après correction de "
+                 "Benjamini-Hochberg : " + " ; ".join(tests) + ".")
+    return present.table_html(frame, caption=f"{ind.label} — selon le profil ({view.labels[view.target]})",
+                              note=note, numeric_columns=["Valeur", "n"])
+
+
+_BREAKDOWN_NAMES = {"sex": "Sexe", "diploma": "Diplôme", "prior_status": "Situation avant la CAE",
+                    "seniority": "Ancienneté dans la CAE", "sector": "Secteur", "age_band": "Âge",
+                    "contract_stage": "Statut dans la CAE"}
+
+
+def _breakdown_name(view: View, b: str) -> str:
+    return _BREAKDOWN_NAMES.get(b, b)
+
+
+def indicator_chart(view: View, ind: Indicator) -> str:
+    """The chart of one indicator, as the national report draws it; '' when none applies."""
+    t = view.table
+    common = dict(source=view.source, synthetic=view.study.synthetic,
+                  caution_base=view.study.report.caution_base)
+    if ind.kind == "distribution":
+        scale = view.codebook.scale_of(ind.rule["question"])
+        cats = [c.code for c in scale.choices if not c.missing]
+        missing = [c.code for c in scale.choices if c.missing]
+        labels = {c.code: c.label for c in scale.choices}
+        targets = view.study.targets if view.is_consortium else [view.target, CONSORTIUM]
+        data = t[(t["indicator_id"] == ind.id) & (t["breakdown"] == TOTAL) & (t["target"].isin(targets))]
+        if data.empty:
+            return ""
+        if scale.ordered:
+            res = charts.diverging_likert(
+                data, categories=cats, labels=labels, missing=missing, indicator_id=ind.id,
+                order=targets, bar_labels=view.labels, title=ind.label, field=view.field(), **common)
+        else:
+            return distribution_table(view, ind)
+    elif ind.kind == "paired_difference":
+        targets = view.study.targets if view.is_consortium else [view.target, CONSORTIUM]
+        data = t[(t["indicator_id"] == ind.id) & (t["breakdown"] == TOTAL) & (t["target"].isin(targets))]
+        unit = data["unit"].iloc[0] if len(data) else "eur"
+        res = charts.before_after(data, indicator_id=ind.id, order=targets, bar_labels=view.labels,
+                                  title=ind.label, field=view.field(), unit=unit, **common)
+    elif ind.kind in ("share", "any_of", "mean"):
+        if not view.is_consortium:
+            return ""
+        data = t[(t["indicator_id"] == ind.id) & (t["breakdown"] == TOTAL) & (t["category"] == "")]
+        unit = data["unit"].iloc[0] if len(data) else "pct"
+        res = charts.dot_interval(data, indicator_id=ind.id, order=view.study.targets, bar_labels=view.labels,
+                                  title=ind.label, field=view.field(), unit=unit,
+                                  confidence_level=view.study.report.confidence_level, **common)
+    else:
+        return ""
+    fig, alt = res
+    return present.figure_html(fig, alt=alt, caption=ind.label)
+
+
+def distribution_table(view: View, ind: Indicator) -> str:
+    """A categorical distribution as a table (target and, for a CAE, the consortium)."""
+    scale = view.codebook.scale_of(ind.rule["question"])
+    targets = [view.target] if view.is_consortium else [view.target, CONSORTIUM]
+    lines = []
+    for choice in scale.choices:
+        line = {"Réponse": choice.label}
+        for tgt in targets:
+            r = view.rows(ind.id, tgt)
+            r = r[r["category"] == choice.code]
+            line[view.labels[tgt]] = fmt_value(r.iloc[0], "pct") + _caution(r.iloc[0]) if len(r) else "—"
+        lines.append(line)
+    base = view.rows(ind.id)
+    n = format_int(base["n_unweighted"].max()) if len(base) else "—"
+    return present.table_html(pd.DataFrame(lines), caption=ind.label,
+                              note=f"Champ : {view.field()} ; n = {n}. s : non diffusé (effectif trop faible).",
+                              numeric_columns=[view.labels[t] for t in targets])
+
+
+def findings_section(view: View, findings: list[Finding]) -> str:
+    """« Ce que disent ces résultats » : each finding with the numbers of this report."""
+    if not findings:
+        return ""
+    parts = [present.heading_html("Ce que disent ces résultats", 2)]
+    for f in findings:
+        supports = []
+        for ind_id in f.indicator_ids:
+            try:
+                ind = view.codebook.indicator(ind_id)
+            except KeyError:
+                continue
+            if ind.kind in ("distribution",):
+                continue
+            r = view.rows(ind.id)
+            r = r[r["category"] == ("difference" if ind.kind == "paired_difference" else "")]
+            if r.empty:
+                continue
+            row = r.iloc[0]
+            supports.append(f"{ind.label} : {fmt_value(row, row['unit'])}" + (
+                f" (n = {format_int(row['n_unweighted'])})" if not bool(row["suppressed"]) else " (non diffusé)"))
+        items = "".join(f"<li>{present.esc(s)}</li>" for s in supports)
+        parts.append(f'<aside class="box"><p class="box-title">« {present.esc(f.text)} »</p><ul>{items}</ul></aside>')
+    return "".join(parts)

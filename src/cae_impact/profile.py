@@ -1,0 +1,106 @@
+"""The profile chapter: who answered, how they were weighted, who the entrepreneurs are.
+
+Built from the weighting report of the estimation step and the ``profile_<question>``
+distributions of the report table; the comparison with all French business creators uses the
+national reference table (``data/external/national_references.csv``) and always prints its
+source, field and the comparability caveat.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import charts, present, references
+from .chapters import SUPPRESSED, View, fmt_value
+from .config import CONSORTIUM
+from .frenchfmt import format_int, format_number, format_pct
+
+PROFILE_ITEMS = (
+    ("women_share", "Femmes"),
+    ("under40_share", "Moins de 40 ans"),
+    ("bac3plus_share", "Diplômés Bac+3 ou plus"),
+    ("former_jobseeker_share", "Demandeurs d'emploi ou au RSA avant la CAE"),
+)
+
+
+def sample_section(view: View, weighting: dict) -> str:
+    """Heading, response table and the weighting notes."""
+    parts = [present.heading_html("Profil des entrepreneurs et échantillon", 1, anchor="profil")]
+    per_cae = pd.DataFrame(weighting["per_cae"])
+    if not view.is_consortium:
+        per_cae = per_cae[per_cae["cae_id"] == view.target]
+    rows = [{
+        "CAE": r["label"],
+        "Entrepreneurs (registre)": format_int(r["population"]),
+        "Répondants retenus": format_int(r["respondents"]),
+        "Taux de réponse": format_pct(r["response_rate"]),
+        "Taille effective": format_number(r["effective_n"], 0),
+    } for _, r in per_cae.iterrows()]
+    if view.is_consortium:
+        all_ = pd.DataFrame(weighting["per_cae"])
+        rows.append({
+            "CAE": "Consortium",
+            "Entrepreneurs (registre)": format_int(all_["population"].sum()),
+            "Répondants retenus": format_int(all_["respondents"].sum()),
+            "Taux de réponse": format_pct(all_["respondents"].sum() / all_["population"].sum()),
+            "Taille effective": format_number(weighting["effective_n"], 0),
+        })
+    who = "des CAE du consortium" if view.is_consortium else f"de la {view.labels[view.target]}"
+    parts.append(present.paragraph_html(
+        f"L'enquête a été proposée à l'ensemble des entrepreneurs {who}. Les réponses sont "
+        "pondérées pour représenter tous les entrepreneurs inscrits au registre : chaque CAE "
+        "compte pour son effectif réel, et, dans chaque CAE, les répondants sont redressés sur "
+        "la répartition du registre par sexe et par statut (CAPE, CESA, associé), les profils "
+        "qui répondent le moins comptant davantage. La taille effective indique la précision "
+        "d'un échantillon aléatoire simple équivalent."))
+    parts.append(present.table_html(pd.DataFrame(rows), caption="Population, répondants et taux de réponse",
+                                    note="Taille effective : formule de Kish, après pondération.",
+                                    numeric_columns=["Entrepreneurs (registre)", "Répondants retenus",
+                                                     "Taux de réponse", "Taille effective"]))
+    notes = [n for n in weighting.get("notes", [])
+             if view.is_consortium or n.startswith(view.labels[view.target] + " ")]
+    if notes:
+        parts.append('<aside class="box"><p class="box-title">Notes de pondération</p><ul>'
+                     + "".join(f"<li>{present.esc(n)}</li>" for n in notes) + "</ul></aside>")
+    return "".join(parts)
+
+
+def national_comparison(view: View) -> str:
+    """Profile of the target vs the consortium vs all French business creators, with caveat."""
+    parts = [present.heading_html("Comparaison avec l'ensemble des créateurs d'entreprise", 2)]
+    parts.append(present.paragraph_html(references.comparability_caveat()))
+    items = [charts.ProfileItem(ind, label) for ind, label in PROFILE_ITEMS
+             if (view.table["indicator_id"] == ind).any()]
+    if items:
+        res = charts.profile_comparison(
+            view.table, items, target=view.target, target_labels=view.labels,
+            title=f"Profil des entrepreneurs — {view.labels[view.target]}",
+            source=view.source, field=view.field(), synthetic=view.study.synthetic,
+            caution_base=view.study.report.caution_base)
+        fig, alt = res
+        parts.append(present.figure_html(fig, alt=alt, caption="Profil comparé aux références nationales"))
+    return "".join(parts)
+
+
+def variable_table(view: View, variable: str) -> str:
+    """Distribution of one profile question for the target and, for a CAE, the consortium."""
+    ind_id = f"profile_{variable}"
+    t = view.table
+    rows = t[(t["indicator_id"] == ind_id) & (t["breakdown"] == "total")]
+    if rows.empty:
+        return ""
+    q = view.codebook.question(variable)
+    scale = view.codebook.scale_of(variable)
+    targets = [view.target] if view.is_consortium else [view.target, CONSORTIUM]
+    lines = []
+    for choice in scale.choices:
+        line = {"Réponse": choice.label}
+        for tgt in targets:
+            r = rows[(rows["target"] == tgt) & (rows["category"] == choice.code)]
+            line[view.labels[tgt]] = fmt_value(r.iloc[0], "pct") if len(r) else "—"
+        lines.append(line)
+    n = rows[rows["target"] == view.target]["n_unweighted"].max()
+    note = (f"Champ : {view.field()} ; n = {format_int(n)} répondants à la question. "
+            f"{SUPPRESSED} : non diffusé (effectif trop faible). Parts pondérées.")
+    return present.table_html(
+        pd.DataFrame(lines), caption=q.text, note=note, numeric_columns=[view.labels[t] for t in targets])
