@@ -27,6 +27,43 @@ from typing import Any
 import nbformat
 
 KERNEL_NAME = "cae-impact"
+_IPC_ROOT: Path | None = None
+
+
+def _ipc_root() -> Path:
+    """A private folder for this process's kernel sockets, removed when the process ends."""
+    global _IPC_ROOT
+    if _IPC_ROOT is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        _IPC_ROOT = Path(tempfile.mkdtemp(prefix="cae-impact-kernels-"))
+        atexit.register(shutil.rmtree, _IPC_ROOT, True)
+    return _IPC_ROOT
+
+
+def _ipc_kernel_manager_class():
+    """A kernel manager talking to the kernel over Unix sockets instead of TCP ports.
+
+    Parallel builds (``make -j``) start many kernels at once; with TCP, jupyter_client picks
+    free ports and then binds them, and two kernels can race for the same port ("Address
+    already in use", kernel dead). IPC sockets live in a private folder per kernel: no race,
+    and nothing listens on the network.
+    """
+    import itertools
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    counter = itertools.count()
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs["transport"] = "ipc"
+            super().__init__(**kwargs)
+            self.ip = str(_ipc_root() / f"k{os.getpid()}-{next(counter)}")
+
+    return IPCKernelManager
 
 
 class BuildError(RuntimeError):
@@ -180,6 +217,7 @@ def execute_notebook(
             progress_bar=False,
             log_output=False,
             execution_timeout=timeout,
+            kernel_manager_class=_ipc_kernel_manager_class(),
         )
     except PapermillExecutionError:
         nb = nbformat.read(tmp, as_version=4)

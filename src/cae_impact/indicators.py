@@ -518,8 +518,10 @@ def report_table(table: pd.DataFrame, target: str, fdr_alpha: float = 0.05) -> p
         tested &= (out["target"] != CONSORTIUM) | (out["comparison"] != CONSORTIUM)
     else:
         tested &= out["target"] == target
-    keys = out.loc[tested, ["indicator_id", "target", "breakdown", "test", "category"]].astype(str)
-    keys.loc[out.loc[tested, "comparison"] == "groups", "category"] = ""
+    keys = out.loc[tested, ["indicator_id", "target", "breakdown", "group", "test", "category"]].astype(str)
+    one_test = out.loc[tested, "comparison"] == "groups"  # one Rao-Scott test for all groups
+    keys.loc[one_test, "category"] = ""
+    keys.loc[one_test, "group"] = ""
     family = keys.drop_duplicates()
     pvals = out.loc[family.index, "p_value"].to_numpy(dtype=float)
     adjusted = pd.Series(survey.benjamini_hochberg(pvals), index=family.index)

@@ -1,0 +1,120 @@
+"""The study-wide indicator table: design, estimates by target and group, tests, disclosure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cae_impact import indicators as I
+from cae_impact import survey
+from cae_impact.cleaning import clean_export
+from cae_impact.codebook import load_codebook
+from cae_impact.config import CONSORTIUM, load_study
+
+
+@pytest.fixture(scope="module")
+def demo():
+    study = load_study()
+    cb = load_codebook(study.codebook)
+    responses = pd.concat([clean_export(study, c.id, codebook=cb).responses for c in study.caes], ignore_index=True)
+    return study, cb, responses
+
+
+@pytest.fixture(scope="module")
+def estimates(demo):
+    study, cb, responses = demo
+    inds = [cb.indicator(i) for i in ("cae_decisive", "peer_exchange_distribution", "income_change",
+                                      "protection_access", "months_to_first_invoice")]
+    return I.estimate_study(responses, study, cb, indicators=inds)
+
+
+def test_design_weights_sum_to_register_and_calibrate(demo, estimates):
+    study, cb, responses = demo
+    w = estimates.weighting
+    weights = pd.Series(w.design.weights)
+    cae = responses["cae_id"].reset_index(drop=True)
+    for c in study.caes:
+        assert weights[cae == c.id].sum() == pytest.approx(c.population.total, rel=1e-9)
+    per = w.per_cae.set_index("cae_id")
+    assert (per["response_rate"] < 1).all() and (per["kish_deff"] >= 1 - 1e-9).all()
+    # post-stratified on sex x stage: the weighted share of associés matches the register where no cell was collapsed
+    c5 = study.cae("cae-5")
+    m = (cae == "cae-5").to_numpy()
+    resp5 = responses[m.tolist()].reset_index(drop=True)
+    known = resp5["contract_stage"].notna() & resp5["sex"].notna()
+    assoc = weights[m].reset_index(drop=True)[(resp5["contract_stage"] == "associe") & known].sum()
+    register_assoc = sum(st.get("associe", 0) for st in c5.population.by_sex_stage.values())
+    unknown = (~known).sum() * c5.population.total / len(resp5)
+    assert assoc == pytest.approx(register_assoc * (c5.population.total - unknown) / c5.population.total, rel=1e-6)
+
+
+def test_cae_rows_are_domains_of_the_consortium_design(demo, estimates):
+    study, cb, responses = demo
+    t = estimates.table
+    row = t[(t.indicator_id == "cae_decisive") & (t.target == "cae-2") & (t.breakdown == "total")].iloc[0]
+    y = I.share_variable(responses.reset_index(drop=True), cb, "cae_decisive", ["tout", "plutot"])
+    direct = survey.proportion(estimates.weighting.design, y, domain=(responses["cae_id"] == "cae-2").to_numpy())
+    assert row["estimate"] == pytest.approx(direct.estimate) and row["se"] == pytest.approx(direct.se)
+    assert row["ci_low"] < row["estimate"] < row["ci_high"]
+    assert row["n_unweighted"] == int((~np.isnan(y) & (responses["cae_id"] == "cae-2").to_numpy()).sum())
+    assert row["comparison"] == CONSORTIUM and 0 <= row["p_value"] <= 1
+
+
+def test_distribution_sums_to_one_and_paired_rows(estimates):
+    t = estimates.table
+    d = t[(t.indicator_id == "peer_exchange_distribution") & (t.target == CONSORTIUM) & (t.breakdown == "total")]
+    assert d["estimate"].sum() == pytest.approx(1.0)
+    p = t[(t.indicator_id == "income_change") & (t.target == CONSORTIUM) & (t.breakdown == "total")].set_index("category")
+    assert p.loc["difference", "estimate"] == pytest.approx(p.loc["after", "estimate"] - p.loc["before", "estimate"])
+    assert p.loc["difference", "unit"] == "eur" and p.loc["difference", "test"] == I.TEST_PAIRED
+
+
+def test_disclosure_is_consistent_across_reports(estimates):
+    t = estimates.table
+    small = t[(t["n_count"].between(1, 4)) | ((t["n_unweighted"] - t["n_count"]).between(1, 4))]
+    assert small["suppressed"].all() and small["estimate"].isna().all()
+    for target in ("cae-1", CONSORTIUM):
+        rt = I.report_table(t, target)
+        merged = rt.merge(t, on=["indicator_id", "target", "breakdown", "group", "category"], suffixes=("", "_study"))
+        assert (merged["suppressed"] == merged["suppressed_study"]).all(), "a report cannot unhide a cell"
+
+
+def test_significance_only_after_bh(estimates):
+    for target in ("cae-3", CONSORTIUM):
+        rt = I.report_table(estimates.table, target, fdr_alpha=0.05)
+        sig = rt["significant"].fillna(False).astype(bool)
+        assert (rt.loc[sig, "p_adjusted"] < 0.05).all()
+        assert (rt.loc[rt["p_adjusted"].notna(), "p_adjusted"] >= rt.loc[rt["p_adjusted"].notna(), "p_value"] - 1e-12).all()
+        assert rt.loc[rt["p_value"].isna(), "significant"].isna().all()
+
+
+def test_report_rows(estimates):
+    t = estimates.table
+    cae = I.report_table(t, "cae-4")
+    assert set(cae["target"]) == {"cae-4", CONSORTIUM}
+    assert (cae.loc[cae["target"] == CONSORTIUM, "breakdown"] == "total").all()
+    cons = I.report_table(t, CONSORTIUM)
+    assert {"cae-1", "cae-7", CONSORTIUM} <= set(cons["target"])
+
+
+def test_indicator_files_neutralise_formulas(tmp_path):
+    frame = pd.DataFrame({"indicator_label": ["=HYPERLINK(\"x\")", "ok"], "estimate": [0.5, 0.25]})
+    csv, xlsx = I.write_indicator_files(frame, tmp_path)
+    text = csv.read_text(encoding="utf-8")
+    assert "'=HYPERLINK" in text or "\t=HYPERLINK" in text or "=HYPERLINK" not in text.split("\n")[1][:1]
+    import openpyxl
+
+    ws = openpyxl.load_workbook(xlsx).active
+    assert ws["A2"].data_type != "f"
+
+
+def test_register_smaller_than_respondents_is_an_error(demo):
+    study, cb, responses = demo
+    from dataclasses import replace
+
+    from cae_impact.config import Population
+
+    bad = replace(study, caes=tuple(replace(c, population=Population(total=5)) if c.id == "cae-1" else c for c in study.caes))
+    with pytest.raises(I.EstimationError, match="cae-1: .* respondents kept but the register counts 5"):
+        I.build_design(responses, bad, cb)
