@@ -85,6 +85,26 @@ class Weighting:
     notes: list[str] = field(default_factory=list)
     kish_deff: float = float("nan")
     effective_n: float = float("nan")
+    post_strata: pd.DataFrame | None = None
+    n_trimmed: int = 0
+
+    def design_frame(self) -> pd.DataFrame:
+        """Per respondent: id, CAE, population N_h, base weight, post-stratum and final weight.
+
+        With :attr:`post_strata` this is everything needed to rebuild the design elsewhere
+        (``scripts/verify_with_r.R`` rebuilds it with R's ``survey`` package).
+        """
+        d = self.design.data
+        out = pd.DataFrame({
+            "respondent_id": d["respondent_id"].astype(str).to_numpy(),
+            "cae_id": d["cae_id"].astype(str).to_numpy(),
+            "post_stratum": d["post_stratum"].astype(str).to_numpy() if "post_stratum" in d else "",
+            "weight": self.design.weights,
+        })
+        out.insert(2, "population", out["cae_id"].map(self.per_cae.set_index("cae_id")["population"]).astype(float))
+        n = out.groupby("cae_id")["cae_id"].transform("size")
+        out["base_weight"] = out["population"] / n
+        return out
 
 
 def _register_table(study: StudyConfig, codebook: Codebook, cae_ids: list[str]) -> pd.DataFrame | None:
@@ -129,6 +149,7 @@ def build_design(responses: pd.DataFrame, study: StudyConfig, codebook: Codebook
     design = survey.stratified_design(data, "cae_id", population, lonely_psu="adjust")
     notes: list[str] = []
     method = {c: "pondération de base (N/n)" for c in counts.index}
+    collapsed = None
     register = _register_table(study, codebook, list(counts.index))
     if register is not None:
         # Respondents without sex or stage form an « unknown » cell of their CAE whose population
@@ -203,6 +224,9 @@ def build_design(responses: pd.DataFrame, study: StudyConfig, codebook: Codebook
         notes=notes,
         kish_deff=survey.kish_design_effect(w),
         effective_n=survey.effective_sample_size(w),
+        post_strata=(collapsed.population.rename(columns={"cell": "post_stratum"})
+                     if register is not None else None),
+        n_trimmed=n_trimmed,
     )
 
 

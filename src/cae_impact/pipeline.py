@@ -208,7 +208,12 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
     tmp = out / f".{ESTIMATES_FILE}.tmp"
     result.table.to_parquet(tmp, index=False)
     w = result.weighting
+    # The design, respondent by respondent, for independent recomputation (scripts/verify_with_r.R).
+    write_atomic(out / "design.csv", w.design_frame().to_csv(index=False, float_format="%.12g"))
+    if w.post_strata is not None:
+        write_atomic(out / "post_strata.csv", w.post_strata.to_csv(index=False, float_format="%.12g"))
     payload = {
+        "n_trimmed": w.n_trimmed,
         "per_cae": w.per_cae.to_dict(orient="records"),
         "notes": w.notes,
         "kish_deff": w.kish_deff,
