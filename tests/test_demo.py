@@ -25,7 +25,7 @@ from cae_impact.demo import generate_demo, generate_national_study, update_study
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "raw" / "demo" / "2026"
-TOL = 0.03
+TOL = 0.01  # the true consortium values stay within a point of the published figures
 LS_FIXED = ["id", "submitdate", "lastpage", "startlanguage", "seed", "token", "startdate", "datestamp", "ipaddr"]
 KOBO_META = ["start", "end", "_id", "_uuid", "_submission_time", "_index", "_submitted_by", "_status", "__version__"]
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
@@ -362,6 +362,92 @@ def test_associes_answer_more_so_weighting_matters(study):
     reg = study.cae("cae-1").population.by_sex_stage
     register_share = (reg["F"]["associe"] + reg["M"]["associe"]) / study.cae("cae-1").population.total
     assert (df["etape"] == "associe").mean() > register_share + 0.03
+
+
+# ---------------------------------------------------------------------------------------------
+# The real pipeline on the committed exports: published figures and truth recovered
+# ---------------------------------------------------------------------------------------------
+
+# The calibration variables: the weights are post-stratified on sex x contract stage, so their
+# shares are fixed to the register and their intervals have (almost) no width; coverage means
+# nothing for them, they are checked against the truth with a tolerance instead.
+CALIBRATION_QUESTIONS = {"sex", "contract_stage"}
+PIPELINE_KEY = b"test-key-demo-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def demo_estimates(study, cb):
+    """The consortium and per-CAE totals estimated by the real pipeline (cleaning, weighting)."""
+    from cae_impact.cleaning import clean_export
+    from cae_impact.indicators import estimate_study
+
+    responses = pd.concat(
+        [clean_export(study, cae_id, codebook=cb, key=PIPELINE_KEY).responses for cae_id in study.cae_ids],
+        ignore_index=True,
+    )
+    wanted = [i for i in cb.indicators if i.kind in ("share", "any_of") or i.published is not None]
+    table = estimate_study(responses, study, cb, indicators=wanted).table
+    totals = table[(table["breakdown"] == "total") & (table["category"].fillna("") == "")]
+    return {(r.indicator_id, r.target): r for r in totals.itertuples(index=False)}
+
+
+def _published_consortium_figures(cb):
+    return [ind for ind in cb.published_indicators
+            if ind.published.value is not None and ind.published.scope == "consortium"
+            and ind.published.qualifier in ("equal", "about", "more_than")]
+
+
+def test_demo_report_shows_the_published_figures_within_their_intervals(cb, demo_estimates):
+    """Acceptance: the demo consortium report shows the published figures of §2.3 in their intervals.
+
+    ``equal`` / ``about``: the published value lies in the consortium 95 % interval.
+    ``more_than`` (« plus de X ») : the estimate is above X, so that the report can say « plus
+    de X » too, and its interval contains X or lies above it (never wholly below X).
+    """
+    figures = _published_consortium_figures(cb)
+    assert len(figures) >= 14
+    failures = []
+    for ind in figures:
+        pub = ind.published
+        r = demo_estimates[(ind.id, "consortium")]
+        if pub.qualifier == "more_than":
+            ok = r.estimate > pub.value and r.ci_high >= pub.value
+        else:
+            ok = r.ci_low <= pub.value <= r.ci_high
+        if not ok:
+            failures.append(f"{ind.id}: published {pub.value} ({pub.qualifier}), "
+                            f"estimate {r.estimate:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]")
+    assert not failures, "\n".join(failures)
+
+
+def test_demo_estimates_recover_the_true_values_at_the_nominal_rate(cb, study, truth, demo_estimates):
+    """Acceptance: the 95 % intervals of the share indicators cover the generator's truth ~95 %.
+
+    Over every share indicator's consortium total, and pooled over the per-CAE totals; at least
+    85 % each (the committed demo reaches more, see cae_impact.demo.DEMO_SEED). The shares of
+    the calibration variables (sex, contract stage) are fixed by the post-stratification, so
+    their intervals have no width: they are compared with the truth with a tolerance instead.
+    """
+    hits: dict[str, list[bool]] = {"consortium": [], "cae": []}
+    for ind in cb.indicators:
+        if ind.kind not in ("share", "any_of"):
+            continue
+        for target in [*study.cae_ids, "consortium"]:
+            true = truth["indicators"][ind.id]["targets"][target]["value"]
+            r = demo_estimates.get((ind.id, target))
+            if true is None or r is None or pd.isna(r.ci_low):
+                continue
+            if set(ind.question_ids) & CALIBRATION_QUESTIONS:
+                # exact but for the respondents without sex or stage, kept with their base weight
+                # (a few per CAE: their CAE's share moves by a few points, the consortium's hardly)
+                tolerance = 0.01 if target == "consortium" else 0.04
+                assert abs(r.estimate - true) <= tolerance, (ind.id, target, r.estimate, true)
+                continue
+            hits["consortium" if target == "consortium" else "cae"].append(r.ci_low <= true <= r.ci_high)
+    assert len(hits["consortium"]) >= 40 and len(hits["cae"]) >= 250
+    for level, h in hits.items():
+        coverage = sum(h) / len(h)
+        assert coverage >= 0.85, f"{level}: the truth is in {sum(h)}/{len(h)} intervals ({coverage:.1%})"
 
 
 # ---------------------------------------------------------------------------------------------
