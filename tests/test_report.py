@@ -68,15 +68,114 @@ def test_missing_notebook_is_named(tmp_path):
         report.render_html([tmp_path / "02_effect_d1.ipynb"], META, tmp_path / "r.html")
 
 
-def test_pdf_and_docx(tmp_path):
+EVIL = '<script>alert(1)</script> <img src=x onerror=alert(2)> **gras** =1+1'
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory):
+    """One small report in the three formats: a chapter, a table, a chart, a verbatim box."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from cae_impact import annexes
+
+    tmp = tmp_path_factory.mktemp("docs")
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.bar(["a", "b"], [1, 2])
+    outputs = [present.heading_html("Chapitre", 1),
+               present.table_html(pd.DataFrame({"Indicateur": ["a"], "Part": ["85 %"]}), caption="Résultats"),
+               present.figure_html(fig, alt="Barres a et b", caption="Un graphique"),
+               annexes.verbatims_box([EVIL, "Une réponse : vraiment utile !"])]
+    nb = executed_nb(tmp / "n.ipynb", outputs)
+    html = report.render_html([nb], META, tmp / "report.html")
+    pdf = report.render_pdf(html, tmp / "report.pdf")
+    out = report.render_docx(html, tmp / "report.docx")
+    return html, pdf, out
+
+
+def test_pdf_is_a4_and_respondent_text_is_plain(documents):
+    import subprocess
+
+    _, pdf, _ = documents
+    assert pdf.read_bytes().startswith(b"%PDF")
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert "595.276 x 841.89" in info or "595.28 x 841.89" in info, "A4"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    assert "<script>alert(1)</script>" in flat and "<img src=x onerror=alert(2)>" in flat
+    assert "**gras** =1+1" in flat and "Paroles d'entrepreneurs" in flat
+    assert "Page 1 / " in flat and "Figure 1" in flat
+
+
+def test_docx_tables_images_headings_toc_and_plain_text(documents):
     import docx
 
-    nb = executed_nb(tmp_path / "n.ipynb", [present.heading_html("Chapitre", 1),
-                                             present.table_html(__import__("pandas").DataFrame({"Indicateur": ["a"], "Part": ["85 %"]}), caption="Résultats")])
-    html = report.render_html([nb], META, tmp_path / "report.html")
-    pdf = report.render_pdf(html, tmp_path / "report.pdf")
-    assert pdf.read_bytes().startswith(b"%PDF")
-    out = report.render_docx(html, tmp_path / "report.docx")
+    _, _, out = documents
     d = docx.Document(str(out))
-    assert len(d.tables) >= 1
-    assert any(p.style.name.startswith("Heading") for p in d.paragraphs)
+    assert len(d.tables) >= 1 and d.tables[0].cell(0, 0).text == "Indicateur"
+    assert len(d.inline_shapes) >= 1, "the chart is an embedded image"
+    styles = {p.style.name for p in d.paragraphs}
+    assert "Heading 1" in styles
+    xml = d.element.xml
+    assert 'TOC \\o' in xml or "TOC \\\\o" in xml or "w:instrText" in xml and "TOC" in xml, "Word TOC field"
+    text = "\n".join(p.text for p in d.paragraphs)
+    assert "<script>alert(1)</script>" in text and "<img src=x onerror=alert(2)>" in text
+    assert "**gras** =1+1" in text and "Données synthétiques" in text
+    assert "Sommaire" not in text.split("Chapitre")[-1], "the HTML contents list is not repeated"
+    assert d.styles["Heading 1"].font.color.rgb is not None, "reference document styles applied"
+
+
+def test_html_alt_text_and_linked_toc(documents):
+    import re
+
+    html, _, _ = documents
+    text = html.read_text(encoding="utf-8")
+    imgs = re.findall(r"<img\b[^>]*>", text)
+    assert imgs and all(re.search(r'alt="[^"]+"', i) for i in imgs)
+    assert '<a href="#chapitre">Chapitre</a>' in text and '<h1 id="chapitre">' in text
+    assert "<script" not in text.lower()
+
+
+def test_typeset_french_text_not_markup():
+    out = report.typeset('<p class="a:b">Note: 12% ; vraiment?</p><style>a:hover{x:y}</style><p>&lt;b&gt;; «x»</p>')
+    assert out.startswith('<p class="a:b">Note\xa0: 12\u202f%\u202f; vraiment\u202f?</p><style>a:hover{x:y}</style>')
+    assert "&lt;b&gt;;" in out and "«\xa0x\xa0»" in out
+    assert report.typeset(out) == out
+
+
+def test_long_tables_may_break_with_repeated_header():
+    import pandas as pd
+
+    short = present.table_html(pd.DataFrame({"a": range(3)}))
+    long = present.table_html(pd.DataFrame({"a": range(40)}))
+    out = report.mark_long_tables(short + long)
+    assert out.count('class="table long"') == 1 and "<thead>" in long
+    css = (report.TEMPLATES / "report.css").read_text(encoding="utf-8")
+    assert "thead { display: table-header-group; }" in css and "size: A4" in css
+
+
+def test_reference_docx_is_deterministic(tmp_path):
+    a = report.make_reference_docx(tmp_path / "a.docx").read_bytes()
+    b = report.make_reference_docx(tmp_path / "b.docx").read_bytes()
+    assert a == b == report.REFERENCE_DOCX.read_bytes(), "templates/reference.docx is up to date"
+
+
+def test_render_html_with_study_adds_front_and_annexes(tmp_path):
+    import dataclasses
+
+    from cae_impact.config import load_study
+
+    study = load_study()
+    meta = dataclasses.replace(report.report_meta(study, "cae-3"), date="1er décembre 2026")
+    nb = executed_nb(tmp_path / "n.ipynb", [present.heading_html("Profil des entrepreneurs", 1)])
+    out = report.render_html([nb], meta, tmp_path / "r.html", reports_root=tmp_path / "reports",
+                             processed_root=tmp_path / "processed")
+    text = out.read_text(encoding="utf-8")
+    text = text[text.index("<main>"):]
+    order = [text.index(s) for s in ("<main>", "Profil des entrepreneurs</h1>", "Annexe A", "Annexe B",
+                                     "Annexe C", "Annexe D")]
+    assert order == sorted(order)
+    assert 'href="#annexe-provenance"' in out.read_text(encoding="utf-8")

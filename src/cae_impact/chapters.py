@@ -277,3 +277,60 @@ def findings_section(view: View, findings: list[Finding]) -> str:
         items = "".join(f"<li>{present.esc(s)}</li>" for s in supports)
         parts.append(f'<aside class="box"><p class="box-title">« {present.esc(f.text)} »</p><ul>{items}</ul></aside>')
     return "".join(parts)
+
+
+def _total_row(view: View, ind: Indicator, target: str) -> Mapping | None:
+    r = view.rows(ind.id, target)
+    r = r[r["category"] == ("difference" if ind.kind == "paired_difference" else "")]
+    return None if r.empty else r.iloc[0]
+
+
+def essentials_section(view: View, findings: list[Finding]) -> str:
+    """« L'essentiel » : the national report's findings, each with this report's key numbers.
+
+    For a CAE, each indicator of a finding is given for the CAE and for the consortium; for the
+    consortium, the consortium's value. Numbers are read from the report table; suppressed cells
+    are shown as « s ».
+    """
+    parts = [present.heading_html("L'essentiel", 1, anchor="essentiel")]
+    who = "des CAE du consortium" if view.is_consortium else f"de la {view.labels[view.target]}"
+    parts.append(present.paragraph_html(
+        "Le rapport national CAE-IMPACT a dégagé six enseignements. Pour chacun, les chiffres clés "
+        f"des entrepreneurs {who}"
+        + ("" if view.is_consortium else ", comparés à l'ensemble du consortium")
+        + ", issus de l'enquête de la vague " + view.study.wave + "."))
+    for i, f in enumerate(findings, 1):
+        lines = []
+        for ind_id in f.indicator_ids:
+            try:
+                ind = view.codebook.indicator(ind_id)
+            except KeyError:
+                continue
+            if ind.kind == "distribution":
+                continue
+            row = _total_row(view, ind, view.target)
+            if row is None:
+                continue
+            unit = row["unit"]
+            line = {"Indicateur": ind.label, view.labels[view.target]: fmt_value(row, unit) + _caution(row)}
+            if not view.is_consortium:
+                c = _total_row(view, ind, CONSORTIUM)
+                line["Consortium"] = fmt_value(c, unit) if c is not None else "—"
+                sig = row.get("significant")
+                line["Écart significatif ?"] = ("oui" if bool(sig) else "non") if not is_missing(sig) else "—"
+            lines.append(line)
+        parts.append('<section class="finding">' + present.heading_html(f"{i}. {f.text}", 2))
+        if lines:
+            frame = pd.DataFrame(lines)
+            numeric = [c for c in frame.columns if c not in ("Indicateur", "Écart significatif ?")]
+            parts.append(present.table_html(frame, numeric_columns=numeric, css_class="data essentials"))
+        else:
+            parts.append(present.paragraph_html("Pas d'indicateur publié pour cet enseignement."))
+        parts.append("</section>")
+    note = ("s : résultat non diffusé (effectif trop faible) ; * : base inférieure à "
+            f"{view.study.report.caution_base} répondants, à interpréter avec prudence.")
+    if not view.is_consortium:
+        note += (" Écart significatif : test de la CAE contre le reste du consortium, au seuil de 5 % "
+                 "après correction de Benjamini-Hochberg.")
+    parts.append(present.paragraph_html(note, "note"))
+    return "".join(parts)

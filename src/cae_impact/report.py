@@ -20,7 +20,8 @@ from pathlib import Path
 
 import nbformat
 
-from .config import CONSORTIUM, StudyConfig
+from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig
+from .frenchfmt import french_typography
 
 TEMPLATES = Path(__file__).parent / "templates"
 REMOVE_TAGS = {"remove-cell", "parameters", "injected-parameters"}
@@ -148,10 +149,12 @@ class ReportMeta:
     synthetic: bool
     date: str
     is_consortium: bool
+    study: StudyConfig | None = None
+    target: str | None = None
 
 
 def report_meta(study: StudyConfig, target: str) -> ReportMeta:
-    """Build the report's metadata for a target."""
+    """Build the report's metadata for a target (with the study, so the annexes can be built)."""
     return ReportMeta(
         title="Mesure de l'impact social — CAE-IMPACT",
         target_label=study.target_label(target),
@@ -159,13 +162,49 @@ def report_meta(study: StudyConfig, target: str) -> ReportMeta:
         synthetic=study.synthetic,
         date=french_date(production_date()),
         is_consortium=target == CONSORTIUM,
+        study=study,
+        target=target,
     )
 
 
-def wrap_document(body: str, meta: ReportMeta, annex_html: str = "") -> str:
-    """Wrap the report body in the full document: cover, table of contents, banner, CSS."""
+_TEXT_SPLIT_RE = re.compile(r"(<style\b.*?</style>|<script\b.*?</script>|<[^>]*>)", re.S | re.I)
+
+
+def typeset(markup: str) -> str:
+    """Apply French typography (:func:`french_typography`) to the text nodes of an HTML fragment.
+
+    Tags, attributes and style sheets are left alone; text is already escaped, and entities
+    (``&lt;``, ``&#x27;``) are kept intact.
+    """
+    parts = _TEXT_SPLIT_RE.split(markup)
+    return "".join(p if i % 2 else french_typography(p) for i, p in enumerate(parts))
+
+
+_TABLE_FIG_RE = re.compile(r'<figure class="table">(.*?)</figure>', re.S)
+LONG_TABLE_ROWS = 16
+
+
+def mark_long_tables(body: str, rows: int = LONG_TABLE_ROWS) -> str:
+    """Class ``long`` on tables of more than ``rows`` rows: they may break across pages.
+
+    Shorter tables are kept on one page; a long one repeats its header row on every page.
+    """
+    def repl(m: re.Match[str]) -> str:
+        if m.group(1).count("<tr") > rows or 'class="data questionnaire"' in m.group(1):
+            return f'<figure class="table long">{m.group(1)}</figure>'
+        return m.group(0)
+
+    return _TABLE_FIG_RE.sub(repl, body)
+
+
+def wrap_document(body: str, meta: ReportMeta, annex_html: str = "", front_html: str = "") -> str:
+    """Wrap the report body in the full document: cover, table of contents, banner, CSS.
+
+    ``front_html`` (« L'essentiel ») comes right after the table of contents, ``annex_html``
+    after the chapters; French typography is applied to every text node.
+    """
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    body = number_figures(body + annex_html)
+    body = typeset(mark_long_tables(number_figures(front_html + body + (annex_html or ""))))
     body, toc = add_toc(body)
     e = html.escape
     scope = "Rapport du consortium" if meta.is_consortium else "Rapport d'impact de la CAE"
@@ -191,7 +230,7 @@ def wrap_document(body: str, meta: ReportMeta, annex_html: str = "") -> str:
 {banner}
 <header class="cover">
   <p class="cover-kicker">{e(scope)}</p>
-  <h1 class="cover-title">{e(meta.title)}</h1>
+  <h1 class="cover-title">{e(meta.title).replace("CAE-IMPACT", '<span class="nowrap">CAE-IMPACT</span>')}</h1>
   <p class="cover-target">{e(meta.target_label)}</p>
   <p class="cover-wave">Vague d'enquête {e(meta.wave)}</p>
   <p class="cover-date">Produit le {e(meta.date)}</p>
@@ -218,13 +257,54 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     tmp.replace(path)
 
 
-def render_html(notebook_paths: list[Path], meta: ReportMeta, out: Path, annex_html: str = "") -> Path:
-    """Render the target's executed notebooks into one self-contained HTML report."""
+def _reports_root_of(out: Path, meta: ReportMeta) -> Path:
+    """``reports/`` from ``reports/<wave>/<target>/report.html``, else the project's."""
+    folder = out.resolve().parent
+    if meta.target and folder.name == meta.target and folder.parent.name == meta.wave:
+        return folder.parent.parent
+    return PROJECT_ROOT / "reports"
+
+
+def _processed_root_of(reports_root: Path, meta: ReportMeta) -> Path:
+    """The cleaned data beside ``reports_root`` (``processed/`` or ``data/processed/``), else the project's."""
+    study = meta.study
+    for cand in (reports_root.parent / "processed", reports_root.parent / "data" / "processed"):
+        if study is not None and study.cae_ids and (cand / study.wave / study.cae_ids[0]).is_dir():
+            return cand
+    return PROJECT_ROOT / "data" / "processed"
+
+
+def render_html(notebook_paths: list[Path], meta: ReportMeta, out: Path, annex_html: str | None = None,
+                *, front_html: str | None = None, reports_root: Path | None = None,
+                processed_root: Path | None = None) -> Path:
+    """Render the target's executed notebooks into one self-contained HTML report.
+
+    When ``meta`` carries the study (:func:`report_meta`), « L'essentiel », the verbatim box and
+    the annexes are computed from the study's files (:mod:`cae_impact.annexes`) unless given:
+    estimates and weighting under ``reports_root`` (default: the ``reports/`` folder ``out`` is
+    in), cleaned data under ``processed_root`` (default: ``processed/`` or ``data/processed/``
+    beside that folder, else the project's ``data/processed``), and the
+    ``manifest.json`` beside the report when there is one.
+    """
     missing = [str(p) for p in notebook_paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"executed notebooks missing for the report: {', '.join(missing)}")
     body = notebook_body_html(merge_notebooks(notebook_paths))
-    write_atomic(out, wrap_document(body, meta, annex_html))
+    if meta.study is not None and meta.target is not None:
+        from . import annexes
+        from .codebook import load_codebook
+
+        cb = load_codebook(meta.study.codebook)
+        reports_root = reports_root or _reports_root_of(out, meta)
+        processed_root = processed_root or _processed_root_of(reports_root, meta)
+        if front_html is None:
+            front_html = annexes.build_front(meta.study, meta.target, reports_root=reports_root,
+                                             processed_root=processed_root, codebook=cb)
+        if annex_html is None:
+            annex_html = annexes.build_annexes(meta.study, meta.target, reports_root=reports_root,
+                                               processed_root=processed_root, codebook=cb,
+                                               manifest_path=out.parent / "manifest.json")
+    write_atomic(out, wrap_document(body, meta, annex_html or "", front_html or ""))
     return out
 
 
@@ -241,17 +321,126 @@ def render_pdf(html_path: Path, out: Path) -> Path:
     return out
 
 
-def render_docx(html_path: Path, out: Path) -> Path:
-    """Render the HTML report to DOCX with pandoc: Word heading styles, real tables, images."""
+REFERENCE_DOCX = TEMPLATES / "reference.docx"
+_DOCX_STRIP_RE = re.compile(
+    r'<header class="cover">.*?</header>|<nav class="toc".*?</nav>|<div class="running-header"[^>]*>.*?</div>', re.S)
+_DOCX_TABLE_FIG_RE = re.compile(r'<figure class="table(?: long)?">(.*?)</figure>', re.S)
+_TITLE_RE = re.compile(r"<title>(.*?)</title>", re.S)
+
+
+def docx_html(markup: str) -> str:
+    """The HTML given to pandoc: without the cover, the HTML contents and the running header.
+
+    Word gets its own title block (document metadata) and a TOC field (``--toc``) instead.
+    """
+    markup = _DOCX_STRIP_RE.sub("", markup)
+    banner = re.search(r'<div class="synthetic-banner"[^>]*>(.*?)</div>', markup, flags=re.S)
+    if banner:  # pandoc keeps what is in <main>: the banner goes first in it
+        markup = markup.replace(banner.group(0), "").replace(
+            "<main>", f'<main>\n<p class="synthetic-banner"><strong>{banner.group(1)}</strong></p>', 1)
+    # A <figure> becomes a one-cell layout table in Word: tables are given as plain tables,
+    # their note as a paragraph under them.
+    def table_fig(m: re.Match[str]) -> str:
+        inner = re.sub(r'<figcaption class="note">(.*?)</figcaption>', r'<p class="note">\1</p>', m.group(1), flags=re.S)
+        return f'<div class="table">{inner}</div>'
+
+    return _DOCX_TABLE_FIG_RE.sub(table_fig, markup)
+
+
+_FIXED_ZIP_TIME = (2026, 1, 1, 0, 0, 0)
+
+
+def make_reference_docx(out: Path = REFERENCE_DOCX) -> Path:
+    """Write the Word reference document (styles) deterministically, from pandoc's default.
+
+    DejaVu Sans body text (Calibri where DejaVu is missing falls back in Word), headings in the
+    report's blue, A4 pages with 2 cm margins, table and caption styles; zip entries carry a
+    fixed date so the same code gives the same bytes.
+    """
+    import io
+    import subprocess
+    import tempfile
+    import zipfile
+
+    import docx
+    import pypandoc
+    from docx.enum.section import WD_ORIENT
+    from docx.shared import Cm, Pt, RGBColor
+
+    pandoc = pypandoc.get_pandoc_path()
+    default = subprocess.run([pandoc, "--print-default-data-file", "reference.docx"],
+                             capture_output=True, check=True).stdout
+    doc = docx.Document(io.BytesIO(default))
+    accent, ink = RGBColor(0x0B, 0x5D, 0x7A), RGBColor(0x1D, 0x27, 0x33)
+    styles = {st.name: st for st in doc.styles}
+    for name in ("Normal", "Body Text", "First Paragraph", "Compact", "Block Text", "Footnote Text",
+                 "Caption", "Table Caption", "Image Caption", "Title", "Subtitle", "Date", "Author"):
+        st = styles.get(name)
+        if st is None:
+            continue
+        st.font.name = "DejaVu Sans"
+        st.font.color.rgb = ink
+    styles["Normal"].font.size = Pt(10)
+    for name, size in (("Heading 1", 18), ("Heading 2", 14), ("Heading 3", 12), ("Heading 4", 11),
+                       ("Title", 26), ("Subtitle", 16)):
+        st = styles.get(name)
+        if st is None:
+            continue
+        st.font.name = "DejaVu Sans"
+        st.font.size = Pt(size)
+        st.font.bold = name != "Subtitle"
+        st.font.color.rgb = accent
+    for name in ("Caption", "Table Caption", "Image Caption"):
+        if name in styles:
+            styles[name].font.size = Pt(9)
+            styles[name].font.italic = False
+    for section in doc.sections:
+        section.orientation = WD_ORIENT.PORTRAIT
+        section.page_width, section.page_height = Cm(21), Cm(29.7)
+        for side in ("left_margin", "right_margin", "top_margin", "bottom_margin"):
+            setattr(section, side, Cm(2))
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "ref.docx"
+        doc.save(str(raw))
+        buf = io.BytesIO()
+        with zipfile.ZipFile(raw) as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
+            for name in sorted(src.namelist(), key=lambda n: (n != "[Content_Types].xml", n)):
+                info = zipfile.ZipInfo(name, date_time=_FIXED_ZIP_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                dst.writestr(info, src.read(name))
+    write_atomic(out, buf.getvalue())
+    return out
+
+
+def render_docx(html_path: Path, out: Path, reference_doc: Path | None = None) -> Path:
+    """Render the HTML report to DOCX with pandoc: Word heading styles, real tables, images.
+
+    The Word document has a title block, a table-of-contents field (« Sommaire », chapters;
+    Word fills it on opening or with F9) and the styles of ``templates/reference.docx``.
+    """
     import pypandoc
 
+    markup = html_path.read_text(encoding="utf-8")
+    m = _TITLE_RE.search(markup)
+    title = html.unescape(m.group(1)) if m else "Rapport CAE-IMPACT"
+    d = re.search(r'<p class="cover-date">(.*?)</p>', markup)
+    ref = reference_doc or REFERENCE_DOCX
+    tmp_html = html_path.with_name(f".{html_path.stem}.docx-src-{os.getpid()}.html")
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.docx")
-    pypandoc.convert_file(
-        str(html_path),
-        "docx",
-        format="html",
-        outputfile=str(tmp),
-        extra_args=["--resource-path", str(html_path.parent)],
-    )
-    tmp.replace(out)
+    try:
+        tmp_html.write_text(docx_html(markup), encoding="utf-8")
+        args = ["--resource-path", str(html_path.parent), "--toc", "--toc-depth=1",
+                "-M", f"title={title}", "-M", "toc-title=Sommaire", "-M", "lang=fr-FR"]
+        if d:
+            args += ["-M", f"date={html.unescape(d.group(1))}"]
+        if 'class="synthetic-banner"' in markup:
+            args += ["-M", "subtitle=Données synthétiques — démonstration"]
+        if ref.exists():
+            args += ["--reference-doc", str(ref)]
+        pypandoc.convert_file(str(tmp_html), "docx", format="html", outputfile=str(tmp), extra_args=args)
+        tmp.replace(out)
+    finally:
+        tmp_html.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return out

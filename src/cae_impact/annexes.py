@@ -1,0 +1,443 @@
+"""The report's front matter and annexes, computed from the study's files (not from notebooks).
+
+* « L'essentiel » (:func:`cae_impact.chapters.essentials_section`) and « Paroles
+  d'entrepreneurs » (:func:`verbatims_box`) come right after the table of contents;
+* annexes A to D: method (:func:`method_annex`), data quality (:func:`data_quality_annex`),
+  questionnaire (:func:`questionnaire_annex`) and provenance (:func:`provenance_annex`).
+
+Each function takes plain inputs (the study configuration, the weighting report, cleaning logs,
+the codebook, a manifest…) and returns an HTML fragment built with :mod:`cae_impact.present`:
+every text is escaped, so nothing read from a file (a CAE label, a respondent's answer) is ever
+interpreted as markup. :func:`build_front` and :func:`build_annexes` read the files of a target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from . import present, references
+from .codebook import Codebook
+from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig
+from .frenchfmt import format_int, format_number, format_pct
+
+VERBATIM_QUESTIONS = ("cae_change_text", "remarks")
+VERBATIM_MIN_ANSWERS = 10
+VERBATIM_MAX = 3
+VERBATIM_LENGTH = (25, 300)
+PACKAGES = ("pandas", "numpy", "scipy", "papermill", "nbconvert", "weasyprint")
+
+SECTION_TITLES = {"profile": "Profil"}
+
+
+def _rel(path: Path | str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _box(title: str, lines: Sequence[str], css_class: str = "box") -> str:
+    items = "".join(f"<li>{present.esc(line)}</li>" for line in lines)
+    return f'<aside class="{present.esc(css_class)}"><p class="box-title">{present.esc(title)}</p><ul>{items}</ul></aside>'
+
+
+# ----------------------------------------------------------------------------- verbatims
+
+
+def select_verbatims(texts: Sequence[object], *, max_quotes: int = VERBATIM_MAX,
+                     min_answers: int = VERBATIM_MIN_ANSWERS) -> list[str]:
+    """Choose up to ``max_quotes`` free-text answers, deterministically; [] under ``min_answers``.
+
+    Blank answers do not count. Answers still holding a masked personal datum (« [… masqué] »),
+    very short ones (« RAS ») and very long ones are never quoted; duplicates are quoted once. The
+    order is that of the SHA-256 of the text, so the choice depends on nothing but the answers.
+    """
+    answers = [str(t).strip() for t in texts if t is not None and not pd.isna(t) and str(t).strip()]
+    if len(answers) < min_answers:
+        return []
+    lo, hi = VERBATIM_LENGTH
+    pool = sorted({a for a in answers if lo <= len(a) <= hi and "masqu" not in a.lower() and "[" not in a})
+    pool.sort(key=lambda a: hashlib.sha256(a.encode("utf-8")).hexdigest())
+    return pool[:max_quotes]
+
+
+def verbatims_box(quotes: Sequence[str], question_text: str = "") -> str:
+    """« Paroles d'entrepreneurs »: quotes shown as plain text (escaped), '' when there are none."""
+    if not quotes:
+        return ""
+    intro = (f"Réponses libres à la question « {question_text.strip()} », citées telles quelles "
+             "(données personnelles masquées)." if question_text else
+             "Réponses libres, citées telles quelles (données personnelles masquées).")
+    items = "".join(f'<blockquote class="verbatim"><p>« {present.esc(q)} »</p></blockquote>' for q in quotes)
+    return (f'<aside class="box verbatims"><p class="box-title">Paroles d\'entrepreneurs</p>'
+            f'<p class="note">{present.esc(intro)}</p>{items}</aside>')
+
+
+def target_verbatims(study: StudyConfig, codebook: Codebook, target: str, processed_root: Path) -> str:
+    """The verbatim box of a CAE report; never for the consortium (a quote could single someone out)."""
+    if target == CONSORTIUM:
+        return ""
+    path = processed_root / study.wave / target / "responses.parquet"
+    if not path.exists():
+        return ""
+    frame = pd.read_parquet(path)
+    for qid in VERBATIM_QUESTIONS:
+        if qid not in frame.columns:
+            continue
+        quotes = select_verbatims(frame[qid].tolist())
+        if quotes:
+            return verbatims_box(quotes, codebook.question(qid).text)
+    return ""
+
+
+# ----------------------------------------------------------------------------- annex A: method
+
+
+def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
+    """Annex A: sample, response, weighting, intervals, tests, suppression, references."""
+    opts = study.report
+    per_cae = pd.DataFrame(weighting.get("per_cae", []))
+    parts = [present.heading_html("Annexe A — Méthode", 1, anchor="annexe-methode")]
+    parts.append(present.heading_html("Échantillon et taux de réponse", 2))
+    if not per_cae.empty:
+        shown = per_cae if target == CONSORTIUM else per_cae[per_cae["cae_id"] == target]
+        rows = [{
+            "CAE": r["label"],
+            "Registre": format_int(r["population"]),
+            "Répondants": format_int(r["respondents"]),
+            "Taux de réponse": format_pct(r["response_rate"]),
+            "Effet de plan (Kish)": format_number(r["kish_deff"], 2),
+            "Poids min. – max.": f"{format_number(r['weight_min'], 2)} – {format_number(r['weight_max'], 2)}",
+        } for _, r in shown.iterrows()]
+        total_pop, total_resp = int(per_cae["population"].sum()), int(per_cae["respondents"].sum())
+        parts.append(present.paragraph_html(
+            f"L'enquête a été proposée à tous les entrepreneurs inscrits au registre des "
+            f"{len(per_cae)} CAE du consortium ({format_int(total_pop)} personnes) ; "
+            f"{format_int(total_resp)} réponses ont été retenues après nettoyage, soit un taux de "
+            f"réponse de {format_pct(total_resp / total_pop)}. Chaque CAE est une strate ; le poids "
+            "de base d'un répondant est l'effectif de sa CAE divisé par le nombre de répondants, "
+            "avec correction de population finie."))
+        parts.append(present.table_html(
+            pd.DataFrame(rows), caption="Échantillon et pondération par CAE",
+            note="Effet de plan de Kish : perte de précision due à la dispersion des poids (1 = aucune).",
+            numeric_columns=["Registre", "Répondants", "Taux de réponse", "Effet de plan (Kish)", "Poids min. – max."]))
+    parts.append(present.heading_html("Pondération", 2))
+    methods = sorted(set(per_cae["weighting"])) if "weighting" in per_cae else []
+    parts.append(present.paragraph_html(
+        "Dans chaque CAE, les poids sont calés sur la répartition du registre par sexe et par statut "
+        "(CAPE, CESA, associé) : " + (", ".join(methods) if methods else "post-stratification")
+        + ". Les résidus du calage sont pris en compte dans le calcul des variances "
+        "(linéarisation de Taylor). Pour l'ensemble du consortium, l'effet de plan de Kish vaut "
+        f"{format_number(weighting.get('kish_deff', float('nan')), 2)} et la taille effective "
+        f"{format_number(weighting.get('effective_n', float('nan')), 0)}."))
+    notes = [n for n in weighting.get("notes", [])
+             if target == CONSORTIUM or n.startswith(study.target_label(target) + " ")]
+    if notes:
+        parts.append(_box("Notes de pondération", notes))
+    level = format_pct(opts.confidence_level)
+    method = {"logit": "logit (transformation logit de la proportion, comme svyciprop de R)",
+              "beta": "bêta (Korn-Graubard)"}.get(opts.interval_method, opts.interval_method)
+    parts.append(present.heading_html("Intervalles de confiance", 2))
+    parts.append(present.paragraph_html(
+        f"Chaque estimation est donnée avec son intervalle de confiance à {level}, calculé par la "
+        f"méthode {method} pour les proportions, et par l'approximation normale pour les moyennes et "
+        "les montants. Les variances tiennent compte du plan de sondage (strates, poids, calage)."))
+    parts.append(present.heading_html("Tests statistiques", 2))
+    parts.append(_box("Tests utilisés", [
+        "CAE contre le reste du consortium : test t de Wald sur la différence des estimations, "
+        "variance du plan de sondage.",
+        "Écarts entre groupes (sexe, diplôme, situation antérieure, ancienneté) : test d'indépendance "
+        "de Rao-Scott (correction du khi-deux pour le plan de sondage).",
+        "Avant / maintenant (revenus) : test t apparié sur la différence individuelle, pondéré.",
+        f"Comparaisons multiples : correction de Benjamini-Hochberg, taux de fausses découvertes de "
+        f"{format_pct(opts.fdr_alpha)} ; un écart n'est dit significatif qu'après cette correction.",
+    ]))
+    parts.append(present.heading_html("Règles de diffusion (secret statistique)", 2))
+    parts.append(_box("Une case n'est pas diffusée (« s ») quand", [
+        f"elle compte de 1 à {opts.min_cell_count - 1} répondants, ou que son complément en compte "
+        f"de 1 à {opts.min_cell_count - 1} ;",
+        f"la base d'un pourcentage est inférieure à {opts.min_base_pct} répondants ;",
+        "elle permettrait de retrouver par différence une case non diffusée (secret secondaire).",
+    ]))
+    parts.append(present.paragraph_html(
+        f"Les résultats dont la base compte moins de {opts.caution_base} répondants sont suivis d'un "
+        "astérisque (*) et sont à interpréter avec prudence."))
+    parts.append(present.heading_html("Comparabilité des références nationales", 2))
+    parts.append(present.paragraph_html(references.comparability_caveat()))
+    return "".join(parts)
+
+
+# ----------------------------------------------------------------------------- annex B: data quality
+
+
+def _reason_label(code: str) -> str:
+    from .cleaning import REASON_LABELS
+
+    return REASON_LABELS.get(code, code)
+
+
+def cleaning_accounting(logs: Mapping[str, Mapping]) -> pd.DataFrame:
+    """One column per CAE (label → cleaning_log.json), one row per line of the accounting."""
+    reasons: list[str] = []
+    for log in logs.values():
+        for code in log["accounting"].get("set_aside", {}):
+            if code not in reasons:
+                reasons.append(code)
+    blank_reasons: list[str] = []
+    for log in logs.values():
+        for code in log.get("values_blanked", {}).get("by_reason", {}):
+            if code not in blank_reasons:
+                blank_reasons.append(code)
+    lines: list[tuple[str, dict[str, int]]] = []
+
+    def add(label: str, get) -> None:
+        lines.append((label, {cae: int(get(log) or 0) for cae, log in logs.items()}))
+
+    add("Lignes de l'export", lambda g: g["accounting"]["raw_rows"])
+    add("Réponses retenues", lambda g: g["accounting"]["kept"])
+    add("Lignes écartées", lambda g: g["accounting"]["set_aside_total"])
+    for code in reasons:
+        add(f"\u2003dont {_reason_label(code)}", lambda g, c=code: g["accounting"].get("set_aside", {}).get(c, 0))
+    add("Doublons fusionnés", lambda g: g["accounting"]["merged_duplicates"])
+    add("Valeurs effacées", lambda g: g.get("values_blanked", {}).get("total", 0))
+    for code in blank_reasons:
+        add(f"\u2003dont {_reason_label(code)}", lambda g, c=code: g.get("values_blanked", {}).get("by_reason", {}).get(c, 0))
+    add("Textes libres masqués", lambda g: g.get("free_text_masked", {}).get("texts_changed", 0))
+    frame = pd.DataFrame([{"Décompte": label, **{cae: format_int(v) for cae, v in vals.items()}}
+                          for label, vals in lines])
+    return frame
+
+
+def data_quality_annex(logs: Mapping[str, Mapping]) -> str:
+    """Annex B: the cleaning accounting of every CAE of the report (raw = kept + set aside + merged)."""
+    parts = [present.heading_html("Annexe B — Qualité des données", 1, anchor="annexe-qualite")]
+    parts.append(present.paragraph_html(
+        "Chaque export reçu d'une CAE est nettoyé selon des règles écrites et testées, sans jamais être "
+        "modifié : toute ligne brute est soit retenue, soit écartée pour un motif, soit fusionnée avec "
+        "un doublon, et le bilan « lignes de l'export = retenues + écartées + doublons fusionnés » est "
+        "vérifié. Une valeur illisible ou hors bornes est effacée (la réponse est gardée). Les adresses "
+        "électroniques et numéros de téléphone des textes libres sont masqués."))
+    if not logs:
+        parts.append(present.paragraph_html("Aucun journal de nettoyage disponible."))
+        return "".join(parts)
+    frame = cleaning_accounting(logs)
+    broken = [cae for cae, log in logs.items() if not log["accounting"].get("identity_holds", True)]
+    note = "Source : journaux de nettoyage (cleaning_log.json) de chaque CAE."
+    if broken:
+        note += " Bilan non vérifié pour : " + ", ".join(broken) + "."
+    parts.append(present.table_html(frame, caption="Décompte du nettoyage des réponses", note=note,
+                                    numeric_columns=list(logs)))
+    return "".join(parts)
+
+
+# ----------------------------------------------------------------------------- annex C: questionnaire
+
+
+def _answers(codebook: Codebook, q) -> str:
+    if q.type in ("single", "multiple", "likert", "frequency", "yesno"):
+        scale = codebook.scale_of(q.id)
+        labels = " ; ".join(c.label for c in scale.choices)
+        return ("Plusieurs réponses possibles : " if q.type == "multiple" else "") + labels
+    if q.type == "numeric":
+        bounds = ""
+        if q.min is not None and q.max is not None:
+            bounds = f", de {format_number(q.min)} à {format_number(q.max)}"
+        return f"Nombre{' (' + q.unit + ')' if q.unit else ''}{bounds}"
+    if q.type == "text":
+        return "Texte libre"
+    return q.type
+
+
+def questionnaire_rows(codebook: Codebook) -> list[tuple[str, pd.DataFrame]]:
+    """The questions of each section, in codebook order: [(section title, table)]."""
+    titles = {d.id: f"{d.number}. {d.title}" for d in codebook.domains}
+    sections: dict[str, list[dict[str, str]]] = {}
+    for q in codebook.questions.values():
+        sections.setdefault(q.section, []).append({
+            "N°": "", "Question": q.text + (f" ({q.hint})" if q.hint else ""), "Réponses possibles": _answers(codebook, q)})
+    out = []
+    n = 0
+    for section, rows in sections.items():
+        for r in rows:
+            n += 1
+            r["N°"] = str(n)
+        out.append((titles.get(section, SECTION_TITLES.get(section, section)), pd.DataFrame(rows)))
+    return out
+
+
+def questionnaire_annex(codebook: Codebook) -> str:
+    """Annex C: every question of the questionnaire, by section, with its answer choices."""
+    parts = [present.heading_html("Annexe C — Le questionnaire", 1, anchor="annexe-questionnaire")]
+    parts.append(present.paragraph_html(
+        f"Questionnaire CAE-IMPACT, version {codebook.version}, commun à toutes les CAE. Les questions "
+        "sont posées dans cet ordre ; certaines ne le sont qu'à une partie des répondants (filtres)."))
+    for title, frame in questionnaire_rows(codebook):
+        parts.append(present.heading_html(title, 2))
+        parts.append(present.table_html(frame, caption=f"Questions — {title}", css_class="data questionnaire",
+                                        numeric_columns=["N°"]))
+    return "".join(parts)
+
+
+# ----------------------------------------------------------------------------- annex D: provenance
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, in hexadecimal."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
+    """Installed version of each package (« absent » when not installed)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def provenance(study: StudyConfig, codebook: Codebook, logs: Mapping[str, Mapping] | None = None,
+               manifest: Mapping | None = None) -> dict:
+    """What produced the report: study file, codebook version, commit, packages, raw exports' hashes.
+
+    A ``manifest`` (``manifest.json`` beside the report) wins over what is computed here.
+    """
+    from .index import git_state
+
+    if manifest:
+        return from_manifest(manifest, study, codebook)
+    commit, dirty = git_state()
+    exports = []
+    by_label = {cae.label: cae for cae in study.caes}
+    for cae in study.caes:
+        log = (logs or {}).get(cae.label) or {}
+        digest = sha256_file(cae.export) if cae.export.exists() else log.get("source", {}).get("sha256", "inconnu")
+        exports.append({"cae": cae.label, "file": _rel(cae.export), "sha256": digest})
+    del by_label
+    return {
+        "study_file": _rel(study.path),
+        "study": study.study,
+        "wave": study.wave,
+        "codebook_version": codebook.version,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "packages": package_versions(),
+        "raw_exports": exports,
+    }
+
+
+def from_manifest(manifest: Mapping, study: StudyConfig, codebook: Codebook) -> dict:
+    """Read a ``manifest.json`` (flat keys, or the build's ``git``/``inputs`` layout) as :func:`provenance`."""
+    git = manifest.get("git") if isinstance(manifest.get("git"), Mapping) else {}
+    exports = manifest.get("raw_exports")
+    if exports is None:
+        raw = (manifest.get("inputs") or {}).get("raw_exports") or {}
+        labels = {_rel(c.export): c.label for c in study.caes}
+        if isinstance(raw, Mapping):
+            exports = [{"cae": labels.get(path, ""), "file": path, "sha256": digest} for path, digest in raw.items()]
+        else:
+            exports = list(raw)
+    packages = {k: (v if v else "absent") for k, v in (manifest.get("packages") or {}).items()}
+    return {
+        "study_file": manifest.get("study_file") or manifest.get("study") or _rel(study.path),
+        "wave": manifest.get("wave", study.wave),
+        "codebook_version": manifest.get("codebook_version", codebook.version),
+        "git_commit": manifest.get("git_commit", git.get("commit", "inconnu")),
+        "git_dirty": manifest.get("git_dirty", git.get("dirty")),
+        "packages": packages,
+        "raw_exports": exports,
+    }
+
+
+def provenance_annex(prov: Mapping) -> str:
+    """Annex D: the provenance of the report, as a table (from :func:`provenance` or a manifest)."""
+    parts = [present.heading_html("Annexe D — Provenance", 1, anchor="annexe-provenance")]
+    parts.append(present.paragraph_html(
+        "Ce rapport est produit automatiquement à partir des exports des CAE, sans saisie manuelle. "
+        "Les éléments ci-dessous permettent de le reproduire à l'identique et de vérifier que les "
+        "fichiers reçus n'ont pas été modifiés."))
+    dirty = prov.get("git_dirty")
+    rows = [
+        ("Fichier d'étude", prov.get("study_file", "—")),
+        ("Vague", prov.get("wave", "—")),
+        ("Version du questionnaire (codebook)", prov.get("codebook_version", "—")),
+        ("Version du code (commit git)", str(prov.get("git_commit", "—"))
+         + (" — modifications non enregistrées" if dirty else "")),
+    ]
+    for name, version in (prov.get("packages") or {}).items():
+        rows.append((f"Logiciel : {name}", version))
+    parts.append(present.table_html(pd.DataFrame(rows, columns=["Élément", "Valeur"]),
+                                    caption="Provenance du rapport", css_class="data provenance"))
+    exports = prov.get("raw_exports") or []
+    if exports:
+        frame = pd.DataFrame([{"CAE": e.get("cae", ""), "Fichier reçu": e.get("file", ""),
+                               "Empreinte SHA-256": e.get("sha256", "")} for e in exports])
+        parts.append(present.table_html(
+            frame, caption="Exports bruts des CAE et leur empreinte", css_class="data provenance",
+            note="L'empreinte SHA-256 change si un seul octet du fichier change."))
+    return "".join(parts)
+
+
+# ----------------------------------------------------------------------------- assembly
+
+
+def load_cleaning_logs(study: StudyConfig, target: str, processed_root: Path) -> dict[str, dict]:
+    """cleaning_log.json of every CAE of the report (label → log); the consortium has them all."""
+    ids = study.cae_ids if target == CONSORTIUM else [target]
+    logs = {}
+    for cae_id in ids:
+        path = processed_root / study.wave / cae_id / "cleaning_log.json"
+        if path.exists():
+            logs[study.target_label(cae_id)] = json.loads(path.read_text(encoding="utf-8"))
+    return logs
+
+
+def build_annexes(study: StudyConfig, target: str, *, reports_root: Path, processed_root: Path,
+                  codebook: Codebook | None = None, manifest_path: Path | None = None) -> str:
+    """Annexes A–D of a target's report, from the study's files."""
+    from .codebook import load_codebook
+    from .pipeline import WEIGHTING_FILE, study_dir
+
+    cb = codebook or load_codebook(study.codebook)
+    wpath = study_dir(study, reports_root) / WEIGHTING_FILE
+    weighting = json.loads(wpath.read_text(encoding="utf-8")) if wpath.exists() else {}
+    logs = load_cleaning_logs(study, target, processed_root)
+    manifest = None
+    if manifest_path is not None and manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    all_logs = load_cleaning_logs(study, CONSORTIUM, processed_root)
+    return "".join([
+        method_annex(study, weighting, target),
+        data_quality_annex(logs),
+        questionnaire_annex(cb),
+        provenance_annex(provenance(study, cb, all_logs, manifest)),
+    ])
+
+
+def build_front(study: StudyConfig, target: str, *, reports_root: Path, processed_root: Path,
+                codebook: Codebook | None = None) -> str:
+    """« L'essentiel » (findings with this report's numbers) and the verbatim box of a CAE."""
+    from .chapters import View, essentials_section
+    from .codebook import load_codebook
+    from .indicators import report_table
+    from .pipeline import ESTIMATES_FILE, study_dir
+
+    cb = codebook or load_codebook(study.codebook)
+    path = study_dir(study, reports_root) / ESTIMATES_FILE
+    parts = []
+    if path.exists():
+        table = report_table(pd.read_parquet(path), target, study.report.fdr_alpha)
+        parts.append(essentials_section(View(study, cb, target, table), cb.findings))
+    parts.append(target_verbatims(study, cb, target, processed_root))
+    return "".join(parts)

@@ -1,0 +1,158 @@
+"""Front matter and annexes of the report: « L'essentiel », verbatims, method, quality, questionnaire, provenance."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from cae_impact import annexes, chapters
+from cae_impact.codebook import load_codebook
+from cae_impact.config import CONSORTIUM, load_study
+
+
+@pytest.fixture(scope="module")
+def study():
+    return load_study()
+
+
+@pytest.fixture(scope="module")
+def cb(study):
+    return load_codebook(study.codebook)
+
+
+def row(ind, target, est, *, unit="pct", suppressed=False, significant=True, n=80, category=""):
+    return {"indicator_id": ind, "target": target, "breakdown": "total", "category": category, "unit": unit,
+            "estimate": est, "suppressed": suppressed, "flag_caution": n < 30, "significant": significant,
+            "n_unweighted": n}
+
+
+def view(study, cb, target, rows):
+    return chapters.View(study, cb, target, pd.DataFrame(rows))
+
+
+def test_essentials_cae_against_consortium_and_suppressed_as_s(study, cb):
+    cae = study.cae_ids[2]
+    rows = [row("women_share", cae, 0.678), row("women_share", CONSORTIUM, 0.59, significant=float("nan")),
+            row("under40_share", cae, 0.4, suppressed=True), row("under40_share", CONSORTIUM, 0.31),
+            row("income_change", cae, 432.0, unit="eur", category="difference", n=20),
+            row("income_change", CONSORTIUM, 327.0, unit="eur", category="difference")]
+    out = chapters.essentials_section(view(study, cb, cae, rows), cb.findings)
+    out = out.replace("\u202f", " ").replace("\xa0", " ")
+    assert out.startswith('<h1 id="essentiel">L&#x27;essentiel</h1>')
+    assert out.count('<section class="finding">') == len(cb.findings) == 6
+    for f in cb.findings:
+        assert chapters.present.esc(f.text) in out
+    women = out[out.index("Part de femmes"):]
+    assert "68 %" in women[:300] and "59 %" in women[:300] and ">oui<" in women[:300]
+    under40 = out[out.index("moins de 40 ans"):]
+    assert "<td class=\"num\">s</td>" in under40[:200] and "31 %" in under40[:300]
+    assert "432 €" in out and " *" in out  # caution flag on a base < 30
+    assert "Pas d&#x27;indicateur publié" in out  # findings without rows say so
+    assert "40 %" not in out, "a suppressed value is never printed"
+
+
+def test_essentials_consortium_has_one_column(study, cb):
+    rows = [row("women_share", CONSORTIUM, 0.59)]
+    out = chapters.essentials_section(view(study, cb, CONSORTIUM, rows), cb.findings)
+    assert "Consortium</th>" in out and "Écart significatif" not in out
+
+
+def test_select_verbatims_deterministic_threshold_and_safe():
+    texts = [f"Réponse assez longue numéro {i} pour être citée." for i in range(9)]
+    assert annexes.select_verbatims(texts + [None, "  "]) == [], "fewer than 10 answers: nothing"
+    texts += ["RAS", "Écrivez-moi ([courriel masqué]) pour en parler plus longuement."]
+    first = annexes.select_verbatims(texts)
+    assert len(first) == 3 and first == annexes.select_verbatims(list(reversed(texts)))
+    assert all("masqué" not in q and q != "RAS" for q in first)
+
+
+def test_verbatims_box_escapes_and_none_for_consortium(study, cb, tmp_path):
+    evil = "<script>alert(1)</script> **gras** =1+1"
+    box = annexes.verbatims_box([evil], "Qu'est-ce qui a changé ?")
+    assert "<script>" not in box and "&lt;script&gt;" in box and "**gras** =1+1" in box
+    assert "Paroles d'entrepreneurs" in box and annexes.verbatims_box([]) == ""
+    assert annexes.target_verbatims(study, cb, CONSORTIUM, tmp_path) == ""
+    cae = study.cae_ids[0]
+    folder = tmp_path / study.wave / cae
+    folder.mkdir(parents=True)
+    pd.DataFrame({"cae_change_text": [f"Un vrai changement pour moi, numéro {i}." for i in range(12)],
+                  "remarks": [None] * 12}).to_parquet(folder / "responses.parquet")
+    out = annexes.target_verbatims(study, cb, cae, tmp_path)
+    assert out.count('<blockquote class="verbatim">') == 3 and "CAE a changé" in out
+
+
+WEIGHTING = {"per_cae": [
+    {"cae_id": "cae-1", "label": "CAE 1", "population": 120, "respondents": 66, "response_rate": 0.55,
+     "weighting": "post-stratification sexe × statut", "kish_deff": 1.004, "effective_n": 65.7,
+     "weight_min": 1.59, "weight_max": 1.92},
+    {"cae_id": "cae-3", "label": "CAE 3", "population": 180, "respondents": 81, "response_rate": 0.45,
+     "weighting": "post-stratification sexe × statut", "kish_deff": 1.167, "effective_n": 69.4,
+     "weight_min": 1.48, "weight_max": 4.67}],
+    "notes": ["CAE 3 : strate fusionnée.", "CAE 1 : rien."], "kish_deff": 1.1, "effective_n": 130.0}
+
+
+def test_method_annex(study):
+    out = annexes.method_annex(study, WEIGHTING, "cae-3")
+    assert 'id="annexe-methode"' in out
+    for needle in ("logit", "95", "Wald", "Rao-Scott", "apparié", "Benjamini-Hochberg",
+                   "1 à 4 répondants", "inférieure à 10 répondants", "moins de 30 répondants",
+                   "contrefactuel", "45 %", "4,67", "147 réponses"):
+        assert needle in out.replace("\u202f", " ").replace("\xa0", " "), needle
+    assert "CAE 3 : strate" in out and "CAE 1 : rien" not in out
+    assert "CAE 1 : rien" in annexes.method_annex(study, WEIGHTING, CONSORTIUM)
+
+
+LOG = {"accounting": {"raw_rows": 84, "kept": 81, "set_aside": {"malformed_row": 0, "incomplete": 2},
+                      "set_aside_total": 2, "merged_duplicates": 1, "identity_holds": True},
+       "values_blanked": {"total": 10, "by_reason": {"not_a_number": 8, "out_of_range": 2}},
+       "free_text_masked": {"texts_changed": 5}}
+
+
+def test_data_quality_accounting():
+    frame = annexes.cleaning_accounting({"CAE 3": LOG})
+    values = dict(zip(frame["Décompte"].str.strip(), frame["CAE 3"], strict=True))
+    assert values["Lignes de l'export"] == "84" and values["Réponses retenues"] == "81"
+    assert values["dont réponse incomplète"] == "2" and values["Doublons fusionnés"] == "1"
+    assert values["Valeurs effacées"] == "10" and values["dont valeur non numérique"] == "8"
+    out = annexes.data_quality_annex({"CAE 3": LOG, "CAE 1": LOG})
+    assert 'id="annexe-qualite"' in out and "CAE 1</th>" in out
+
+
+def test_questionnaire_annex_lists_every_question(cb):
+    sections = annexes.questionnaire_rows(cb)
+    assert sum(len(f) for _, f in sections) == len(cb.questions)
+    out = annexes.questionnaire_annex(cb)
+    q = cb.question("turnover_change")
+    assert chapters.present.esc(q.text) in out and "A fortement augmenté" in out and "Texte libre" in out
+
+
+def test_provenance(study, cb, tmp_path):
+    prov = annexes.provenance(study, cb, {})
+    assert prov["codebook_version"] == cb.version and len(prov["raw_exports"]) == len(study.caes)
+    assert set(prov["packages"]) == set(annexes.PACKAGES) and isinstance(prov["git_dirty"], bool)
+    assert all(len(e["sha256"]) == 64 or e["sha256"] == "inconnu" for e in prov["raw_exports"])
+    out = annexes.provenance_annex(prov)
+    assert prov["git_commit"] in out and "weasyprint" in out and 'id="annexe-provenance"' in out
+    manifest = {"study_file": "config/x.yaml", "git_commit": "abc123", "git_dirty": True}
+    got = annexes.provenance(study, cb, {}, manifest)
+    assert got["git_commit"] == "abc123" and got["study_file"] == "config/x.yaml" and got["git_dirty"] is True
+    built = {"study": "study.yaml", "git": {"commit": "def456", "dirty": False}, "packages": {"scipy": None},
+             "inputs": {"raw_exports": {"data/raw/x.csv": "f" * 64}}}
+    got = annexes.provenance(study, cb, {}, built)
+    assert got["git_commit"] == "def456" and got["packages"] == {"scipy": "absent"}
+    assert got["raw_exports"][0]["sha256"] == "f" * 64
+    assert "modifications non enregistrées" in annexes.provenance_annex(manifest)
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"abc")
+    assert annexes.sha256_file(f).startswith("ba7816bf")
+
+
+def test_build_annexes_reads_the_study_files(study, cb, tmp_path):
+    reports, processed = tmp_path / "reports", tmp_path / "processed"
+    (reports / study.wave / "_study").mkdir(parents=True)
+    (reports / study.wave / "_study" / "weighting.json").write_text(json.dumps(WEIGHTING), encoding="utf-8")
+    (processed / study.wave / "cae-3").mkdir(parents=True)
+    (processed / study.wave / "cae-3" / "cleaning_log.json").write_text(json.dumps(LOG), encoding="utf-8")
+    out = annexes.build_annexes(study, "cae-3", reports_root=reports, processed_root=processed, codebook=cb)
+    assert [out.index(f"Annexe {k}") for k in "ABCD"] == sorted(out.index(f"Annexe {k}") for k in "ABCD")
+    assert "Lignes de l&#x27;export" in out
