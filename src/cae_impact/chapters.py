@@ -209,6 +209,11 @@ def indicator_chart(view: View, ind: Indicator) -> str:
         if data.empty:
             return ""
         if scale.ordered:
+            # Agreement and frequency scales diverge around their middle; other ordered scales
+            # (age bands, diplomas, skills) are read left to right as a stacked bar.
+            question_type = view.codebook.question(ind.rule["question"]).type
+            if question_type not in ("likert", "frequency"):
+                return distribution_table(view, ind)
             res = charts.diverging_likert(
                 data, categories=cats, labels=labels, missing=missing, indicator_id=ind.id,
                 order=targets, bar_labels=view.labels, title=ind.label, field=view.field(), **common)
@@ -237,7 +242,7 @@ def indicator_chart(view: View, ind: Indicator) -> str:
 def distribution_table(view: View, ind: Indicator) -> str:
     """A categorical distribution as a table (target and, for a CAE, the consortium)."""
     scale = view.codebook.scale_of(ind.rule["question"])
-    targets = [view.target] if view.is_consortium else [view.target, CONSORTIUM]
+    targets = list(view.study.targets) if view.is_consortium else [view.target, CONSORTIUM]
     lines = []
     for choice in scale.choices:
         line = {"Réponse": choice.label}
@@ -246,10 +251,13 @@ def distribution_table(view: View, ind: Indicator) -> str:
             r = r[r["category"] == choice.code]
             line[view.labels[tgt]] = fmt_value(r.iloc[0], "pct") + _caution(r.iloc[0]) if len(r) else "—"
         lines.append(line)
-    base = view.rows(ind.id)
-    n = format_int(base["n_unweighted"].max()) if len(base) else "—"
+    n_line = {"Réponse": "Répondants (n)"}
+    for tgt in targets:
+        r = view.rows(ind.id, tgt)
+        n_line[view.labels[tgt]] = format_int(r["n_unweighted"].max()) if len(r) else "—"
+    lines.append(n_line)
     return present.table_html(pd.DataFrame(lines), caption=ind.label,
-                              note=f"Champ : {view.field()} ; n = {n}. s : non diffusé (effectif trop faible).",
+                              note=f"Champ : {view.field()}. Parts pondérées. s : non diffusé (effectif trop faible).",
                               numeric_columns=[view.labels[t] for t in targets])
 
 
