@@ -6,27 +6,28 @@
 # reports' indicators.csv. Exit status 1 if any published estimate or bound differs by more
 # than a relative 1e-6.
 #
-#   Rscript scripts/verify_with_r.R [wave] [reports_root] [processed_root]
+#   make verify-r       (converts the cleaned parquet files to CSV, then runs this script)
+#   Rscript scripts/verify_with_r.R [wave] [reports_root] [responses_csv_root]
 #
-# Needs the R packages survey, arrow and yaml. Not run by `make test` (R is not part of the
-# project's environment); the Python estimation is checked against R's own outputs in
-# tests/test_survey_oracles.py.
+# Needs R with the packages survey and yaml (Debian: r-base-core r-cran-survey r-cran-yaml).
+# Not run by `make test` (R is not part of the project's environment); the Python estimation is
+# checked against R's own outputs in tests/test_survey_oracles.py.
 #
 # Design: strata = CAEs, fpc = register count N_h, final weights as written by the estimation
 # step (post-stratified on sex x contract stage within CAE, then trimmed within CAE); the
 # post-stratification is declared again with the final weights' totals, so that the
 # linearisation uses the calibration residuals, exactly as cae_impact.survey does.
 
-suppressMessages({ library(survey); library(arrow); library(yaml) })
+suppressMessages({ library(survey); library(yaml) })
 args <- commandArgs(trailingOnly = TRUE)
 wave <- if (length(args) >= 1) args[1] else "2026"
 reports <- if (length(args) >= 2) args[2] else "reports"
-processed <- if (length(args) >= 3) args[3] else "data/processed"
+csv_root <- if (length(args) >= 3) args[3] else file.path("build", "verify-r")
 
 design_file <- file.path(reports, wave, "_study", "design.csv")
 des_df <- read.csv(design_file, stringsAsFactors = FALSE)
-files <- Sys.glob(file.path(processed, wave, "*", "responses.parquet"))
-resp <- do.call(rbind, lapply(files, function(f) as.data.frame(read_parquet(f))))
+files <- Sys.glob(file.path(csv_root, "*.csv"))
+resp <- do.call(rbind, lapply(files, function(f) read.csv(f, stringsAsFactors = FALSE, na.strings = "")))
 d <- merge(des_df, resp, by = c("respondent_id", "cae_id"))
 stopifnot(nrow(d) == nrow(des_df))
 d <- d[order(d$cae_id, d$respondent_id), ]
