@@ -5,6 +5,11 @@
 # The list of CAEs is read from the study configuration (build/<study>.mk is generated from it),
 # never typed here. Outputs are written under a temporary name, then renamed; a failed step
 # leaves nothing that looks finished (.DELETE_ON_ERROR). `make -jN` is safe.
+#
+# Make decides what may be stale (timestamps); the content-addressed cache (build/cache/, see
+# src/cae_impact/cache.py) decides what really runs: a recipe whose inputs have the same content
+# as a previous run restores its outputs without starting a kernel. `make reports` uses every
+# core (JOBS, default: nproc) and ends with a summary of the failures.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,6 +27,8 @@ PROCESSED_ROOT ?= data/processed
 REPORTS_ROOT ?= reports
 BUILD_ROOT ?= build
 NOTEBOOKS_DIR ?= notebooks
+CACHE_ROOT ?= $(BUILD_ROOT)/cache
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 # Every Jupyter lookup goes to the project's environment first, so that a stray per-user kernel
 # named like ours cannot hijack the executions (the build also checks the kernel's interpreter).
@@ -29,12 +36,17 @@ export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# Progress lines: time since the top-level make started, notebooks done out of the total.
+CAE_BUILD_START ?= $(shell date +%s.%N)
+export CAE_BUILD_START
+CAE_BUILD_PROGRESS ?= $(abspath $(BUILD_ROOT))/progress/$(CAE_BUILD_START).count
+export CAE_BUILD_PROGRESS
 
 VENV_STAMP := $(VENV)/.installed
 SRC := $(shell find src/cae_impact -name '*.py' -o -name '*.css' -o -name '*.j2' 2>/dev/null | sort)
 CODE_DEPS := $(SRC) $(VENV_STAMP)
 STUDY_MK := $(BUILD_ROOT)/study-$(subst /,_,$(STUDY)).mk
-CLI := $(PY) -m cae_impact.cli --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT) --notebooks-dir $(NOTEBOOKS_DIR)
+CLI := $(PY) -m cae_impact.cli --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT) --notebooks-dir $(NOTEBOOKS_DIR) --cache-root $(CACHE_ROOT)
 
 .DEFAULT_GOAL := help
 
@@ -79,7 +91,7 @@ lock:
 # ---------------------------------------------------------------- study graph
 # build/study-*.mk defines WAVE, CAES, TARGETS, RAW_<cae> and DEPS_<cae> from the study
 # configuration. It is only needed (and the environment only built) for the build targets.
-NEEDS_STUDY := $(filter reports data-processed verify,$(MAKECMDGOALS))
+NEEDS_STUDY := $(filter reports reports-all data-processed verify,$(MAKECMDGOALS))
 ifneq ($(NEEDS_STUDY),)
 include $(STUDY_MK)
 endif
@@ -96,9 +108,17 @@ PDF := $(addsuffix /report.pdf,$(REPORT_DIRS))
 DOCX := $(addsuffix /report.docx,$(REPORT_DIRS))
 
 ## reports: build every report (each CAE and the consortium): HTML, PDF, DOCX, indicators
-.PHONY: reports
-reports: $(HTML) $(PDF) $(DOCX) $(REPORTS_ROOT)/index.html
-	@echo "==> reports ready: $(REPORTS_ROOT)/index.html"
+# Runs the graph in a sub-make on every core (unless -j was given), then says how many
+# notebooks and targets failed (reports/<wave>/_failures/), and exits non-zero if any did.
+.PHONY: reports reports-all
+reports:
+	@rm -f $(CAE_BUILD_PROGRESS)
+	@status=0; $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) reports-all || status=$$?; \
+	  rm -f $(CAE_BUILD_PROGRESS); \
+	  if [ $$status -ne 0 ]; then $(CLI) build-summary || true; exit $$status; fi
+
+reports-all: $(HTML) $(PDF) $(DOCX) $(REPORTS_ROOT)/index.html
+	@echo "==> reports ready: $(REPORTS_ROOT)/index.html (elapsed $$(awk -v s=$(CAE_BUILD_START) -v e=$$(date +%s.%N) 'BEGIN{printf "%.1f", e-s}') s)"
 
 ## data-processed: run the cleaning notebook for every CAE (data/processed/<wave>/<cae>/)
 .PHONY: data-processed
@@ -132,6 +152,21 @@ $(REPORTS_ROOT)/$(WAVE)/%/report.docx: $(REPORTS_ROOT)/$(WAVE)/%/report.html
 
 $(REPORTS_ROOT)/index.html: $(HTML) $(PDF) $(DOCX)
 	$(CLI) index
+
+## verify: re-execute without the cache, fresh kernels, and check indicators.csv and the manifest (TARGET=<id> for one)
+.PHONY: verify
+verify: $(STUDY_MK)
+	$(CLI) verify $(if $(TARGET),--target $(TARGET))
+
+## build-summary: how many notebooks and targets failed in the last build
+.PHONY: build-summary
+build-summary: $(VENV_STAMP)
+	$(CLI) build-summary
+
+## bench: time cold, no-op, markdown-only and one-export builds against naive papermill (BENCH_ARGS=...)
+.PHONY: bench
+bench: $(VENV_STAMP)
+	$(PY) scripts/bench_build.py $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- data and questionnaire
 ## data: regenerate the synthetic demo study's raw exports (deterministic, committed)

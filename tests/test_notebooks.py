@@ -37,7 +37,7 @@ def write_fixture_study(folder: Path, caes=FIXTURE_CAES, broken: str | None = No
     return path
 
 
-def make(folder: Path, study: Path, *goals: str, notebooks: Path | None = None, flags=()) -> subprocess.CompletedProcess:
+def make(folder: Path, study: Path, *goals: str, notebooks: Path | None = None, flags=(), extra=()) -> subprocess.CompletedProcess:
     cmd = [
         "make", "--no-print-directory", *flags, *goals,
         f"STUDY={study}",
@@ -47,6 +47,7 @@ def make(folder: Path, study: Path, *goals: str, notebooks: Path | None = None, 
     ]
     if notebooks:
         cmd.append(f"NOTEBOOKS_DIR={notebooks}")
+    cmd.extend(extra)
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
 
 
@@ -127,3 +128,33 @@ def test_failing_analysis_of_one_target_does_not_stop_the_others(tmp_path):
     assert not (reports / "cae-1" / "report.html").exists()
     assert not (reports / "cae-1" / "notebooks" / "03_profile.ipynb").exists()
     assert (reports / "cae-1" / "notebooks" / "03_profile.FAILED.ipynb").exists()
+    assert "1 notebook(s) failed in 1 target(s) (cae-1)" in result.stderr, "the build says how many failed"
+
+
+def test_manifest_beside_each_report(built):
+    folder, _, _ = built
+    wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]
+    for target in (*FIXTURE_CAES, "consortium"):
+        m = json.loads((folder / "reports" / wave / target / "manifest.json").read_text())
+        assert len(m["notebooks"]) == 8 and all(r["cache_key"] for r in m["notebooks"])
+        assert set(m["cleaning"]) == set(FIXTURE_CAES) and m["estimation"]["cache_key"]
+        assert len(m["inputs"]["raw_exports"]) == 2
+        assert any(name.endswith("estimates.parquet") for name in m["inputs"]["estimates"])
+
+
+def test_touch_without_content_change_executes_nothing(built):
+    """Make sees newer timestamps (as after a git checkout); the cache makes every recipe a hit."""
+    folder, study, _ = built
+    study.touch()
+    again = make(folder, study, "reports")
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = again.stdout
+    assert "[clean]" in out and "[analyse]" in out, "make did re-run the recipes"
+    assert " executed in" not in out and "estimated in" not in out and "rendered in" not in out, out[-3000:]
+
+
+def test_verify_reexecutes_without_cache_and_matches(built):
+    folder, study, _ = built
+    result = make(folder, study, "verify", extra=("TARGET=cae-3",))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "indicators.csv identical" in result.stdout and "verify OK" in result.stdout

@@ -16,6 +16,7 @@ same notebook, byte for byte.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -190,11 +191,15 @@ def execute_notebook(
     cwd: Path | None = None,
     kernel_name: str = KERNEL_NAME,
     timeout: int = 600,
+    source_nb: nbformat.NotebookNode | None = None,
 ) -> float:
     """Execute ``notebook`` with papermill into ``output``; return the time it took in seconds.
 
     Raises :class:`NotebookFailure` when a cell fails: the partial notebook is kept as
     ``<output stem>.FAILED.ipynb`` and ``output`` itself is removed, so nothing looks finished.
+    ``source_nb``, when given, is executed instead of reading ``notebook`` (the build passes the
+    source with its input fingerprint in the parameters cell's metadata); ``notebook`` still
+    names it in messages.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -209,7 +214,7 @@ def execute_notebook(
     start = time.perf_counter()
     try:
         pm.execute_notebook(
-            str(notebook),
+            copy.deepcopy(source_nb) if source_nb is not None else str(notebook),
             str(tmp),
             parameters=parameters,
             kernel_name=kernel_name,
@@ -255,3 +260,89 @@ def write_failure_report(failure: NotebookFailure, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------- cached execution
+
+
+@dataclass
+class RunRecord:
+    """One notebook of the build: what ran, with which key, and how long it took."""
+
+    notebook: str
+    output: str
+    parameters: dict[str, Any]
+    cache_key: str
+    cache_hit: bool
+    seconds: float
+    inputs: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as JSON-able data (for the manifest)."""
+        return {
+            "notebook": self.notebook, "output": self.output, "parameters": self.parameters,
+            "cache_key": self.cache_key, "cache_hit": self.cache_hit,
+            "seconds": round(self.seconds, 3), "inputs": self.inputs,
+        }
+
+
+def _write_nb_atomic(nb: nbformat.NotebookNode, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.stem}.tmp-{os.getpid()}.ipynb")
+    nbformat.write(nb, tmp)
+    tmp.replace(output)
+
+
+def notebook_key(notebook: Path, parameters: dict[str, Any], inputs: list[Path],
+                 kernel_name: str = KERNEL_NAME) -> str:
+    """The cache key :func:`run_notebook` uses for this notebook, parameters and inputs."""
+    from . import cache as cachemod
+
+    source = cachemod.prepare_notebook(notebook, cachemod.fingerprint(inputs))
+    return cachemod.NotebookCache.key(cachemod.parameterised(source, parameters, kernel_name))
+
+
+def run_notebook(
+    notebook: Path,
+    output: Path,
+    parameters: dict[str, Any],
+    *,
+    target: str,
+    inputs: list[Path],
+    cache: Any | None = None,
+    artifacts_dir: Path | None = None,
+    artifact_names: tuple[str, ...] = (),
+    cwd: Path | None = None,
+    kernel_name: str = KERNEL_NAME,
+) -> RunRecord:
+    """Execute ``notebook`` into ``output`` through the content-addressed cache.
+
+    The key covers the code cells, the injected parameters and the fingerprint of ``inputs``,
+    ``src/`` and ``requirements.lock`` (see :mod:`cae_impact.cache`). On a hit no kernel starts:
+    the cached outputs are merged with the current source's markdown and the files the notebook
+    wrote (``artifact_names`` in ``artifacts_dir``) are restored. ``cache=None`` always executes
+    (fresh kernel), as ``make verify`` does.
+    """
+    from . import cache as cachemod
+
+    start = time.perf_counter()
+    fp = cachemod.fingerprint(inputs)
+    source = cachemod.prepare_notebook(notebook, fp)
+    hashable = cachemod.parameterised(source, parameters, kernel_name)
+    key = cachemod.NotebookCache.key(hashable)
+    output = Path(output)
+    if cache is not None:
+        merged = cache.lookup(hashable, artifacts_to=artifacts_dir if artifact_names else None)
+        if merged is not None:
+            output.with_name(f"{output.stem}.FAILED.ipynb").unlink(missing_ok=True)
+            _write_nb_atomic(normalise_notebook(merged), output)
+            return RunRecord(notebook.name, str(output), parameters, key, True, time.perf_counter() - start, fp)
+    execute_notebook(notebook, output, parameters, target=target, cwd=cwd, kernel_name=kernel_name, source_nb=source)
+    if cache is not None:
+        executed = nbformat.read(output, as_version=4)
+        arts = [artifacts_dir / n for n in artifact_names] if artifacts_dir else []
+        stored = cache.store(executed, arts, artifacts_dir)
+        if stored != key:  # would mean normalisation misses something: never hit, say so
+            print(f"  [cache] warning: {target} {notebook.name}: stored key {stored[:12]} != {key[:12]}",
+                  file=sys.stderr)
+    return RunRecord(notebook.name, str(output), parameters, key, False, time.perf_counter() - start, fp)

@@ -4,9 +4,16 @@ Build steps (called by ``make``; each writes its outputs atomically):
 
 * ``make-include``  print the Make variables of the study (wave, CAEs, their raw files);
 * ``clean --cae C``  execute notebook 01 for one CAE (cleaned data under data/processed/);
+* ``estimate``  estimate every indicator of every target (study-wide);
 * ``analyse --target T``  execute notebooks 02 (one per effect domain) and 03 for a target;
 * ``render --target T --to html|pdf|docx``  render a target's report document;
-* ``index``  write reports/index.html.
+* ``index``  write reports/index.html;
+* ``verify [--target T]``  re-execute without the cache (fresh kernels) and compare with the
+  manifest and the indicators of the build;
+* ``build-summary``  say how many notebooks and targets failed (reports/<wave>/_failures/).
+
+Notebooks and steps go through the content-addressed cache (:mod:`cae_impact.cache`, under
+``--cache-root``, default build/cache); ``--no-cache`` executes everything.
 
 Tools: ``validate EXPORT`` checks a survey export before it is sent; ``check-env`` checks the
 project kernel.
@@ -15,17 +22,23 @@ project kernel.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from . import build
-from .indicators import EstimationError
+from . import cache as cachemod
 from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig, StudyConfigError, load_study
+from .indicators import EstimationError
 
 CLEANING_NB = "01_cleaning.ipynb"
 EFFECT_NB = "02_effect.ipynb"
 PROFILE_NB = "03_profile.ipynb"
+CLEANING_OUTPUTS = ("responses.parquet", "quarantine.csv", "cleaning_log.json")
 
 
 def _rel(path: Path) -> str:
@@ -85,13 +98,124 @@ def _check_declared(notebook: Path, params: dict[str, str]) -> None:
         )
 
 
-def _run(notebook: Path, output: Path, params: dict[str, str], target: str, failures_dir: Path) -> float:
+def _run(notebook: Path, output: Path, params: dict[str, str], target: str, failures_dir: Path,
+         *, inputs: list[Path] = (), cache: cachemod.NotebookCache | None = None,
+         artifacts_dir: Path | None = None, artifact_names: tuple[str, ...] = ()) -> build.RunRecord:
     _check_declared(notebook, params)
+    report = failures_dir / f"{target}__{notebook.stem}.json"
     try:
-        return build.execute_notebook(notebook, output, params, target=target, cwd=notebook.parent)
+        record = build.run_notebook(
+            notebook, output, params, target=target, inputs=list(inputs), cache=cache,
+            artifacts_dir=artifacts_dir, artifact_names=artifact_names, cwd=notebook.parent,
+        )
     except build.NotebookFailure as failure:
-        build.write_failure_report(failure, failures_dir / f"{target}__{notebook.stem}.json")
+        build.write_failure_report(failure, report)
         raise
+    report.unlink(missing_ok=True)  # an earlier failure of this notebook is fixed
+    return record
+
+
+# ---------------------------------------------------------------------------- cache, progress
+
+
+def _cache_root(args: argparse.Namespace) -> Path:
+    path = Path(getattr(args, "cache_root", None) or "build/cache")
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _nb_cache(args: argparse.Namespace, study: StudyConfig, name: str) -> cachemod.NotebookCache | None:
+    """One jupyter-cache per target (or per CAE's cleaning): one writer per cache under make -j."""
+    if getattr(args, "no_cache", False):
+        return None
+    return cachemod.NotebookCache(_cache_root(args) / "nb" / study.wave / name)
+
+
+def _step_cache(args: argparse.Namespace) -> cachemod.StepCache | None:
+    return None if getattr(args, "no_cache", False) else cachemod.StepCache(_cache_root(args) / "steps")
+
+
+def total_notebooks(study: StudyConfig) -> int:
+    """Notebook executions of a full build: one cleaning per CAE, 02 per domain and 03 per target."""
+    return len(study.caes) + len(study.targets) * (len(_domain_ids(study)) + 1)
+
+
+def _progress(study: StudyConfig, label: str, message: str) -> None:
+    """A progress line: notebooks done out of the build's total (when run by make), elapsed time."""
+    prefix = ""
+    counter = os.environ.get("CAE_BUILD_PROGRESS")
+    if counter:
+        path = Path(counter)
+        try:
+            with cachemod.locked(path.parent):
+                done = (int(path.read_text() or 0) if path.exists() else 0) + 1
+                path.write_text(str(done))
+            prefix += f"[{done}/{total_notebooks(study)}] "
+        except (OSError, ValueError):
+            pass
+    start = os.environ.get("CAE_BUILD_START")
+    if start:
+        try:
+            prefix += f"[{time.time() - float(start):6.1f} s] "
+        except ValueError:
+            pass
+    print(f"  {prefix}[{label}] {message}", flush=True)
+
+
+def _runs_dir(study: StudyConfig, reports: Path) -> Path:
+    return reports / study.wave / "_runs"
+
+
+def _write_json(path: Path, payload: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------- inputs of each step
+
+
+def clean_inputs(study: StudyConfig, cae_id: str) -> list[Path]:
+    """What notebook 01 reads for a CAE: its export (and mapping), the study and the codebook."""
+    cae = study.cae(cae_id)
+    return [cae.export, *([cae.mapping] if cae.mapping else []), study.path, study.codebook]
+
+
+def processed_files(study: StudyConfig, processed: Path) -> list[Path]:
+    """Every CAE's cleaned responses."""
+    return [processed / study.wave / c / "responses.parquet" for c in study.cae_ids]
+
+
+def external_files() -> list[Path]:
+    """The national reference tables (data/external/)."""
+    ext = PROJECT_ROOT / "data" / "external"
+    if not ext.exists():
+        return []
+    return sorted(p for p in ext.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def estimate_inputs(study: StudyConfig, processed: Path) -> list[Path]:
+    """What the estimation reads: every CAE's cleaned responses, the study and the codebook."""
+    return [*processed_files(study, processed), study.path, study.codebook]
+
+
+def study_files(study: StudyConfig, reports: Path) -> list[Path]:
+    """The study-wide estimation outputs (estimates, weighting, design)."""
+    from .pipeline import study_dir
+
+    sdir = study_dir(study, reports)
+    if not sdir.exists():
+        return []
+    return sorted(p for p in sdir.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def analyse_inputs(study: StudyConfig, processed: Path, reports: Path) -> list[Path]:
+    """What notebooks 02 and 03 read: the study estimates and weighting, cleaned data, references."""
+    return [*study_files(study, reports), *processed_files(study, processed), study.path, study.codebook,
+            *external_files()]
+
+
+# ---------------------------------------------------------------------------- build steps
 
 
 def cmd_make_include(args: argparse.Namespace) -> int:
@@ -111,31 +235,58 @@ def cmd_make_include(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    """Execute the cleaning notebook for one CAE."""
+    """Execute the cleaning notebook for one CAE (a cache hit restores its cleaned files)."""
     study, processed, reports = _ctx(args)
     cae = study.cae(args.cae)
     out = reports / study.wave / cae.id / "notebooks" / CLEANING_NB
     params = build_parameters(study, args, cae=cae.id)
-    t = _run(_notebooks(args) / CLEANING_NB, out, params, cae.id, reports / study.wave / "_failures")
-    print(f"  [clean] {cae.id} ({cae.label}): {CLEANING_NB} in {t:.1f} s")
+    record = _run(
+        _notebooks(args) / CLEANING_NB, out, params, cae.id, reports / study.wave / "_failures",
+        inputs=clean_inputs(study, cae.id), cache=_nb_cache(args, study, f"_clean/{cae.id}"),
+        artifacts_dir=processed / study.wave / cae.id, artifact_names=CLEANING_OUTPUTS,
+    )
+    _write_json(_runs_dir(study, reports) / f"clean__{cae.id}.json", record.as_dict())
+    how = "cache hit" if record.cache_hit else "executed"
+    _progress(study, "clean", f"{cae.id} ({cae.label}): {CLEANING_NB} {how} in {record.seconds:.1f} s")
     return 0
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    """Estimate every indicator of every target (study-wide disclosure control)."""
-    from .pipeline import run_estimation
+    """Estimate every indicator of every target (study-wide disclosure control), cached by content."""
+    from .pipeline import ESTIMATES_FILE, run_estimation, study_dir
 
     study, processed, reports = _ctx(args)
     start = time.perf_counter()
-    path = run_estimation(study, processed, reports)
-    print(f"  [estimate] {_rel(path)} in {time.perf_counter() - start:.1f} s")
+    fp = cachemod.fingerprint(estimate_inputs(study, processed))
+    key = cachemod.key_of({"step": "estimate", "wave": study.wave, **fp})
+    steps = _step_cache(args)
+    sdir = study_dir(study, reports)
+    hit = steps is not None and steps.get_dir(key, sdir)
+    if not hit:
+        run_estimation(study, processed, reports)
+        if steps is not None:
+            steps.put_dir(key, sdir)
+    _write_json(_runs_dir(study, reports) / "estimate.json", {
+        "cache_key": key, "cache_hit": bool(hit), "seconds": round(time.perf_counter() - start, 3), "inputs": fp})
+    how = "cache hit" if hit else "estimated"
+    print(f"  [estimate] {_rel(sdir / ESTIMATES_FILE)} {how} in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
+
+
+def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str, nb_dir: Path) -> list[tuple[Path, Path, dict[str, str]]]:
+    """The notebooks of a target's analysis: 02 once per effect domain, then 03."""
+    common = build_parameters(study, args, target=target, reports_root=_rel(PROJECT_ROOT / args.reports_root))
+    jobs = [(_notebooks(args) / EFFECT_NB, nb_dir / f"02_effect_{d}.ipynb", {**common, "domain": d})
+            for d in _domain_ids(study)]
+    jobs.append((_notebooks(args) / PROFILE_NB, nb_dir / PROFILE_NB, common))
+    return jobs
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
     """Execute notebooks 02 (each effect domain) and 03 for one target, then its indicators."""
     import pandas as pd
 
+    from . import manifest
     from .indicators import report_table, write_indicator_files
     from .pipeline import ESTIMATES_FILE, study_dir
 
@@ -146,39 +297,65 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     target_dir = reports / study.wave / target
     nb_dir = target_dir / "notebooks"
     # A new analysis makes the previous documents stale: remove them so nothing looks finished.
-    for name in ("report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx"):
+    for name in ("report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx", "manifest.json"):
         (target_dir / name).unlink(missing_ok=True)
     failures = reports / study.wave / "_failures"
-    common = build_parameters(study, args, target=target, reports_root=_rel(PROJECT_ROOT / args.reports_root))
-    domains = _domain_ids(study)
-    jobs = [(_notebooks(args) / EFFECT_NB, nb_dir / f"02_effect_{d}.ipynb", {**common, "domain": d}) for d in domains]
-    jobs.append((_notebooks(args) / PROFILE_NB, nb_dir / PROFILE_NB, common))
+    jobs = analysis_jobs(args, study, target, nb_dir)
+    inputs = analyse_inputs(study, processed, reports)
+    nb_cache = _nb_cache(args, study, target)
     start = time.perf_counter()
+    records = []
     for i, (nb, out, params) in enumerate(jobs, 1):
-        t = _run(nb, out, params, target, failures)
-        print(f"  [analyse] {target}: {out.name} ({i}/{len(jobs)}) in {t:.1f} s")
+        record = _run(nb, out, params, target, failures, inputs=inputs, cache=nb_cache)
+        records.append(record)
+        how = "cache hit" if record.cache_hit else "executed"
+        _progress(study, "analyse", f"{target}: {out.name} ({i}/{len(jobs)}) {how} in {record.seconds:.1f} s")
     estimates = pd.read_parquet(study_dir(study, reports) / ESTIMATES_FILE)
     write_indicator_files(report_table(estimates, target, study.report.fdr_alpha), target_dir)
-    print(f"  [analyse] {target}: done in {time.perf_counter() - start:.1f} s")
+    manifest.write_manifest(study, target, processed, reports, records, _runs_dir(study, reports),
+                            notebooks_dir=_notebooks(args))
+    hits = sum(r.cache_hit for r in records)
+    print(f"  [analyse] {target}: done in {time.perf_counter() - start:.1f} s "
+          f"({len(records) - hits} executed, {hits} from the cache)", flush=True)
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """Render one target's report document (html from the notebooks; pdf and docx from html)."""
+    """Render one target's report document (html from the notebooks; pdf and docx from html).
+
+    Cached by content: the key covers what the document is made from (the executed notebooks
+    and the study's files for HTML, the HTML for PDF and DOCX), the code, and for HTML the
+    production date printed on its cover.
+    """
     from . import report
 
     study, processed, reports = _ctx(args)
     target_dir = reports / study.wave / args.target
     html_path = target_dir / "report.html"
+    start = time.perf_counter()
+    nb_dir = target_dir / "notebooks"
+    paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study))]
     if args.to == "html":
-        nb_dir = target_dir / "notebooks"
-        paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study))]
-        report.render_html(paths, report.report_meta(study, args.target), html_path)
-    elif args.to == "pdf":
-        report.render_pdf(html_path, target_dir / "report.pdf")
+        cleaning_logs = [processed / study.wave / c / "cleaning_log.json" for c in study.cae_ids]
+        sources = [*paths, *analyse_inputs(study, processed, reports), *cleaning_logs]
+        extra = {"date": str(report.production_date()), "target": args.target}
     else:
-        report.render_docx(html_path, target_dir / "report.docx")
-    print(f"  [render] {args.target}: report.{args.to}")
+        sources, extra = [html_path], {}
+    out = target_dir / f"report.{args.to}"
+    steps = _step_cache(args)
+    key = cachemod.key_of({"step": f"render-{args.to}", **extra, **cachemod.fingerprint(sources)})
+    hit = steps is not None and steps.get(key, {out.name: out})
+    if not hit:
+        if args.to == "html":
+            report.render_html(paths, report.report_meta(study, args.target), html_path)
+        elif args.to == "pdf":
+            report.render_pdf(html_path, out)
+        else:
+            report.render_docx(html_path, out)
+        if steps is not None:
+            steps.put(key, {out.name: out})
+    how = "cache hit" if hit else "rendered"
+    print(f"  [render] {args.target}: report.{args.to} {how} in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 
 
@@ -189,6 +366,96 @@ def cmd_index(args: argparse.Namespace) -> int:
     study, processed, reports = _ctx(args)
     path = write_index(study, reports)
     print(f"  [index] {_rel(path)}")
+    return 0
+
+
+def cmd_build_summary(args: argparse.Namespace) -> int:
+    """Say how many notebooks and targets failed in the last build; non-zero when any did."""
+    study, processed, reports = _ctx(args)
+    folder = reports / study.wave / "_failures"
+    found = []
+    for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+        try:
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            found.append({"target": path.stem.split("__")[0], "notebook": path.name, "error": "unreadable report"})
+    if not found:
+        print(f"==> build summary: no failure ({len(study.targets)} targets of wave {study.wave})")
+        return 0
+    targets = sorted({f.get("target", "?") for f in found})
+    print(f"==> build summary: {len(found)} notebook(s) failed in {len(targets)} target(s) "
+          f"({', '.join(targets)}); error reports in {_rel(folder)}/", file=sys.stderr)
+    for f in found:
+        cell = f" cell {f['cell_number']}" if f.get("cell_number") is not None else ""
+        print(f"    {f.get('target')}: {f.get('notebook')}{cell}: {f.get('error')}", file=sys.stderr)
+    return 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Re-execute without the cache, with fresh kernels, and compare with the build.
+
+    For each target: the manifest's input hashes must match the files on disk (a tampered
+    cleaned file or estimate fails here); every CAE is cleaned again from its raw export and the
+    cleaned responses must hash as in the manifest; the estimation runs again; the target's
+    notebooks are executed again, and indicators.csv must come out byte-identical.
+    """
+    import pandas as pd
+
+    from . import manifest
+    from .indicators import report_table, write_indicator_files
+    from .pipeline import ESTIMATES_FILE, run_estimation, study_dir
+
+    study, processed, reports = _ctx(args)
+    targets = [args.target] if args.target else study.targets
+    problems: list[str] = []
+    for target in targets:
+        problems += [f"{target}: {p}" for p in manifest.check_manifest(study, target, processed, reports)]
+    if problems:  # the build's files do not match their manifest: no need to re-execute
+        return _verify_result(problems, targets)
+    scratch = Path(tempfile.mkdtemp(prefix="cae-impact-verify-"))
+    try:
+        s_proc, s_rep = scratch / "processed", scratch / "reports"
+        vargs = argparse.Namespace(**{**vars(args), "processed_root": str(s_proc), "reports_root": str(s_rep)})
+        failures = s_rep / study.wave / "_failures"
+        start = time.perf_counter()
+        for cae in study.caes:
+            out = s_rep / study.wave / cae.id / "notebooks" / CLEANING_NB
+            _run(_notebooks(args) / CLEANING_NB, out, build_parameters(study, vargs, cae=cae.id), cae.id, failures,
+                 inputs=clean_inputs(study, cae.id))
+            print(f"  [verify] {cae.id}: cleaned again ({time.perf_counter() - start:.0f} s)", flush=True)
+        fresh_processed = manifest.hash_files(processed_files(study, s_proc), s_proc)
+        built_processed = manifest.hash_files(processed_files(study, processed), processed)
+        for name, digest in fresh_processed.items():
+            if built_processed.get(name) != digest:
+                problems.append(f"cleaning {name}: re-cleaned from the raw export, sha256 differs from the build's")
+        run_estimation(study, s_proc, s_rep)
+        print(f"  [verify] estimated again ({time.perf_counter() - start:.0f} s)", flush=True)
+        for target in targets:
+            nb_dir = s_rep / study.wave / target / "notebooks"
+            for nb, out, params in analysis_jobs(vargs, study, target, nb_dir):
+                _run(nb, out, params, target, failures, inputs=[])
+            tdir = s_rep / study.wave / target
+            estimates = pd.read_parquet(study_dir(study, s_rep) / ESTIMATES_FILE)
+            write_indicator_files(report_table(estimates, target, study.report.fdr_alpha), tdir)
+            built = reports / study.wave / target / "indicators.csv"
+            fresh = tdir / "indicators.csv"
+            same = built.exists() and built.read_bytes() == fresh.read_bytes()
+            if not same:
+                problems.append(f"{target}: indicators.csv re-executed without the cache differs from the build's")
+            print(f"  [verify] {target}: notebooks re-executed, indicators.csv "
+                  f"{'identical' if same else 'DIFFERENT'} ({time.perf_counter() - start:.0f} s)", flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _verify_result(problems, targets)
+
+
+def _verify_result(problems: list[str], targets: list[str]) -> int:
+    if problems:
+        print(f"==> verify FAILED ({len(problems)} problem(s)):", file=sys.stderr)
+        for p in problems:
+            print(f"    {p}", file=sys.stderr)
+        return 1
+    print(f"==> verify OK: {', '.join(targets)} reproduced without the cache")
     return 0
 
 
@@ -218,6 +485,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--processed-root", default="data/processed", help="cleaned data root (default: %(default)s)")
     p.add_argument("--reports-root", default="reports", help="reports root (default: %(default)s)")
     p.add_argument("--notebooks-dir", default="notebooks", help="pipeline notebooks (default: %(default)s)")
+    p.add_argument("--cache-root", default="build/cache", help="content-addressed cache (default: %(default)s)")
+    p.add_argument("--no-cache", action="store_true", help="execute everything (fresh kernels), cache untouched")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("make-include", help="print the study's Make variables").set_defaults(func=cmd_make_include)
     s = sub.add_parser("clean", help="execute notebook 01 (cleaning) for one CAE")
@@ -232,6 +501,10 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", choices=("html", "pdf", "docx"), required=True)
     s.set_defaults(func=cmd_render)
     sub.add_parser("index", help="write reports/index.html").set_defaults(func=cmd_index)
+    sub.add_parser("build-summary", help="count the failures of the last build").set_defaults(func=cmd_build_summary)
+    s = sub.add_parser("verify", help="re-execute without the cache and compare with the build")
+    s.add_argument("--target", help="one target (default: every target)")
+    s.set_defaults(func=cmd_verify)
     sub.add_parser("check-env", help="check the project kernel").set_defaults(func=cmd_check_env)
     s = sub.add_parser("validate", help="check a survey export before sending it")
     s.add_argument("export")

@@ -1,0 +1,270 @@
+"""Benchmark of the build: cold, no-op, markdown-only edit, one CAE's export changed, naive baseline.
+
+Everything runs in a scratch folder (its own processed/, reports/, build/ and cache, a copy of
+the notebooks and of the study configuration whose first CAE's export is a scratch copy), so the
+repository is never modified. Times are wall-clock medians of ``--repeats`` runs (the cold build
+and the naive baseline run ``--cold-repeats`` times, they are long). Peak memory is the largest
+resident set of any child process (``resource.RUSAGE_CHILDREN``, ru_maxrss).
+
+    .venv/bin/python scripts/bench_build.py                       # the demo study (7 CAEs)
+    .venv/bin/python scripts/bench_build.py --caes cae-1,cae-3    # a smaller study
+    .venv/bin/python scripts/bench_build.py --national 10,20,40   # generated national studies
+    .venv/bin/python scripts/bench_build.py --skip-naive          # without the naive baseline
+
+Run it through ``make bench BENCH_ARGS="..."`` (sets JUPYTER_PATH like every build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def run(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, **kw)
+    return time.perf_counter() - start, res
+
+
+def peak_rss_mb() -> float:
+    """Largest resident set of any finished child process so far, in MB (Linux: ru_maxrss in kB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+class Scratch:
+    """A study with its own roots and notebooks, built through the Makefile."""
+
+    def __init__(self, folder: Path, study: Path, jobs: int) -> None:
+        self.folder, self.study, self.jobs = folder, study, jobs
+        self.notebooks = folder / "notebooks"
+        if not self.notebooks.exists():
+            shutil.copytree(ROOT / "notebooks", self.notebooks)
+
+    def make(self, *goals: str, check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
+        cmd = ["make", "--no-print-directory", f"-j{self.jobs}", *goals,
+               f"STUDY={self.study}", f"PROCESSED_ROOT={self.folder / 'processed'}",
+               f"REPORTS_ROOT={self.folder / 'reports'}", f"BUILD_ROOT={self.folder / 'build'}",
+               f"NOTEBOOKS_DIR={self.notebooks}", f"VENV={Path(PY).parent.parent}"]
+        t, res = run(cmd)
+        if check and res.returncode != 0:
+            raise SystemExit(f"build failed ({' '.join(goals)}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        return t, res
+
+    def wipe(self) -> None:
+        for name in ("processed", "reports", "build"):
+            shutil.rmtree(self.folder / name, ignore_errors=True)
+
+
+def counts(out: str) -> dict[str, int]:
+    """What a build did, from its progress lines."""
+    return {
+        "kernels": len(re.findall(r"\.ipynb( \(\d+/\d+\))? executed in", out)),
+        "cache_hits": out.count("cache hit"),
+        "rendered": out.count(" rendered in"),
+    }
+
+
+def write_study(folder: Path, caes: list[str] | None) -> Path:
+    """A copy of the demo study whose first CAE's export is a scratch copy (so it can change)."""
+    demo = yaml.safe_load((ROOT / "config" / "study.yaml").read_text(encoding="utf-8"))
+    if caes:
+        demo["caes"] = [c for c in demo["caes"] if c["id"] in caes]
+    first = demo["caes"][0]
+    src = ROOT / first["export"]
+    copy = folder / "raw" / src.name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, copy)
+    first["export"] = str(copy)
+    for c in demo["caes"][1:]:
+        c["export"] = str(ROOT / c["export"])
+        if c.get("mapping"):
+            c["mapping"] = str(ROOT / c["mapping"])
+    if not Path(demo["codebook"]).is_absolute():
+        demo["codebook"] = str(ROOT / demo["codebook"])
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(demo, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def edit_markdown(notebooks: Path, n: int) -> None:
+    """A markdown-only edit of notebook 02 (its first markdown cell gets another line)."""
+    path = notebooks / "02_effect.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "markdown")
+    cell.source = cell.source.split("\n<!-- bench")[0] + f"\n<!-- bench edit {n} -->"
+    nbformat.write(nb, path)
+
+
+def change_export(study: Path, n: int) -> None:
+    """A content change of the first CAE's export: one respondent fewer (a different one each time)."""
+    cfg = yaml.safe_load(study.read_text(encoding="utf-8"))
+    path = Path(cfg["caes"][0]["export"])
+    original = path.with_suffix(path.suffix + ".orig")
+    if not original.exists():
+        shutil.copyfile(path, original)
+    raw = original.read_bytes()
+    nl = b"\r\n" if b"\r\n" in raw else b"\n"
+    lines = raw.rstrip(nl).split(nl)
+    drop = len(lines) - 1 - (n % 3)
+    path.write_bytes(nl.join(lines[:drop] + lines[drop + 1:]) + nl)
+
+
+def naive(sc: Scratch, study_path: Path) -> float:
+    """papermill CLI, serially, a fresh process and kernel for every notebook, then each document."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from cae_impact.codebook import load_codebook
+    from cae_impact.config import load_study
+
+    study = load_study(study_path)
+    domains = [d.id for d in load_codebook(study.codebook).domains]
+    folder = sc.folder / "naive"
+    shutil.rmtree(folder, ignore_errors=True)
+    proc, rep = folder / "processed", folder / "reports"
+    env = {**os.environ, "JUPYTER_PATH": str(Path(PY).parent.parent / "share" / "jupyter"), "MPLBACKEND": "Agg",
+           "PYTHONHASHSEED": "0"}
+    papermill = str(Path(PY).parent / "papermill")
+    common = ["-k", "cae-impact", "--cwd", str(sc.notebooks), "-p", "study", str(study_path),
+              "-p", "processed_root", str(proc)]
+    cli = [PY, "-m", "cae_impact.cli", "--study", str(study_path), "--processed-root", str(proc),
+           "--reports-root", str(rep), "--notebooks-dir", str(sc.notebooks), "--no-cache"]
+    start = time.perf_counter()
+
+    def go(cmd: list[str]) -> None:
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        if res.returncode != 0:
+            raise SystemExit(f"naive step failed: {' '.join(cmd)}\n{res.stderr[-2000:]}")
+
+    for cae in study.cae_ids:
+        out = rep / study.wave / cae / "notebooks" / "01_cleaning.ipynb"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        go([papermill, str(sc.notebooks / "01_cleaning.ipynb"), str(out), *common, "-p", "cae", cae])
+    go([*cli, "estimate"])
+    for target in study.targets:
+        nb_dir = rep / study.wave / target / "notebooks"
+        nb_dir.mkdir(parents=True, exist_ok=True)
+        tp = [*common, "-p", "target", target, "-p", "reports_root", str(rep)]
+        for d in domains:
+            go([papermill, str(sc.notebooks / "02_effect.ipynb"), str(nb_dir / f"02_effect_{d}.ipynb"), *tp, "-p", "domain", d])
+        go([papermill, str(sc.notebooks / "03_profile.ipynb"), str(nb_dir / "03_profile.ipynb"), *tp])
+        for fmt in ("html", "pdf", "docx"):
+            go([*cli, "render", "--target", target, "--to", fmt])
+    return time.perf_counter() - start
+
+
+def med(xs: list[float]) -> float:
+    return round(statistics.median(xs), 1)
+
+
+def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_naive: bool) -> dict:
+    results: dict[str, object] = {}
+    cold = []
+    for _ in range(cold_repeats):
+        sc.wipe()
+        t, res = sc.make("reports")
+        cold.append(t)
+        results["cold_counts"] = counts(res.stdout)
+    results["cold_s"] = med(cold)
+    results["cold_runs"] = [round(x, 1) for x in cold]
+    noop = [sc.make("reports")[0] for _ in range(repeats)]
+    results["noop_s"] = med(noop)
+    md, md_counts = [], []
+    for i in range(repeats):
+        edit_markdown(sc.notebooks, i)
+        t, res = sc.make("reports")
+        md.append(t)
+        md_counts.append(counts(res.stdout))
+    results["markdown_edit_s"] = med(md)
+    results["markdown_edit_counts"] = md_counts
+    # touch only (what a git checkout that changes no content looks like to Make)
+    touched = []
+    for _ in range(repeats):
+        cfg = yaml.safe_load(study.read_text(encoding="utf-8"))
+        Path(cfg["caes"][0]["export"]).touch()
+        t, res = sc.make("reports")
+        touched.append(t)
+        results["touch_counts"] = counts(res.stdout)
+    results["touch_only_s"] = med(touched)
+    one, one_counts = [], []
+    for i in range(repeats):
+        change_export(study, i)
+        t, res = sc.make("reports")
+        one.append(t)
+        one_counts.append(counts(res.stdout))
+    results["one_export_changed_s"] = med(one)
+    results["one_export_counts"] = one_counts
+    if with_naive:
+        results["naive_s"] = med([naive(sc, study) for _ in range(cold_repeats)])
+        results["speedup_cold_vs_naive"] = round(results["naive_s"] / results["cold_s"], 2)
+    results["peak_rss_child_mb"] = round(peak_rss_mb())
+    return results
+
+
+def bench_national(folder: Path, sizes: list[int], per_cae: int, jobs: int) -> dict:
+    sys.path.insert(0, str(ROOT / "src"))
+    from cae_impact.demo import generate_national_study
+
+    out = {}
+    for n in sizes:
+        sub = folder / f"national-{n}"
+        shutil.rmtree(sub, ignore_errors=True)
+        cfg = generate_national_study(n, per_cae, sub)
+        sc = Scratch(sub, cfg, jobs)
+        t, res = sc.make("reports")
+        out[n] = {"cold_s": round(t, 1), "counts": counts(res.stdout), "peak_rss_child_mb": round(peak_rss_mb())}
+        print(f"national {n} CAEs x {per_cae}: {t:.1f} s", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--caes", help="comma-separated CAE ids of the demo study (default: all)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--cold-repeats", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--skip-naive", action="store_true")
+    p.add_argument("--national", help="comma-separated numbers of CAEs for generated national studies")
+    p.add_argument("--per-cae", type=int, default=80)
+    p.add_argument("--keep", type=Path, help="scratch folder to use and keep (default: a temporary one)")
+    p.add_argument("--json", type=Path, help="write the results here too")
+    args = p.parse_args(argv)
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="cae-impact-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg()},
+                                  "jobs": args.jobs}
+    try:
+        if args.national:
+            results["national"] = bench_national(folder, [int(x) for x in args.national.split(",")],
+                                                 args.per_cae, args.jobs)
+        else:
+            study = write_study(folder, args.caes.split(",") if args.caes else None)
+            results["study"] = bench_study(Scratch(folder, study, args.jobs), study, args.repeats,
+                                           args.cold_repeats, not args.skip_naive)
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    results["machine"]["load_after"] = os.getloadavg()
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Provenance: ``manifest.json`` beside each report, and its check.
+
+``reports/<wave>/<target>/manifest.json`` records what the report was made from and how:
+the sha256 of every input file (each CAE's raw export and mapping, the codebook, the study
+configuration, the cleaned responses, the study estimates and weighting, the national
+references), the parameters, cache key, cache hit and execution time of each notebook (and of
+each CAE's cleaning and the estimation), the git commit and whether the tree was dirty, the
+Python and package versions, and the digests of ``src/`` and ``requirements.lock``.
+
+:func:`check_manifest` compares the manifest with the files on disk (``make verify`` uses it):
+a tampered cleaned file or estimate is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from . import cache as cachemod
+from .config import PROJECT_ROOT, StudyConfig
+
+MANIFEST_NAME = "manifest.json"
+PACKAGES = ("pandas", "numpy", "scipy", "matplotlib", "pyarrow", "papermill", "nbclient", "nbconvert",
+            "nbformat", "ipykernel", "jupyter-cache", "weasyprint", "pypandoc-binary", "samplics", "statsmodels")
+
+
+def hash_files(paths: Iterable[Path], rel_to: Path) -> dict[str, str]:
+    """``{path relative to rel_to: sha256}`` ("missing" for an absent file)."""
+    return cachemod.file_hashes(paths, rel_to)
+
+
+def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """The commit of the working tree and whether it has uncommitted changes (None outside git)."""
+    def run(*cmd: str) -> str | None:
+        try:
+            res = subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return res.stdout.strip() if res.returncode == 0 else None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
+    """Installed versions of the packages that shape the results (None when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def input_files(study: StudyConfig, processed: Path, reports: Path) -> dict[str, list[Path]]:
+    """The input files of a target's report, by role."""
+    from .cli import external_files, processed_files, study_files
+
+    raw = []
+    for cae in study.caes:
+        raw.append(cae.export)
+        if cae.mapping:
+            raw.append(cae.mapping)
+    return {
+        "raw_exports": raw,
+        "configuration": [study.path, study.codebook],
+        "processed": processed_files(study, processed),
+        "estimates": study_files(study, reports),
+        "references": external_files(),
+    }
+
+
+def _hash_roles(study: StudyConfig, processed: Path, reports: Path) -> dict[str, dict[str, str]]:
+    roles = input_files(study, processed, reports)
+    roots = {"processed": processed, "estimates": reports}
+    return {role: hash_files(paths, roots.get(role, PROJECT_ROOT)) for role, paths in roles.items()}
+
+
+def build_manifest(study: StudyConfig, target: str, processed: Path, reports: Path, records: list,
+                   runs_dir: Path, notebooks_dir: Path) -> dict[str, Any]:
+    """The manifest of a target's report (see the module's docstring)."""
+    runs = {}
+    for cae in study.cae_ids:
+        path = runs_dir / f"clean__{cae}.json"
+        if path.exists():
+            runs[cae] = json.loads(path.read_text(encoding="utf-8"))
+    estimate = runs_dir / "estimate.json"
+    target_dir = reports / study.wave / target
+    return {
+        "schema": 1,
+        "study": study.path.name,
+        "wave": study.wave,
+        "target": target,
+        "git": git_state(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "code": cachemod.code_fingerprint(),
+        "inputs": _hash_roles(study, processed, reports),
+        "notebooks_source": hash_files(sorted(Path(notebooks_dir).glob("*.ipynb")), Path(notebooks_dir)),
+        "cleaning": runs,
+        "estimation": json.loads(estimate.read_text(encoding="utf-8")) if estimate.exists() else None,
+        "notebooks": [r.as_dict() if hasattr(r, "as_dict") else r for r in records],
+        "outputs": hash_files([target_dir / "indicators.csv"], target_dir),
+        "environment": {k: os.environ.get(k) for k in ("PYTHONHASHSEED", "SOURCE_DATE_EPOCH")},
+        "python_executable": sys.executable,
+    }
+
+
+def write_manifest(study: StudyConfig, target: str, processed: Path, reports: Path, records: list,
+                   runs_dir: Path, notebooks_dir: Path) -> Path:
+    """Write ``reports/<wave>/<target>/manifest.json`` atomically; return its path."""
+    payload = build_manifest(study, target, processed, reports, records, runs_dir, notebooks_dir)
+    path = reports / study.wave / target / MANIFEST_NAME
+    tmp = path.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def check_manifest(study: StudyConfig, target: str, processed: Path, reports: Path) -> list[str]:
+    """Differences between a target's manifest and the files on disk (empty when consistent)."""
+    path = reports / study.wave / target / MANIFEST_NAME
+    if not path.exists():
+        return [f"{path}: no manifest (build the target first)"]
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    problems = []
+    now = _hash_roles(study, processed, reports)
+    for role, files in recorded.get("inputs", {}).items():
+        for name, digest in files.items():
+            actual = now.get(role, {}).get(name, "missing")
+            if actual != digest:
+                problems.append(f"{role} file {name}: sha256 {actual[:12]} differs from the manifest's {digest[:12]}")
+    target_dir = reports / study.wave / target
+    for name, digest in recorded.get("outputs", {}).items():
+        actual = hash_files([target_dir / name], target_dir).get(name, "missing")
+        if actual != digest:
+            problems.append(f"output {name}: sha256 {actual[:12]} differs from the manifest's {digest[:12]}")
+    return problems

@@ -1,0 +1,91 @@
+"""Provenance: manifest.json beside each report, its check, and the build summary."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from cae_impact import build, cli, manifest
+from cae_impact.cache import sha256_file
+from cae_impact.config import PROJECT_ROOT, load_study
+
+
+@pytest.fixture
+def fake_build(tmp_path):
+    study = load_study(PROJECT_ROOT / "config" / "study.yaml")
+    processed, reports = tmp_path / "processed", tmp_path / "reports"
+    for cae in study.cae_ids:
+        d = processed / study.wave / cae
+        d.mkdir(parents=True)
+        pd.DataFrame({"id": [1, 2], "cae": [cae, cae]}).to_parquet(d / "responses.parquet", index=False)
+    sdir = reports / study.wave / "_study"
+    sdir.mkdir(parents=True)
+    pd.DataFrame({"v": [1.0]}).to_parquet(sdir / "estimates.parquet", index=False)
+    (sdir / "weighting.json").write_text("{}")
+    target_dir = reports / study.wave / "consortium"
+    target_dir.mkdir(parents=True)
+    (target_dir / "indicators.csv").write_text("a,b\n1,2\n")
+    runs = reports / study.wave / "_runs"
+    runs.mkdir()
+    (runs / "estimate.json").write_text(json.dumps({"cache_key": "k", "cache_hit": False, "seconds": 1.0}))
+    record = build.RunRecord("02_effect.ipynb", "x.ipynb", {"target": "consortium", "domain": "d1"}, "abc", False, 4.2, {})
+    path = manifest.write_manifest(study, "consortium", processed, reports, [record], runs, PROJECT_ROOT / "notebooks")
+    return study, processed, reports, path
+
+
+def test_manifest_records_inputs_parameters_and_environment(fake_build):
+    study, processed, reports, path = fake_build
+    assert path == reports / study.wave / "consortium" / "manifest.json"
+    m = json.loads(path.read_text())
+    raw = m["inputs"]["raw_exports"]
+    cae1 = study.cae("cae-1").export
+    assert raw[str(cae1.relative_to(PROJECT_ROOT))] == sha256_file(cae1)
+    assert len(m["inputs"]["processed"]) == len(study.cae_ids)
+    assert "estimates.parquet" in " ".join(m["inputs"]["estimates"])
+    assert any(name.endswith("codebook.yaml") for name in m["inputs"]["configuration"])
+    assert m["notebooks"][0]["parameters"] == {"target": "consortium", "domain": "d1"}
+    assert m["notebooks"][0]["cache_key"] == "abc" and m["notebooks"][0]["seconds"] == 4.2
+    assert m["git"]["commit"] is None or len(m["git"]["commit"]) == 40
+    assert m["git"]["dirty"] in (True, False, None)
+    assert m["packages"]["pandas"] == pd.__version__
+    assert set(m["code"]) == {"src", "requirements.lock"}
+    assert m["estimation"]["cache_key"] == "k"
+    assert "indicators.csv" in m["outputs"]
+
+
+def test_check_manifest_consistent_then_tampered(fake_build):
+    study, processed, reports, _ = fake_build
+    assert manifest.check_manifest(study, "consortium", processed, reports) == []
+    tampered = processed / study.wave / "cae-2" / "responses.parquet"
+    pd.DataFrame({"id": [1, 2, 3], "cae": ["x"] * 3}).to_parquet(tampered, index=False)
+    problems = manifest.check_manifest(study, "consortium", processed, reports)
+    assert len(problems) == 1 and "cae-2/responses.parquet" in problems[0]
+
+
+def test_verify_refuses_a_tampered_build_without_executing(fake_build, capsys, monkeypatch):
+    study, processed, reports, _ = fake_build
+    (reports / study.wave / "_study" / "weighting.json").write_text('{"tampered": true}')
+    monkeypatch.setattr(build, "execute_notebook", lambda *a, **k: pytest.fail("executed"))
+    rc = cli.main(["--processed-root", str(processed), "--reports-root", str(reports), "verify", "--target", "consortium"])
+    assert rc == 1
+    assert "weighting.json" in capsys.readouterr().err
+
+
+def test_check_manifest_without_manifest(tmp_path):
+    study = load_study(PROJECT_ROOT / "config" / "study.yaml")
+    assert "no manifest" in manifest.check_manifest(study, "cae-1", tmp_path, tmp_path)[0]
+
+
+def test_build_summary_counts_failed_notebooks_and_targets(tmp_path, capsys):
+    study = load_study(PROJECT_ROOT / "config" / "study.yaml")
+    args = ["--reports-root", str(tmp_path), "build-summary"]
+    assert cli.main(args) == 0
+    assert "no failure" in capsys.readouterr().out
+    folder = tmp_path / study.wave / "_failures"
+    folder.mkdir(parents=True)
+    for target, nb in (("cae-1", "03_profile"), ("cae-1", "02_effect"), ("cae-3", "01_cleaning")):
+        (folder / f"{target}__{nb}.json").write_text(json.dumps(
+            {"target": target, "notebook": f"{nb}.ipynb", "cell_number": 3, "error": "ValueError: x"}))
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "3 notebook(s) failed in 2 target(s) (cae-1, cae-3)" in err
