@@ -106,6 +106,8 @@ REPORT_DIRS := $(foreach t,$(TARGETS),$(REPORTS_ROOT)/$(WAVE)/$(t))
 HTML := $(addsuffix /report.html,$(REPORT_DIRS))
 PDF := $(addsuffix /report.pdf,$(REPORT_DIRS))
 DOCX := $(addsuffix /report.docx,$(REPORT_DIRS))
+# The per-target execution stamps are real outputs, not intermediates to delete after the build.
+.SECONDARY: $(addsuffix /notebooks/.executed,$(REPORT_DIRS))
 
 ## reports: build every report (each CAE and the consortium): HTML, PDF, DOCX, indicators
 # Runs the graph in a sub-make on every core (unless -j was given), then says how many
@@ -167,6 +169,14 @@ build-summary: $(VENV_STAMP)
 .PHONY: bench
 bench: $(VENV_STAMP)
 	$(PY) scripts/bench_build.py $(BENCH_ARGS)
+
+## verify-r: recompute every published share with R's survey package (needs R: r-base-core r-cran-survey r-cran-yaml)
+.PHONY: verify-r
+verify-r: $(VENV_STAMP)
+	@command -v Rscript >/dev/null || { echo "R is not installed: apt-get install r-base-core r-cran-survey r-cran-yaml" >&2; exit 1; }
+	rm -rf $(BUILD_ROOT)/verify-r
+	$(PY) scripts/responses_to_csv.py $(PROCESSED_ROOT) $$($(PY) -m cae_impact.cli --study $(STUDY) make-include | sed -n 's/^WAVE := //p') $(BUILD_ROOT)/verify-r
+	Rscript scripts/verify_with_r.R $$($(PY) -m cae_impact.cli --study $(STUDY) make-include | sed -n 's/^WAVE := //p') $(REPORTS_ROOT) $(BUILD_ROOT)/verify-r
 
 # ---------------------------------------------------------------- data and questionnaire
 ## data: regenerate the synthetic demo study's raw exports (deterministic, committed)

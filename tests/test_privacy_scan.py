@@ -1,6 +1,5 @@
 """The personal-data scanner finds raw identifiers wherever they would leak, and only there."""
 
-from pathlib import Path
 
 import pandas as pd
 

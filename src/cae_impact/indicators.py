@@ -288,8 +288,11 @@ def numeric_variable(data: pd.DataFrame, question_id: str) -> np.ndarray:
 
 
 def breakdown_groups(codebook: Codebook, question_id: str) -> list[tuple[str, str, list[str]]]:
-    """(group code, French label, answer codes) of a breakdown: the scale's report groups if
-    it has some (diploma classes of the national report), else each valid choice."""
+    """(group code, French label, answer codes) of each group of a breakdown.
+
+    The scale's report groups if it has some (diploma classes of the national report), else
+    each valid choice.
+    """
     scale = codebook.scale_of(question_id)
     if scale.report_groups:
         return [(g.code, g.label, list(g.codes)) for g in scale.report_groups]
