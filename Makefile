@@ -170,6 +170,11 @@ build-summary: $(VENV_STAMP)
 bench: $(VENV_STAMP)
 	$(PY) scripts/bench_build.py $(BENCH_ARGS)
 
+## scan-personal-data: search data/processed/ and reports/ for the raw exports' e-mails, phones, IPs and ids
+.PHONY: scan-personal-data
+scan-personal-data: $(VENV_STAMP)
+	$(CLI) scan-personal-data
+
 ## verify-r: recompute every published share with R's survey package (needs R: r-base-core r-cran-survey r-cran-yaml)
 .PHONY: verify-r
 verify-r: $(VENV_STAMP)

@@ -478,6 +478,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return main_validate(argv)
 
 
+def cmd_scan_personal_data(args: argparse.Namespace) -> int:
+    """Search every built file for the raw exports' e-mails, phones, IPs and identifiers."""
+    from .privacy_scan import collect_raw_identifiers, scan_tree
+
+    study, processed, reports = _ctx(args)
+    needles = collect_raw_identifiers(study)
+    findings = scan_tree([processed, reports], needles)
+    counts = ", ".join(f"{len(v)} {k}" for k, v in needles.items())
+    print(f"  [scan] searched {processed} and {reports} for {counts} from the raw exports")
+    for f in findings:
+        print(f"  PERSONAL DATA: {f.kind} {f.value_hint} in {f.path}", file=sys.stderr)
+    print(f"  [scan] {len(findings)} finding(s)")
+    return 1 if findings else 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The command-line parser (sub-commands above)."""
     p = argparse.ArgumentParser(prog="cae-impact", description=__doc__.splitlines()[0])
@@ -506,6 +521,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", help="one target (default: every target)")
     s.set_defaults(func=cmd_verify)
     sub.add_parser("check-env", help="check the project kernel").set_defaults(func=cmd_check_env)
+    sub.add_parser("scan-personal-data", help="search built files for personal data of the raw exports").set_defaults(
+        func=cmd_scan_personal_data)
     s = sub.add_parser("validate", help="check a survey export before sending it")
     s.add_argument("export")
     s.add_argument("--format", choices=("limesurvey", "kobo", "googleforms", "spreadsheet"))
