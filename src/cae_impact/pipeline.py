@@ -54,6 +54,9 @@ class CleaningContext:
     cae: CaeConfig
     processed_dir: Path
 
+    def __repr__(self) -> str:
+        return f"CleaningContext(cae={self.cae.id!r}, format={self.cae.format!r}, wave={self.study.wave!r})"
+
     def _repr_html_(self) -> str:
         return f"<p>Nettoyage : {self.cae.label} ({self.cae.id}), export {self.cae.format}</p>"
 
@@ -87,6 +90,9 @@ class TargetContext:
     def processed_path(self, cae_id: str) -> Path:
         """A CAE's cleaned responses."""
         return self.processed_root / self.study.wave / cae_id / "responses.parquet"
+
+    def __repr__(self) -> str:
+        return f"TargetContext(target={self.target!r}, domain={self.domain!r}, wave={self.study.wave!r})"
 
     def _repr_html_(self) -> str:
         dom = f", domaine {self.domain}" if self.domain else ""
