@@ -118,3 +118,13 @@ def test_register_smaller_than_respondents_is_an_error(demo):
     bad = replace(study, caes=tuple(replace(c, population=Population(total=5)) if c.id == "cae-1" else c for c in study.caes))
     with pytest.raises(I.EstimationError, match="cae-1: .* respondents kept but the register counts 5"):
         I.build_design(responses, bad, cb)
+
+
+def test_indicator_files_are_reproducible(tmp_path):
+    frame = pd.DataFrame({"indicator_id": ["a", "b"], "estimate": [0.5, 0.25]})
+    first = [p.read_bytes() for p in I.write_indicator_files(frame, tmp_path / "one")]
+    import time
+
+    time.sleep(2.1)  # zip member times have a 2-second resolution
+    second = [p.read_bytes() for p in I.write_indicator_files(frame, tmp_path / "two")]
+    assert first == second

@@ -179,3 +179,10 @@ def test_render_html_with_study_adds_front_and_annexes(tmp_path):
                                      "Annexe C", "Annexe D")]
     assert order == sorted(order)
     assert 'href="#annexe-provenance"' in out.read_text(encoding="utf-8")
+
+
+def test_html_is_byte_reproducible(tmp_path):
+    nb = executed_nb(tmp_path / "n.ipynb", [present.heading_html("Chapitre", 1), present.paragraph_html("texte")])
+    a = report.render_html([nb], META, tmp_path / "a.html").read_bytes()
+    b = report.render_html([nb], META, tmp_path / "b.html").read_bytes()
+    assert a == b

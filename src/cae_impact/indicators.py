@@ -561,6 +561,29 @@ def report_table(table: pd.DataFrame, target: str, fdr_alpha: float = 0.05) -> p
     return out
 
 
+def _fix_zip_timestamps(path: Path) -> None:
+    """Rewrite a zip container (XLSX) with fixed member dates, so equal content gives equal bytes.
+
+    openpyxl stamps the save time into the zip members and into docProps/core.xml (modified).
+    """
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as src:
+        members = [(info, src.read(info.filename)) for info in src.infolist()]
+    members = [
+        (info, re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)", rb"\g<1>2000-01-01T00:00:00Z\g<2>", data)
+         if info.filename == "docProps/core.xml" else data)
+        for info, data in members
+    ]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info, data in members:
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = info.external_attr
+            dst.writestr(fixed, data)
+
+
 def write_indicator_files(table: pd.DataFrame, folder: Path) -> tuple[Path, Path]:
     """Write ``indicators.csv`` (UTF-8, comma-separated) and ``indicators.xlsx`` atomically.
 
@@ -583,5 +606,6 @@ def write_indicator_files(table: pd.DataFrame, folder: Path) -> tuple[Path, Path
         fixed = dt.datetime(2000, 1, 1)
         writer.book.properties.created = fixed
         writer.book.properties.modified = fixed
+    _fix_zip_timestamps(tmp)
     tmp.replace(xlsx_path)
     return csv_path, xlsx_path

@@ -54,6 +54,8 @@ def merge_notebooks(paths: list[Path]) -> nbformat.NotebookNode:
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         merged.cells.extend(_report_cells(nb))
+    for i, cell in enumerate(merged.cells):
+        cell.id = f"c{i:04d}"  # nbformat draws random ids: fixed ones keep the HTML reproducible
     return merged
 
 
