@@ -254,6 +254,9 @@ class StepCache:
 
     def put(self, key: str, outputs: dict[str, Path]) -> None:
         """Store the outputs under ``key`` (temporary folder renamed; the first writer wins)."""
+        self._store(key, outputs)
+
+    def _store(self, key: str, outputs: dict[str, Path], extra: dict[str, str] | None = None) -> None:
         entry = self.root / key
         if entry.exists():
             return
@@ -263,6 +266,8 @@ class StepCache:
         tmp.mkdir()
         for name, src in outputs.items():
             shutil.copyfile(src, tmp / name)
+        for name, text in (extra or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         try:
             tmp.rename(entry)
         except OSError:  # another process stored it first
@@ -280,17 +285,4 @@ class StepCache:
     def put_dir(self, key: str, src: Path) -> None:
         """Store every (non-hidden) file of ``src`` under ``key``."""
         files = {p.name: p for p in sorted(Path(src).iterdir()) if p.is_file() and not p.name.startswith(".")}
-        entry = self.root / key
-        if entry.exists():
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        for name, path in files.items():
-            shutil.copyfile(path, tmp / name)
-        (tmp / "_names.json").write_text(json.dumps(sorted(files)), encoding="utf-8")
-        try:
-            tmp.rename(entry)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+        self._store(key, files, {"_names.json": json.dumps(sorted(files))})

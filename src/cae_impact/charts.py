@@ -751,6 +751,14 @@ def _likert_alt(title, bars, categories, missing, labels, neutral, decimals) -> 
 # --- dot and interval ------------------------------------------------------------------------
 
 
+def _mark_suppressed_row(ax: Any, i: int, transform: Any, value_x: float) -> None:
+    """Write « s » at the start of row ``i`` and in its value column (a suppressed row)."""
+    ax.text(0.01, i, SUPPRESSED_MARK, transform=transform, ha="left", va="center",
+            style="italic", color="0.25", fontsize=9)
+    ax.text(value_x, i, SUPPRESSED_MARK, transform=transform, ha="left", va="center",
+            style="italic", color="0.25")
+
+
 def dot_interval(
     df: pd.DataFrame,
     *,
@@ -864,27 +872,7 @@ def dot_interval(
         right = blended_transform_factory(ax.transAxes, ax.transData)
         for i, ln in enumerate(lines):
             if ln["suppressed"]:
-                ax.text(
-                    0.01,
-                    i,
-                    SUPPRESSED_MARK,
-                    transform=right,
-                    ha="left",
-                    va="center",
-                    style="italic",
-                    color="0.25",
-                    fontsize=9,
-                )
-                ax.text(
-                    1.02,
-                    i,
-                    SUPPRESSED_MARK,
-                    transform=right,
-                    ha="left",
-                    va="center",
-                    style="italic",
-                    color="0.25",
-                )
+                _mark_suppressed_row(ax, i, right, 1.02)
                 drawn.append(
                     {
                         "key": ln["key"],
@@ -1139,27 +1127,7 @@ def before_after(
         pad = top * 0.015
         for i, ln in enumerate(lines):
             if ln["suppressed"]:
-                ax.text(
-                    0.01,
-                    i,
-                    SUPPRESSED_MARK,
-                    transform=right,
-                    ha="left",
-                    va="center",
-                    style="italic",
-                    color="0.25",
-                    fontsize=9,
-                )
-                ax.text(
-                    1.03,
-                    i,
-                    SUPPRESSED_MARK,
-                    transform=right,
-                    ha="left",
-                    va="center",
-                    style="italic",
-                    color="0.25",
-                )
+                _mark_suppressed_row(ax, i, right, 1.03)
                 drawn.append(
                     {
                         "key": ln["key"],
