@@ -46,7 +46,9 @@ VENV_STAMP := $(VENV)/.installed
 SRC := $(shell find src/cae_impact -name '*.py' -o -name '*.css' -o -name '*.j2' 2>/dev/null | sort)
 CODE_DEPS := $(SRC) $(VENV_STAMP)
 STUDY_MK := $(BUILD_ROOT)/study-$(subst /,_,$(STUDY)).mk
-CLI := $(PY) -m cae_impact.cli --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT) --notebooks-dir $(NOTEBOOKS_DIR) --cache-root $(CACHE_ROOT)
+# Build steps go through the kernel server when `make reports` runs one (a forked, warm
+# process: no start-up cost); otherwise the client runs the step itself.
+CLI := $(PY) -m cae_impact.kernels client -- --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT) --notebooks-dir $(NOTEBOOKS_DIR) --cache-root $(CACHE_ROOT)
 
 .DEFAULT_GOAL := help
 
@@ -67,13 +69,17 @@ $(VENV_STAMP): requirements.lock pyproject.toml
 	@echo "==> building the environment in $(VENV) (pip, from requirements.lock)"
 	bash scripts/ensure_system_deps.sh
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (CAE-IMPACT)" >/dev/null
 	$(PY) -m cae_impact.cli check-env
 	touch $@
 
 ## lock: refresh requirements.lock (and environment.yml) from pyproject.toml, in a scratch venv
+# The lock is complete (pip freeze --all) and installed with --no-deps, so it is exactly what
+# runs. rfc3987-syntax is left out on purpose: jsonschema imports it when present (an optional
+# format checker asked for by jupyter-events' extra) and its import builds a grammar that costs
+# 2.1 s in every process that imports nbformat; nothing of ours checks IRI formats.
 .PHONY: lock
 lock:
 	rm -rf $(BUILD_ROOT)/lockvenv
@@ -82,7 +88,7 @@ lock:
 	$(BUILD_ROOT)/lockvenv/bin/pip install --quiet "setuptools>=68" wheel ".[dev]"
 	{ echo "# Pinned lock file: every package of the project environment (Python 3.11, Linux x86_64)."; \
 	  echo "# Regenerate with 'make lock' from pyproject.toml; do not edit by hand."; \
-	  $(BUILD_ROOT)/lockvenv/bin/pip freeze --all --exclude-editable | grep -v -e "^cae-impact" -e "^pip==" | sort -f; } > requirements.lock.tmp
+	  $(BUILD_ROOT)/lockvenv/bin/pip freeze --all --exclude-editable | grep -v -e "^cae-impact" -e "^pip==" -e "^rfc3987-syntax==" | sort -f; } > requirements.lock.tmp
 	mv requirements.lock.tmp requirements.lock
 	$(PYTHON_SYS) scripts/write_environment_yml.py requirements.lock > environment.yml.tmp
 	mv environment.yml.tmp environment.yml
@@ -102,7 +108,8 @@ $(STUDY_MK): $(STUDY) $(VENV_STAMP) src/cae_impact/config.py
 	mv $@.tmp $@
 
 PROCESSED := $(foreach c,$(CAES),$(PROCESSED_ROOT)/$(WAVE)/$(c)/responses.parquet)
-REPORT_DIRS := $(foreach t,$(TARGETS),$(REPORTS_ROOT)/$(WAVE)/$(t))
+# The consortium first: its analysis is the longest, so it starts as soon as it can.
+REPORT_DIRS := $(foreach t,$(filter consortium,$(TARGETS)) $(filter-out consortium,$(TARGETS)),$(REPORTS_ROOT)/$(WAVE)/$(t))
 HTML := $(addsuffix /report.html,$(REPORT_DIRS))
 PDF := $(addsuffix /report.pdf,$(REPORT_DIRS))
 DOCX := $(addsuffix /report.docx,$(REPORT_DIRS))
@@ -110,12 +117,13 @@ DOCX := $(addsuffix /report.docx,$(REPORT_DIRS))
 .SECONDARY: $(addsuffix /notebooks/.executed,$(REPORT_DIRS))
 
 ## reports: build every report (each CAE and the consortium): HTML, PDF, DOCX, indicators
-# Runs the graph in a sub-make on every core (unless -j was given), then says how many
-# notebooks and targets failed (reports/<wave>/_failures/), and exits non-zero if any did.
+# Runs the graph in a sub-make on every core (unless -j was given), with a kernel server that
+# forks warm kernels (src/cae_impact/kernels.py), then says how many notebooks and targets
+# failed (reports/<wave>/_failures/), and exits non-zero if any did.
 .PHONY: reports reports-all
 reports:
 	@rm -f $(CAE_BUILD_PROGRESS)
-	@status=0; $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) reports-all || status=$$?; \
+	@status=0; $(PY) -m cae_impact.kernels run -- $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) reports-all || status=$$?; \
 	  rm -f $(CAE_BUILD_PROGRESS); \
 	  if [ $$status -ne 0 ]; then $(CLI) build-summary || true; exit $$status; fi
 

@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,14 +37,56 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
+PEAK_TREE_MB = 0.0  # largest total resident memory of a build's process tree seen so far
+
+
+def _tree_rss_mb(root: int) -> float:
+    """Total resident memory (MB) of a process and all its descendants (from /proc)."""
+    parent: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+                parent[int(d)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError):
+                pass
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == pid and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    total = 0
+    for pid in tree:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def run(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
+    """Run a build; sample the total memory of its process tree every 0.2 s meanwhile."""
+    global PEAK_TREE_MB
     start = time.perf_counter()
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, **kw)
-    return time.perf_counter() - start, res
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    done = threading.Event()
+
+    def sample() -> None:
+        global PEAK_TREE_MB
+        while not done.wait(0.2):
+            PEAK_TREE_MB = max(PEAK_TREE_MB, _tree_rss_mb(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    done.set()
+    sampler.join()
+    return time.perf_counter() - start, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def peak_rss_mb() -> float:
-    """Largest resident set of any finished child process so far, in MB (Linux: ru_maxrss in kB)."""
+    """Largest resident set of any finished descendant process so far, in MB (ru_maxrss, kB)."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
@@ -71,10 +114,12 @@ class Scratch:
             shutil.rmtree(self.folder / name, ignore_errors=True)
 
 
-def counts(out: str) -> dict[str, int]:
-    """What a build did, from its progress lines."""
+def counts(out: str) -> dict[str, object]:
+    """What a build did, from its progress lines: kernels started, and for which targets."""
+    executed = re.findall(r"\[(?:clean|analyse)\] ([\w-]+)[^\n]*?\.ipynb(?: \(\d+/\d+\))? executed in", out)
     return {
-        "kernels": len(re.findall(r"\.ipynb( \(\d+/\d+\))? executed in", out)),
+        "kernels": len(executed),
+        "targets_executed": sorted(set(executed)),
         "cache_hits": out.count("cache hit"),
         "rendered": out.count(" rendered in"),
     }
@@ -212,6 +257,7 @@ def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_
         results["naive_s"] = med([naive(sc, study) for _ in range(cold_repeats)])
         results["speedup_cold_vs_naive"] = round(results["naive_s"] / results["cold_s"], 2)
     results["peak_rss_child_mb"] = round(peak_rss_mb())
+    results["peak_tree_mb"] = round(PEAK_TREE_MB)
     return results
 
 
@@ -219,15 +265,31 @@ def bench_national(folder: Path, sizes: list[int], per_cae: int, jobs: int) -> d
     sys.path.insert(0, str(ROOT / "src"))
     from cae_impact.demo import generate_national_study
 
-    out = {}
+    global PEAK_TREE_MB
+    out: dict[object, object] = {}
     for n in sizes:
         sub = folder / f"national-{n}"
         shutil.rmtree(sub, ignore_errors=True)
         cfg = generate_national_study(n, per_cae, sub)
         sc = Scratch(sub, cfg, jobs)
+        PEAK_TREE_MB = 0.0
         t, res = sc.make("reports")
-        out[n] = {"cold_s": round(t, 1), "counts": counts(res.stdout), "peak_rss_child_mb": round(peak_rss_mb())}
-        print(f"national {n} CAEs x {per_cae}: {t:.1f} s", flush=True)
+        c = counts(res.stdout)
+        out[n] = {"cold_s": round(t, 1), "s_per_cae": round(t / n, 2), "kernels": c["kernels"],
+                  "rendered": c["rendered"], "peak_tree_mb": round(PEAK_TREE_MB),
+                  "peak_process_mb": round(peak_rss_mb())}
+        print(f"national {n} CAEs x {per_cae}: {t:.1f} s ({t / n:.2f} s per CAE), "
+              f"peak memory of the build {PEAK_TREE_MB:.0f} MB", flush=True)
+        if not os.environ.get("BENCH_KEEP_NATIONAL"):
+            shutil.rmtree(sub, ignore_errors=True)
+    if len(sizes) >= 2:  # least-squares line through (CAEs, seconds): slope, intercept, worst residual
+        xs, ys = sizes, [out[n]["cold_s"] for n in sizes]
+        mx, my = statistics.mean(xs), statistics.mean(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+        icpt = my - slope * mx
+        worst = max(abs(y - (icpt + slope * x)) / y for x, y in zip(xs, ys, strict=True))
+        out["fit"] = {"seconds_per_cae": round(slope, 2), "intercept_s": round(icpt, 1),
+                      "worst_relative_residual": round(worst, 3)}
     return out
 
 

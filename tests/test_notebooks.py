@@ -158,3 +158,35 @@ def test_verify_reexecutes_without_cache_and_matches(built):
     result = make(folder, study, "verify", extra=("TARGET=cae-3",))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "indicators.csv identical" in result.stdout and "verify OK" in result.stdout
+
+
+def test_warm_kernels_give_the_notebooks_new_kernels_give(built, tmp_path, monkeypatch):
+    """`make reports` forks its kernels from a warm kernel server (cae_impact.kernels); a new
+    kernel process (papermill's default, what `make verify` uses) gives the same outputs."""
+    from cae_impact import build, kernels
+
+    folder, _, _ = built
+    wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]
+    reports = folder / "reports" / wave
+    manifest = json.loads((reports / "cae-1" / "manifest.json").read_text())
+    assert {r["kernel"] for r in manifest["notebooks"]} == {"forked from the kernel server"}
+    monkeypatch.delenv(kernels.ENV_VAR, raising=False)
+    cases = [("cae-3", "01_cleaning.ipynb", "01_cleaning.ipynb"),
+             ("consortium", "02_effect_d3.ipynb", "02_effect.ipynb"),
+             ("cae-1", "03_profile.ipynb", "03_profile.ipynb")]
+    for target, executed_name, source_name in cases:
+        warm = nbformat.read(reports / target / "notebooks" / executed_name, as_version=4)
+        params = dict(warm.metadata["papermill"]["parameters"])
+        if "processed_root" in params and source_name.startswith("01"):
+            params["processed_root"] = str(tmp_path / "processed")  # cleaning writes its outputs
+        out = tmp_path / target / executed_name
+        build.execute_notebook(ROOT / "notebooks" / source_name, out, params, target=target,
+                               cwd=ROOT / "notebooks")
+        fresh = nbformat.read(out, as_version=4)
+        pairs = [(w, f) for w, f in zip(warm.cells, fresh.cells, strict=True)
+                 if "injected-parameters" not in w.metadata.get("tags", [])]
+        assert pairs and all(w.cell_type != "code" or w.outputs for w, _ in pairs[-2:])
+        for w, f in pairs:
+            assert w.source == f.source
+            if w.cell_type == "code":
+                assert w.outputs == f.outputs, f"{target} {executed_name}: outputs differ in {w.source[:60]!r}"

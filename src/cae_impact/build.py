@@ -64,6 +64,15 @@ def _ipc_kernel_manager_class():
             super().__init__(**kwargs)
             self.ip = str(_ipc_root() / f"k{os.getpid()}-{next(counter)}")
 
+        async def _async_pre_start_kernel(self, **kw: Any):
+            # With a kernel server running (make reports), the kernel is forked from it
+            # (see cae_impact.kernels); otherwise it is started as a new process.
+            from . import kernels
+
+            if os.environ.get(kernels.ENV_VAR):
+                kernels.install_provisioner(self)
+            return await super()._async_pre_start_kernel(**kw)
+
     return IPCKernelManager
 
 
@@ -223,6 +232,8 @@ def execute_notebook(
             log_output=False,
             execution_timeout=timeout,
             kernel_manager_class=_ipc_kernel_manager_class(),
+            # Written once at the end (and on failure), not after every cell.
+            request_save_on_cell_execute=False,
         )
     except PapermillExecutionError:
         nb = nbformat.read(tmp, as_version=4)
@@ -276,14 +287,22 @@ class RunRecord:
     cache_hit: bool
     seconds: float
     inputs: dict[str, Any]
+    kernel: str = "none (cache hit)"
 
     def as_dict(self) -> dict[str, Any]:
         """The record as JSON-able data (for the manifest)."""
         return {
             "notebook": self.notebook, "output": self.output, "parameters": self.parameters,
             "cache_key": self.cache_key, "cache_hit": self.cache_hit,
-            "seconds": round(self.seconds, 3), "inputs": self.inputs,
+            "seconds": round(self.seconds, 3), "kernel": self.kernel, "inputs": self.inputs,
         }
+
+
+def kernel_start_mode() -> str:
+    """How the next kernel starts: forked from the build's kernel server, or a new process."""
+    from . import kernels
+
+    return "forked from the kernel server" if os.environ.get(kernels.ENV_VAR) else "new process"
 
 
 def _write_nb_atomic(nb: nbformat.NotebookNode, output: Path) -> None:
@@ -337,6 +356,7 @@ def run_notebook(
             output.with_name(f"{output.stem}.FAILED.ipynb").unlink(missing_ok=True)
             _write_nb_atomic(normalise_notebook(merged), output)
             return RunRecord(notebook.name, str(output), parameters, key, True, time.perf_counter() - start, fp)
+    mode = kernel_start_mode()
     execute_notebook(notebook, output, parameters, target=target, cwd=cwd, kernel_name=kernel_name, source_nb=source)
     if cache is not None:
         executed = nbformat.read(output, as_version=4)
@@ -345,4 +365,4 @@ def run_notebook(
         if stored != key:  # would mean normalisation misses something: never hit, say so
             print(f"  [cache] warning: {target} {notebook.name}: stored key {stored[:12]} != {key[:12]}",
                   file=sys.stderr)
-    return RunRecord(notebook.name, str(output), parameters, key, False, time.perf_counter() - start, fp)
+    return RunRecord(notebook.name, str(output), parameters, key, False, time.perf_counter() - start, fp, mode)

@@ -33,7 +33,6 @@ from pathlib import Path
 from . import build
 from . import cache as cachemod
 from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig, StudyConfigError, load_study
-from .indicators import EstimationError
 
 CLEANING_NB = "01_cleaning.ipynb"
 EFFECT_NB = "02_effect.ipynb"
@@ -403,8 +402,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from . import manifest
     from .indicators import report_table, write_indicator_files
+    from .kernels import ENV_VAR
     from .pipeline import ESTIMATES_FILE, run_estimation, study_dir
 
+    os.environ.pop(ENV_VAR, None)  # kernels are new processes here, never forked from a server
     study, processed, reports = _ctx(args)
     targets = [args.target] if args.target else study.targets
     problems: list[str] = []
@@ -542,7 +543,14 @@ def main(argv: list[str] | None = None) -> int:
             tail = "\n".join(failure.traceback.strip().splitlines()[-6:])
             print("  last lines of the traceback:\n" + "\n".join("    " + ln for ln in tail.splitlines()), file=sys.stderr)
         return 1
-    except (build.BuildError, StudyConfigError, FileNotFoundError, EstimationError) as exc:
+    except (build.BuildError, StudyConfigError, FileNotFoundError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        from .indicators import EstimationError  # imported here: it pulls pandas and scipy
+
+        if not isinstance(exc, EstimationError):
+            raise
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
 

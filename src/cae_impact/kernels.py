@@ -1,0 +1,517 @@
+"""Warm kernels: a fork server that starts the project kernel in milliseconds.
+
+Why. A notebook of the pipeline does about one second of work, but a fresh kernel costs
+2.5-3 s before its first cell: the interpreter starts, ipykernel and IPython are imported,
+then the first cells import pandas, scipy, matplotlib, seaborn and this package. With 71
+notebook executions in the demo study, that start-up was two thirds of the build.
+
+How. A *kernel server* (``python -m cae_impact.kernels serve SOCKET``) is started once per
+build. It imports those libraries, then waits on a Unix socket. For each kernel asked for,
+it forks: the child is a brand-new ipykernel process (new session, working directory and
+environment of the request, its own sockets and connection file), started from an
+interpreter in which nothing but imports has happened. No notebook code ever runs in the
+server, and no kernel is reused for a second notebook: each notebook still gets a kernel of
+its own, as with papermill's default launcher.
+
+The build uses it when the environment variable ``CAE_IMPACT_KERNEL_SERVER`` names the
+server's socket (``make reports`` does this, through :func:`run_with_server`); otherwise the
+kernel is started the usual way. ``make verify`` always starts fresh kernels, and a test
+checks that the pipeline's notebooks come out identical either way.
+
+The same server also runs the build's own steps (``python -m cae_impact.kernels client --
+ARGS`` runs ``cae_impact.cli ARGS`` in a process forked from it, with the caller's standard
+streams, working directory and environment, and returns its exit status): each Make recipe
+then costs milliseconds of start-up instead of the 2-4 s of importing pandas, scipy,
+papermill, nbconvert and WeasyPrint again. Without a server, the client runs the command in
+its own process, exactly as ``python -m cae_impact.cli ARGS``.
+
+This is a hand-written piece because nothing in the Jupyter stack does it: jupyter_client
+launches every kernel with ``subprocess.Popen``; its *kernel provisioner* interface is the
+documented extension point for launching kernels differently, and that is what
+:class:`ForkProvisioner` implements (``multiprocessing``'s forkserver cannot hand its children
+to another process's kernel manager).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "CAE_IMPACT_KERNEL_SERVER"
+
+# What a notebook of the pipeline imports (directly or through cae_impact.pipeline), in the
+# order a fresh kernel would import it. Only imports: no module here runs notebook code.
+PRELOAD = (
+    "IPython",
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "scipy.stats",
+    "matplotlib",
+    "matplotlib.pyplot",
+    "seaborn",
+    "yaml",
+    "cae_impact.pipeline",
+    "cae_impact.chapters",
+    "cae_impact.charts",
+    "cae_impact.narrative",
+    "cae_impact.present",
+    "cae_impact.profile",
+    "cae_impact.indicators",
+    "cae_impact.cleaning",
+    "cae_impact.schema",  # pandera: 1 s to import
+    "cae_impact.ingest",
+    "openpyxl",
+)
+# What the build's steps import besides (papermill, the cache, the report renderers).
+PRELOAD_COMMANDS = (
+    "cae_impact.cli",
+    "cae_impact.build",
+    "cae_impact.cache",
+    "cae_impact.manifest",
+    "cae_impact.report",
+    "cae_impact.index",
+    "papermill",
+    "nbclient",
+    "jupyter_client.manager",
+    "jupyter_cache",
+    "nbconvert",
+    "weasyprint",
+    "openpyxl",
+)
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+def _preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
+    import importlib
+
+    failed = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional module missing only makes kernels slower, never wrong
+            failed.append(name)
+    return failed
+
+
+def _launcher_index(argv: list[str]) -> int:
+    """Where ``-m ipykernel_launcher`` is in a kernel command (-1 when it is not there)."""
+    for i in range(1, len(argv) - 1):
+        if argv[i] == "-m" and argv[i + 1] == "ipykernel_launcher":
+            return i
+    return -1
+
+
+def _become_kernel(request: dict[str, Any]) -> None:
+    """In the forked child: turn this process into the ipykernel the request describes."""
+    try:
+        os.setsid()  # its own process group: signals to the kernel never reach the server
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        cwd = request.get("cwd") or os.getcwd()
+        os.chdir(cwd)
+        # As `python -m ipykernel_launcher` run in cwd: the working directory first on sys.path.
+        sys.path[0] = os.getcwd()
+        argv = list(request["argv"])
+        sys.argv = [argv[0], *argv[_launcher_index(argv) + 2:]]
+        # A fresh interpreter seeds numpy's legacy global generator from the OS; forked
+        # children would otherwise all share the server's state (`random` reseeds itself).
+        import numpy as np
+
+        np.random.seed()
+        from ipykernel.kernelapp import IPKernelApp
+
+        IPKernelApp.launch_instance(argv=sys.argv[1:])
+    except SystemExit as exc:
+        os._exit(exc.code if isinstance(exc.code, int) else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
+
+
+def _run_command(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    """In the forked child: run ``cae_impact.cli`` with the client's streams; report the status."""
+    code = 1
+    try:
+        conn.sendall(f"{os.getpid()}\n".encode())
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for target, fd in zip((0, 1, 2), fds, strict=True):
+            os.dup2(fd, target)
+            os.close(fd)
+        sys.stdout.reconfigure(line_buffering=True)
+        sys.stderr.reconfigure(line_buffering=True)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        sys.path[0] = os.getcwd()
+        sys.argv = ["cae_impact.cli", *request["argv"]]
+        from cae_impact import cli
+
+        try:
+            code = cli.main(request["argv"])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+        try:
+            conn.sendall(f"exit {code}\n".encode())
+        except OSError:
+            pass
+        os._exit(code if isinstance(code, int) else 1)
+
+
+def serve(socket_path: str) -> None:
+    """Run the kernel server: preload, then fork one kernel per request until stdin closes.
+
+    The socket is bound before the (slow) preload, so clients may connect at once: they wait
+    in the backlog until the server accepts. The server exits when its standard input closes,
+    that is when the process that started it ends, whatever the way it ends.
+    """
+    import select
+
+    path = Path(socket_path)
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(64)
+    _preload(PRELOAD + PRELOAD_COMMANDS)
+    stdin_fd = sys.stdin.fileno()
+    children: set[int] = set()
+    while True:
+        # Children are reaped here (not with SIGCHLD ignored) so that their resource usage,
+        # peak memory included, is accounted to the build like any child process.
+        _reap(children)
+        ready, _, _ = select.select([listener, stdin_fd], [], [], 0.5)
+        if stdin_fd in ready and not os.read(stdin_fd, 4096):
+            break  # the build is over
+        if listener not in ready:
+            continue
+        conn, _ = listener.accept()
+        fds: list[int] = []
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
+            while not msg.endswith(b"\n"):
+                more = conn.recv(1 << 20)
+                if not more:
+                    break
+                msg += more
+            request = json.loads(msg.decode())
+        except (OSError, ValueError):
+            conn.close()
+            for fd in fds:
+                os.close(fd)
+            continue
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            if request.get("kind") == "command" and len(fds) == 3:
+                _run_command(conn, request, fds)
+            conn.close()
+            _become_kernel(request)
+        children.add(pid)
+        for fd in fds:
+            os.close(fd)
+        if request.get("kind") != "command":  # a command's child says its pid itself
+            try:
+                conn.sendall(f"{pid}\n".encode())
+            except OSError:
+                pass
+        conn.close()
+    listener.close()
+    path.unlink(missing_ok=True)
+    # The build is over: its kernels and steps have ended or are ending. Give them a few
+    # seconds, then end whatever is left (a kernel orphaned by a killed step) so nothing lingers.
+    deadline = time.monotonic() + 10
+    while children and time.monotonic() < deadline:
+        _reap(children)
+        time.sleep(0.05)
+    for pid in children:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    while children:
+        try:
+            children.discard(os.waitpid(-1, 0)[0])
+        except ChildProcessError:
+            break
+
+
+def _reap(children: set[int]) -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        children.discard(pid)
+
+
+def _recv_line(conn: socket.socket) -> str:
+    chunks = []
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            break
+        chunks.append(data)
+        if data.endswith(b"\n"):
+            break
+    return b"".join(chunks).decode()
+
+
+# ---------------------------------------------------------------------------- the client side
+
+
+def request_kernel(socket_path: str, argv: list[str], cwd: str | None, env: dict[str, str],
+                   timeout: float = 60.0) -> int:
+    """Ask the server for a kernel; return its pid."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(socket_path)
+        conn.sendall(json.dumps({"kind": "kernel", "argv": argv, "cwd": cwd, "env": env}).encode() + b"\n")
+        reply = _recv_line(conn).strip()
+    if not reply.isdigit():
+        raise OSError(f"kernel server at {socket_path} gave no kernel ({reply!r})")
+    return int(reply)
+
+
+def run_command(argv: list[str]) -> int:
+    """Run ``cae_impact.cli argv`` in a process forked from the server; its exit status.
+
+    The child gets this process's standard streams, working directory and environment. An
+    interrupt here (make stopped with Ctrl-C) is passed on to the child. Without a server
+    (or if it cannot be reached) the command runs here, as ``python -m cae_impact.cli``.
+    """
+    server = os.environ.get(ENV_VAR)
+    conn = None
+    if server:
+        try:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(server)
+            payload = json.dumps({"kind": "command", "argv": argv, "cwd": os.getcwd(),
+                                  "env": dict(os.environ)}).encode() + b"\n"
+            socket.send_fds(conn, [payload], [0, 1, 2])
+            replies = conn.makefile("rb")
+            pid = int(replies.readline().strip())
+        except (OSError, ValueError):
+            if conn is not None:
+                conn.close()
+            conn = None
+    if conn is None:
+        from cae_impact import cli
+
+        return cli.main(argv)
+    try:
+        reply = replies.readline().decode().strip()
+    except KeyboardInterrupt:
+        try:
+            os.kill(pid, signal.SIGINT)
+            reply = replies.readline().decode().strip()
+        except (OSError, KeyboardInterrupt):
+            os.kill(pid, signal.SIGKILL)
+            return 130
+    finally:
+        replies.close()
+        conn.close()
+    if not reply.startswith("exit "):
+        print(f"the build step {' '.join(argv)} ended without a status (killed?)", file=sys.stderr)
+        return 1
+    return int(reply.split()[1])
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/<pid>/stat), None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+class ForkedProcess:
+    """What jupyter_client needs of a ``Popen`` for a kernel that is not our child.
+
+    The kernel is the server's child (the server reaps it), so liveness is read from /proc
+    (a zombie counts as ended), with the start time recorded at launch so that a recycled pid
+    is never mistaken for it.
+    """
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._started = _start_time(pid)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """None while the kernel runs; 0 once it has ended."""
+        if self.returncode is None and (self._started is None or _start_time(self.pid) != self._started):
+            self.returncode = 0  # the exit status belongs to the server, which reaped it
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the kernel to end (raise TimeoutExpired after ``timeout`` seconds)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                import subprocess
+
+                raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
+            time.sleep(0.02)
+        return self.returncode  # type: ignore[return-value]
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the kernel if it still runs."""
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        """SIGTERM."""
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL."""
+        self.send_signal(signal.SIGKILL)
+
+
+def fork_provisioner_class():
+    """The kernel provisioner that asks the kernel server for the kernel (see module doc)."""
+    from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+    class ForkProvisioner(LocalProvisioner):
+        async def launch_kernel(self, cmd: list[str], **kwargs: Any):
+            server = os.environ.get(ENV_VAR)
+            if not server or _launcher_index(cmd) < 0:
+                return await super().launch_kernel(cmd, **kwargs)
+            env = {k: str(v) for k, v in (kwargs.get("env") or os.environ).items()}
+            cwd = str(kwargs.get("cwd") or os.getcwd())
+            pid = request_kernel(server, cmd, cwd, env)
+            self.process = ForkedProcess(pid)
+            self.pid = pid
+            self.pgid = pid  # the kernel called setsid(): its group is its own
+            self.cwd = cwd
+            return self.connection_info
+
+    return ForkProvisioner
+
+
+def install_provisioner(km: Any) -> None:
+    """Give a kernel manager the fork provisioner (before its kernel starts)."""
+    import uuid
+
+    if km.provisioner is None:
+        km.kernel_id = km.kernel_id or str(uuid.uuid4())
+        km.provisioner = fork_provisioner_class()(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
+
+
+# ---------------------------------------------------------------------------- lifetime
+
+
+class KernelServer:
+    """A kernel server for the duration of a ``with`` block (sets ``CAE_IMPACT_KERNEL_SERVER``)."""
+
+    def __init__(self, folder: Path | None = None, kernel_name: str = "cae-impact") -> None:
+        import tempfile
+
+        self.kernel_name = kernel_name
+        self.folder = Path(folder or tempfile.mkdtemp(prefix="cae-impact-kserver-"))
+        self.socket = str(self.folder / "kernels.sock")
+        self.proc = None
+
+    def __enter__(self) -> KernelServer:
+        import subprocess
+
+        # The server runs the kernel's own interpreter with the kernel's own flags
+        # (ipykernel's spec adds -Xfrozen_modules=off), so its children are that interpreter.
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        argv = KernelSpecManager().get_kernel_spec(self.kernel_name).argv
+        i = _launcher_index(argv)
+        prefix = argv[:i] if i > 0 else [sys.executable]
+        self.proc = subprocess.Popen(
+            [*prefix, "-m", "cae_impact.kernels", "serve", self.socket],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.socket):  # bound before the preload: fast
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise OSError("the kernel server did not start")
+            time.sleep(0.01)
+        os.environ[ENV_VAR] = self.socket
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.environ.pop(ENV_VAR, None)
+        if self.proc is not None:
+            self.proc.stdin.close()  # the server's signal to stop
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def run_with_server(command: list[str]) -> int:
+    """Run ``command`` (the build) with a kernel server; return its exit status."""
+    import subprocess
+
+    with KernelServer():
+        try:
+            return subprocess.call(command, close_fds=False)  # keeps make's jobserver
+        except KeyboardInterrupt:
+            return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``serve SOCKET`` | ``run -- COMMAND...`` | ``client -- CLI-ARGS...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 2 and argv[0] == "serve":
+        serve(argv[1])
+        return 0
+    if argv[:1] == ["client"]:
+        return run_command(argv[2:] if argv[1:2] == ["--"] else argv[1:])
+    if len(argv) >= 2 and argv[0] == "run":
+        command = argv[2:] if argv[1] == "--" else argv[1:]
+        return run_with_server(command)
+    print("usage: python -m cae_impact.kernels serve SOCKET | run -- COMMAND... | client -- CLI-ARGS...",
+          file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

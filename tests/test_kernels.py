@@ -1,0 +1,106 @@
+"""The kernel server: forked kernels are new ipykernel processes; build steps run as if started anew."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from cae_impact import build, kernels
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENT = [sys.executable, "-m", "cae_impact.kernels", "client", "--"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    saved = os.environ.get(kernels.ENV_VAR)
+    with kernels.KernelServer() as ks:
+        yield ks
+    if saved is not None:
+        os.environ[kernels.ENV_VAR] = saved
+
+
+def run_cells(*sources: str, cwd: Path | None = None) -> list[str]:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": build.KERNEL_NAME, "display_name": "x", "language": "python"}
+    NotebookClient(nb, kernel_name=build.KERNEL_NAME, resources={"metadata": {"path": str(cwd or ROOT)}},
+                   kernel_manager_class=build._ipc_kernel_manager_class()).execute()
+    return ["".join(o.get("text", "") for o in c.outputs) for c in nb.cells]
+
+
+def test_forked_kernel_is_a_new_process_of_the_server_with_the_callers_env_and_cwd(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAE_TEST_MARKER", "from-the-caller")
+    out = run_cells(
+        "import os, sys; print(os.getppid(), os.getpid(), os.getsid(0) == os.getpid())",
+        "print(os.environ.get('CAE_TEST_MARKER'), os.getcwd(), sys.path[0])",
+        "print('pandas' in sys.modules)",
+        cwd=tmp_path,
+    )
+    ppid, pid, own_session = out[0].split()
+    assert int(ppid) == server.proc.pid and int(pid) != os.getpid() and own_session == "True"
+    marker, cwd, path0 = out[1].split()
+    assert marker == "from-the-caller" and cwd == str(tmp_path) and path0 == str(tmp_path)
+    assert out[2].strip() == "True", "the server preloads the libraries"
+
+
+def test_each_notebook_gets_its_own_kernel_and_random_state(server):
+    a = run_cells("import os, numpy as np; print(os.getpid(), np.random.random())")[0].split()
+    b = run_cells("import os, numpy as np; print(os.getpid(), np.random.random())")[0].split()
+    assert a[0] != b[0] and a[1] != b[1]
+
+
+def test_kernel_failure_and_restart_free_shutdown_leave_no_process(server):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os; print(os.getpid())"),
+                                         nbformat.v4.new_code_cell("raise ValueError('boom')")])
+    client = NotebookClient(nb, kernel_name=build.KERNEL_NAME,
+                            kernel_manager_class=build._ipc_kernel_manager_class())
+    with pytest.raises(Exception, match="boom"):
+        client.execute()
+    pid = int(nb.cells[0].outputs[0]["text"])
+    deadline = time.monotonic() + 10
+    while kernels._start_time(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert kernels._start_time(pid) is None, "the kernel ended with its notebook"
+
+
+def test_forked_process_handle_sees_the_end_of_a_process():
+    proc = subprocess.Popen(["sleep", "0.2"])
+    handle = kernels.ForkedProcess(proc.pid)
+    assert handle.poll() is None
+    time.sleep(0.4)  # now a zombie (not reaped yet): counts as ended
+    assert handle.poll() == 0 and handle.wait(timeout=1) == 0
+    proc.wait()
+
+
+def test_client_runs_a_build_step_without_a_server(monkeypatch):
+    env = {k: v for k, v in os.environ.items() if k != kernels.ENV_VAR}
+    res = subprocess.run([*CLIENT, "--study", "config/study.yaml", "make-include"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and "WAVE := " in res.stdout
+
+
+def test_client_runs_build_steps_in_the_server_with_its_streams_and_status(server):
+    env = {**os.environ, kernels.ENV_VAR: server.socket}
+    ok = subprocess.run([*CLIENT, "--study", "config/study.yaml", "make-include"], cwd=ROOT, env=env,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "WAVE := " in ok.stdout
+    bad = subprocess.run([*CLIENT, "--study", "config/study.yaml", "clean", "--cae", "no-such-cae"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "no-such-cae" in bad.stderr
+    usage = subprocess.run([*CLIENT, "--no-such-option"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_server_stops_when_its_build_ends():
+    with kernels.KernelServer() as ks:
+        proc = ks.proc
+        assert os.path.exists(ks.socket)
+    assert proc.poll() is not None and not os.path.exists(ks.socket)
+    assert kernels.ENV_VAR not in os.environ
