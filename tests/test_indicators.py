@@ -128,3 +128,63 @@ def test_indicator_files_are_reproducible(tmp_path):
     time.sleep(2.1)  # zip member times have a 2-second resolution
     second = [p.read_bytes() for p in I.write_indicator_files(frame, tmp_path / "two")]
     assert first == second
+
+
+def test_cae_rows_equal_the_whole_design_computation_exactly(demo, estimates):
+    """A CAE's rows are computed from its own rows (linear cost) but equal, to the last bit,
+    the domain estimates of the whole consortium design and its comparison with the rest."""
+    study, cb, responses = demo
+    t = estimates.table
+    design = estimates.weighting.design
+    data = responses.reset_index(drop=True)
+    ind = cb.indicator("cae_decisive")
+    y = I.share_variable(data, cb, ind.rule["question"], list(ind.rule["codes"]))
+    checked = 0
+    for cae in study.cae_ids:
+        row = t[(t.indicator_id == ind.id) & (t.target == cae) & (t.breakdown == "total")].iloc[0]
+        if row["suppressed"]:
+            continue
+        mask = (data["cae_id"] == cae).to_numpy()
+        direct = survey.proportion(design, y, domain=mask, method=study.report.interval_method)
+        assert (row["estimate"], row["se"], row["ci_low"], row["ci_high"]) == (
+            direct.estimate, direct.se, direct.ci_low, direct.ci_high)
+        assert row["p_value"] == survey.compare_stratum(design, y, cae).p_value
+        checked += 1
+    assert checked >= 5
+
+
+def test_a_cae_costs_the_same_whatever_the_number_of_caes(demo, monkeypatch):
+    """Guard against quadratic time: doubling the number of CAEs (each CAE again under another
+    id) doubles the linearisation work of the CAEs' estimates, each done on one CAE's rows;
+    the only whole-sample evaluations added are one per added CAE and tested indicator (its
+    comparison with the rest of the consortium, which is about the whole sample)."""
+    from dataclasses import replace
+
+    study, cb, responses = demo
+    copies = responses.copy()
+    copies["cae_id"] = copies["cae_id"] + "-bis"
+    bigger = replace(study, caes=study.caes + tuple(replace(c, id=f"{c.id}-bis", label=f"{c.label} bis")
+                                                    for c in study.caes))
+    inds = [cb.indicator(i) for i in ("cae_decisive", "peer_exchange_distribution", "income_change",
+                                      "months_to_first_invoice")]
+    tested = sum(ind.kind in ("share", "any_of", "mean") for ind in inds)
+    real = survey._vcov_span
+
+    def run(st, resp):
+        calls = []
+
+        def counting(sp, x, active, *, diag=False):
+            calls.append((sp.m, sp.design.n))
+            return real(sp, x, active, diag=diag)
+
+        monkeypatch.setattr(survey, "_vcov_span", counting)
+        I.estimate_study(resp, st, cb, indicators=inds)
+        monkeypatch.setattr(survey, "_vcov_span", real)
+        return [m for m, n in calls if m < n], [m for m, n in calls if m == n]
+
+    span_small, full_small = run(study, responses)
+    span_big, full_big = run(bigger, pd.concat([responses, copies], ignore_index=True))
+    largest_cae = int(responses["cae_id"].value_counts().max())
+    assert span_small and max(span_big) <= largest_cae  # a CAE's estimates use its rows only
+    assert len(span_big) == 2 * len(span_small) and sum(span_big) == 2 * sum(span_small)
+    assert len(full_big) == len(full_small) + tested * len(study.caes)

@@ -44,6 +44,7 @@ count are set to missing, ``suppressed`` is True and ``suppression_reason`` says
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -158,40 +159,132 @@ def primary_suppression(
     return out
 
 
+def _group_ids(*keys: np.ndarray) -> np.ndarray:
+    """Group number of every row for the combination of ``keys``.
+
+    Groups are numbered in order of first appearance (as ``groupby(sort=False)``).
+    """
+    combined = np.zeros(len(keys[0]), dtype=np.int64)
+    for k in keys:
+        codes, uniques = pd.factorize(k)
+        combined = combined * (len(uniques) + 1) + codes
+    return np.asarray(pd.factorize(combined)[0], dtype=np.int64)
+
+
+def _runs(gid: np.ndarray, sel: np.ndarray) -> list[np.ndarray]:
+    """Row positions of each group among the selected rows.
+
+    Groups come in order of their number, rows in table order.
+    """
+    pos = np.flatnonzero(sel)
+    if len(pos) == 0:
+        return []
+    g = gid[pos]
+    order = np.argsort(g, kind="stable")
+    pos, g = pos[order], g[order]
+    cuts = np.flatnonzero(np.diff(g)) + 1
+    return np.split(pos, cuts)
+
+
 def relations(table: pd.DataFrame, *, consortium: str = "consortium") -> list[Relation]:
     """The additive relations (a), (b), (c) between the rows of an indicator table.
 
     (a) needs a consortium row, (b) a ``total`` row; (c) groups every category of a
     distribution (missing-answer categories included: conservative if they are shares of
-    another base).
+    another base). Relations come in that order; within a kind, in order of first appearance
+    of their rows in the table, members in table order.
     """
     _check_columns(table, ["indicator_id", "target", "breakdown", "group", "category"])
     t = table.reset_index(drop=True)
-    frame = pd.DataFrame(
-        {c: _key(t[c]) for c in ["indicator_id", "target", "breakdown", "group", "category"]}
+    ind, target, breakdown, group, category = (
+        _key(t[c]).to_numpy(dtype=object)
+        for c in ["indicator_id", "target", "breakdown", "group", "category"]
     )
-    frame["pos"] = np.arange(len(t))
+    n = len(t)
     rels: list[Relation] = []
+    if n == 0:
+        return rels
+    is_cons = target == consortium
     # (a) consortium = sum of the CAEs
-    for _, g in frame.groupby(["indicator_id", "breakdown", "group", "category"], sort=False):
-        parent = g.loc[g["target"] == consortium, "pos"].tolist()
-        children = tuple(g.loc[g["target"] != consortium, "pos"].tolist())
-        if len(parent) == 1 and children:
-            rels.append(Relation("targets", parent[0], children))
+    gid = _group_ids(ind, breakdown, group, category)
+    for members in _runs(gid, np.ones(n, dtype=bool)):
+        parent = members[is_cons[members]]
+        children = members[~is_cons[members]]
+        if len(parent) == 1 and len(children):
+            rels.append(Relation("targets", int(parent[0]), tuple(children.tolist())))
     # (b) total = sum of the groups of a breakdown
-    for _, g in frame.groupby(["indicator_id", "target", "category"], sort=False):
-        total = g.loc[g["breakdown"] == "total", "pos"].tolist()
-        if len(total) != 1:
-            continue
-        for _, gb in g[g["breakdown"] != "total"].groupby("breakdown", sort=False):
-            rels.append(Relation("breakdown", total[0], tuple(gb["pos"].tolist())))
+    gid = _group_ids(ind, target, category)
+    is_total = breakdown == "total"
+    n_total = np.bincount(gid[is_total], minlength=int(gid.max()) + 1)
+    total_row = np.full(len(n_total), -1, dtype=np.int64)
+    total_row[gid[is_total]] = np.flatnonzero(is_total)
+    sub = np.full(n, -1, dtype=np.int64)
+    nt = ~is_total
+    if nt.any():
+        sub[nt] = _group_ids(gid[nt], breakdown[nt])
+        runs = _runs(sub, nt)
+        # breakdowns within a (indicator, target, category), the latter in order of first row
+        runs.sort(key=lambda r: (int(gid[r[0]]), int(sub[r[0]])))
+        for members in runs:
+            g = int(gid[members[0]])
+            if n_total[g] == 1:
+                rels.append(Relation("breakdown", int(total_row[g]), tuple(members.tolist())))
     # (c) 100 % = sum of the categories
-    for _, g in frame[frame["category"] != ""].groupby(
-        ["indicator_id", "target", "breakdown", "group"], sort=False
-    ):
-        if len(g) >= 2:
-            rels.append(Relation("distribution", None, tuple(g["pos"].tolist())))
+    has_cat = category != ""
+    if has_cat.any():
+        gid = np.full(n, -1, dtype=np.int64)
+        gid[has_cat] = _group_ids(ind[has_cat], target[has_cat], breakdown[has_cat], group[has_cat])
+        for members in _runs(gid, has_cat):
+            if len(members) >= 2:
+                rels.append(Relation("distribution", None, tuple(members.tolist())))
     return rels
+
+
+def _secondary_fixed_point(
+    rels: list[Relation], hidden: np.ndarray, reason: np.ndarray, size: np.ndarray
+) -> None:
+    """The fixed point of :func:`secondary_suppression`, in place.
+
+    Same result as sweeping over every relation in order until a sweep changes nothing, where
+    a relation with exactly one hidden member hides one more: the relations are visited in the
+    same order, but only those whose number of hidden members has just become one (a relation
+    acts at most once: afterwards two of its members are hidden).
+    """
+    members = [([r.parent] if r.parent is not None else []) + list(r.children) for r in rels]
+    rels_of: dict[int, list[int]] = {}
+    for i, mem in enumerate(members):
+        for m in mem:
+            rels_of.setdefault(m, []).append(i)
+    count = [int(hidden[mem].sum()) for mem in members]
+    key_size = np.where(np.isnan(size), np.inf, size)
+    current = [i for i, c in enumerate(count) if c == 1]
+    while current:
+        heapq.heapify(current)
+        later: list[int] = []
+        pos = -1
+        while current:
+            i = heapq.heappop(current)
+            if count[i] != 1:
+                continue
+            pos = i
+            r = rels[i]
+            candidates = [c for c in r.children if not hidden[c]]
+            if candidates:
+                pick = min(candidates, key=lambda c: (key_size[c], c))
+            elif r.parent is not None and not hidden[r.parent]:
+                pick = r.parent
+            else:  # pragma: no cover - one hidden member means another is visible
+                continue
+            hidden[pick] = True
+            reason[pick] = REASON_SECONDARY
+            for j in rels_of.get(pick, ()):
+                count[j] += 1
+                if count[j] == 1:
+                    if j > pos:
+                        heapq.heappush(current, j)
+                    else:
+                        later.append(j)
+        current = later
 
 
 def secondary_suppression(
@@ -207,7 +300,8 @@ def secondary_suppression(
     which no relation (a), (b), (c) has exactly one hidden member. The added cells get the
     reason « suppression secondaire ». Among the published components of a relation the one
     with the smallest count (base if no count; ties: first row) is chosen, the relation's
-    total only when no component is left.
+    total only when no component is left. Relations are examined in the order of
+    :func:`relations`, repeatedly, until none changes.
     """
     out = table.copy().reset_index(drop=True)
     hidden = out["suppressed"].astype(bool).to_numpy().copy()
@@ -217,25 +311,7 @@ def secondary_suppression(
     base = pd.to_numeric(out[base_col], errors="coerce").to_numpy(dtype=float)
     size = np.where(np.isnan(size), base, size)
     rels = relations(out, consortium=consortium)
-    changed = True
-    while changed:
-        changed = False
-        for r in rels:
-            members = ([r.parent] if r.parent is not None else []) + list(r.children)
-            if sum(hidden[m] for m in members) != 1:
-                continue
-            candidates = [c for c in r.children if not hidden[c]]
-            if candidates:
-                pick = min(
-                    candidates, key=lambda c: (size[c] if not np.isnan(size[c]) else np.inf, c)
-                )
-            elif r.parent is not None and not hidden[r.parent]:
-                pick = r.parent
-            else:  # pragma: no cover - one hidden member means another is visible
-                continue
-            hidden[pick] = True
-            reason[pick] = REASON_SECONDARY
-            changed = True
+    _secondary_fixed_point(rels, hidden, reason, size)
     out["suppressed"] = hidden
     out["suppression_reason"] = reason
     if "flag_caution" in out.columns:

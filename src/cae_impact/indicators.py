@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from . import disclosure, survey
 from .codebook import Codebook, Indicator
@@ -320,35 +321,67 @@ def _row(ind: Indicator, unit: str, target: str, breakdown: str, group: str, gro
 
 
 class _Estimator:
-    """Estimates of one indicator variable over domains of one design."""
+    """What every indicator's estimates share, computed once per study.
 
-    def __init__(self, design: survey.SurveyDesign, method: str, level: float):
+    The design and the interval options; each target's span of rows (a CAE's estimates are
+    domain estimates of the consortium design, computed from the CAE's own rows: see
+    :func:`cae_impact.survey.design_span`, which keeps the numbers of the whole-design
+    computation); the breakdowns' groups. Every indicator then costs time proportional to the
+    number of respondents, whatever the number of CAEs.
+    """
+
+    def __init__(self, design: survey.SurveyDesign, method: str, level: float, data: pd.DataFrame,
+                 codebook: Codebook):
         self.design = design
         self.method = method
         self.level = level
+        self.data = data
+        self.codebook = codebook
+        cae = data["cae_id"].astype(object).to_numpy()
+        codes, levels = pd.factorize(cae)
+        self.cae_codes = np.asarray(codes, dtype=np.int64)
+        self.cae_index = {lab: i for i, lab in enumerate(levels)}
+        order = np.argsort(self.cae_codes, kind="stable")
+        bounds = np.searchsorted(self.cae_codes[order], np.arange(len(levels) + 1))
+        self._rows = {lab: order[bounds[i]:bounds[i + 1]] for i, lab in enumerate(levels)}
+        self._targets: dict[str, tuple[Any, np.ndarray]] = {}
+        self._groups: dict[str, list[tuple[str, str, np.ndarray]]] = {}
+        self._group_codes: dict[str, np.ndarray] = {}
 
-    def proportion(self, y: np.ndarray, mask: np.ndarray) -> tuple[Any, float]:
-        base = mask & ~np.isnan(y)
-        n = int(base.sum())
-        if n == 0:
-            return _empty(), float("nan")
-        count = float(np.nansum(y[base]))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est = survey.proportion(self.design, y, method=self.method, level=self.level, domain=mask)
-        return est, count
+    def target(self, target: str) -> tuple[Any, np.ndarray]:
+        """The target's span of rows and its mask on those rows."""
+        if target not in self._targets:
+            if target == CONSORTIUM:
+                sp = survey.design_span(self.design)
+                mask = np.ones(sp.m, dtype=bool)
+            else:
+                rows = self._rows.get(target, np.zeros(0, dtype=np.int64))
+                sp = survey.design_span(self.design, rows if len(rows) else None)
+                mask = self.cae_codes[sp.start:sp.stop] == self.cae_index.get(target, -1)
+            self._targets[target] = (sp, mask)
+        return self._targets[target]
 
-    def mean(self, y: np.ndarray, mask: np.ndarray) -> Any:
-        if int((mask & ~np.isnan(y)).sum()) == 0:
-            return _empty()
-        return survey.mean(self.design, y, domain=mask)
+    def groups(self, breakdown: str) -> list[tuple[str, str, np.ndarray]]:
+        """(group code, label, mask over all rows) of each group of a breakdown."""
+        if breakdown not in self._groups:
+            answers = self.data[breakdown].astype(object)
+            self._groups[breakdown] = [(code, label, answers.isin(codes).to_numpy())
+                                       for code, label, codes in breakdown_groups(self.codebook, breakdown)]
+        return self._groups[breakdown]
 
-    def median(self, y: np.ndarray, mask: np.ndarray) -> Any:
-        if int((mask & ~np.isnan(y)).sum()) == 0:
-            return _empty()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return survey.median(self.design, y, level=self.level, domain=mask)
+    def group_codes(self, breakdown: str) -> np.ndarray:
+        """Each row's group of the breakdown as an integer code (-1: no group).
+
+        Codes follow the order of the group codes; a later group wins where groups overlap.
+        """
+        if breakdown not in self._group_codes:
+            groups = self.groups(breakdown)
+            rank = {code: i for i, code in enumerate(sorted({code for code, _, _ in groups}))}
+            out = np.full(len(self.data), -1, dtype=np.int64)
+            for code, _label, mask in groups:
+                out[mask] = rank[code]
+            self._group_codes[breakdown] = out
+        return self._group_codes[breakdown]
 
 
 def _empty() -> survey.ProportionEstimate:
@@ -378,15 +411,163 @@ def _variables(data: pd.DataFrame, codebook: Codebook, ind: Indicator) -> list[t
     raise EstimationError(f"indicator {ind.id}: rule kind {kind!r} has no estimator")
 
 
-def _paired_rows(est: _Estimator, ind: Indicator, unit: str, data: pd.DataFrame, target: str,
-                 breakdown: str, group: str, group_label: str, mask: np.ndarray) -> list[dict[str, Any]]:
-    before = numeric_variable(data, ind.rule["before"])
-    after = numeric_variable(data, ind.rule["after"])
+def _response_codes(data: pd.DataFrame, codebook: Codebook, ind: Indicator,
+                    variables: list[tuple[str, str, np.ndarray]]) -> np.ndarray:
+    """The answer tested against the breakdown groups, as integer codes (-1: out of the base).
+
+    The choice for a distribution, 0/1 otherwise; codes follow the order of the answers' labels.
+    """
+    if ind.kind == "distribution":
+        scale = codebook.scale_of(ind.rule["question"])
+        answers = data[ind.rule["question"]].astype(object)
+        levels = sorted(set(scale.valid_codes))
+        rank = {code: i for i, code in enumerate(levels)}
+        out = np.full(len(data), -1, dtype=np.int64)
+        valid = answers.isin(levels).to_numpy()
+        out[valid] = [rank[a] for a in answers[valid]]
+        return out
+    y = variables[0][2]
+    return np.where(np.isnan(y), -1, np.where(y == 1, 1, 0)).astype(np.int64)
+
+
+_PAIRED_LABELS = {"before": "Avant l'entrée en CAE", "after": "Aujourd'hui", "difference": "Évolution"}
+
+
+def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, ind: Indicator,
+                       targets: list[str]) -> list[dict[str, Any]]:
+    """Every row of one indicator: each target, in total and by breakdown group, with tests.
+
+    A CAE's estimates use its span of rows only; its comparison with the rest of the consortium
+    uses the whole design (it is about the whole consortium). p-values of the group tests and
+    « before / now » tests are computed together at the end (the same numbers as one by one).
+    """
+    unit = indicator_unit(codebook, ind)
+    rows: list[dict[str, Any]] = []
+    paired = ind.kind == "paired_difference"
+    variables = [] if paired else _variables(data, codebook, ind)
+    if paired:
+        before_all = numeric_variable(data, ind.rule["before"])
+        after_all = numeric_variable(data, ind.rule["after"])
+    else:
+        Y_all = np.column_stack([v[2] for v in variables])
+    pending_t: list[tuple[dict[str, Any], float, float]] = []  # paired tests: (row, t, df)
+    pending_f: list[tuple[list[dict[str, Any]], float, float, float]] = []  # group tests
+    tested = ind.kind in ("share", "any_of", "mean")
+    if tested:
+        valid0 = ~np.isnan(variables[0][2])
+        n_valid = np.bincount(est.cae_codes[valid0], minlength=len(est.cae_index))
+        n_valid_all = int(valid0.sum())
+    resp_codes = (_response_codes(data, codebook, ind, variables)
+                  if ind.kind in ("share", "any_of", "distribution") and ind.breakdowns else None)
+    compared: dict[str, float] = {}
+    if tested:
+        # each CAE against the rest of the consortium (one test per value), all CAEs at once
+        eligible = []
+        for target in targets:
+            k = est.cae_index.get(target, -1) if target != CONSORTIUM else -1
+            if k >= 0 and n_valid[k] >= 2 and n_valid_all - n_valid[k] >= 2:
+                eligible.append(target)
+        comps = survey.compare_strata(est.design, variables[0][2], eligible, level=est.level)
+        compared = {t: c.p_value for t, c in zip(eligible, comps, strict=True)}
+    for target in targets:
+        sp, tmask = est.target(target)
+        if not tmask.any():
+            continue
+        s0, s1 = sp.start, sp.stop
+        domains: list[tuple[str, str, str, np.ndarray]] = [(TOTAL, "", "", tmask)]
+        for b in ind.breakdowns:
+            for code, label, gmask in est.groups(b):
+                domains.append((b, code, label, tmask & gmask[s0:s1]))
+        first_row = len(rows)
+        if paired:
+            bl, al = before_all[s0:s1], after_all[s0:s1]
+            for breakdown, group, glabel, mask in domains:
+                rows.extend(_paired_rows_span(est, sp, ind, unit, target, breakdown, group, glabel,
+                                              mask, bl, al, pending_t))
+        else:
+            rows.extend(_value_rows(est, sp, ind, unit, target, domains, variables, Y_all[s0:s1]))
+        # Tests: the CAE against the rest of the consortium (one per value), groups within target.
+        if target in compared:
+            total_row = next(r for r in rows[first_row:] if r["breakdown"] == TOTAL and r["category"] == "")
+            total_row.update(comparison=CONSORTIUM, test=TEST_CAE_VS_REST, p_value=compared[target])
+        if resp_codes is not None:
+            for b in ind.breakdowns:
+                members = [r for r in rows[first_row:] if r["breakdown"] == b]
+                for r in members:
+                    r.update(comparison="groups", test=TEST_GROUPS, p_value=float("nan"))
+                stat = _groups_test_span(sp, tmask, resp_codes[s0:s1], est.group_codes(b)[s0:s1])
+                if stat is not None:
+                    pending_f.append((members, *stat))
+    if pending_t:
+        t = np.array([x[1] for x in pending_t])
+        df = np.array([x[2] for x in pending_t])
+        ok = np.isfinite(t) & (df > 0)
+        p = np.full(len(t), np.nan)
+        if ok.any():
+            p[ok] = 2 * stats.t.sf(np.abs(t[ok]), df[ok])
+        for (row, _, _), pv in zip(pending_t, p, strict=True):
+            row["p_value"] = float(pv)
+    if pending_f:
+        pv = stats.f.sf(np.array([x[1] for x in pending_f]), np.array([x[2] for x in pending_f]),
+                        np.array([x[3] for x in pending_f]))
+        for (members, *_), p in zip(pending_f, np.atleast_1d(pv), strict=True):
+            for r in members:
+                r["p_value"] = float(p)
+    return rows
+
+
+def _value_rows(est: _Estimator, sp: Any, ind: Indicator, unit: str, target: str,
+                domains: list[tuple[str, str, str, np.ndarray]],
+                variables: list[tuple[str, str, np.ndarray]], Y: np.ndarray) -> list[dict[str, Any]]:
+    """The rows of a share, distribution, mean or median for one target.
+
+    Every domain x value, the domains' estimates computed together.
+    """
+    K = len(variables)
+    D = np.repeat(np.column_stack([d[3] for d in domains]), K, axis=1)  # domain-major, value-minor
+    Yd = np.tile(Y, (1, len(domains)))
+    base = D & ~np.isnan(Yd)
+    n_base = base.sum(axis=0)
+    nonempty = np.flatnonzero(n_base > 0)
+    ests: list[Any] = [_empty()] * D.shape[1]
+    counts = np.full(D.shape[1], np.nan)
+    if len(nonempty):
+        if ind.kind in ("share", "any_of", "distribution"):
+            # respondents in the cell: a sum of 0/1 values, exact in any order
+            counts[nonempty] = np.where(base, Yd, 0.0).sum(axis=0)[nonempty]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = survey.span_proportions(sp, Yd[:, nonempty], D[:, nonempty],
+                                              method=est.method, level=est.level)
+        elif ind.kind == "mean":
+            got = survey.span_means(sp, Yd[:, nonempty], D[:, nonempty])
+        elif ind.kind == "median":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = [survey.span_quantile(sp, Yd[:, j], D[:, j], 0.5, level=est.level) for j in nonempty]
+        else:  # pragma: no cover - _variables rejects other kinds
+            raise EstimationError(f"indicator {ind.id}: rule kind {ind.kind!r} has no estimator")
+        for j, e in zip(nonempty, got, strict=True):
+            ests[j] = e
+    out = []
+    j = 0
+    for breakdown, group, glabel, _mask in domains:
+        for category, clabel, _y in variables:
+            out.append(_row(ind, unit, target, breakdown, group, glabel, category, clabel, ests[j], counts[j]))
+            j += 1
+    return out
+
+
+def _paired_rows_span(est: _Estimator, sp: Any, ind: Indicator, unit: str, target: str,
+                      breakdown: str, group: str, group_label: str, mask: np.ndarray,
+                      before: np.ndarray, after: np.ndarray,
+                      pending: list[tuple[dict[str, Any], float, float]]) -> list[dict[str, Any]]:
+    """Before / now / difference rows of a paired indicator in one domain (test p-value pending)."""
     base = mask & ~np.isnan(before) & ~np.isnan(after)
-    labels = {"before": "Avant l'entrée en CAE", "after": "Aujourd'hui", "difference": "Évolution"}
+    labels = _PAIRED_LABELS
     if int(base.sum()) < 2:
         return [_row(ind, unit, target, breakdown, group, group_label, k, v, _empty(), float("nan")) for k, v in labels.items()]
-    res = survey.paired_difference(est.design, before, after, level=est.level, domain=mask)
+    res, t, df = survey.span_paired_difference(sp, before, after, mask, level=est.level)
     rows = [
         _row(ind, unit, target, breakdown, group, group_label, "before", labels["before"], res.before, float("nan")),
         _row(ind, unit, target, breakdown, group, group_label, "after", labels["after"], res.after, float("nan")),
@@ -395,78 +576,29 @@ def _paired_rows(est: _Estimator, ind: Indicator, unit: str, data: pd.DataFrame,
     rows[2]["ci_low"], rows[2]["ci_high"] = res.ci_low, res.ci_high
     rows[2]["comparison"] = "before"
     rows[2]["test"] = TEST_PAIRED
-    rows[2]["p_value"] = res.p_value
+    rows[2]["p_value"] = float("nan")
+    pending.append((rows[2], t, df))
     return rows
 
 
-def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, ind: Indicator,
-                       targets: list[str]) -> list[dict[str, Any]]:
-    """Every row of one indicator: each target, in total and by breakdown group, with tests."""
-    unit = indicator_unit(codebook, ind)
-    cae = data["cae_id"].astype(object).to_numpy()
-    rows: list[dict[str, Any]] = []
-    variables = [] if ind.kind == "paired_difference" else _variables(data, codebook, ind)
-    for target in targets:
-        tmask = np.ones(len(data), bool) if target == CONSORTIUM else (cae == target)
-        if not tmask.any():
-            continue
-        domains: list[tuple[str, str, str, np.ndarray]] = [(TOTAL, "", "", tmask)]
-        for b in ind.breakdowns:
-            answers = data[b].astype(object)
-            for code, label, codes in breakdown_groups(codebook, b):
-                domains.append((b, code, label, tmask & answers.isin(codes).to_numpy()))
-        for breakdown, group, glabel, mask in domains:
-            if ind.kind == "paired_difference":
-                rows.extend(_paired_rows(est, ind, unit, data, target, breakdown, group, glabel, mask))
-                continue
-            for category, clabel, y in variables:
-                if ind.kind in ("share", "any_of", "distribution"):
-                    e, count = est.proportion(y, mask)
-                elif ind.kind == "mean":
-                    e, count = est.mean(y, mask), float("nan")
-                else:
-                    e, count = est.median(y, mask), float("nan")
-                rows.append(_row(ind, unit, target, breakdown, group, glabel, category, clabel, e, count))
-        # Tests: the CAE against the rest of the consortium (one per value), groups within target.
-        if target != CONSORTIUM and ind.kind in ("share", "any_of", "mean"):
-            y = variables[0][2]
-            if int((~np.isnan(y) & tmask).sum()) >= 2 and int((~np.isnan(y) & ~tmask).sum()) >= 2:
-                comp = survey.compare_stratum(est.design, y, target, level=est.level)
-                total_row = next(r for r in rows if r["target"] == target and r["breakdown"] == TOTAL and r["category"] == "")
-                total_row.update(comparison=CONSORTIUM, test=TEST_CAE_VS_REST, p_value=comp.p_value)
-        if ind.kind in ("share", "any_of", "distribution"):
-            for b in ind.breakdowns:
-                p = _groups_test(est.design, data, codebook, ind, b, tmask)
-                for r in rows:
-                    if r["target"] == target and r["breakdown"] == b:
-                        r.update(comparison="groups", test=TEST_GROUPS, p_value=p)
-    return rows
+def _groups_test_span(sp: Any, tmask: np.ndarray, resp: np.ndarray, group: np.ndarray
+                      ) -> tuple[float, float, float] | None:
+    """Rao-Scott test of independence of the indicator's answer and the breakdown's groups.
 
-
-def _groups_test(design: survey.SurveyDesign, data: pd.DataFrame, codebook: Codebook,
-                 ind: Indicator, breakdown: str, tmask: np.ndarray) -> float:
-    """Rao-Scott test of independence between the indicator's answer and the breakdown groups."""
-    group_of = pd.Series(pd.NA, index=data.index, dtype=object)
-    answers = data[breakdown].astype(object)
-    for code, _label, codes in breakdown_groups(codebook, breakdown):
-        group_of[answers.isin(codes)] = code
-    if ind.kind == "distribution":
-        scale = codebook.scale_of(ind.rule["question"])
-        resp = data[ind.rule["question"]].astype(object).where(lambda s: s.isin(scale.valid_codes))
-    else:
-        y = _variables(data, codebook, ind)[0][2]
-        resp = pd.Series(np.where(np.isnan(y), None, np.where(y == 1, "1", "0")), index=data.index, dtype=object)
-    ok = tmask & group_of.notna().to_numpy() & resp.notna().to_numpy()
-    if ok.sum() < 4 or group_of[ok].nunique() < 2 or resp[ok].nunique() < 2:
-        return float("nan")
+    Within the target: ``(F, ndf, ddf)``, or None when it cannot be computed (p-value NaN).
+    """
+    ok = tmask & (group >= 0) & (resp >= 0)
+    if ok.sum() < 4:
+        return None
+    g, r = group[ok], resp[ok]
+    if g.min() == g.max() or r.min() == r.max():  # fewer than two groups or two answers
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = survey.chisq_test(design.assign(_row_v=resp.where(ok, None), _col_v=group_of.where(ok, None)),
-                                    "_row_v", "_col_v", domain=ok)
-        return float(res.p_value)
+            return survey.span_chisq_f(sp, resp, group, ok)
     except (ValueError, np.linalg.LinAlgError, ZeroDivisionError):
-        return float("nan")
+        return None
 
 
 PROFILE_DOMAIN = "profile"
@@ -500,7 +632,8 @@ def estimate_study(responses: pd.DataFrame, study: StudyConfig, codebook: Codebo
     """Estimate every indicator for every target; apply disclosure control study-wide."""
     weighting = build_design(responses, study, codebook)
     data = responses.reset_index(drop=True)
-    est = _Estimator(weighting.design, study.report.interval_method, study.report.confidence_level)
+    est = _Estimator(weighting.design, study.report.interval_method, study.report.confidence_level,
+                     data, codebook)
     targets = [t for t in study.targets if t == CONSORTIUM or (data["cae_id"] == t).any()]
     rows: list[dict[str, Any]] = []
     todo = list(indicators if indicators is not None else codebook.indicators)

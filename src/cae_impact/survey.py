@@ -70,10 +70,18 @@ Conventions
   subsets of uncalibrated designs drop rows; the few quantities that depend on the number of
   rows (``nrow()`` in the Korn-Graubard df correction, the profile-likelihood interval, the
   Rao-Scott test) follow the same rule here (see ``SurveyDesign._r_rows``).
+* The domain estimates of a stratum (a CAE) can be computed from that stratum's rows alone
+  (:func:`design_span`, the ``span_*`` functions, :func:`compare_strata`): the same numbers as
+  the whole-design functions, bit for bit, in time proportional to the stratum, which makes a
+  study of many CAEs linear in their number (see the section "Row spans" below).
+* Sums of squares of more than 10,000 influence values are added by chunks of 8,192
+  (:func:`_sumsq`): a longer BLAS ``ddot`` is split over threads, which makes its last bits
+  depend on the number of CPUs. Up to 10,000 values nothing changes.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -321,7 +329,7 @@ class SurveyDesign:
         centred = tot - (sums / np.maximum(n_h, 1)[:, None])[ps]
         use = ordinary[ps]
         c = centred[use] * np.sqrt(scale[ps][use])[:, None]
-        v = c.T @ c
+        v = np.array([[_sumsq(np.ascontiguousarray(c[:, 0]))]]) if k == 1 else c.T @ c
         n_na = 0
         if lonely.any():
             mode = self.lonely_psu
@@ -562,14 +570,25 @@ def stratified_design(
 # ---------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def _tq(level: float, df: float) -> float:
-    """Upper (1+level)/2 quantile of Student's t with ``df`` (normal when df is infinite)."""
+    """Upper (1+level)/2 quantile of Student's t with ``df`` (normal when df is infinite).
+
+    Cached: a study asks for the same few (level, df) pairs thousands of times and scipy's
+    quantile costs about 0.2 ms a call.
+    """
     a = (1.0 + level) / 2.0
     if not np.isfinite(df):
         return float(stats.norm.ppf(a))
     if df <= 0:
         return float("nan")
     return float(stats.t.ppf(a, df))
+
+
+@functools.lru_cache(maxsize=4096)
+def _t_ppf(q: float, df: float) -> float:
+    """``stats.t.ppf(q, df)``, cached (see :func:`_tq`)."""
+    return stats.t.ppf(q, df)
 
 
 @dataclass(frozen=True)
@@ -773,6 +792,7 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+@functools.lru_cache(maxsize=4096)
 def _beta_interval(p: float, n_eff: float, level: float) -> tuple[float, float]:
     alpha = 1.0 - level
     lo = 0.0 if p <= 0 else float(stats.beta.ppf(alpha / 2, n_eff * p, n_eff * (1 - p) + 1))
@@ -801,23 +821,72 @@ def _binomial_deviance(y: np.ndarray, mu: float, prior: np.ndarray) -> float:
     return float(2.0 * (prior * (t1 + t2)).sum())
 
 
-def _svyglm_logit(design: SurveyDesign, yv: np.ndarray, mask: np.ndarray) -> _GlmFit:
-    """Replica of ``svyglm(y ~ 1, design, family = quasibinomial)`` for ``svyciprop``.
+def _irls_logit(y: np.ndarray, prior: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """``glm.fit``'s IRLS for ``y ~ 1`` (quasibinomial).
 
-    ``glm.fit``'s IRLS is followed step by step (start ``mu = (w y + 0.5)/(w + 1)``, stop when
-    the relative change of deviance is below 1e-8): R's returned working weights are those of
-    the penultimate iterate, and ``confint(method = "likelihood")`` depends on them through
-    ``naive.cov`` at the 1e-6 level. With this replica the oracle's logit estimate
-    (0.827948011002, not the exact mean 0.827948011416) and the likelihood bounds are matched
-    to 1e-12. The design variance is ``svy.varcoef``: ``Ainv B Ainv`` with ``B`` the
-    linearisation variance of the estimating function (calibration residuals included).
+    Returns the final coefficient, the working weights of the penultimate iterate and the
+    deviance (see :func:`_svyglm_logit`).
+
+    From the second iteration on, every fitted value is the same ``m = expit(coef)``; for a 0/1
+    ``y`` the working response then takes two values and the deviance terms two values, which
+    are computed once as scalars (the same IEEE operations as element by element; numpy's
+    ``log`` is called on them as on the arrays). :func:`_irls_logit_reference` is the
+    element-by-element version, kept for non-binary ``y`` and for the tests.
     """
-    rows = design._r_rows(mask)
-    w_all = np.where(mask, design.weights, 0.0)
-    scale = w_all[rows].mean()  # rescale = TRUE: weights / mean(weights) over the design rows
-    model = mask & (w_all > 0)
-    y = yv[model]
-    prior = w_all[model] / scale
+    y1 = y == 1
+    if not (y1 | (y == 0)).all():
+        return _irls_logit_reference(y, prior)
+    add = np.add.reduce
+    mu = (prior * y + 0.5) / (prior + 1.0)
+    one_mu = 1 - mu
+    eta = np.log(mu / one_mu)
+    # _binomial_deviance at the start: log(y / mu) where y = 1, log((1 - y) / (1 - mu)) where 0
+    devold = float(2.0 * add(prior * np.log(np.where(y1, 1.0 / mu, 1.0 / one_mu))))
+    # first iteration, element by element
+    mu_eta = mu * one_mu
+    work = prior * mu_eta
+    coef = float(add(work * (eta + (y - mu) / mu_eta)) / add(work))
+    m = _expit(coef)
+    dev = _binary_deviance(y1, m, prior)
+    if abs(dev - devold) / (abs(dev) + 0.1) < 1e-8:
+        return coef, work, dev
+    devold = dev
+    for _ in range(24):  # glm.control(maxit = 25)
+        diverged = m != m  # NaN: the iterations can no longer change anything
+        mu_eta = m * (1 - m)
+        if mu_eta > 0:
+            z1, z0 = coef + (1 - m) / mu_eta, coef + (0.0 - m) / mu_eta
+        else:  # m is 0, 1 or NaN: numpy's division (inf, NaN), as element by element
+            mu_eta = np.float64(mu_eta)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z1, z0 = coef + (1 - np.float64(m)) / mu_eta, coef + (0.0 - np.float64(m)) / mu_eta
+        work = prior * mu_eta
+        coef = float(add(work * np.where(y1, z1, z0)) / add(work))
+        m = _expit(coef)
+        dev = _binary_deviance(y1, m, prior)
+        if diverged and coef != coef:
+            # NaN fitted values (the iteration diverged: no step-halving here, unlike R's
+            # glm.fit): every later iteration gives these same NaN coefficient, working weights
+            # and deviance, and none meets the convergence test
+            break
+        if abs(dev - devold) / (abs(dev) + 0.1) < 1e-8:
+            break
+        devold = dev
+    return coef, work, dev
+
+
+def _binary_deviance(y1: np.ndarray, m: float, prior: np.ndarray) -> float:
+    """:func:`_binomial_deviance` for ``y`` in {0, 1} (``y1``: where ``y`` is 1)."""
+    if 0.0 < m < 1.0:
+        l1, l0 = np.log(np.array([1.0 / m, 1.0 / (1 - m)]))
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            l1, l0 = np.log(np.array([1.0, 1.0]) / np.array([m, 1 - m]))
+    return float(2.0 * np.add.reduce(prior * np.where(y1, l1, l0)))
+
+
+def _irls_logit_reference(y: np.ndarray, prior: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """:func:`_irls_logit` element by element, for any ``y`` in [0, 1]."""
     mu = (prior * y + 0.5) / (prior + 1.0)
     eta = np.log(mu / (1 - mu))
     devold = float(
@@ -845,20 +914,45 @@ def _svyglm_logit(design: SurveyDesign, yv: np.ndarray, mask: np.ndarray) -> _Gl
         if abs(dev - devold) / (abs(dev) + 0.1) < 1e-8:
             break
         devold = dev
+    return coef, work, dev
+
+
+def _glm_dispersion(y: np.ndarray, m: float, wm: np.ndarray) -> float:
+    """``summary.svyglm``'s dispersion: ``svyvar`` of the Pearson residuals."""
+    n_model = len(y)
+    r = (y - m) / math.sqrt(m * (1 - m))
+    rbar = (wm * r).sum() / wm.sum()
+    return (
+        n_model / (n_model - 1) * float((wm * (r - rbar) ** 2).sum() / wm.sum())
+        if n_model > 1
+        else 1.0
+    )
+
+
+def _svyglm_logit(design: SurveyDesign, yv: np.ndarray, mask: np.ndarray) -> _GlmFit:
+    """Replica of ``svyglm(y ~ 1, design, family = quasibinomial)`` for ``svyciprop``.
+
+    ``glm.fit``'s IRLS is followed step by step (start ``mu = (w y + 0.5)/(w + 1)``, stop when
+    the relative change of deviance is below 1e-8): R's returned working weights are those of
+    the penultimate iterate, and ``confint(method = "likelihood")`` depends on them through
+    ``naive.cov`` at the 1e-6 level. With this replica the oracle's logit estimate
+    (0.827948011002, not the exact mean 0.827948011416) and the likelihood bounds are matched
+    to 1e-12. The design variance is ``svy.varcoef``: ``Ainv B Ainv`` with ``B`` the
+    linearisation variance of the estimating function (calibration residuals included).
+    """
+    rows = design._r_rows(mask)
+    w_all = np.where(mask, design.weights, 0.0)
+    scale = w_all[rows].mean()  # rescale = TRUE: weights / mean(weights) over the design rows
+    model = mask & (w_all > 0)
+    y = yv[model]
+    prior = w_all[model] / scale
+    coef, work, dev = _irls_logit(y, prior)
     m = _expit(coef)
     estfun = np.zeros(design.n)
     estfun[model] = (y - m) / (m * (1 - m)) * work
     b = float(design.vcov(estfun[:, None], mask)[0, 0])
     ainv = 1.0 / work.sum()
-    n_model = len(y)
-    r = (y - m) / math.sqrt(m * (1 - m))
-    wm = w_all[model]
-    rbar = (wm * r).sum() / wm.sum()
-    disp = (
-        n_model / (n_model - 1) * float((wm * (r - rbar) ** 2).sum() / wm.sum())
-        if n_model > 1
-        else 1.0
-    )
+    disp = _glm_dispersion(y, m, w_all[model])
     return _GlmFit(coef, ainv * b * ainv, ainv, dev, disp, y, prior)
 
 
@@ -889,7 +983,7 @@ def _ci_proportion(
             return float("nan"), float("nan")
         n_eff = float(n_obs)
         if n_rows > 1 and df > 0:
-            n_eff *= (stats.t.ppf(alpha / 2, n_rows - 1) / stats.t.ppf(alpha / 2, df)) ** 2
+            n_eff *= (_t_ppf(alpha / 2, n_rows - 1) / _t_ppf(alpha / 2, df)) ** 2
         return _beta_interval(p, n_eff, level)
     if var <= 0.0:
         return p, p  # census: no sampling error
@@ -901,7 +995,7 @@ def _ci_proportion(
     if method == "beta":
         # R: n.eff <- p(1-p)/var * (qt(alpha/2, nrow-1)/qt(alpha/2, degf))^2; oracle "method=beta"
         n_eff = p * (1 - p) / var
-        n_eff *= (stats.t.ppf(alpha / 2, n_rows - 1) / stats.t.ppf(alpha / 2, df)) ** 2
+        n_eff *= (_t_ppf(alpha / 2, n_rows - 1) / _t_ppf(alpha / 2, df)) ** 2
         return _beta_interval(p, n_eff, level)
     if method == "logit":
         # R: expit(confint(svyglm(y~1, quasibinomial), method = "Wald", ddf = degf)), i.e.
@@ -1854,6 +1948,51 @@ def paired_difference(
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _interaction_contrasts(nr: int, nc: int) -> np.ndarray:
+    """Interaction contrasts of an nr x nc table, as ``svychisq`` builds them.
+
+    The interaction columns residualised on the main-effects model (R's ``qr.resid``).
+    Cached, read-only.
+    """
+    rgrid = np.tile(np.arange(nr), nc)
+    cgrid = np.repeat(np.arange(nc), nr)
+    X1 = np.column_stack(
+        [np.ones(nr * nc)]
+        + [(rgrid == i).astype(float) for i in range(1, nr)]
+        + [(cgrid == j).astype(float) for j in range(1, nc)]
+    )
+    M = np.column_stack(
+        [((rgrid == i) & (cgrid == j)).astype(float) for j in range(1, nc) for i in range(1, nr)]
+    )
+    C = M - X1 @ np.linalg.lstsq(X1, M, rcond=None)[0]
+    C.setflags(write=False)
+    return C
+
+
+def _rao_scott_core(
+    p: np.ndarray, V: np.ndarray, N: int, nr: int, nc: int, tab: np.ndarray
+) -> tuple[float, float, float, np.ndarray, np.ndarray]:
+    """The Rao-Scott quantities of :func:`chisq_test`.
+
+    Pearson's X2 of the table rescaled to ``N``, ``tr(Delta)``, ``d0``, the eigenvalues of
+    ``Delta`` and ``Delta``.
+    """
+    C = _interaction_contrasts(nr, nc)
+    idiag = np.where(p == 0, 0.0, 1.0 / np.where(p == 0, 1.0, p))
+    iD = np.diag(idiag)
+    denom = C.T @ (iD / N) @ C
+    numr = C.T @ iD @ V @ iD @ C
+    Delta = np.linalg.solve(denom, numr)
+    tr = float(np.trace(Delta))
+    d0 = tr**2 / float(np.trace(Delta @ Delta))
+    scaled = tab * N / tab.sum()
+    expected = np.outer(scaled.sum(axis=1), scaled.sum(axis=0)) / scaled.sum()
+    x2 = float(((scaled - expected) ** 2 / expected).sum())
+    deltas = np.sort(np.linalg.eigvals(Delta).real)[::-1]
+    return x2, tr, d0, deltas, Delta
+
+
 def chisq_test(
     design: SurveyDesign,
     row: Any,
@@ -1893,31 +2032,9 @@ def chisq_test(
     rows_r = design._r_rows(valid)
     N = int(rows_r.sum())
     nu = int(len(np.unique(design.psu[rows_r])) - len(np.unique(design.strata[rows_r])))
-    # contrasts: interaction columns residualised on the main-effects model (qr.resid)
-    rgrid = np.tile(np.arange(nr), nc)
-    cgrid = np.repeat(np.arange(nc), nr)
-    X1 = np.column_stack(
-        [np.ones(nr * nc)]
-        + [(rgrid == i).astype(float) for i in range(1, nr)]
-        + [(cgrid == j).astype(float) for j in range(1, nc)]
-    )
-    M = np.column_stack(
-        [((rgrid == i) & (cgrid == j)).astype(float) for j in range(1, nc) for i in range(1, nr)]
-    )
-    C = M - X1 @ np.linalg.lstsq(X1, M, rcond=None)[0]
-    idiag = np.where(p == 0, 0.0, 1.0 / np.where(p == 0, 1.0, p))
-    iD = np.diag(idiag)
-    denom = C.T @ (iD / N) @ C
-    numr = C.T @ iD @ V @ iD @ C
-    Delta = np.linalg.solve(denom, numr)
-    tr = float(np.trace(Delta))
-    d0 = tr**2 / float(np.trace(Delta @ Delta))
     w = np.where(valid, design.weights, 0.0)
     tab = np.bincount(cell[valid], weights=w[valid], minlength=nr * nc).reshape(nc, nr).T
-    scaled = tab * N / tab.sum()
-    expected = np.outer(scaled.sum(axis=1), scaled.sum(axis=0)) / scaled.sum()
-    x2 = float(((scaled - expected) ** 2 / expected).sum())
-    deltas = np.sort(np.linalg.eigvals(Delta).real)[::-1]
+    x2, tr, d0, deltas, Delta = _rao_scott_core(p, V, N, nr, nc, tab)
     table = pd.DataFrame(
         tab,
         index=pd.Index(rlev, name=str(row) if isinstance(row, str) else "row"),
@@ -1954,4 +2071,877 @@ def benjamini_hochberg(p_values: Any) -> np.ndarray:
     res = np.empty(m)
     res[order] = np.minimum(1.0, adj)
     out[ok] = res
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Row spans: domain estimates in time proportional to the domain's stratum
+# ---------------------------------------------------------------------------------------------
+#
+# A CAE's estimate is a domain estimate of the consortium design: the influence values are zero
+# outside the CAE, and R (hence the functions above) computes the variance on the whole design.
+# Done literally, every estimate of every CAE costs time proportional to the whole sample, so a
+# study of N CAEs costs N^2. The functions below compute the same numbers from the rows of the
+# domain's strata only (a "span" of rows holding whole strata and whole post-strata), which
+# makes the study linear in N.
+#
+# They are the same numbers bit for bit, not merely to rounding: the reductions that the
+# whole-design computation performs over all rows (numpy's pairwise sums, BLAS ``ddot`` and
+# ``dsyrk``) add the span's values in an order that depends on where the span sits among the
+# zeros of the other rows, so each is evaluated on a window of rows chosen to reproduce that
+# order (see :func:`_sum_in`, :func:`_sumsq_in`, :func:`_crossprod_in`). The reductions over
+# compacted arrays (bincount, sums over the domain's respondents) do not depend on the other
+# rows. ``tests/test_survey_spans.py`` checks the span results against the functions above.
+# If another numpy or BLAS orders its sums differently, span and whole-design results can
+# differ in the last bit (about 1e-16 relative): never statistically, only in a byte-for-byte
+# comparison with an output of the whole-design computation.
+
+_PW_BLOCK = 128  # numpy's PW_BLOCKSIZE: leaves of the pairwise summation tree
+_PW_UNROLL = 8  # numpy's pairwise sum splits at multiples of 8
+_DOT_ALIGN = 64  # OpenBLAS ddot kernels work on aligned blocks of 16 (32 with AVX-512) elements
+_DOT_SINGLE = 10_000  # OpenBLAS runs a ddot up to this length on one thread
+_DOT_CHUNK = 8192  # longer ones are summed in chunks of this length (see _sumsq)
+_SYRK_Q = 256  # OpenBLAS dsyrk's GEMM_Q (Haswell/Zen kernels): rows summed per block
+
+
+def _pairwise_node(start: int, stop: int, n: int) -> tuple[int, int]:
+    """Smallest node ``(lo, size)`` of numpy's pairwise summation tree holding a window.
+
+    The tree is numpy's over ``n`` elements, the window ``[start, stop)``.
+
+    numpy sums a contiguous float64 array recursively: a block of at most 128 elements is summed
+    with 8 accumulators, a longer one is split at ``n // 2`` rounded down to a multiple of 8.
+    Elements outside ``[start, stop)`` being zero, the whole sum equals the sum of that node.
+    """
+    lo, size = 0, n
+    while size > _PW_BLOCK:
+        half = size // 2
+        half -= half % _PW_UNROLL
+        if stop <= lo + half:
+            size = half
+        elif start >= lo + half:
+            lo, size = lo + half, size - half
+        else:
+            break
+    return lo, size
+
+
+def _sum_in(values: np.ndarray, start: int, n: int) -> Any:
+    """``np.sum(full, axis=0)`` of a zero array holding ``values`` in a window, bit for bit.
+
+    ``full`` has ``n`` rows, equal to ``values`` on ``[start, start + len(values))``.
+
+    ``values`` is 1-D, or 2-D in Fortran order (each column is then summed as a 1-D array).
+    """
+    m = values.shape[0]
+    lo, size = _pairwise_node(start, start + m, n)
+    if lo == start and size == m:
+        return values.sum(axis=0)
+    buf = np.zeros((size,) + values.shape[1:], order="F")
+    buf[start - lo : start - lo + m] = values
+    return buf.sum(axis=0)
+
+
+def _sumsq(col: np.ndarray) -> float:
+    """``col @ col`` (BLAS ``ddot``) of a contiguous vector, in chunks above 10,000 elements.
+
+    OpenBLAS splits a ``ddot`` longer than 10,000 elements over its threads: the partial sums
+    are then added in an order that depends on the number of CPUs, and waking the threads
+    costs milliseconds, far more than the sum. Longer vectors are therefore summed in chunks of
+    8,192 elements (one thread each), the chunks' results added in order.
+    """
+    n = len(col)
+    if n <= _DOT_SINGLE:
+        return np.dot(col, col)
+    acc = np.dot(col[:_DOT_CHUNK], col[:_DOT_CHUNK])
+    for lo in range(_DOT_CHUNK, n, _DOT_CHUNK):
+        chunk = col[lo : lo + _DOT_CHUNK]
+        acc = acc + np.dot(chunk, chunk)
+    return acc
+
+
+def _window_sumsq(col: np.ndarray, start: int, n: int) -> float:
+    """``x @ x`` (BLAS ``ddot``) of a zero vector holding ``col`` in a window, bit for bit.
+
+    ``x`` has ``n <= 10,000`` elements, equal to ``col`` on ``[start, start + len(col))``.
+
+    OpenBLAS's ``ddot`` sums lanes over aligned blocks from the vector's start and adds the
+    ``n mod 16`` last products one by one; a window aligned on 64 elements, ending on a block
+    boundary or at ``n``, gives the same partial sums.
+    """
+    m = len(col)
+    stop = start + m
+    if start == 0 and m == n:
+        return np.dot(col, col)
+    a0 = start - start % _DOT_ALIGN
+    b0 = stop + (-stop) % _DOT_ALIGN
+    if b0 > n - n % _DOT_ALIGN:
+        b0 = n
+    if a0 == start and b0 == stop:
+        return np.dot(col, col)
+    buf = np.zeros(b0 - a0)
+    buf[start - a0 : stop - a0] = col
+    return np.dot(buf, buf)
+
+
+def _sumsq_in(col: np.ndarray, start: int, n: int) -> float:
+    """:func:`_sumsq` of a zero vector holding ``col`` in a window, bit for bit.
+
+    The vector has ``n`` elements, equal to ``col`` on ``[start, start + len(col))``.
+    """
+    m = len(col)
+    if n <= _DOT_SINGLE:
+        return _window_sumsq(col, start, n)
+    if start == 0 and m == n:
+        return _sumsq(col)
+    acc = None
+    stop = start + m
+    for lo in range(start - start % _DOT_CHUNK, stop, _DOT_CHUNK):
+        hi = min(lo + _DOT_CHUNK, n)
+        a, b = max(lo, start), min(hi, stop)
+        v = _window_sumsq(col[a - start : b - start], a - lo, hi - lo)
+        acc = v if acc is None else acc + v  # the chunks without the window add +0.0
+    return acc
+
+
+def _sumsq_cols_in(c: np.ndarray, start: int, n: int) -> np.ndarray:
+    """:func:`_sumsq_in` of every column of ``c`` (m x k), the window padded once."""
+    m, k = c.shape
+    if n > _DOT_SINGLE:
+        cf = np.asfortranarray(c)
+        return np.array([_sumsq_in(col, start, n) for col in cf.T])
+    stop = start + m
+    if start == 0 and m == n:
+        a0, b0 = 0, n
+    else:
+        a0 = start - start % _DOT_ALIGN
+        b0 = stop + (-stop) % _DOT_ALIGN
+        if b0 > n - n % _DOT_ALIGN:
+            b0 = n
+    if a0 == start and b0 == stop:
+        buf = np.asfortranarray(c)
+    else:
+        buf = np.zeros((b0 - a0, k), order="F")
+        buf[start - a0 : stop - a0] = c
+    dot = np.dot
+    return np.array([dot(col, col) for col in buf.T])
+
+
+def _syrk_blocks(n: int, start: int = 0):
+    """Row blocks ``(lo, hi)`` of OpenBLAS ``dsyrk`` over ``n`` rows.
+
+    From the block holding row ``start`` on. ``driver/level3/level3_syrk.c``: blocks of
+    ``GEMM_Q`` rows while at least ``2 GEMM_Q`` remain, then the rest in one or two halves.
+    """
+    full = (n - 2 * _SYRK_Q) // _SYRK_Q + 1 if n >= 2 * _SYRK_Q else 0
+    ls = min(start // _SYRK_Q, full) * _SYRK_Q
+    while ls < n:
+        rem = n - ls
+        if rem >= 2 * _SYRK_Q:
+            step = _SYRK_Q
+        elif rem > _SYRK_Q:
+            step = (rem + 1) // 2
+        else:
+            step = rem
+        yield ls, ls + step
+        ls += step
+
+
+def _crossprod_in(c: np.ndarray, start: int, n: int) -> np.ndarray:
+    """``C.T @ C`` (BLAS ``dsyrk``) of a zero matrix holding ``c`` in a window, bit for bit.
+
+    ``C`` has ``n`` rows, equal to ``c`` (C order, k >= 2 columns) on rows
+    ``[start, start + len(c))``.
+
+    numpy calls BLAS ``dsyrk``; OpenBLAS accumulates each entry row by row within blocks of
+    rows (:func:`_syrk_blocks`) and adds the blocks' results in order. The span's rows of each
+    block are multiplied on their own and the results added in the same order.
+    """
+    m = c.shape[0]
+    if start == 0 and m == n:
+        return c.T @ c
+    stop = start + m
+    acc = None
+    for lo, hi in _syrk_blocks(n, start):
+        if lo >= stop:
+            break
+        a, b = max(lo, start), min(hi, stop)
+        if a >= b:
+            continue
+        blk = c[a - start : b - start]
+        part = blk.T @ blk
+        acc = part if acc is None else acc + part
+    return c.T @ c if acc is None else acc
+
+
+class _SpanBase:
+    """Constants of a design's linearisation variance, computed once, for :class:`_Span`."""
+
+    def __init__(self, d: SurveyDesign) -> None:
+        n = d.n
+        self.n = n
+        self.supported = (
+            d.cluster_col is None
+            and bool(np.array_equal(d.psu, np.arange(n)))
+            and bool(np.asarray(d.domain).all())
+            and all(isinstance(s, _PostStratum) for s in d.calibration)
+        )
+        nstrat = len(d.strata_levels)
+        n_h = d.n_psu.astype(float)
+        if d.popsize is None:
+            f = np.ones(nstrat)
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                f = np.where(np.isinf(d.popsize), 1.0, (d.popsize - n_h) / d.popsize)
+        self.n_h = n_h
+        self.n_h1 = np.maximum(n_h, 1)
+        self.scale = np.where(n_h > 1, f * n_h / np.maximum(n_h - 1, 1), f)
+        self.census = f < 1e-7
+        rows = np.arange(n)
+        self.st_first = np.full(nstrat, n, dtype=np.int64)
+        self.st_last = np.full(nstrat, -1, dtype=np.int64)
+        np.minimum.at(self.st_first, d.strata, rows)
+        np.maximum.at(self.st_last, d.strata, rows)
+        self.steps = []
+        if self.supported:
+            for step in d.calibration:
+                psw = step.weights.copy()
+                oldw = step.old_weights
+                psw[(psw == 0) & (oldw == 0)] = 1.0
+                ncell = int(step.index.max()) + 1
+                den = np.bincount(step.index, weights=oldw, minlength=ncell)
+                first = np.full(ncell, n, dtype=np.int64)
+                last = np.full(ncell, -1, dtype=np.int64)
+                np.minimum.at(first, step.index, rows)
+                np.maximum.at(last, step.index, rows)
+                self.steps.append((step.index, psw, oldw, den, first, last))
+        # calibrated designs: R keeps every row of a subset, so every stratum is "present"
+        self.lonely_all = (n_h == 1) & ~self.census
+        ordinary = (n_h > 1) & ~self.census
+        self.use_cum = np.concatenate([[0], np.cumsum(ordinary[d.strata])]).astype(np.int64)
+        self.n_use = int(self.use_cum[-1])
+        self.nu_all = int(len(np.unique(d.psu)) - len(np.unique(d.strata)))
+        self.cache: dict[tuple[int, int], _Span] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class _Span:
+    """Rows ``[start, stop)`` of a design holding whole strata and whole post-strata.
+
+    The influence values of a domain inside these rows stay zero outside them through
+    calibration residuals and centring, so the domain's variance is computed on them alone.
+    """
+
+    design: SurveyDesign
+    start: int
+    stop: int
+    w: np.ndarray
+    strata: np.ndarray  # design codes of the rows' strata
+    sl: np.ndarray  # the same, relative to the span's first stratum code
+    ns: int
+    steps: tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], ...]
+    n_h1: np.ndarray
+    sqrt_scale: np.ndarray  # per row: sqrt of its stratum's variance scale
+    use: np.ndarray  # per row (calibrated designs): the row enters the sum of squares
+    use_all: bool  # every row does
+    sqrt_scale_use: np.ndarray  # sqrt_scale of those rows, as a column
+    use_offset: int
+    lonely: tuple[tuple[int, int], ...]  # (stratum code, row) of lonely strata in the span
+
+    @property
+    def m(self) -> int:
+        """Number of rows of the span."""
+        return self.stop - self.start
+
+    @property
+    def full(self) -> bool:
+        """Whether the span is the whole design."""
+        return self.start == 0 and self.stop == self.design.n
+
+
+def _span_base(design: SurveyDesign) -> _SpanBase:
+    base = design.__dict__.get("_span_base_cache")
+    if base is None:
+        base = _SpanBase(design)
+        design.__dict__["_span_base_cache"] = base
+    return base
+
+
+def design_span(design: SurveyDesign, rows: np.ndarray | None = None) -> _Span:
+    """The smallest span of ``design`` holding the given rows (positions), or the whole design.
+
+    The span is widened to whole strata and whole post-strata until stable; designs with
+    clusters or raking, and subset designs, always get the whole design.
+    """
+    base = _span_base(design)
+    n = design.n
+    if rows is None or len(rows) == 0 or not base.supported:
+        lo, hi = 0, n
+    else:
+        lo, hi = int(np.min(rows)), int(np.max(rows)) + 1
+        while True:
+            s = np.unique(design.strata[lo:hi])
+            nlo = min(lo, int(base.st_first[s].min()))
+            nhi = max(hi, int(base.st_last[s].max()) + 1)
+            for index, _psw, _oldw, _den, first, last in base.steps:
+                c = np.unique(index[nlo:nhi])
+                nlo = min(nlo, int(first[c].min()))
+                nhi = max(nhi, int(last[c].max()) + 1)
+            if (nlo, nhi) == (lo, hi):
+                break
+            lo, hi = nlo, nhi
+    key = (lo, hi)
+    sp = base.cache.get(key)
+    if sp is None:
+        sp = _make_span(design, base, lo, hi)
+        base.cache[key] = sp
+    return sp
+
+
+def _make_span(design: SurveyDesign, base: _SpanBase, lo: int, hi: int) -> _Span:
+    strata = design.strata[lo:hi]
+    s_lo = int(strata.min())
+    sl = strata - s_lo
+    ns = int(sl.max()) + 1
+    steps = []
+    for index, psw, oldw, den, _first, _last in base.steps:
+        idx = index[lo:hi]
+        c_lo = int(idx.min())
+        c_hi = int(idx.max()) + 1
+        steps.append((idx - c_lo, psw[lo:hi], oldw[lo:hi], den[c_lo:c_hi], c_hi - c_lo))
+    lonely = tuple((int(h), int(base.st_first[h])) for h in np.unique(strata) if base.lonely_all[h])
+    sqrt_scale = np.sqrt(base.scale[strata])
+    use = ((base.n_h > 1) & ~base.census)[strata]
+    return _Span(
+        design=design,
+        start=lo,
+        stop=hi,
+        w=design.weights[lo:hi],
+        strata=strata,
+        sl=sl,
+        ns=ns,
+        steps=tuple(steps),
+        n_h1=base.n_h1[s_lo : s_lo + ns],
+        sqrt_scale=sqrt_scale,
+        use=use,
+        use_all=bool(use.all()),
+        sqrt_scale_use=sqrt_scale[use][:, None],
+        use_offset=int(base.use_cum[lo]),
+        lonely=lonely,
+    )
+
+
+def _cell_sums(codes: np.ndarray, x: np.ndarray, ncell: int) -> np.ndarray:
+    """Per-code column sums of ``x`` (m x k), added row by row as ``np.bincount`` does."""
+    k = x.shape[1]
+    if k == 1:
+        return np.bincount(codes, weights=x[:, 0], minlength=ncell)[:, None]
+    flat = (codes[:, None] * k + np.arange(k)).ravel()
+    return np.bincount(flat, weights=x.ravel(), minlength=ncell * k).reshape(ncell, k)
+
+
+def _vcov_span(sp: _Span, x: np.ndarray, active: np.ndarray, *, diag: bool = False) -> np.ndarray:
+    """:meth:`SurveyDesign.vcov` of influence values that are zero outside the span.
+
+    ``x`` (m x k) holds them on the span's rows; it is modified in place.
+
+    ``active`` marks the analysed rows (m, or m x k with one domain per column). With
+    ``diag=True`` every column is its own estimate and the result is the vector of their
+    variances (each as ``vcov(x[:, [j]], active[:, j])[0, 0]``); else the k x k matrix.
+    """
+    d = sp.design
+    base = _span_base(d)
+    if not d.calibrated:
+        if active.ndim == 2 and x.shape[1] > 1:
+            return _vcov_span_uncalibrated_columns(sp, x, active, diag)
+        act = active if active.ndim == 1 else active[:, 0]
+        return _vcov_span_uncalibrated(sp, x, act, diag)
+    if d.lonely_psu == "fail" and base.lonely_all.any():
+        h = int(np.flatnonzero(base.lonely_all)[0])
+        raise LonelyPSUError(
+            f"Stratum {d.strata_levels[h]!r} has only one PSU (one respondent): choose "
+            "lonely_psu='remove', 'certainty', 'adjust' or 'average'."
+        )
+    k = x.shape[1]
+    for idx, psw, oldw, den, ncell in sp.steps:
+        num = _cell_sums(idx, x * oldw[:, None] / psw[:, None], ncell)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = num / den[:, None]
+        x -= means[idx] * psw[:, None]
+    tot = x + 0.0  # PSU totals (one row per PSU)
+    sums = _cell_sums(sp.sl, tot, sp.ns)
+    centred = tot - (sums / sp.n_h1[:, None])[sp.sl]
+    c = (centred if sp.use_all else centred[sp.use]) * sp.sqrt_scale_use
+    if diag:
+        v = _sumsq_cols_in(c, sp.use_offset, base.n_use)
+    elif k == 1:
+        v = np.array([[_sumsq_in(np.ascontiguousarray(c[:, 0]), sp.use_offset, base.n_use)]])
+    else:
+        v = _crossprod_in(np.ascontiguousarray(c), sp.use_offset, base.n_use)
+    mode = d.lonely_psu
+    if sp.lonely and mode not in ("average",):
+        for h, r in sp.lonely:
+            row = r - sp.start
+            xh = (tot if mode == "adjust" else centred)[row : row + 1]
+            xh = xh * math.sqrt(base.scale[h])
+            v = v + (xh[0] * xh[0] if diag else xh.T @ xh)
+    n_na = int(base.lonely_all.sum()) if mode == "average" else 0
+    if n_na:
+        nstrat = len(d.strata_levels)
+        nok = nstrat - n_na
+        if nok == 0:
+            return np.full(k if diag else (k, k), np.nan)
+        v = v * nstrat / nok
+    return v
+
+
+def _vcov_span_uncalibrated_columns(
+    sp: _Span, x: np.ndarray, active: np.ndarray, diag: bool
+) -> np.ndarray:
+    out = [
+        _vcov_span_uncalibrated(sp, x[:, [j]].copy(), active[:, j], False)[0, 0]
+        for j in range(x.shape[1])
+    ]
+    if not diag:
+        raise ValueError("per-column domains need diag=True")
+    return np.array(out)
+
+
+def _vcov_span_uncalibrated(sp: _Span, x: np.ndarray, active: np.ndarray, diag: bool) -> np.ndarray:
+    """:func:`_vcov_span` for designs without calibration.
+
+    R drops the rows outside the domain, so only strata with an active row count (all inside
+    the span).
+    """
+    d = sp.design
+    base = _span_base(d)
+    k = x.shape[1]
+    x[~active] = 0.0
+    tot = x + 0.0
+    sums = _cell_sums(sp.sl, tot, sp.ns)
+    centred = tot - (sums / sp.n_h1[:, None])[sp.sl]
+    nsub = np.bincount(sp.sl[active], minlength=sp.ns)
+    present = nsub > 0
+    s_lo = int(sp.strata[0] - sp.sl[0])
+    n_h = base.n_h[s_lo : s_lo + sp.ns]
+    census = base.census[s_lo : s_lo + sp.ns]
+    lonely = present & (n_h == 1) & ~census
+    ordinary = present & (n_h > 1) & ~census
+    use = ordinary[sp.sl]
+    c = centred[use] * sp.sqrt_scale[use][:, None]
+    if diag or k == 1:
+        cf = np.asfortranarray(c)
+        v = np.array([_sumsq(col) for col in cf.T])
+        if not diag:
+            v = v[:, None]
+    else:
+        v = c.T @ c
+    n_na = 0
+    mode = d.lonely_psu
+    for s in np.flatnonzero(lonely):
+        h = s + s_lo
+        if mode == "fail":
+            raise LonelyPSUError(
+                f"Stratum {d.strata_levels[h]!r} has only one PSU (one respondent): choose "
+                "lonely_psu='remove', 'certainty', 'adjust' or 'average'."
+            )
+        if mode == "average":
+            n_na += 1
+            continue
+        sel = sp.sl == s
+        centre = not (mode == "adjust" and nsub[s] <= 1)
+        xh = centred[sel] if centre else tot[sel]
+        xh = xh * math.sqrt(base.scale[h])
+        v = v + (xh[0] * xh[0] if diag else xh.T @ xh)
+    nstrat = int(present.sum())
+    nok = nstrat - n_na
+    if n_na:
+        if nok == 0:
+            return np.full(k if diag else (k, k), np.nan)
+        v = v * nstrat / nok
+    return v
+
+
+def _span_degf(sp: _Span, mask: np.ndarray) -> int:
+    """:meth:`SurveyDesign.degf` of a domain inside the span (one PSU per row)."""
+    keep = (sp.w != 0) & mask
+    npsu = int(keep.sum())
+    if sp.ns == 1:
+        return npsu - (1 if npsu else 0)
+    return npsu - int(np.count_nonzero(np.bincount(sp.sl[keep], minlength=sp.ns)))
+
+
+def _span_n_rows(sp: _Span, mask: np.ndarray) -> int:
+    """``nrow()`` of R's subset design (see :meth:`SurveyDesign._r_rows`)."""
+    return sp.design.n if sp.design.calibrated else int(mask.sum())
+
+
+def _span_mean_core(
+    sp: _Span, Y: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`_mean_core` for ``Y`` (m x k, C order) and ``mask`` given on the span's rows."""
+    n = sp.design.n
+    w = np.where(mask, sp.w, 0.0)
+    psum = _sum_in(w, sp.start, n)
+    k = Y.shape[1]
+    if psum <= 0:
+        return np.full(k, np.nan), np.full((k, k), np.nan), 0.0
+    if k == 1:
+        avg = np.array([_sum_in(w * Y[:, 0], sp.start, n)]) / psum
+    else:
+        avg = (w[:, None] * Y).sum(axis=0) / psum
+    scores = (Y - avg) * (w / psum)[:, None]
+    return avg, _vcov_span(sp, scores, mask), psum
+
+
+def _span_mean_cores(
+    sp: _Span, Y: np.ndarray, M: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column by column :func:`_mean_core` of ``Y[:, j]`` over ``M[:, j]`` (span rows), at once.
+
+    Returns the means, their variances and the weighted bases (0 where the base is empty).
+    """
+    n = sp.design.n
+    W = np.asfortranarray(np.where(M, sp.w[:, None], 0.0))
+    psum = _sum_in(W, sp.start, n)
+    empty = ~(psum > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        avg = _sum_in(np.asfortranarray(W * Y), sp.start, n) / psum
+        scores = (Y - avg) * (W / psum)
+    scores[:, empty] = 0.0
+    var = _vcov_span(sp, np.ascontiguousarray(scores), M, diag=True)
+    avg[empty] = np.nan
+    var[empty] = np.nan
+    psum = np.where(empty, 0.0, psum)
+    return avg, var, psum
+
+
+def span_means(sp: _Span, Y: np.ndarray, D: np.ndarray) -> list[Estimate]:
+    """:func:`mean` of every column of ``Y`` over the domain in the same column of ``D``.
+
+    ``Y`` (values, NaN when missing) and ``D`` are given on the span's rows (m x K) and are
+    taken as missing / outside the domain on the other rows.
+    """
+    if not _span_base(sp.design).supported:  # whole-design span: the functions above
+        return [mean(sp.design, Y[:, j], domain=D[:, j]) for j in range(Y.shape[1])]
+    mask = D & ~np.isnan(Y) & (sp.w != 0)[:, None]
+    yv = np.where(mask, Y, 0.0)
+    avg, var, psum = _span_mean_cores(sp, yv, mask)
+    out = []
+    for j in range(Y.shape[1]):
+        v = var[j]
+        se = math.sqrt(max(v, 0.0)) if np.isfinite(v) else float("nan")
+        mj = mask[:, j]
+        out.append(Estimate(float(avg[j]), se, _span_degf(sp, mj), int(mj.sum()), float(psum[j])))
+    return out
+
+
+def span_proportions(
+    sp: _Span, Y: np.ndarray, D: np.ndarray, *, method: CIMethod = "logit", level: float = 0.95
+) -> list[ProportionEstimate]:
+    """:func:`proportion` of every column of ``Y`` over the domain in that column of ``D``.
+
+    Both are given on the span's rows (m x K; see :func:`span_means`).
+    """
+    if method not in ("logit", "beta", "likelihood", "mean"):
+        raise ValueError(f"unknown interval method {method!r}")
+    if not _span_base(sp.design).supported:  # whole-design span: the functions above
+        return [
+            proportion(sp.design, Y[:, j], domain=D[:, j], method=method, level=level)
+            for j in range(Y.shape[1])
+        ]
+    mask = D & ~np.isnan(Y) & (sp.w != 0)[:, None]
+    yv = np.where(mask, Y, 0.0)
+    if ((yv < 0) | (yv > 1))[mask].any():
+        raise ValueError("a proportion needs values in [0, 1]")
+    avg, var, psum = _span_mean_cores(sp, yv, mask)
+    K = Y.shape[1]
+    n_obs = mask.sum(axis=0)
+    glm_cols = []
+    if method in ("logit", "likelihood"):
+        glm_cols = [
+            j
+            for j in range(K)
+            if np.isfinite(avg[j]) and np.isfinite(var[j]) and 0 < avg[j] < 1 and var[j] > 0
+        ]
+    fits = _span_glm_fits(sp, yv, mask, psum, glm_cols, dispersion=method == "likelihood")
+    out = []
+    for j in range(K):
+        mj = mask[:, j]
+        p, v = float(avg[j]), float(var[j])
+        ddf = float(_span_degf(sp, mj))
+        lo, hi = _ci_proportion(
+            p,
+            v,
+            method=method,
+            level=level,
+            df=ddf,
+            n_rows=_span_n_rows(sp, mj),
+            n_obs=int(n_obs[j]),
+            glm=lambda j=j: fits[j],
+        )
+        out.append(
+            ProportionEstimate(
+                p, math.sqrt(max(v, 0.0)), ddf, int(n_obs[j]), float(psum[j]), lo, hi, method, level
+            )
+        )
+    return out
+
+
+def _span_glm_fits(
+    sp: _Span,
+    yv: np.ndarray,
+    mask: np.ndarray,
+    psum: np.ndarray,
+    cols: list[int],
+    *,
+    dispersion: bool,
+) -> dict[int, _GlmFit]:
+    """:func:`_svyglm_logit` for the given columns.
+
+    The variances of their estimating functions are computed at once.
+    """
+    if not cols:
+        return {}
+    d = sp.design
+    E = np.zeros((sp.m, len(cols)), order="F")
+    yvf = np.asfortranarray(yv)
+    maskf = np.asfortranarray(mask)
+    parts = []
+    for i, j in enumerate(cols):
+        mj = maskf[:, j]
+        w_all = np.where(mj, sp.w, 0.0)
+        # rescale = TRUE: mean of the weights over R's rows of the subset design
+        scale = psum[j] / d.n if d.calibrated else w_all[mj].mean()
+        model = mj & (w_all > 0)
+        y = yvf[:, j][model]
+        prior = w_all[model] / scale
+        coef, work, dev = _irls_logit(y, prior)
+        m = _expit(coef)
+        E[:, i][model] = (y - m) / (m * (1 - m)) * work
+        disp = _glm_dispersion(y, m, w_all[model]) if dispersion else float("nan")
+        parts.append((coef, work, dev, disp, y, prior))
+    B = _vcov_span(sp, E, mask[:, cols], diag=True)
+    out = {}
+    for i, j in enumerate(cols):
+        coef, work, dev, disp, y, prior = parts[i]
+        ainv = 1.0 / work.sum()
+        out[j] = _GlmFit(coef, ainv * float(B[i]) * ainv, ainv, dev, disp, y, prior)
+    return out
+
+
+def span_quantile(
+    sp: _Span,
+    y: np.ndarray,
+    domain: np.ndarray,
+    p: float,
+    *,
+    level: float = 0.95,
+    rule: Literal["math", "school"] = "math",
+) -> QuantileEstimate:
+    """:func:`quantile` with ``y`` and ``domain`` given on the span's rows."""
+    if not 0 <= p <= 1:
+        raise ValueError("p must be in [0, 1]")
+    if not _span_base(sp.design).supported:  # whole-design span: the functions above
+        return quantile(sp.design, y, p, level=level, rule=rule, domain=domain)
+    mask = domain & ~np.isnan(y) & (sp.w != 0)
+    yv = np.where(mask, y, 0.0)
+    x = yv[mask]
+    w = sp.w[mask]
+    qhat = _qrule(x, w, p, rule)
+    ind = np.where(mask, (yv <= qhat).astype(float), 0.0)
+    avg, v, psum = _span_mean_core(sp, ind[:, None], mask)
+    ddf = float(_span_degf(sp, mask))
+    q = _tq(level, ddf)
+    se_p = math.sqrt(max(v[0, 0], 0.0))
+    plo, phi = avg[0] - q * se_p, avg[0] + q * se_p
+    lo = float("nan") if (np.isnan(plo) or plo < 0) else _qrule(x, w, float(plo), rule)
+    hi = float("nan") if (np.isnan(phi) or phi > 1) else _qrule(x, w, float(phi), rule)
+    se = (hi - lo) / (2 * q)
+    return QuantileEstimate(qhat, se, ddf, int(mask.sum()), float(psum), lo, hi, p, level)
+
+
+def span_paired_difference(
+    sp: _Span, before: np.ndarray, after: np.ndarray, domain: np.ndarray, *, level: float = 0.95
+) -> tuple[PairedDifference, float, float]:
+    """:func:`paired_difference` with the values and domain given on the span's rows.
+
+    The test's p-value is left to the caller (NaN in the result), who gets ``(t, df)`` to
+    compute it for many tests at once: ``2 * stats.t.sf(abs(t), df)`` where ``t`` is finite and
+    ``df > 0``.
+    """
+    if not _span_base(sp.design).supported:  # whole-design span: the functions above
+        res = paired_difference(sp.design, before, after, level=level, domain=domain)
+        return replace(res, p_value=float("nan")), res.statistic, res.df
+    base = domain & ~np.isnan(before) & ~np.isnan(after)
+    Y = np.column_stack([before, after, after - before])
+    e_b, e_a, e_d = span_means(sp, Y, np.repeat(base[:, None], 3, axis=1))
+    df = float(e_d.df - 1)
+    t = e_d.estimate / e_d.se if e_d.se > 0 else float("nan")
+    q = _tq(level, df)
+    res = PairedDifference(
+        e_b, e_a, e_d, t, df, float("nan"), e_d.estimate - q * e_d.se, e_d.estimate + q * e_d.se
+    )
+    return res, t, df
+
+
+def span_chisq_f(
+    sp: _Span, row_codes: np.ndarray, col_codes: np.ndarray, domain: np.ndarray
+) -> tuple[float, float, float]:
+    """:func:`chisq_test` (``statistic="F"``) on the span's rows: ``(F, ndf, ddf)``.
+
+    ``row_codes`` and ``col_codes`` are integer codes (negative: missing) whose order is the
+    order of the levels' labels, as :func:`chisq_test` sorts them. The p-value is
+    ``stats.f.sf(F, ndf, ddf)``, left to the caller (one vectorised call for many tests).
+    Raises as :func:`chisq_test` does.
+    """
+    d = sp.design
+    if not _span_base(d).supported:  # whole-design span: the functions above
+        ok = domain & (row_codes >= 0) & (col_codes >= 0)
+        rs = pd.Series(np.where(ok, row_codes, -1)).where(lambda v: v >= 0)
+        cs = pd.Series(np.where(ok, col_codes, -1)).where(lambda v: v >= 0)
+        res = chisq_test(d.assign(_span_r=rs, _span_c=cs), "_span_r", "_span_c", domain=ok)
+        return res.statistic, res.ndf, res.ddf
+    valid = domain & (row_codes >= 0) & (col_codes >= 0) & (sp.w != 0)
+    rlev = np.flatnonzero(np.bincount(row_codes[valid]))  # the levels present, sorted
+    clev = np.flatnonzero(np.bincount(col_codes[valid]))
+    nr, nc = len(rlev), len(clev)
+    if nr < 2 or nc < 2:
+        raise ValueError("need at least two levels in each variable")
+    rows = np.flatnonzero(valid)
+    ri = np.searchsorted(rlev, row_codes[rows])
+    ci = np.searchsorted(clev, col_codes[rows])
+    cells = ri + nr * ci  # interaction(factor(row), factor(col)): row fastest
+    Y = np.zeros((sp.m, nr * nc))
+    Y[rows, cells] = 1.0
+    p, V, _ = _span_mean_core(sp, Y, valid)
+    if d.calibrated:
+        N = d.n
+        nu = _span_base(d).nu_all
+    else:
+        N = int(valid.sum())
+        nu = int(valid.sum()) - len(np.unique(sp.strata[valid]))
+    tab = np.bincount(cells, weights=sp.w[rows], minlength=nr * nc).reshape(nc, nr).T
+    x2, tr, d0, _deltas, _ = _rao_scott_core(p, V, N, nr, nc, tab)
+    return x2 / tr, d0, d0 * nu
+
+
+class _PairwiseTree:
+    """Sums of a vector with a window of it replaced, as ``np.sum`` gives them, bit for bit.
+
+    The sums of the nodes of numpy's pairwise summation tree (:func:`_pairwise_node`) that do
+    not meet the window are cached; only the nodes meeting it are summed again.
+    """
+
+    def __init__(self, vec: np.ndarray) -> None:
+        self.vec = vec
+        self.n = len(vec)
+        self.cache: dict[tuple[int, int], Any] = {}
+
+    def _node(self, lo: int, size: int) -> Any:
+        key = (lo, size)
+        s = self.cache.get(key)
+        if s is None:
+            s = np.add.reduce(self.vec[lo : lo + size])
+            self.cache[key] = s
+        return s
+
+    def sum_replaced(self, start: int, local: np.ndarray) -> Any:
+        """``np.sum`` of the vector with ``[start, start + len(local))`` replaced by ``local``."""
+        stop = start + len(local)
+
+        def rec(lo: int, size: int) -> Any:
+            if stop <= lo or start >= lo + size:
+                return self._node(lo, size)
+            if start <= lo and lo + size <= stop:
+                return np.add.reduce(local[lo - start : lo - start + size])
+            if size <= _PW_BLOCK:
+                buf = self.vec[lo : lo + size].copy()
+                a, b = max(lo, start), min(lo + size, stop)
+                buf[a - lo : b - lo] = local[a - start : b - start]
+                return np.add.reduce(buf)
+            half = size // 2
+            half -= half % _PW_UNROLL
+            return rec(lo, half) + rec(lo + half, size - half)
+
+        return 0.0 + rec(0, self.n)
+
+
+def compare_strata(
+    design: SurveyDesign, y: Any, strata: Sequence[Hashable], *, level: float = 0.95
+) -> list[Comparison]:
+    """:func:`compare_stratum` for each of several strata (CAEs) against the rest, at once.
+
+    The same numbers as one call per stratum. Each comparison involves the whole sample (the
+    rest of the consortium), so it costs time proportional to the sample; what is shared (the
+    base, the sums of the whole sample, the degrees of freedom) is computed once and each
+    stratum's own sums come from its rows (:class:`_PairwiseTree`).
+    """
+    base = _span_base(design)
+    if not base.supported:
+        return [compare_stratum(design, y, s, level=level) for s in strata]
+    n = design.n
+    yv, valid = _prepare(design, y, None)
+    w = design.weights
+    u = np.where(valid, w, 0.0)
+    tree_w = _PairwiseTree(u)
+    tree_wy = _PairwiseTree(u * yv)
+    full = design_span(design)
+    df = float(design.degf(valid) - 1)
+    n_valid = int(valid.sum())
+    nan = float("nan")
+    out: list[Comparison] = []
+    pending = []
+    for label in strata:
+        codes = np.flatnonzero(design.strata_levels == label)
+        if len(codes) != 1:
+            raise ValueError(f"unknown stratum {label!r}")
+        h = int(codes[0])
+        sp = design_span(design, np.arange(base.st_first[h], base.st_last[h] + 1))
+        s0, s1 = sp.start, sp.stop
+        in_h = sp.strata == h
+        a = valid[s0:s1] & in_h
+        n_a = int(a.sum())
+        wa = np.where(a, w[s0:s1], 0.0)
+        wb = np.where(in_h, 0.0, u[s0:s1])
+        Wa = _sum_in(wa, s0, n)
+        Wb = tree_w.sum_replaced(s0, wb)
+        if Wa <= 0 or Wb <= 0:
+            out.append(Comparison(nan, nan, nan, nan, nan, nan, nan, nan, nan, n_a, n_valid - n_a))
+            continue
+        y_loc = yv[s0:s1]
+        ma = _sum_in(wa * y_loc, s0, n) / Wa
+        mb = tree_wy.sum_replaced(s0, wb * y_loc) / Wb
+        # wa (y - ma) / Wa - wb (y - mb) / Wb: one of the two terms is zero on every row
+        scores = -(u * (yv - mb) / Wb)
+        scores[s0:s1] = np.where(in_h, wa * (y_loc - ma) / Wa, scores[s0:s1])
+        v = float(_vcov_span(full, scores[:, None], valid)[0, 0])
+        se = math.sqrt(max(v, 0.0))
+        diff = float(ma - mb)
+        t = diff / se if se > 0 else nan
+        q = _tq(level, df)
+        out.append(
+            Comparison(
+                float(ma),
+                float(mb),
+                diff,
+                se,
+                t,
+                df,
+                nan,
+                diff - q * se,
+                diff + q * se,
+                n_a,
+                n_valid - n_a,
+            )
+        )
+        pending.append(len(out) - 1)
+    if pending:
+        t = np.array([out[i].statistic for i in pending])
+        ok = np.isfinite(t) & (df > 0)
+        p = np.full(len(t), np.nan)
+        if ok.any():
+            p[ok] = 2 * stats.t.sf(np.abs(t[ok]), df)
+        for i, pv in zip(pending, p, strict=True):
+            out[i] = replace(out[i], p_value=float(pv))
     return out
