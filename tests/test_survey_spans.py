@@ -347,6 +347,9 @@ def test_fast_irls_equals_reference_irls():
             warnings.simplefilter("ignore")
             fast = sv._irls_logit(y, prior)
             ref = sv._irls_logit_reference(y, prior)
+            plain_fast = sv._irls_logit(y, prior, restart=False)
+            plain_ref = sv._irls_logit_reference(y, prior, restart=False)
         assert _same(fast, ref)
-        diverged += math.isnan(ref[0])
+        assert _same(plain_fast, plain_ref)
+        diverged += math.isnan(plain_ref[0])
     assert diverged > 0  # the divergent case (large rescaled weights) is exercised

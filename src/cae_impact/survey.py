@@ -46,6 +46,9 @@ Deviations from R, all deliberate and documented where they occur
 * At an estimated proportion of exactly 0 or 1 the linearisation variance is 0 and R's
   intervals degenerate; :func:`proportion` then returns the Korn-Graubard interval with the
   effective sample size set to the unweighted base (NCHS convention).
+* When ``glm.fit``'s IRLS for ``svyciprop(method = "logit")`` overshoots past ``|eta| > 30``
+  (small domains of a calibrated design: rescaled prior weights ~100), R returns 0 [0, 0] or
+  NaN; :func:`_irls_logit` restarts from ``qlogis(p)`` instead (R: ``svyglm(..., start =)``).
 * ``qrule="math"`` for ``p`` below the first jump of the weighted ECDF returns the smallest
   value (R returns the second one, an off-by-one in ``survey:::qrule_math``).
 * :func:`rake` takes R's ``control`` semantics: ``epsilon < 1`` is relative to the sum of the
@@ -821,7 +824,16 @@ def _binomial_deviance(y: np.ndarray, mu: float, prior: np.ndarray) -> float:
     return float(2.0 * (prior * (t1 + t2)).sum())
 
 
-def _irls_logit(y: np.ndarray, prior: np.ndarray) -> tuple[float, np.ndarray, float]:
+# R's C logit link (src/library/stats/src/family.c): ``logit_linkinv`` and ``logit_mu_eta``
+# cap the linear predictor at +-30 (THRESH). Beyond it R's glm.fit iterates are meaningless:
+# mu is pinned at DBL_EPSILON/(1 + DBL_EPSILON) or 1/(1 + DBL_EPSILON), d mu/d eta is
+# DBL_EPSILON and the next Newton step is of order 1/DBL_EPSILON (R ends at |coef| ~ 1e15).
+_ETA_CAP = 30.0
+
+
+def _irls_logit(
+    y: np.ndarray, prior: np.ndarray, *, restart: bool = True
+) -> tuple[float, np.ndarray, float]:
     """``glm.fit``'s IRLS for ``y ~ 1`` (quasibinomial).
 
     Returns the final coefficient, the working weights of the penultimate iterate and the
@@ -832,10 +844,22 @@ def _irls_logit(y: np.ndarray, prior: np.ndarray) -> tuple[float, np.ndarray, fl
     are computed once as scalars (the same IEEE operations as element by element; numpy's
     ``log`` is called on them as on the arrays). :func:`_irls_logit_reference` is the
     element-by-element version, kept for non-binary ``y`` and for the tests.
+
+    Divergence (deliberate deviation from R): with large rescaled prior weights (a small
+    domain of a calibrated design, whose rows all stay in R's subset) the start
+    ``mu = (w y + 0.5)/(w + 1)`` is close to 0/1 and the plain Newton steps can overshoot past
+    ``|eta| > 30``. R's glm.fit does not recover there (its link caps ``eta`` at +-30, the
+    deviance stays finite so no step-halving happens, and the next step is ~1/DBL_EPSILON):
+    ``svyciprop(method = "logit")`` returns 0 with interval [0, 0], or NaN. When an iterate
+    leaves [-30, 30] while the weighted mean ``p`` is strictly inside (0, 1), the IRLS is
+    restarted, as ``glm.fit(start = qlogis(p))`` (R: ``svyglm(y ~ 1, design,
+    family = quasibinomial, start = qlogis(coef(svymean(~y, design))))``), which converges at
+    once; the interval is then R's ``svyciprop(method = "xlogit")`` to rounding.
+    ``restart=False`` gives the plain iterates.
     """
     y1 = y == 1
     if not (y1 | (y == 0)).all():
-        return _irls_logit_reference(y, prior)
+        return _irls_logit_reference(y, prior, restart=restart)
     add = np.add.reduce
     mu = (prior * y + 0.5) / (prior + 1.0)
     one_mu = 1 - mu
@@ -846,12 +870,47 @@ def _irls_logit(y: np.ndarray, prior: np.ndarray) -> tuple[float, np.ndarray, fl
     mu_eta = mu * one_mu
     work = prior * mu_eta
     coef = float(add(work * (eta + (y - mu) / mu_eta)) / add(work))
+    if restart and not abs(coef) <= _ETA_CAP:
+        start = _logit_start(y, prior)
+        if start is not None:
+            return _irls_logit_scalar(y1, prior, start, 25)
     m = _expit(coef)
     dev = _binary_deviance(y1, m, prior)
     if abs(dev - devold) / (abs(dev) + 0.1) < 1e-8:
         return coef, work, dev
-    devold = dev
-    for _ in range(24):  # glm.control(maxit = 25)
+    return _irls_logit_scalar(y1, prior, coef, 24, m=m, devold=dev, restart=restart, y=y)
+
+
+def _logit_start(y: np.ndarray, prior: np.ndarray) -> float | None:
+    """``qlogis`` of the weighted mean of ``y``, or None when it is 0 or 1 (or undefined)."""
+    p = float(np.add.reduce(prior * y) / np.add.reduce(prior))
+    return math.log(p / (1.0 - p)) if 0.0 < p < 1.0 else None
+
+
+def _irls_logit_scalar(
+    y1: np.ndarray,
+    prior: np.ndarray,
+    coef: float,
+    maxit: int,
+    *,
+    m: float | None = None,
+    devold: float | None = None,
+    restart: bool = False,
+    y: np.ndarray | None = None,
+) -> tuple[float, np.ndarray, float]:
+    """``glm.fit``'s iterations for a 0/1 ``y`` once every fitted value is ``expit(coef)``.
+
+    Without ``m``/``devold``: ``glm.fit(start = coef)`` (``eta = start``, ``mu = linkinv(eta)``,
+    ``devold`` its deviance). With ``restart``, an iterate outside [-30, 30] restarts from
+    :func:`_logit_start` (see :func:`_irls_logit`).
+    """
+    add = np.add.reduce
+    if m is None:
+        m = _expit(coef)
+        devold = _binary_deviance(y1, m, prior)
+    work = prior
+    dev = devold
+    for _ in range(maxit):  # glm.control(maxit = 25)
         diverged = m != m  # NaN: the iterations can no longer change anything
         mu_eta = m * (1 - m)
         if mu_eta > 0:
@@ -862,6 +921,10 @@ def _irls_logit(y: np.ndarray, prior: np.ndarray) -> tuple[float, np.ndarray, fl
                 z1, z0 = coef + (1 - np.float64(m)) / mu_eta, coef + (0.0 - np.float64(m)) / mu_eta
         work = prior * mu_eta
         coef = float(add(work * np.where(y1, z1, z0)) / add(work))
+        if restart and not abs(coef) <= _ETA_CAP:
+            start = _logit_start(y, prior)
+            if start is not None:
+                return _irls_logit_scalar(y1, prior, start, 25)
         m = _expit(coef)
         dev = _binary_deviance(y1, m, prior)
         if diverged and coef != coef:
@@ -885,10 +948,19 @@ def _binary_deviance(y1: np.ndarray, m: float, prior: np.ndarray) -> float:
     return float(2.0 * np.add.reduce(prior * np.where(y1, l1, l0)))
 
 
-def _irls_logit_reference(y: np.ndarray, prior: np.ndarray) -> tuple[float, np.ndarray, float]:
-    """:func:`_irls_logit` element by element, for any ``y`` in [0, 1]."""
-    mu = (prior * y + 0.5) / (prior + 1.0)
-    eta = np.log(mu / (1 - mu))
+def _irls_logit_reference(
+    y: np.ndarray, prior: np.ndarray, *, restart: bool = True, start: float | None = None
+) -> tuple[float, np.ndarray, float]:
+    """:func:`_irls_logit` element by element, for any ``y`` in [0, 1].
+
+    ``start``: ``glm.fit(start = start)`` instead of the ``mustart`` of ``binomial()``.
+    """
+    if start is None:
+        mu = (prior * y + 0.5) / (prior + 1.0)
+        eta = np.log(mu / (1 - mu))
+    else:
+        eta = np.full_like(y, start)
+        mu = np.full_like(y, _expit(start))
     devold = float(
         2.0
         * (
@@ -907,6 +979,10 @@ def _irls_logit_reference(y: np.ndarray, prior: np.ndarray) -> tuple[float, np.n
         z = eta + (y - mu) / mu_eta
         work = prior * mu_eta  # w^2 of glm.fit, kept as the fit's working weights
         coef = float((work * z).sum() / work.sum())
+        if restart and start is None and not abs(coef) <= _ETA_CAP:
+            st = _logit_start(y, prior)
+            if st is not None:
+                return _irls_logit_reference(y, prior, start=st)
         eta = np.full_like(y, coef)
         m = _expit(coef)
         mu = np.full_like(y, m)
