@@ -1,6 +1,7 @@
 """Report rendering: document shell, numbering, table of contents, escaping, PDF and DOCX."""
 
 import datetime as dt
+import re
 
 import nbformat
 import pytest
@@ -186,3 +187,72 @@ def test_html_is_byte_reproducible(tmp_path):
     a = report.render_html([nb], META, tmp_path / "a.html").read_bytes()
     b = report.render_html([nb], META, tmp_path / "b.html").read_bytes()
     assert a == b
+
+
+def test_print_variant_drops_notebook_wrappers_and_serves_images_from_memory(documents):
+    html, _, _ = documents
+    markup = html.read_text(encoding="utf-8")
+    assert 'class="output_area"' in markup and "data:image/png;base64," in markup
+    lean, images = report.print_html(markup)
+    for wrapper in ('class="output_wrapper"', 'class="output"', 'class="output_area"',
+                    'class="output_html rendered_html output_subarea"', 'class="cell border-box-sizing'):
+        assert wrapper not in lean
+    assert lean.count("<div") == lean.count("</div>"), "wrappers dropped with their closing tags"
+    assert "data:image" not in lean and len(images) == 1
+    (url, (mime, data)), = images.items()
+    assert f'src="{url}"' in lean and mime == "image/png" and data.startswith(b"\x89PNG")
+    strip = lambda s: re.sub(r"<[^>]+>|\s+", "", s)  # noqa: E731
+    assert strip(lean) == strip(markup), "same text, same order"
+    assert report.print_html(markup) == (lean, images), "deterministic"
+
+
+def test_print_tables_get_column_widths_from_their_content():
+    import pandas as pd
+
+    table = present.table_html(pd.DataFrame({"Réponse": ["Demandeur(se) d'emploi indemnisé(e) (allocation chômage, ARE)", "Salarié(e)"],
+                                             "CAE 1": ["51\u202f%", "11\u202f%"]}),
+                               caption="Situation", numeric_columns=["CAE 1"])
+    out = report.add_column_widths(table)
+    assert '<table class="data print-cols"><caption>Situation</caption><colgroup>' in out
+    widths = [float(w) for w in re.findall(r'<col style="width:([\d.]+)%"/>', out)]
+    assert len(widths) == 2 and abs(sum(widths) - 100) < 0.05 and widths[0] > 3 * widths[1]
+    # The numeric column is never narrower than its header and values, which do not wrap.
+    measure = report._TextMeasure()
+    assert widths[1] / 100 * report._TEXT_WIDTH_EM >= measure.width("CAE 1", bold=True)
+    # Short tables keep their natural proportions (CSS: widths in proportion to max-content).
+    short = report.column_widths("<tr><td>aaaa</td><td>aa</td></tr>")
+    assert short is not None and abs(short[0] / short[1] - (4 * 1 + 2.2) / (2 * 1 + 2.2)) < 0.5
+    # Without the font files, a mean advance per character gives the same proportions, roughly.
+    blind = report._TextMeasure()
+    blind._fonts = {False: None, True: None}
+    rough = report.column_widths(re.search(r"<table[^>]*>(.*)</table>", table, re.S).group(1), blind)
+    assert rough is not None and abs(rough[0] - widths[0]) < 10
+    # Spanning cells and tables with a class of their own keep the automatic layout.
+    assert report.column_widths('<tr><td colspan="2">a</td></tr><tr><td>b</td><td>c</td></tr>') is None
+    special = table.replace('class="data"', 'class="data essentials"')
+    assert report.add_column_widths(special) == special
+
+
+def test_render_pdf_restores_the_garbage_collector(documents, tmp_path):
+    import gc
+
+    html, _, _ = documents
+    assert gc.isenabled()
+    report.render_pdf(html, tmp_path / "a.pdf")
+    assert gc.isenabled()
+
+
+def test_pdf_embeds_the_chart_and_keeps_the_tables(documents):
+    import subprocess
+
+    _, pdf, _ = documents
+    images = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    kinds = [line.split()[2] for line in images.splitlines()[2:]]
+    assert kinds.count("image") == 1, "the chart, once"
+    text = " ".join(subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
+                                   check=True).stdout.split())
+    assert "Tableau 1 – Résultats" in text and "Indicateur Part" in text and "85" in text
+    assert "Sommaire" in text and "Chapitre" in text
+    pages = int(re.search(r"Pages:\s+(\d+)", subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True,
+                                                          check=True).stdout).group(1))
+    assert 3 <= pages <= 5, "cover, contents, one chapter (with the verbatim box)"
