@@ -51,6 +51,40 @@ def test_essentials_cae_against_consortium_and_suppressed_as_s(study, cb):
     assert "40 %" not in out, "a suppressed value is never printed"
 
 
+def test_view_lookups_match_boolean_filters(study, cb):
+    cae = study.cae_ids[0]
+    rows = []
+    for ind in ("a", "b"):
+        for tgt in (cae, CONSORTIUM):
+            for brk in ("total", "sex"):
+                for cat in ("", "x", "x", float("nan"), "y"):
+                    rows.append({**row(ind, tgt, len(rows) / 100, category=cat), "breakdown": brk})
+    t = pd.DataFrame(rows)
+    t.index = [f"r{i}" for i in reversed(range(len(t)))]  # labels unrelated to positions
+    v = view(study, cb, cae, t)
+    for ind in ("a", "b", "none"):
+        for tgt in (None, cae, CONSORTIUM):
+            for brk in ("total", "sex", "age"):
+                mask = (t["indicator_id"] == ind) & (t["target"] == (tgt or cae)) & (t["breakdown"] == brk)
+                pd.testing.assert_frame_equal(v.rows(ind, tgt, brk), t[mask])
+                for cat in ("", "x", "z"):
+                    hits = t[mask & (t["category"] == cat)]
+                    assert [r.name for r in v.category_rows(ind, tgt, category=cat, breakdown=brk)] == list(hits.index)
+                    got = v.row(ind, tgt, category=cat, breakdown=brk)
+                    if hits.empty:
+                        assert got is None
+                    else:
+                        pd.testing.assert_series_equal(got, hits.iloc[0])
+        for targets in (None, [cae], [CONSORTIUM, cae]):
+            for brk in ("total", None):
+                mask = t["indicator_id"] == ind
+                if targets is not None:
+                    mask &= t["target"].isin(targets)
+                if brk is not None:
+                    mask &= t["breakdown"] == brk
+                pd.testing.assert_frame_equal(v.select(ind, targets, brk), t[mask])
+
+
 def test_essentials_consortium_has_one_column(study, cb):
     rows = [row("women_share", CONSORTIUM, 0.59)]
     out = chapters.essentials_section(view(study, cb, CONSORTIUM, rows), cb.findings)

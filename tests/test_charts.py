@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 
@@ -309,6 +310,34 @@ def test_same_input_gives_byte_identical_png_and_svg(table, tmp_path):
     assert "<dc:date>" not in svg and "Matplotlib v" not in svg
     png = (tmp_path / "run0.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"Matplotlib version" not in png
+
+
+def test_report_png_same_pixels_as_stock_savefig(table):
+    """The report's PNG (renderer kept across the tight crop, zlib level 3) decodes to the very
+    pixels of a plain ``savefig(bbox_inches="tight")`` on the stock Agg canvas."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    from cae_impact import present
+
+    fig, _ = charts.dot_interval(table, indicator_id="decisive")
+    assert isinstance(fig.canvas, charts._Canvas)
+    html = present.figure_html(fig, alt="a", caption="c")
+    ours = Image.open(io.BytesIO(base64.b64decode(html.split("base64,")[1].split('"')[0])))
+    renderer = fig.canvas.renderer
+    assert (renderer.width, renderer.height) == ours.size
+    present.figure_html(fig, alt="a", caption="c")  # full size for the layout, then the crop
+    assert fig.canvas.renderer is renderer, "the renderer is re-sized in place, not replaced"
+
+    stock, _ = charts.dot_interval(table, indicator_id="decisive")
+    FigureCanvasAgg(stock)
+    buf = io.BytesIO()
+    stock.savefig(buf, format="png", dpi=150, metadata={"Software": None}, bbox_inches="tight")
+    theirs = Image.open(buf)
+    assert ours.size == theirs.size
+    assert np.array_equal(np.asarray(ours), np.asarray(theirs))
 
 
 def test_data_uri(rendered):

@@ -229,6 +229,18 @@ def test_select_row_treats_total_and_na_alike(table):
     assert select_row(t, "decisive", "cae-99") is None
 
 
+def test_select_row_reads_positions_and_refuses_duplicates(table):
+    t = table.copy()
+    t.index = [f"r{i}" for i in reversed(range(len(t)))]  # labels unrelated to positions
+    got = select_row(t, "decisive", "cae-3", breakdown="sex", group="M")
+    assert got.name == t[(t["target"] == "cae-3") & (t["group"] == "M")].index[0]
+    twice = pd.concat([t, t.iloc[[0]]])
+    first = t.iloc[0]
+    with pytest.raises(ValueError, match="2 rows"):
+        select_row(twice, first["indicator_id"], first["target"], breakdown=first["breakdown"],
+                   group=first["group"], category=first["category"])
+
+
 def test_finding_paragraph(table):
     finding = (
         "La CAE facilite grandement l'activation du projet entrepreneurial et son accélération."

@@ -9,9 +9,11 @@ Suppressed cells are shown as « s » and never as values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
+import numpy as np
 import pandas as pd
 
 from . import charts, narrative, present
@@ -25,7 +27,13 @@ SUPPRESSED = "s"
 
 @dataclass(frozen=True)
 class View:
-    """What a chapter needs to know about its report."""
+    """What a chapter needs to know about its report.
+
+    The chapters look rows up by (indicator, target, breakdown) hundreds of times per notebook;
+    the table is grouped once on these keys (:attr:`_positions`) and each lookup reuses the group
+    instead of filtering the whole table with a boolean mask. ``table`` must not be modified after
+    the view is made.
+    """
 
     study: StudyConfig
     codebook: Codebook
@@ -37,7 +45,7 @@ class View:
         """True for the consortium's report."""
         return self.target == CONSORTIUM
 
-    @property
+    @cached_property
     def labels(self) -> dict[str, str]:
         """French label of every target."""
         return {t: self.study.target_label(t) for t in self.study.targets}
@@ -54,10 +62,59 @@ class View:
             return "entrepreneurs des CAE du consortium"
         return f"entrepreneurs de la {self.study.target_label(t)}"
 
+    @cached_property
+    def _positions(self) -> dict[tuple, np.ndarray]:
+        """Row positions of each (indicator_id, target, breakdown), in table order."""
+        if self.table.empty:
+            return {}
+        return self.table.groupby(["indicator_id", "target", "breakdown"], sort=False).indices
+
+    @cached_property
+    def _frames(self) -> dict[tuple, pd.DataFrame]:
+        return {}
+
+    @cached_property
+    def _category_masks(self) -> dict[str, np.ndarray]:
+        return {}
+
     def rows(self, indicator_id: str, target: str | None = None, breakdown: str = TOTAL) -> pd.DataFrame:
-        """The rows of an indicator for a target and breakdown."""
-        t = self.table
-        return t[(t["indicator_id"] == indicator_id) & (t["target"] == (target or self.target)) & (t["breakdown"] == breakdown)]
+        """The rows of an indicator for a target and breakdown (a shared frame: do not modify)."""
+        key = (indicator_id, target or self.target, breakdown)
+        if key not in self._frames:
+            self._frames[key] = self.table.iloc[self._positions.get(key, [])]
+        return self._frames[key]
+
+    def _category_positions(self, indicator_id: str, target: str | None, breakdown: str,
+                            category: str) -> list[int]:
+        matches = self._category_masks.get(category)
+        if matches is None:
+            matches = (self.table["category"] == category).to_numpy(dtype=bool, na_value=False)
+            self._category_masks[category] = matches
+        return [p for p in self._positions.get((indicator_id, target or self.target, breakdown), ())
+                if matches[p]]
+
+    def row(self, indicator_id: str, target: str | None = None, *, category: str = "",
+            breakdown: str = TOTAL) -> pd.Series | None:
+        """The first row of an indicator for a target, breakdown and category, or None."""
+        hits = self._category_positions(indicator_id, target, breakdown, category)
+        return self.table.iloc[hits[0]] if hits else None
+
+    def category_rows(self, indicator_id: str, target: str | None = None, *, category: str = "",
+                      breakdown: str = TOTAL) -> list[pd.Series]:
+        """Every row of an indicator for a target, breakdown and category, in table order."""
+        return [self.table.iloc[p]
+                for p in self._category_positions(indicator_id, target, breakdown, category)]
+
+    def select(self, indicator_id: str, targets: Sequence[str] | None = None,
+               breakdown: str | None = TOTAL) -> pd.DataFrame:
+        """The rows of an indicator for some targets and a breakdown, in table order.
+
+        ``targets`` None means every target, ``breakdown`` None every breakdown.
+        """
+        parts = [pos for (ind, tgt, b), pos in self._positions.items()
+                 if ind == indicator_id and (breakdown is None or b == breakdown)
+                 and (targets is None or tgt in targets)]
+        return self.table.iloc[np.sort(np.concatenate(parts)) if parts else []]
 
 
 def fmt_value(row: Mapping, unit: str) -> str:
@@ -103,18 +160,15 @@ def key_figures_table(view: View, indicators: list[Indicator]) -> str:
         if ind.kind in ("distribution",):
             continue
         category = "difference" if ind.kind == "paired_difference" else ""
-        r = view.rows(ind.id)
-        r = r[r["category"] == category]
-        if r.empty:
+        row = view.row(ind.id, category=category)
+        if row is None:
             continue
-        row = r.iloc[0]
         unit = row["unit"]
         line = {"Indicateur": ind.label, view.labels[view.target]: fmt_value(row, unit) + _caution(row),
                 "n": format_int(row["n_unweighted"])}
         if not view.is_consortium:
-            c = view.rows(ind.id, CONSORTIUM)
-            c = c[c["category"] == category]
-            line["Consortium"] = fmt_value(c.iloc[0], unit) if len(c) else "—"
+            c = view.row(ind.id, CONSORTIUM, category=category)
+            line["Consortium"] = fmt_value(c, unit) if c is not None else "—"
             sig = row.get("significant")
             line["Écart significatif ?"] = ("oui" if bool(sig) else "non") if not pd.isna(sig) else "—"
         rows.append(line)
@@ -131,18 +185,21 @@ def key_figures_table(view: View, indicators: list[Indicator]) -> str:
 
 def indicator_text(view: View, ind: Indicator) -> str:
     """The paragraph(s) of one indicator (numbers read from the table, wording by the tests)."""
-    unit = view.rows(ind.id)["unit"].iloc[0] if len(view.rows(ind.id)) else "pct"
+    if ind.kind == "distribution":
+        return ""
+    own = view.rows(ind.id)
+    unit = own["unit"].iloc[0] if len(own) else "pct"
     cae_labels = {t: lab for t, lab in view.labels.items() if t != CONSORTIUM}
     kw = dict(target_labels=cae_labels, caution_base=view.study.report.caution_base,
               confidence_level=view.study.report.confidence_level)
     paragraphs = []
-    if ind.kind == "distribution":
-        return ""
+    # The paragraph reads only this indicator's rows: pass them rather than the whole table.
+    rows = view.select(ind.id, breakdown=None)
     if ind.kind == "paired_difference":
-        paragraphs.append(narrative.indicator_paragraph(view.table, ind.id, view.target, category="difference", unit=unit, **kw))
+        paragraphs.append(narrative.indicator_paragraph(rows, ind.id, view.target, category="difference", unit=unit, **kw))
     else:
         paragraphs.append(narrative.indicator_paragraph(
-            view.table, ind.id, view.target, unit=unit, statistic="median" if ind.kind == "median" else "mean", **kw))
+            rows, ind.id, view.target, unit=unit, statistic="median" if ind.kind == "median" else "mean", **kw))
     if view.is_consortium and ind.published is not None and ind.published.text:
         paragraphs.append(f"Pour mémoire, rapport national CAE-IMPACT (7 CAE, 2019-2020) : {ind.published.text}.")
     return "".join(present.paragraph_html(p) for p in paragraphs)
@@ -156,11 +213,10 @@ def breakdown_table(view: View, ind: Indicator) -> str:
     lines = []
     tests = []
     for b in ind.breakdowns:
-        rows = view.rows(ind.id, breakdown=b)
-        rows = rows[rows["category"] == category]
-        if rows.empty:
+        rows = view.category_rows(ind.id, breakdown=b, category=category)
+        if not rows:
             continue
-        for _, row in rows.iterrows():
+        for row in rows:
             unit = row["unit"]
             lines.append({
                 "Caractéristique": _breakdown_name(view, b),
@@ -169,7 +225,7 @@ def breakdown_table(view: View, ind: Indicator) -> str:
                 "Intervalle de confiance à 95 %": fmt_interval(row, unit),
                 "n": format_int(row["n_unweighted"]),
             })
-        first = rows.iloc[0]
+        first = rows[0]
         if not is_missing(first.get("p_adjusted")):
             verdict = ("écarts significatifs" if bool(first.get("significant"))
                        else "écarts non significatifs")
@@ -196,7 +252,6 @@ def _breakdown_name(view: View, b: str) -> str:
 
 def indicator_chart(view: View, ind: Indicator) -> str:
     """The chart of one indicator, as the national report draws it; '' when none applies."""
-    t = view.table
     common = dict(source=view.source, synthetic=view.study.synthetic,
                   caution_base=view.study.report.caution_base)
     if ind.kind == "distribution":
@@ -205,7 +260,7 @@ def indicator_chart(view: View, ind: Indicator) -> str:
         missing = [c.code for c in scale.choices if c.missing]
         labels = {c.code: c.label for c in scale.choices}
         targets = view.study.targets if view.is_consortium else [view.target, CONSORTIUM]
-        data = t[(t["indicator_id"] == ind.id) & (t["breakdown"] == TOTAL) & (t["target"].isin(targets))]
+        data = view.select(ind.id, targets)
         if data.empty:
             return ""
         if scale.ordered:
@@ -221,14 +276,15 @@ def indicator_chart(view: View, ind: Indicator) -> str:
             return distribution_table(view, ind)
     elif ind.kind == "paired_difference":
         targets = view.study.targets if view.is_consortium else [view.target, CONSORTIUM]
-        data = t[(t["indicator_id"] == ind.id) & (t["breakdown"] == TOTAL) & (t["target"].isin(targets))]
+        data = view.select(ind.id, targets)
         unit = data["unit"].iloc[0] if len(data) else "eur"
         res = charts.before_after(data, indicator_id=ind.id, order=targets, bar_labels=view.labels,
                                   title=ind.label, field=view.field(), unit=unit, **common)
     elif ind.kind in ("share", "any_of", "mean"):
         if not view.is_consortium:
             return ""
-        data = t[(t["indicator_id"] == ind.id) & (t["breakdown"] == TOTAL) & (t["category"] == "")]
+        data = view.select(ind.id)
+        data = data[data["category"] == ""]
         unit = data["unit"].iloc[0] if len(data) else "pct"
         res = charts.dot_interval(data, indicator_id=ind.id, order=view.study.targets, bar_labels=view.labels,
                                   title=ind.label, field=view.field(), unit=unit,
@@ -247,9 +303,8 @@ def distribution_table(view: View, ind: Indicator) -> str:
     for choice in scale.choices:
         line = {"Réponse": choice.label}
         for tgt in targets:
-            r = view.rows(ind.id, tgt)
-            r = r[r["category"] == choice.code]
-            line[view.labels[tgt]] = fmt_value(r.iloc[0], "pct") + _caution(r.iloc[0]) if len(r) else "—"
+            r = view.row(ind.id, tgt, category=choice.code)
+            line[view.labels[tgt]] = fmt_value(r, "pct") + _caution(r) if r is not None else "—"
         lines.append(line)
     n_line = {"Réponse": "Répondants (n)"}
     for tgt in targets:
@@ -275,11 +330,9 @@ def findings_section(view: View, findings: list[Finding]) -> str:
                 continue
             if ind.kind in ("distribution",):
                 continue
-            r = view.rows(ind.id)
-            r = r[r["category"] == ("difference" if ind.kind == "paired_difference" else "")]
-            if r.empty:
+            row = view.row(ind.id, category="difference" if ind.kind == "paired_difference" else "")
+            if row is None:
                 continue
-            row = r.iloc[0]
             supports.append(f"{ind.label} : {fmt_value(row, row['unit'])}" + (
                 f" (n = {format_int(row['n_unweighted'])})" if not bool(row["suppressed"]) else " (non diffusé)"))
         items = "".join(f"<li>{present.esc(s)}</li>" for s in supports)
@@ -288,9 +341,7 @@ def findings_section(view: View, findings: list[Finding]) -> str:
 
 
 def _total_row(view: View, ind: Indicator, target: str) -> Mapping | None:
-    r = view.rows(ind.id, target)
-    r = r[r["category"] == ("difference" if ind.kind == "paired_difference" else "")]
-    return None if r.empty else r.iloc[0]
+    return view.row(ind.id, target, category="difference" if ind.kind == "paired_difference" else "")
 
 
 def essentials_section(view: View, findings: list[Finding]) -> str:

@@ -62,6 +62,7 @@ from cae_impact.frenchfmt import (
     is_missing,
 )
 from cae_impact.narrative import CONSORTIUM, de, select_row, target_label, target_phrase, truthy
+from cae_impact.present import PNG_COMPRESS_LEVEL
 from cae_impact.references import (
     DEFAULT_PROFILE_REFERENCES,
     comparability_caveat,
@@ -212,9 +213,34 @@ def _style() -> Iterator[None]:
         yield
 
 
+class _Canvas(FigureCanvasAgg):
+    """The Agg canvas, keeping its renderer when only the figure's pixel size changes.
+
+    ``savefig(bbox_inches="tight")`` lays the figure out with a renderer of the figure's size,
+    then draws it at the size of the cropped image. The stock canvas makes a new renderer for
+    the new size, and matplotlib's cache of text metrics (one per renderer) starts empty, so
+    every text of the chart is measured (shaped by FreeType) twice. Here the renderer is
+    re-initialised in place for a new size at the same dpi (text metrics depend on the text,
+    font and dpi, not on the canvas size): the cache is kept, the PNG is byte-identical, and
+    saving a chart takes about 10 % less time.
+    """
+
+    def get_renderer(self) -> Any:
+        """The renderer of the current size, re-initialised in place when only the size changed."""
+        w, h = self.get_width_height(physical=True)
+        dpi = self.figure.dpi
+        last = self._lastKey
+        if last is not None and last[2] == dpi and last[:2] != (w, h):
+            # Same object (same metrics cache), new pixel buffer: RendererAgg.__init__ only
+            # allocates the buffer and resets the drawing state.
+            self.renderer.__init__(w, h, dpi)
+            self._lastKey = (w, h, dpi)
+        return super().get_renderer()
+
+
 def _new_figure(height: float) -> Figure:
     fig = Figure(figsize=(FIG_WIDTH, height), layout="constrained")
-    FigureCanvasAgg(fig)
+    _Canvas(fig)
     fig.get_layout_engine().set(h_pad=0.06, w_pad=0.06, hspace=0.02, wspace=0.03)
     return fig
 
@@ -349,6 +375,11 @@ def _bar_order(keys: Sequence[str], by: str, order: Sequence[str] | None) -> lis
         others = sorted((k for k in present if k != CONSORTIUM), key=_natural_key)
         return others + ([CONSORTIUM] if CONSORTIUM in present else [])
     return present
+
+
+def _split_bars(rows: pd.DataFrame, key_col: str) -> dict[str, pd.DataFrame]:
+    """The rows of each bar by key, in table order (one grouping rather than a filter per bar)."""
+    return {str(k): g for k, g in rows.groupby(rows[key_col].astype(str), sort=False)}
 
 
 def _bar_label(key: str, by: str, labels: Mapping[str, str] | None) -> str:
@@ -495,15 +526,18 @@ def diverging_likert(
         colours[code] = MISSING_COLOURS[i % len(MISSING_COLOURS)]
 
     bars = []
+    by_key = _split_bars(rows, key_col)
     for key in keys:
-        sub = rows[rows[key_col].astype(str) == key]
+        sub = by_key.get(key, rows.iloc[:0])
         n = _n_of(sub)
         suppressed = any(_flag(v) for v in sub["suppressed"])
         values: dict[str, float] = {}
         if not suppressed:
+            first: dict[str, float] = {}  # first estimate of each category
+            for code, est in zip(sub["category"].astype(str), sub["estimate"], strict=True):
+                first.setdefault(code, est)
             for code in categories + missing:
-                hit = sub[sub["category"].astype(str) == code]
-                values[code] = float(hit["estimate"].iloc[0]) if not hit.empty else 0.0
+                values[code] = float(first[code]) if code in first else 0.0
         bars.append(
             {
                 "key": key,
@@ -823,8 +857,9 @@ def dot_interval(
     fmt = _value_fmt(unit, decimals)
 
     lines = []
+    by_key = _split_bars(rows, key_col)
     for key in keys:
-        r = rows[rows[key_col].astype(str) == key].iloc[0]
+        r = by_key.get(key, rows.iloc[:0]).iloc[0]
         lines.append(_line_record(r, key, _bar_label(key, by, bar_labels), caution_base, False))
     if ref_row is not None:
         lines.append(_line_record(ref_row, "reference", ref_label, caution_base, True))
@@ -1065,8 +1100,9 @@ def before_after(
     )
 
     lines = []
+    by_key = _split_bars(rows, key_col)
     for key in keys:
-        sub = rows[rows[key_col].astype(str) == key]
+        sub = by_key.get(key, rows.iloc[:0])
         cat = sub["category"].astype(str)
         b, a, d = sub[cat == before], sub[cat == after], sub[cat == difference]
         n = _n_of(sub[cat.isin([before, after])])
@@ -1581,8 +1617,9 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = DPI) -> Path:
 def _save(fig: Figure, target: Any, fmt: str, dpi: int) -> None:
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
+    extra = {"pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}} if fmt == "png" else {}
     with _style():
-        fig.savefig(target, format=fmt, dpi=dpi, metadata=_METADATA[fmt], facecolor="white")
+        fig.savefig(target, format=fmt, dpi=dpi, metadata=_METADATA[fmt], facecolor="white", **extra)
 
 
 def figure_to_data_uri(fig: Figure, *, fmt: str = "png", dpi: int = 150) -> str:

