@@ -123,7 +123,8 @@ DOCX := $(addsuffix /report.docx,$(REPORT_DIRS))
 .PHONY: reports reports-all
 reports:
 	@rm -f $(CAE_BUILD_PROGRESS)
-	@status=0; $(PY) -m cae_impact.kernels run -- $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) reports-all || status=$$?; \
+	@if $(MAKE) -q --no-print-directory reports-all 2>/dev/null; then echo "==> reports up to date"; exit 0; fi; \
+	  status=0; $(PY) -m cae_impact.kernels run -- $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) reports-all || status=$$?; \
 	  rm -f $(CAE_BUILD_PROGRESS); \
 	  if [ $$status -ne 0 ]; then $(CLI) build-summary || true; exit $$status; fi
 

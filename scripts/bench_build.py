@@ -41,7 +41,9 @@ PEAK_TREE_MB = 0.0  # largest total resident memory of a build's process tree se
 
 
 def _tree_rss_mb(root: int) -> float:
-    """Total resident memory (MB) of a process and all its descendants (from /proc)."""
+    """Total memory (MB) of a process and all its descendants: the sum of their proportional set
+    sizes (PSS, /proc/<pid>/smaps_rollup). Kernels forked from the kernel server share its pages;
+    summing resident sets would count those pages once per kernel."""
     parent: dict[int, int] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -56,13 +58,16 @@ def _tree_rss_mb(root: int) -> float:
         kids = [c for c, pp in parent.items() if pp == pid and c not in tree]
         tree.update(kids)
         frontier.extend(kids)
-    total = 0
+    total_kb = 0
     for pid in tree:
         try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+                    break
         except (OSError, ValueError, IndexError):
             pass
-    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return total_kb / 1024
 
 
 def run(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:

@@ -237,6 +237,8 @@ def serve(socket_path: str) -> None:
             for fd in fds:
                 os.close(fd)
             continue
+        sys.stdout.flush()  # nothing buffered here may reach a child's streams
+        sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             listener.close()
