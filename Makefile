@@ -97,7 +97,7 @@ lock:
 # ---------------------------------------------------------------- study graph
 # build/study-*.mk defines WAVE, CAES, TARGETS, RAW_<cae> and DEPS_<cae> from the study
 # configuration. It is only needed (and the environment only built) for the build targets.
-NEEDS_STUDY := $(filter reports reports-all data-processed verify,$(MAKECMDGOALS))
+NEEDS_STUDY := $(filter reports reports-all data-processed verify,$(MAKECMDGOALS))$(CAE_NEEDS_STUDY)
 ifneq ($(NEEDS_STUDY),)
 include $(STUDY_MK)
 endif
@@ -123,7 +123,8 @@ DOCX := $(addsuffix /report.docx,$(REPORT_DIRS))
 .PHONY: reports reports-all
 reports:
 	@rm -f $(CAE_BUILD_PROGRESS)
-	@if $(MAKE) -q --no-print-directory reports-all 2>/dev/null; then echo "==> reports up to date"; exit 0; fi; \
+	@if $(MAKE) -q --no-print-directory CAE_NEEDS_STUDY=1 $(HTML) $(PDF) $(DOCX) $(REPORTS_ROOT)/index.html 2>/dev/null; then \
+	  echo "==> reports up to date: $(REPORTS_ROOT)/index.html"; exit 0; fi; \
 	  status=0; $(PY) -m cae_impact.kernels run -- $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) reports-all || status=$$?; \
 	  rm -f $(CAE_BUILD_PROGRESS); \
 	  if [ $$status -ne 0 ]; then $(CLI) build-summary || true; exit $$status; fi
