@@ -313,8 +313,8 @@ def test_same_input_gives_byte_identical_png_and_svg(table, tmp_path):
 
 
 def test_report_png_same_pixels_as_stock_savefig(table):
-    """The report's PNG (renderer kept across the tight crop, zlib level 3) decodes to the very
-    pixels of a plain ``savefig(bbox_inches="tight")`` on the stock Agg canvas."""
+    """The report's PNG (drawn once, RGB, zlib level 3) decodes to the very pixels of a plain
+    ``savefig`` of the whole figure on the stock Agg canvas; the same figure gives the same bytes."""
     import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -322,22 +322,38 @@ def test_report_png_same_pixels_as_stock_savefig(table):
 
     from cae_impact import present
 
+    # Each figure is drawn once, from its first layout (a second draw starts the constrained
+    # layout from the first one's positions and can move things by a pixel).
     fig, _ = charts.dot_interval(table, indicator_id="decisive")
-    assert isinstance(fig.canvas, charts._Canvas)
-    html = present.figure_html(fig, alt="a", caption="c")
-    ours = Image.open(io.BytesIO(base64.b64decode(html.split("base64,")[1].split('"')[0])))
-    renderer = fig.canvas.renderer
-    assert (renderer.width, renderer.height) == ours.size
-    present.figure_html(fig, alt="a", caption="c")  # full size for the layout, then the crop
-    assert fig.canvas.renderer is renderer, "the renderer is re-sized in place, not replaced"
+    first = present.png_bytes(fig)
+    again, _ = charts.dot_interval(table, indicator_id="decisive")
+    html = present.figure_html(again, alt="a", caption="c")
+    assert base64.b64decode(html.split("base64,")[1].split('"')[0]) == first
+    ours = Image.open(io.BytesIO(first))
+    assert ours.mode == "RGB" and b"Software" not in first
+    assert fig.dpi == 100, "the figure's own dpi is restored"
 
     stock, _ = charts.dot_interval(table, indicator_id="decisive")
     FigureCanvasAgg(stock)
     buf = io.BytesIO()
-    stock.savefig(buf, format="png", dpi=150, metadata={"Software": None}, bbox_inches="tight")
+    stock.savefig(buf, format="png", dpi=150, metadata={"Software": None})
     theirs = Image.open(buf)
     assert ours.size == theirs.size
-    assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+    assert np.array_equal(np.asarray(ours), np.asarray(theirs.convert("RGB")))
+
+
+def test_report_png_transparent_background_on_white():
+    import io
+
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from cae_impact import present
+
+    fig = Figure(figsize=(1, 1))
+    fig.patch.set_alpha(0)
+    img = np.asarray(Image.open(io.BytesIO(present.png_bytes(fig, dpi=50))))
+    assert img.shape == (50, 50, 3) and (img == 255).all()
 
 
 def test_data_uri(rendered):

@@ -213,34 +213,9 @@ def _style() -> Iterator[None]:
         yield
 
 
-class _Canvas(FigureCanvasAgg):
-    """The Agg canvas, keeping its renderer when only the figure's pixel size changes.
-
-    ``savefig(bbox_inches="tight")`` lays the figure out with a renderer of the figure's size,
-    then draws it at the size of the cropped image. The stock canvas makes a new renderer for
-    the new size, and matplotlib's cache of text metrics (one per renderer) starts empty, so
-    every text of the chart is measured (shaped by FreeType) twice. Here the renderer is
-    re-initialised in place for a new size at the same dpi (text metrics depend on the text,
-    font and dpi, not on the canvas size): the cache is kept, the PNG is byte-identical, and
-    saving a chart takes about 10 % less time.
-    """
-
-    def get_renderer(self) -> Any:
-        """The renderer of the current size, re-initialised in place when only the size changed."""
-        w, h = self.get_width_height(physical=True)
-        dpi = self.figure.dpi
-        last = self._lastKey
-        if last is not None and last[2] == dpi and last[:2] != (w, h):
-            # Same object (same metrics cache), new pixel buffer: RendererAgg.__init__ only
-            # allocates the buffer and resets the drawing state.
-            self.renderer.__init__(w, h, dpi)
-            self._lastKey = (w, h, dpi)
-        return super().get_renderer()
-
-
 def _new_figure(height: float) -> Figure:
     fig = Figure(figsize=(FIG_WIDTH, height), layout="constrained")
-    _Canvas(fig)
+    FigureCanvasAgg(fig)
     fig.get_layout_engine().set(h_pad=0.06, w_pad=0.06, hspace=0.02, wspace=0.03)
     return fig
 

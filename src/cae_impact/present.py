@@ -84,15 +84,44 @@ def table_html(
     return "".join(parts)
 
 
+def png_bytes(fig: Any, *, dpi: int = 150) -> bytes:
+    """The chart as an opaque RGB PNG at ``dpi``: drawn once, nothing in it varies between runs.
+
+    The charts are laid out by matplotlib's constrained layout to their figure size, so the
+    image is the whole figure: ``savefig(bbox_inches="tight")`` would lay every chart out and
+    draw it a second time to crop a few pixels of margin. The image has no alpha channel
+    (the charts are drawn on white): WeasyPrint otherwise splits and re-compresses the alpha
+    of every image it puts in a PDF. Pillow writes no date or software version.
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    screen_dpi = fig.dpi
+    fig._set_dpi(dpi, forward=False)  # as savefig does: text and lines sized for the output dpi
+    try:
+        fig.canvas.draw()
+        rgba = np.asarray(fig.canvas.buffer_rgba())
+        if rgba[..., 3].min() < 255:  # a transparent background: put it on white
+            image = Image.alpha_composite(Image.new("RGBA", rgba.shape[1::-1], "white"),
+                                          Image.fromarray(rgba)).convert("RGB")
+        else:
+            image = Image.fromarray(np.ascontiguousarray(rgba[..., :3]))
+    finally:
+        fig._set_dpi(screen_dpi, forward=False)
+    buf = io.BytesIO()
+    image.save(buf, format="png", compress_level=PNG_COMPRESS_LEVEL, dpi=(dpi, dpi))
+    return buf.getvalue()
+
+
 def figure_html(fig: Any, *, alt: str, caption: str, note: str | None = None, dpi: int = 150) -> str:
     """Return a ``<figure>`` with the chart as an embedded PNG, its alt text and caption.
 
     The PNG is written without a timestamp so that the same figure gives the same bytes.
     """
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None}, bbox_inches="tight",
-                pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    data = base64.b64encode(png_bytes(fig, dpi=dpi)).decode("ascii")
     note_html = f'<p class="note">{esc(note)}</p>' if note else ""
     return (
         f'<figure class="chart"><img src="data:image/png;base64,{data}" alt="{esc(alt)}"/>'
