@@ -152,6 +152,21 @@ def test_data_quality_accounting():
     assert 'id="annexe-qualite"' in out and "CAE 1</th>" in out
 
 
+def test_data_quality_annex_of_a_national_study():
+    """Beyond MAX_NAMED_CAES, one row per CAE (not one column) and the totals by reason."""
+    from cae_impact.frenchfmt import format_int
+
+    logs = {f"CAE {i}": LOG for i in range(1, chapters.MAX_NAMED_CAES + 2)}
+    out = annexes.data_quality_annex(logs)
+    assert "<th scope=\"col\" class=\"num\">CAE 1</th>" not in out  # no column per CAE
+    assert out.count("<td>CAE ") == len(logs)
+    n = len(logs)
+    assert f"<td class=\"num\">{format_int(84 * n)}</td>" in out  # export rows, all CAEs
+    assert f"<td class=\"num\">{format_int(8 * n)}</td>" in out  # not a number, all CAEs
+    small = annexes.data_quality_annex({"CAE 3": LOG, "CAE 1": LOG})
+    assert "Décompte du nettoyage par CAE" not in small
+
+
 def test_questionnaire_annex_lists_every_question(cb):
     sections = annexes.questionnaire_rows(cb)
     assert sum(len(f) for _, f in sections) == len(cb.questions)
@@ -190,3 +205,133 @@ def test_build_annexes_reads_the_study_files(study, cb, tmp_path):
     out = annexes.build_annexes(study, "cae-3", reports_root=reports, processed_root=processed, codebook=cb)
     assert [out.index(f"Annexe {k}") for k in "ABCD"] == sorted(out.index(f"Annexe {k}") for k in "ABCD")
     assert "Lignes de l&#x27;export" in out
+
+
+# ------------------------------------------------------------------ consortium of many CAEs
+
+
+def study_of(study, n):
+    """The study with n CAEs labelled « CAE 1 » … « CAE n » (no file is read)."""
+    import dataclasses
+
+    caes = tuple(dataclasses.replace(study.caes[i % len(study.caes)], id=f"cae-{i + 1}", label=f"CAE {i + 1}")
+                 for i in range(n))
+    return dataclasses.replace(study, caes=caes)
+
+
+def plain(fragment):
+    """A fragment's text with entities decoded and no-break spaces made plain."""
+    import html
+
+    return html.unescape(fragment).replace("\u202f", " ").replace("\xa0", " ")
+
+
+def named_caes(html):
+    """The CAE labels (« CAE 12 ») printed in a fragment; the embedded PNGs hold no spaces."""
+    import re
+
+    return set(re.findall(r"CAE\s\d+", html))
+
+
+def many_rows(st, est_of):
+    """Rows of a share, a paired difference, a frequency scale and a categorical distribution."""
+    rows = []
+    ci = {"ci_low": 0.1, "ci_high": 0.9}
+    for k, tgt in enumerate(st.targets):
+        rows.append({**row("cae_decisive", tgt, est_of(k)), **ci})
+        for cat, est in (("before", 1200.0), ("after", 1500.0), ("difference", 300.0 + 10 * k)):
+            rows.append({**row("income_change", tgt, est, unit="eur", category=cat), **ci})
+        for cat, est in (("frequemment", 0.1), ("regulierement", 0.4), ("rarement", 0.4), ("jamais", 0.1)):
+            rows.append(row("peer_exchange_distribution", tgt, est, category=cat))
+        for cat in ("nouvelles", "renforcees", "aucune", "perdues"):
+            rows.append(row("skills_technical_distribution", tgt, 0.25, category=cat))
+    return rows
+
+
+def consortium_fragments(v, cb):
+    out = [chapters.domain_intro(v, cb.domains[0], [])]
+    for ind_id in ("cae_decisive", "income_change", "peer_exchange_distribution", "skills_technical_distribution"):
+        out.append(chapters.indicator_chart(v, cb.indicator(ind_id)))
+    return "".join(out)
+
+
+def test_consortium_of_many_caes_names_none(study, cb):
+    n = chapters.MAX_NAMED_CAES + 2
+    st = study_of(study, n)
+    v = view(st, cb, CONSORTIUM, many_rows(st, lambda k: 0.2 + 0.04 * k))
+    assert v.caes_capped and v.shown_targets == [CONSORTIUM] and v.compared_caes == []
+    out = consortium_fragments(v, cb)
+    assert named_caes(out) == set(), "no CAE is named in the consortium's charts and tables"
+    flat = plain(out)
+    assert f"Les {n} CAE du consortium ne sont pas présentées une à une" in flat
+    assert "dans son propre rapport" in flat and "indicators.xlsx" in flat
+    # the share's dot chart is replaced by the spread; the other charts show the consortium alone
+    assert "Entre CAE (14 CAE dont l'estimation est publiée) : de 20 % à 72 %, médiane 46 %." in flat
+    assert "Évolution selon la CAE (14 CAE dont l'estimation est publiée) : de +300 € à +430 €, médiane +365 €." in flat
+    assert out.count('<figure class="chart">') == 2 and "Consortium (n" in flat
+    assert 'class="num">Consortium</th></tr>' in out  # distribution table: one column
+    # a CAE's report is unchanged: the CAE and the consortium
+    cae = view(st, cb, "cae-3", many_rows(st, lambda k: 0.5))
+    assert cae.shown_targets == ["cae-3", CONSORTIUM] and not cae.caes_capped
+    assert named_caes(chapters.indicator_chart(cae, cb.indicator("skills_technical_distribution"))) == {"CAE 3"}
+    assert chapters.cae_detail_text(cae) == ""
+
+
+def test_cae_spread_counts_published_estimates_only(study, cb):
+    st = study_of(study, chapters.MAX_NAMED_CAES + 1)
+    rows = [row("cae_decisive", CONSORTIUM, 0.99)]  # the consortium is not one of the CAEs
+    values = [0.412, 0.5, 0.6, 0.7, 0.935]
+    for k, est in enumerate(values):
+        rows.append(row("cae_decisive", st.cae_ids[k], est))
+    rows.append(row("cae_decisive", st.cae_ids[5], 0.01, suppressed=True))  # never used
+    rows.append(row("cae_decisive", st.cae_ids[6], float("nan")))
+    rows.append({**row("cae_decisive", st.cae_ids[7], 0.02), "suppressed": None})  # unknown: hidden
+    rows.append(row("cae_decisive", st.cae_ids[8], 0.03, category="oui"))  # another category
+    rows.append({**row("cae_decisive", st.cae_ids[9], 0.04), "breakdown": "sex"})  # not a total
+    v = view(st, cb, CONSORTIUM, rows)
+    got = chapters.cae_spread(v, "cae_decisive")
+    assert got == ("Entre CAE (5 CAE dont l'estimation est publiée)\u00a0: "
+                   "de 41\u202f% à 94\u202f%, médiane 60\u202f%.")
+    assert chapters.cae_spread(v, "cae_decisive", category="oui") == "", "fewer than two CAEs"
+    eur = view(st, cb, CONSORTIUM, [row("x", c, 100.0 * k, unit="eur") for k, c in enumerate(st.cae_ids[:4])])
+    assert chapters.cae_spread(eur, "x", unit="eur", plus=True, lead="Évolution selon la CAE") == (
+        "Évolution selon la CAE (4 CAE dont l'estimation est publiée)\u00a0: "
+        "de 0\u00a0€ à +300\u00a0€, médiane +150\u00a0€.")
+
+
+def test_sample_section_of_many_caes(study, cb):
+    n = chapters.MAX_NAMED_CAES + 3
+    st = study_of(study, n)
+    per_cae = [{**WEIGHTING["per_cae"][k % 2], "cae_id": f"cae-{k + 1}", "label": f"CAE {k + 1}",
+                "respondents": 40 + k, "response_rate": 0.30 + 0.02 * k} for k in range(n)]
+    weighting = {**WEIGHTING, "per_cae": per_cae,
+                 "notes": ["CAE 3 : strate fusionnée.", "CAE 13 : cellule regroupée.", "CAE 3 : autre.",
+                           "4 poids écrêtés à 3,5 fois le poids médian de leur CAE."]}
+    from cae_impact import profile
+
+    out = profile.sample_section(view(st, cb, CONSORTIUM, []), weighting)
+    assert named_caes(out) == set()
+    flat = plain(out)
+    assert f"Le consortium compte {n} CAE. Au-delà de 12 CAE" in flat and "indicators.xlsx" in flat
+    assert ("Selon la CAE (15 CAE) : de 40 à 54 répondants retenus (médiane 47), "
+            "taux de réponse de 30 % à 58 % (médiane 44 %).") in flat
+    assert "4 poids écrêtés" in flat and "propres à une CAE concernent 2 CAE" in flat
+    assert out.count("<tr>") == 2, "header and the consortium's line"
+    # the CAE's own report keeps its line and its notes
+    mine = profile.sample_section(view(st, cb, "cae-13", []), weighting)
+    assert named_caes(mine) == {"CAE 13"} and "cellule regroupée" in mine
+
+
+def test_consortium_of_max_named_caes_names_every_cae(study, cb):
+    st = study_of(study, chapters.MAX_NAMED_CAES)
+    v = view(st, cb, CONSORTIUM, many_rows(st, lambda k: 0.2 + 0.04 * k))
+    assert not v.caes_capped and v.shown_targets == st.targets
+    out = consortium_fragments(v, cb)
+    labels = {f"CAE {k}" for k in range(1, chapters.MAX_NAMED_CAES + 1)}
+    assert named_caes(out) == labels
+    assert "Entre CAE" not in out and "indicators.xlsx" not in out and "Évolution selon la CAE" not in out
+    assert out.count('<figure class="chart">') == 3  # the dot chart, the dumbbells and the bars
+    assert chapters.cae_detail_text(v) == ""
+    # the demo study (7 CAEs): the consortium's rows are every CAE and the consortium
+    demo = view(study, cb, CONSORTIUM, [])
+    assert demo.shown_targets == study.targets and demo.compared_caes == study.cae_ids

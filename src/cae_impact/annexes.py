@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import present, references
+from .chapters import MAX_NAMED_CAES
 from .codebook import Codebook
 from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig
 from .frenchfmt import format_int, format_number, format_pct
@@ -184,6 +185,12 @@ def _reason_label(code: str) -> str:
 
 def cleaning_accounting(logs: Mapping[str, Mapping]) -> pd.DataFrame:
     """One column per CAE (label → cleaning_log.json), one row per line of the accounting."""
+    return pd.DataFrame([{"Décompte": label, **{cae: format_int(v) for cae, v in vals.items()}}
+                         for label, vals in _accounting_lines(logs)])
+
+
+def _accounting_lines(logs: Mapping[str, Mapping]) -> list[tuple[str, dict[str, int]]]:
+    """The lines of the cleaning accounting: (label, CAE -> count)."""
     reasons: list[str] = []
     for log in logs.values():
         for code in log["accounting"].get("set_aside", {}):
@@ -209,9 +216,7 @@ def cleaning_accounting(logs: Mapping[str, Mapping]) -> pd.DataFrame:
     for code in blank_reasons:
         add(f"\u2003dont {_reason_label(code)}", lambda g, c=code: g.get("values_blanked", {}).get("by_reason", {}).get(c, 0))
     add("Textes libres masqués", lambda g: g.get("free_text_masked", {}).get("texts_changed", 0))
-    frame = pd.DataFrame([{"Décompte": label, **{cae: format_int(v) for cae, v in vals.items()}}
-                          for label, vals in lines])
-    return frame
+    return lines
 
 
 def data_quality_annex(logs: Mapping[str, Mapping]) -> str:
@@ -231,9 +236,27 @@ def data_quality_annex(logs: Mapping[str, Mapping]) -> str:
     note = "Source : journaux de nettoyage (cleaning_log.json) de chaque CAE."
     if broken:
         note += " Bilan non vérifié pour : " + ", ".join(broken) + "."
-    parts.append(present.table_html(frame, caption="Décompte du nettoyage des réponses", note=note,
-                                    numeric_columns=list(logs)))
+    if len(logs) <= MAX_NAMED_CAES:
+        parts.append(present.table_html(frame, caption="Décompte du nettoyage des réponses", note=note,
+                                        numeric_columns=list(logs)))
+        return "".join(parts)
+    # A national study: one column per CAE would not fit on a page. The detail by reason is
+    # given for the whole consortium, then the main counts with one row per CAE.
+    totals = pd.DataFrame([{"Décompte": label, "Ensemble": format_int(sum(vals.values()))}
+                           for label, vals in _accounting_lines(logs)])
+    parts.append(present.table_html(totals, caption="Décompte du nettoyage des réponses (ensemble des CAE)",
+                                    note=note, numeric_columns=["Ensemble"]))
+    main = {"Lignes de l'export": "raw_rows", "Retenues": "kept", "Écartées": "set_aside_total",
+            "Doublons fusionnés": "merged_duplicates"}
+    rows = [{"CAE": cae, **{label: format_int(log["accounting"].get(key, 0) or 0) for label, key in main.items()},
+             "Valeurs effacées": format_int(log.get("values_blanked", {}).get("total", 0) or 0),
+             "Textes masqués": format_int(log.get("free_text_masked", {}).get("texts_changed", 0) or 0)}
+            for cae, log in logs.items()]
+    columns = [*main, "Valeurs effacées", "Textes masqués"]
+    parts.append(present.table_html(pd.DataFrame(rows), caption="Décompte du nettoyage par CAE",
+                                    note=note, numeric_columns=columns))
     return "".join(parts)
+
 
 
 # ----------------------------------------------------------------------------- annex C: questionnaire

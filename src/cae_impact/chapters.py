@@ -5,6 +5,11 @@ tests adjusted) into HTML fragments through :mod:`cae_impact.present`, with the 
 :mod:`cae_impact.narrative` and the charts of :mod:`cae_impact.charts`. Nothing here computes
 an estimate: numbers are read from the table and formatted (:mod:`cae_impact.frenchfmt`).
 Suppressed cells are shown as « s » and never as values.
+
+Which targets a chart or table shows is decided in one place, :attr:`View.shown_targets`: a
+CAE's report shows the CAE and the consortium; the consortium's report names every CAE up to
+:data:`MAX_NAMED_CAES` CAEs, and beyond that shows the consortium alone, with the spread of the
+published CAE estimates (:func:`cae_spread`, a description of the table's rows, not an estimate).
 """
 
 from __future__ import annotations
@@ -19,10 +24,27 @@ import pandas as pd
 from . import charts, narrative, present
 from .codebook import Codebook, Domain, Finding, Indicator
 from .config import CONSORTIUM, StudyConfig
-from .frenchfmt import format_ci, format_eur, format_int, format_number, format_pct, is_missing
+from .frenchfmt import (
+    format_ci,
+    format_eur,
+    format_int,
+    format_number,
+    format_pct,
+    french_typography,
+    is_missing,
+)
 from .indicators import TOTAL
 
 SUPPRESSED = "s"
+
+MAX_NAMED_CAES = 12
+"""Most CAEs the consortium report names one by one in its charts and tables.
+
+Beyond it (a national study of 160 CAEs), one line per CAE would make the consortium report
+hundreds of pages long, slow to draw and to lay out: its charts and tables then show the
+consortium alone, with the spread across CAEs, and say where each CAE's figures are (the CAE's
+own report, the consortium's indicators.xlsx).
+"""
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,27 @@ class View:
     def is_consortium(self) -> bool:
         """True for the consortium's report."""
         return self.target == CONSORTIUM
+
+    @property
+    def caes_capped(self) -> bool:
+        """True for the consortium's report of a study of more than :data:`MAX_NAMED_CAES` CAEs."""
+        return self.is_consortium and len(self.study.caes) > MAX_NAMED_CAES
+
+    @cached_property
+    def shown_targets(self) -> list[str]:
+        """The targets a chart or table of this report shows, in order (the consortium last).
+
+        A CAE's report: the CAE and the consortium. The consortium's report: every CAE and the
+        consortium, or the consortium alone when the CAEs are too many (:attr:`caes_capped`).
+        """
+        if not self.is_consortium:
+            return [self.target, CONSORTIUM]
+        return [CONSORTIUM] if self.caes_capped else list(self.study.targets)
+
+    @property
+    def compared_caes(self) -> list[str]:
+        """The CAEs named in this report's charts and tables (none when capped)."""
+        return [t for t in self.shown_targets if t != CONSORTIUM]
 
     @cached_property
     def labels(self) -> dict[str, str]:
@@ -140,10 +183,75 @@ def _caution(row: Mapping) -> str:
     return " *" if bool(row.get("flag_caution")) and not bool(row.get("suppressed")) else ""
 
 
+def _fmt_number(value: float, unit: str, *, plus: bool = False) -> str:
+    """A number as :func:`fmt_value` prints it (``plus``: signed, for a change)."""
+    if unit == "pct":
+        return format_pct(value, plus=plus)
+    if unit == "eur":
+        return format_eur(value, plus=plus)
+    return format_number(value, 1, plus=plus)
+
+
+def cae_spread(view: View, indicator_id: str, *, category: str = "", unit: str = "pct",
+               lead: str = "Entre CAE", plus: bool = False) -> str:
+    """One line on the spread of the CAEs' published estimates, naming no CAE; '' if none.
+
+    « Entre CAE (152 CAE dont l'estimation est publiée) : de 41 % à 93 %, médiane 72 %. »
+    Only the CAEs' ``total`` rows of ``category`` that are published (not suppressed, with an
+    estimate) count, so nothing hidden in a CAE's report is used; fewer than two gives ''.
+    """
+    caes = set(view.study.cae_ids)
+    rows = view.select(indicator_id, caes)
+    if rows.empty:
+        return ""
+    hidden = rows["suppressed"].map(lambda v: is_missing(v) or bool(v)).astype(bool)
+    published = rows[(rows["category"] == category) & ~hidden & rows["estimate"].notna()]
+    values = published["estimate"].to_numpy(dtype=float)
+    if len(values) < 2:
+        return ""
+    low, high, mid = (_fmt_number(v, unit, plus=plus)
+                      for v in (values.min(), values.max(), float(np.median(values))))
+    return french_typography(
+        f"{lead} ({format_int(len(values))} CAE dont l'estimation est publiée) : "
+        f"de {low} à {high}, médiane {mid}.")
+
+
+def cae_detail_text(view: View, *, short: bool = False) -> str:
+    """Where the figures of each CAE are, when the consortium report does not name its CAEs; ''.
+
+    The long text opens the report (profile chapter), the short one each effect chapter.
+    """
+    if not view.caes_capped:
+        return ""
+    n = format_int(len(view.study.caes))
+    # The consortium's indicators.xlsx holds every CAE's totals, not its breakdowns
+    # (indicators.report_rows).
+    where = ("Les résultats de chaque CAE figurent dans son propre rapport ; ceux de toutes les "
+             "CAE, hors ventilations par profil, figurent dans le fichier indicators.xlsx (ou "
+             "indicators.csv) joint au présent rapport.")
+    if short:
+        return french_typography(
+            f"Les {n} CAE du consortium ne sont pas présentées une à une dans ce chapitre : les "
+            "graphiques et tableaux portent sur l'ensemble du consortium et indiquent, pour chaque "
+            "indicateur qui s'y prête, l'étendue des résultats entre CAE. " + where)
+    return french_typography(
+        f"Le consortium compte {n} CAE. Au-delà de {format_int(MAX_NAMED_CAES)} CAE, les "
+        "graphiques et tableaux de ce rapport ne les présentent plus une à une, ce qui les "
+        "rendrait illisibles : ils portent sur l'ensemble du consortium, et une ligne donne, pour "
+        "chaque indicateur qui s'y prête, l'étendue des résultats entre CAE (estimations la plus "
+        "faible et la plus forte, et médiane, établies à partir des seules CAE dont l'estimation "
+        "est publiée, sans les nommer). Ces écarts mêlent des différences réelles entre CAE et "
+        "les aléas de l'échantillonnage, d'autant plus marqués qu'une CAE compte peu de "
+        "répondants. " + where)
+
+
 def domain_intro(view: View, domain: Domain, findings: list[Finding]) -> str:
     """Chapter heading, description and the published findings the domain supports."""
     parts = [present.heading_html(f"{domain.number}. {domain.title}", 1, anchor=f"domaine-{domain.number}")]
     parts.append(present.paragraph_html(domain.description))
+    detail = cae_detail_text(view, short=True)
+    if detail:
+        parts.append(present.paragraph_html(detail, "note"))
     if findings:
         items = "".join(f"<li>{present.esc(f.text)}</li>" for f in findings)
         parts.append(
@@ -254,12 +362,13 @@ def indicator_chart(view: View, ind: Indicator) -> str:
     """The chart of one indicator, as the national report draws it; '' when none applies."""
     common = dict(source=view.source, synthetic=view.study.synthetic,
                   caution_base=view.study.report.caution_base)
+    note = None
     if ind.kind == "distribution":
         scale = view.codebook.scale_of(ind.rule["question"])
         cats = [c.code for c in scale.choices if not c.missing]
         missing = [c.code for c in scale.choices if c.missing]
         labels = {c.code: c.label for c in scale.choices}
-        targets = view.study.targets if view.is_consortium else [view.target, CONSORTIUM]
+        targets = view.shown_targets
         data = view.select(ind.id, targets)
         if data.empty:
             return ""
@@ -275,30 +384,39 @@ def indicator_chart(view: View, ind: Indicator) -> str:
         else:
             return distribution_table(view, ind)
     elif ind.kind == "paired_difference":
-        targets = view.study.targets if view.is_consortium else [view.target, CONSORTIUM]
+        targets = view.shown_targets
         data = view.select(ind.id, targets)
         unit = data["unit"].iloc[0] if len(data) else "eur"
         res = charts.before_after(data, indicator_id=ind.id, order=targets, bar_labels=view.labels,
                                   title=ind.label, field=view.field(), unit=unit, **common)
+        if view.caes_capped:
+            note = cae_spread(view, ind.id, category="difference", unit=unit,
+                              lead="Évolution selon la CAE", plus=True) or None
     elif ind.kind in ("share", "any_of", "mean"):
         if not view.is_consortium:
             return ""
-        data = view.select(ind.id)
+        targets = view.shown_targets
+        data = view.select(ind.id, targets)
         data = data[data["category"] == ""]
         unit = data["unit"].iloc[0] if len(data) else "pct"
-        res = charts.dot_interval(data, indicator_id=ind.id, order=view.study.targets, bar_labels=view.labels,
+        if not view.compared_caes:
+            # One dot for the consortium would repeat the paragraph above it: the spread across
+            # CAEs takes the chart's place.
+            spread = cae_spread(view, ind.id, unit=unit)
+            return present.paragraph_html(spread) if spread else ""
+        res = charts.dot_interval(data, indicator_id=ind.id, order=targets, bar_labels=view.labels,
                                   title=ind.label, field=view.field(), unit=unit,
                                   confidence_level=view.study.report.confidence_level, **common)
     else:
         return ""
     fig, alt = res
-    return present.figure_html(fig, alt=alt, caption=ind.label)
+    return present.figure_html(fig, alt=alt, caption=ind.label, note=note)
 
 
 def distribution_table(view: View, ind: Indicator) -> str:
     """A categorical distribution as a table (target and, for a CAE, the consortium)."""
     scale = view.codebook.scale_of(ind.rule["question"])
-    targets = list(view.study.targets) if view.is_consortium else [view.target, CONSORTIUM]
+    targets = view.shown_targets
     lines = []
     for choice in scale.choices:
         line = {"Réponse": choice.label}

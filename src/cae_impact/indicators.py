@@ -37,6 +37,7 @@ from scipy import stats
 from . import disclosure, survey
 from .codebook import Codebook, Indicator
 from .config import CONSORTIUM, StudyConfig
+from .frenchfmt import format_number
 
 TOTAL = "total"
 COLUMNS = [
@@ -201,7 +202,8 @@ def build_design(responses: pd.DataFrame, study: StudyConfig, codebook: Codebook
     design = trimmed.design
     n_trimmed = len(trimmed.trimmed)
     if n_trimmed:
-        notes.append(f"{n_trimmed} poids écrêtés à {TRIM_RATIO} fois le poids médian de leur CAE.")
+        notes.append(f"{n_trimmed} poids écrêtés à {format_number(TRIM_RATIO, 1)} fois le poids médian "
+                     "de leur CAE.")
     w = pd.Series(design.weights, index=data.index)
     rows = []
     for cae in study.caes:

@@ -8,12 +8,13 @@ source, field and the comparability caveat.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from . import charts, present, references
-from .chapters import SUPPRESSED, View, fmt_value
+from .chapters import SUPPRESSED, View, cae_detail_text, fmt_value
 from .config import CONSORTIUM
-from .frenchfmt import format_int, format_number, format_pct
+from .frenchfmt import format_int, format_number, format_pct, french_typography
 
 PROFILE_ITEMS = (
     ("women_share", "Femmes"),
@@ -24,11 +25,14 @@ PROFILE_ITEMS = (
 
 
 def sample_section(view: View, weighting: dict) -> str:
-    """Heading, response table and the weighting notes."""
+    """Heading, response table and the weighting notes.
+
+    The table has a line per CAE of :attr:`View.shown_targets`: when the consortium's report
+    does not name its CAEs, only the consortium's line, and the note gives the spread across CAEs.
+    """
     parts = [present.heading_html("Profil des entrepreneurs et échantillon", 1, anchor="profil")]
-    per_cae = pd.DataFrame(weighting["per_cae"])
-    if not view.is_consortium:
-        per_cae = per_cae[per_cae["cae_id"] == view.target]
+    all_ = pd.DataFrame(weighting["per_cae"])
+    per_cae = all_[all_["cae_id"].isin(view.compared_caes)]
     rows = [{
         "CAE": r["label"],
         "Entrepreneurs (registre)": format_int(r["population"]),
@@ -37,7 +41,6 @@ def sample_section(view: View, weighting: dict) -> str:
         "Taille effective": format_number(r["effective_n"], 0),
     } for _, r in per_cae.iterrows()]
     if view.is_consortium:
-        all_ = pd.DataFrame(weighting["per_cae"])
         rows.append({
             "CAE": "Consortium",
             "Entrepreneurs (registre)": format_int(all_["population"].sum()),
@@ -53,16 +56,48 @@ def sample_section(view: View, weighting: dict) -> str:
         "la répartition du registre par sexe et par statut (CAPE, CESA, associé), les profils "
         "qui répondent le moins comptant davantage. La taille effective indique la précision "
         "d'un échantillon aléatoire simple équivalent."))
+    detail = cae_detail_text(view)
+    if detail:
+        parts.append(present.paragraph_html(detail))
+    note = "Taille effective : formule de Kish, après pondération."
+    if view.caes_capped:
+        note += " " + _response_spread(all_)
     parts.append(present.table_html(pd.DataFrame(rows), caption="Population, répondants et taux de réponse",
-                                    note="Taille effective : formule de Kish, après pondération.",
+                                    note=note,
                                     numeric_columns=["Entrepreneurs (registre)", "Répondants retenus",
                                                      "Taux de réponse", "Taille effective"]))
     notes = [n for n in weighting.get("notes", [])
              if view.is_consortium or n.startswith(view.labels[view.target] + " ")]
+    if view.caes_capped:
+        notes = _study_wide_notes(view, notes)
     if notes:
         parts.append('<aside class="box"><p class="box-title">Notes de pondération</p><ul>'
                      + "".join(f"<li>{present.esc(n)}</li>" for n in notes) + "</ul></aside>")
     return "".join(parts)
+
+
+def _response_spread(per_cae: pd.DataFrame) -> str:
+    """« Selon la CAE : de 12 à 140 répondants retenus (médiane 58), taux de réponse … », no CAE named."""
+    resp = per_cae["respondents"].to_numpy(dtype=float)
+    rate = per_cae["response_rate"].dropna().to_numpy(dtype=float)
+    text = (f"Selon la CAE ({format_int(len(per_cae))} CAE) : de {format_int(resp.min())} à "
+            f"{format_int(resp.max())} répondants retenus (médiane {format_number(np.median(resp), 0)})")
+    if len(rate):
+        text += (f", taux de réponse de {format_pct(rate.min())} à {format_pct(rate.max())} "
+                 f"(médiane {format_pct(np.median(rate))})")
+    return french_typography(text + ".")
+
+
+def _study_wide_notes(view: View, notes: list[str]) -> list[str]:
+    """The notes about the whole study, and one line counting the CAEs with a note of their own."""
+    labels = [view.labels[c] + " " for c in view.study.cae_ids]
+    own = {lab for n in notes for lab in labels if n.startswith(lab)}
+    kept = [n for n in notes if not any(n.startswith(lab) for lab in labels)]
+    if own:
+        kept.append(french_typography(
+            f"Des notes de pondération propres à une CAE concernent {format_int(len(own))} CAE ; "
+            "elles figurent dans le rapport de chacune."))
+    return kept
 
 
 def national_comparison(view: View) -> str:
