@@ -9,7 +9,8 @@
 # Make decides what may be stale (timestamps); the content-addressed cache (build/cache/, see
 # src/cae_impact/cache.py) decides what really runs: a recipe whose inputs have the same content
 # as a previous run restores its outputs without starting a kernel. `make reports` uses every
-# core (JOBS, default: nproc) and ends with a summary of the failures.
+# core (JOBS, default: nproc + 1: a job waiting on its kernel leaves a core to another) and
+# ends with a summary of the failures.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -28,7 +29,7 @@ REPORTS_ROOT ?= reports
 BUILD_ROOT ?= build
 NOTEBOOKS_DIR ?= notebooks
 CACHE_ROOT ?= $(BUILD_ROOT)/cache
-JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 
 # Every Jupyter lookup goes to the project's environment first, so that a stray per-user kernel
 # named like ours cannot hijack the executions (the build also checks the kernel's interpreter).

@@ -109,6 +109,23 @@ def test_indicator_files_neutralise_formulas(tmp_path):
     assert ws["A2"].data_type != "f"
 
 
+def test_indicator_xlsx_holds_the_csv_values(tmp_path, estimates):
+    """The spreadsheet holds what the CSV holds: same columns, values, types; empty = missing."""
+    import openpyxl
+
+    table = I.report_table(estimates.table, "cae-2", 0.05)
+    csv, xlsx = I.write_indicator_files(table, tmp_path)
+    from_csv = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+    from_xlsx = pd.read_excel(xlsx, sheet_name="indicateurs", keep_default_na=False, na_values=[""])
+    assert list(from_xlsx.columns) == list(table.columns)
+    pd.testing.assert_frame_equal(from_xlsx, from_csv, check_dtype=False, rtol=1e-9)
+    ws = openpyxl.load_workbook(xlsx).active
+    assert ws["A1"].font.bold and ws.max_row == len(table) + 1
+    col = list(table.columns).index("p_value") + 1
+    cells = [r[0] for r in ws.iter_rows(min_row=2, min_col=col, max_col=col, values_only=True)]
+    assert [v is None for v in cells] == table["p_value"].isna().tolist()
+
+
 def test_register_smaller_than_respondents_is_an_error(demo):
     study, cb, responses = demo
     from dataclasses import replace

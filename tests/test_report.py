@@ -256,3 +256,24 @@ def test_pdf_embeds_the_chart_and_keeps_the_tables(documents):
     pages = int(re.search(r"Pages:\s+(\d+)", subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True,
                                                           check=True).stdout).group(1))
     assert 3 <= pages <= 5, "cover, contents, one chapter (with the verbatim box)"
+
+
+def test_report_content_digest_follows_what_the_report_shows(tmp_path):
+    """The HTML's cache key: a hidden (remove-cell) edit or a stream keeps it, a visible edit,
+    an output or the order of the notebooks changes it."""
+    a = executed_nb(tmp_path / "a.ipynb", ["<p>un</p>"])
+    b = executed_nb(tmp_path / "b.ipynb", ["<p>deux</p>"])
+    base = report.report_content_digest([a, b])
+    nb = nbformat.read(a, as_version=4)
+    nb.cells.insert(0, new_markdown_cell("note du chercheur", metadata={"tags": ["remove-cell"]}))
+    nb.cells[-1].outputs[0]["text"] = "other noise\n"
+    nb.cells[1].source = "y = 2"  # the hidden parameters cell
+    nbformat.write(nb, a)
+    assert report.report_content_digest([a, b]) == base
+    assert report.report_content_digest([b, a]) != base
+    executed_nb(tmp_path / "a.ipynb", ["<p>un</p>"], markdown="## Une autre section")
+    assert report.report_content_digest([a, b]) != base
+    executed_nb(tmp_path / "a.ipynb", ["<p>un !</p>"])
+    assert report.report_content_digest([a, b]) != base
+    executed_nb(tmp_path / "a.ipynb", ["<p>un</p>"])
+    assert report.report_content_digest([a, b]) == base

@@ -22,9 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import present, references
-from .chapters import MAX_NAMED_CAES
 from .codebook import Codebook
-from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig
+from .config import CONSORTIUM, MAX_NAMED_CAES, PROJECT_ROOT, StudyConfig
 from .frenchfmt import format_int, format_number, format_pct
 
 VERBATIM_QUESTIONS = ("cae_change_text", "remarks")

@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import charts, narrative, present
 from .codebook import Codebook, Domain, Finding, Indicator
-from .config import CONSORTIUM, StudyConfig
+from .config import CONSORTIUM, MAX_NAMED_CAES, StudyConfig
 from .frenchfmt import (
     format_ci,
     format_eur,
@@ -37,14 +37,6 @@ from .indicators import TOTAL
 
 SUPPRESSED = "s"
 
-MAX_NAMED_CAES = 12
-"""Most CAEs the consortium report names one by one in its charts and tables.
-
-Beyond it (a national study of 160 CAEs), one line per CAE would make the consortium report
-hundreds of pages long, slow to draw and to lay out: its charts and tables then show the
-consortium alone, with the spread across CAEs, and say where each CAE's figures are (the CAE's
-own report, the consortium's indicators.xlsx).
-"""
 
 
 @dataclass(frozen=True)

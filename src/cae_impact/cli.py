@@ -336,8 +336,13 @@ def cmd_render(args: argparse.Namespace) -> int:
     paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study))]
     if args.to == "html":
         cleaning_logs = [processed / study.wave / c / "cleaning_log.json" for c in study.cae_ids]
-        sources = [*paths, *analyse_inputs(study, processed, reports), *cleaning_logs]
-        extra = {"date": str(report.production_date()), "target": args.target}
+        sources = [*analyse_inputs(study, processed, reports), *cleaning_logs]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"executed notebooks missing for the report: {', '.join(missing)}")
+        # The notebooks count by what reaches the report, not by their bytes.
+        extra = {"date": str(report.production_date()), "target": args.target,
+                 "report_cells": report.report_content_digest(paths)}
     else:
         sources, extra = [html_path], {}
     out = target_dir / f"report.{args.to}"

@@ -17,6 +17,16 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STUDY_PATH = PROJECT_ROOT / "config" / "study.yaml"
 CONSORTIUM = "consortium"
+
+MAX_NAMED_CAES = 12
+"""Most CAEs the consortium report names one by one in its charts and tables.
+
+Beyond it (a national study of 160 CAEs), one line per CAE would make the consortium report
+hundreds of pages long, slow to draw and to lay out: its charts and tables then show the
+consortium alone, with the spread across CAEs, and say where each CAE's figures are (the CAE's
+own report, the consortium's indicators.xlsx).
+"""
+
 EXPORT_FORMATS = ("limesurvey", "kobo", "googleforms", "spreadsheet")
 SEXES = ("F", "M")
 STAGES = ("cape", "cesa", "associe")

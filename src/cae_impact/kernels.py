@@ -6,7 +6,8 @@ then the first cells import pandas, scipy, matplotlib, seaborn and this package.
 notebook executions in the demo study, that start-up was two thirds of the build.
 
 How. A *kernel server* (``python -m cae_impact.kernels serve SOCKET``) is started once per
-build. It imports those libraries, then waits on a Unix socket. For each kernel asked for,
+build. It imports those libraries (what the build's steps need first, then, while no request
+waits, what only kernels need), and waits on a Unix socket. For each kernel asked for,
 it forks: the child is a brand-new ipykernel process (new session, working directory and
 environment of the request, its own sockets and connection file), started from an
 interpreter in which nothing but imports has happened. No notebook code ever runs in the
@@ -98,6 +99,7 @@ PRELOAD_COMMANDS = (
     "nbconvert",
     "weasyprint",
     "openpyxl",
+    "cae_impact.indicators",  # every analysis step writes the indicator tables
     # Imported on first use inside the steps (measured by diffing sys.modules around each
     # step): jupyter-cache's database layer (SQLAlchemy and its SQLite dialect, 0.4 s), the
     # parquet dataset reader, Excel and CSV writers, the renderers' helpers.
@@ -248,24 +250,43 @@ def serve(socket_path: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(64)
-    _preload(PRELOAD + PRELOAD_COMMANDS)
-    _warm_up()
-    # The preloaded objects live as long as every child: keep the garbage collector from
-    # scanning them again in each kernel (measured: a third of a consortium notebook's GC time).
     import gc
 
-    gc.collect()
-    gc.freeze()
+    def freeze() -> None:
+        # The preloaded objects live as long as every child: keep the garbage collector from
+        # scanning them again in each kernel (measured: a third of a consortium notebook's GC
+        # time).
+        gc.collect()
+        gc.freeze()
+
+    # Two stages. What the build's steps need is imported first, then requests are served;
+    # what only kernels need is imported while no request waits, one module at a time, and
+    # finished before the first kernel is forked. A build that starts no kernel (a markdown
+    # edit, a cache hit) does not wait for matplotlib, seaborn, IPython or pandera.
+    _preload(PRELOAD_COMMANDS)
+    _warm_up()
+    freeze()
+    pending = [m for m in PRELOAD if m not in sys.modules]
+
+    def preload_rest() -> None:
+        while pending:
+            _preload((pending.pop(0),))
+        freeze()
+
     stdin_fd = sys.stdin.fileno()
     children: set[int] = set()
     while True:
         # Children are reaped here (not with SIGCHLD ignored) so that their resource usage,
         # peak memory included, is accounted to the build like any child process.
         _reap(children)
-        ready, _, _ = select.select([listener, stdin_fd], [], [], 0.5)
+        ready, _, _ = select.select([listener, stdin_fd], [], [], 0 if pending else 0.5)
         if stdin_fd in ready and not os.read(stdin_fd, 4096):
             break  # the build is over
         if listener not in ready:
+            if pending:
+                _preload((pending.pop(0),))
+                if not pending:
+                    freeze()
             continue
         conn, _ = listener.accept()
         fds: list[int] = []
@@ -282,6 +303,8 @@ def serve(socket_path: str) -> None:
             for fd in fds:
                 os.close(fd)
             continue
+        if request.get("kind") != "command" and pending:
+            preload_rest()  # a kernel starts with everything a notebook imports
         sys.stdout.flush()  # nothing buffered here may reach a child's streams
         sys.stderr.flush()
         pid = os.fork()

@@ -50,6 +50,25 @@ def _report_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return kept
 
 
+def report_content_digest(paths: list[Path]) -> str:
+    """sha256 of what the executed notebooks put in the report (:func:`_report_cells`).
+
+    The HTML is made from these cells only: a change elsewhere in a notebook (a researcher's
+    note in a ``remove-cell`` cell, metadata) leaves the report, and its cache key, unchanged.
+    """
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for path in paths:
+        nb = nbformat.from_dict(json.loads(Path(path).read_bytes()))
+        for cell in _report_cells(nb):
+            digest.update(json.dumps([cell.cell_type, cell.get("source", ""), cell.get("outputs", [])],
+                                     sort_keys=True, ensure_ascii=False).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def merge_notebooks(paths: list[Path]) -> nbformat.NotebookNode:
     """Merge executed notebooks into one, keeping only what the report shows."""
     merged = nbformat.v4.new_notebook()
