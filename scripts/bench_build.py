@@ -1,4 +1,4 @@
-"""Benchmark of the build: cold, no-op, markdown-only edit, one CAE's export changed, naive baseline.
+"""Benchmark of the build: cold, no-op, markdown-only edits, one CAE's export changed, naive baseline.
 
 Everything runs in a scratch folder (its own processed/, reports/, build/ and cache, a copy of
 the notebooks and of the study configuration whose first CAE's export is a scratch copy), so the
@@ -161,6 +161,18 @@ def edit_markdown(notebooks: Path, n: int) -> None:
     nbformat.write(nb, path)
 
 
+def edit_markdown_visible(notebooks: Path, n: int) -> None:
+    """A markdown edit that shows in every report: a sentence of notebook 02 rewritten (or added)."""
+    path = notebooks / "02_effect.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next((c for c in nb.cells if "bench-visible" in c.metadata.get("tags", [])), None)
+    if cell is None:
+        cell = nbformat.v4.new_markdown_cell(metadata={"tags": ["bench-visible"]})
+        nb.cells.append(cell)
+    cell.source = f"*Note de lecture (version {n}) : les écarts sont commentés dans le texte.*"
+    nbformat.write(nb, path)
+
+
 def change_export(study: Path, n: int) -> None:
     """A content change of the first CAE's export: one respondent fewer (a different one each time)."""
     cfg = yaml.safe_load(study.read_text(encoding="utf-8"))
@@ -230,7 +242,7 @@ def med(xs: list[float]) -> float:
 
 
 def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_naive: bool) -> dict:
-    results: dict[str, object] = {}
+    results: dict[str, object] = {"cpu_probe_before_s": cpu_probe()}
     cold = []
     for _ in range(cold_repeats):
         sc.wipe()
@@ -249,6 +261,16 @@ def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_
         md_counts.append(counts(res.stdout))
     results["markdown_edit_s"] = med(md)
     results["markdown_edit_counts"] = md_counts
+    # A visible edit: every report's text changes, so every HTML, PDF and DOCX is made again
+    # (no kernel).
+    vis, vis_counts = [], []
+    for i in range(repeats):
+        edit_markdown_visible(sc.notebooks, i)
+        t, res = sc.make("reports")
+        vis.append(t)
+        vis_counts.append(counts(res.stdout))
+    results["markdown_visible_edit_s"] = med(vis)
+    results["markdown_visible_edit_counts"] = vis_counts
     # touch only (what a git checkout that changes no content looks like to Make)
     touched = []
     for _ in range(repeats):
@@ -258,6 +280,7 @@ def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_
         touched.append(t)
         results["touch_counts"] = counts(res.stdout)
     results["touch_only_s"] = med(touched)
+    results["cpu_probe_before_one_export_s"] = cpu_probe()
     one, one_counts = [], []
     for i in range(repeats):
         change_export(study, i)
@@ -295,12 +318,13 @@ def bench_national(folder: Path, sizes: list[int], per_cae: int, jobs: int) -> d
             c["export"] = str(sub / c["export"])
         cfg.write_text(yaml.safe_dump(study_cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
         sc = Scratch(sub, cfg, jobs)
+        probe = cpu_probe()
         PEAK_TREE_MB = 0.0
         t, res = sc.make("reports")
         c = counts(res.stdout)
         out[n] = {"cold_s": round(t, 1), "s_per_cae": round(t / n, 2), "kernels": c["kernels"],
                   "rendered": c["rendered"], "peak_tree_mb": round(PEAK_TREE_MB),
-                  "peak_process_mb": round(peak_rss_mb())}
+                  "peak_process_mb": round(peak_rss_mb()), "cpu_probe_before_s": probe}
         print(f"national {n} CAEs x {per_cae}: {t:.1f} s ({t / n:.2f} s per CAE), "
               f"peak memory of the build {PEAK_TREE_MB:.0f} MB", flush=True)
         if not os.environ.get("BENCH_KEEP_NATIONAL"):
@@ -316,12 +340,27 @@ def bench_national(folder: Path, sizes: list[int], per_cae: int, jobs: int) -> d
     return out
 
 
+def cpu_probe() -> float:
+    """Seconds of a fixed pure-Python loop: how fast this machine is right now.
+
+    Shared virtual machines change speed from one hour to the next (measured here: the same
+    loop 2.1 s, then 2.8 s, ten minutes apart, with no steal time reported). Each figure is
+    printed with the probe taken before it, so runs can be compared.
+    """
+    start = time.perf_counter()
+    total = 0
+    for i in range(20_000_000):
+        total += i
+    return round(time.perf_counter() - start, 3)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--caes", help="comma-separated CAE ids of the demo study (default: all)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cold-repeats", type=int, default=1)
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--jobs", type=int, default=(os.cpu_count() or 2) + 1,
+                   help="parallel jobs (default: cores + 1, as make reports)")
     p.add_argument("--skip-naive", action="store_true")
     p.add_argument("--national", help="comma-separated numbers of CAEs for generated national studies")
     p.add_argument("--per-cae", type=int, default=80)
@@ -330,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="cae-impact-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
-    results: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg()},
+    results: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg(),
+                                              "cpu_probe_before_s": cpu_probe()},
                                   "jobs": args.jobs}
     try:
         if args.national:
@@ -344,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     results["machine"]["load_after"] = os.getloadavg()
+    results["machine"]["cpu_probe_after_s"] = cpu_probe()
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:
