@@ -154,6 +154,7 @@ def test_touch_without_content_change_executes_nothing(built):
     out = again.stdout
     assert "[clean]" in out and "[analyse]" in out, "make did re-run the recipes"
     assert " executed in" not in out and "estimated in" not in out and "rendered in" not in out, out[-3000:]
+    assert out.count("indicator tables from the cache") == len(FIXTURE_CAES) + 1, out[-3000:]
 
 
 def test_verify_reexecutes_without_cache_and_matches(built):

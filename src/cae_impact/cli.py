@@ -309,13 +309,25 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         records.append(record)
         how = "cache hit" if record.cache_hit else "executed"
         _progress(study, "analyse", f"{target}: {out.name} ({i}/{len(jobs)}) {how} in {record.seconds:.1f} s")
-    estimates = pd.read_parquet(study_dir(study, reports) / ESTIMATES_FILE)
-    write_indicator_files(report_table(estimates, target, study.report.fdr_alpha), target_dir)
+    # The indicator tables depend on the estimates, the target, the FDR level and the code only:
+    # restored from the step cache when those are unchanged (a markdown edit, a touch).
+    estimates_path = study_dir(study, reports) / ESTIMATES_FILE
+    steps = _step_cache(args)
+    tables = {name: target_dir / name for name in ("indicators.csv", "indicators.xlsx")}
+    key = cachemod.key_of({"step": "indicators", "target": target, "fdr_alpha": study.report.fdr_alpha,
+                           **cachemod.fingerprint([estimates_path])})
+    tables_hit = steps is not None and steps.get(key, tables)
+    if not tables_hit:
+        estimates = pd.read_parquet(estimates_path)
+        write_indicator_files(report_table(estimates, target, study.report.fdr_alpha), target_dir)
+        if steps is not None:
+            steps.put(key, tables)
     manifest.write_manifest(study, target, processed, reports, records, _runs_dir(study, reports),
                             notebooks_dir=_notebooks(args))
     hits = sum(r.cache_hit for r in records)
     print(f"  [analyse] {target}: done in {time.perf_counter() - start:.1f} s "
-          f"({len(records) - hits} executed, {hits} from the cache)", flush=True)
+          f"({len(records) - hits} executed, {hits} from the cache"
+          f"{'; indicator tables from the cache' if tables_hit else ''})", flush=True)
     return 0
 
 
