@@ -205,3 +205,20 @@ def test_a_cae_costs_the_same_whatever_the_number_of_caes(demo, monkeypatch):
     assert span_small and max(span_big) <= largest_cae  # a CAE's estimates use its rows only
     assert len(span_big) == 2 * len(span_small) and sum(span_big) == 2 * sum(span_small)
     assert len(full_big) == len(full_small) + tested * len(study.caes)
+
+
+def test_calibration_variable_is_not_tested(demo):
+    """The share of women is fixed by the post-stratification on sex: its standard error is
+    rounding (1e-17), so no CAE is called significantly different on it."""
+    study, cb, responses = demo
+    t = I.estimate_study(responses, study, cb,
+                         indicators=[cb.indicator("women_share"), cb.indicator("cae_decisive")]).table
+    rows = t[(t.indicator_id == "women_share") & (t.breakdown == "total") & (t.target != "consortium")]
+    assert len(rows) == 7 and (rows["se"] < 1e-12).all()
+    assert rows["p_value"].isna().all()
+    report = I.report_table(t, "cae-1", 0.05)
+    row = report[(report.indicator_id == "women_share") & (report.breakdown == "total")].iloc[0]
+    assert pd.isna(row["significant"]) or not row["significant"]
+    # an indicator with sampling variance is still tested
+    other = t[(t.indicator_id == "cae_decisive") & (t.breakdown == "total") & (t.target != "consortium")]
+    assert other["p_value"].notna().all()

@@ -1970,7 +1970,7 @@ def compare_domains(
     se = math.sqrt(max(v, 0.0))
     df = float(design.degf(ab) - 1)
     diff = float(ma - mb)
-    t = diff / se if se > 0 else float("nan")
+    t = diff / se if _testable(se, ma, mb) else float("nan")
     p = float(2 * stats.t.sf(abs(t), df)) if np.isfinite(t) and df > 0 else float("nan")
     q = _tq(level, df)
     return Comparison(
@@ -1986,6 +1986,21 @@ def compare_domains(
         int(a.sum()),
         int(b.sum()),
     )
+
+
+_ZERO_SE = 1e-9
+
+
+def _testable(se: float, ma: float, mb: float) -> bool:
+    """False when the standard error of a difference is zero up to rounding.
+
+    A variable the weights are calibrated on (the share of women, post-stratified on sex) has
+    no sampling variance: its standard error comes out as 1e-17 of rounding, and the Wald
+    statistic as an enormous t with p = 0. R's svyttest does the same. Such a difference is a
+    fact of the registers, not a sampling result: it is not tested (t and p missing), so no
+    report calls it significant.
+    """
+    return se > _ZERO_SE * max(abs(ma), abs(mb), 1.0)
 
 
 def compare_stratum(
@@ -2994,7 +3009,7 @@ def compare_strata(
         v = float(_vcov_span(full, scores[:, None], valid)[0, 0])
         se = math.sqrt(max(v, 0.0))
         diff = float(ma - mb)
-        t = diff / se if se > 0 else nan
+        t = diff / se if _testable(se, ma, mb) else nan
         q = _tq(level, df)
         out.append(
             Comparison(
