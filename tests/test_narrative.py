@@ -315,3 +315,22 @@ def test_narrative_doctests_pass():
 
     result = doctest.testmod(narrative)
     assert result.attempted >= 4 and result.failed == 0
+
+
+def test_calibrated_share_is_given_as_the_register_figure():
+    """The share of women (weights calibrated on sex): no sampling error, no interval, no test."""
+    rows = [row("consortium", 0.597, 0.597, 0.597, 558), row("cae-3", 0.6556, 0.6556, 0.6556, 80)]
+    for r in rows:
+        r.update(se=1e-17, p_value=float("nan"), p_adjusted=float("nan"), significant=pd.NA,
+                 indicator_label="Part de femmes parmi les entrepreneurs")
+    table = pd.DataFrame(rows)
+    text = plain(indicator_paragraph(table, "decisive", "cae-3"))
+    assert text.startswith(
+        "Part de femmes parmi les entrepreneurs : 66 % des entrepreneurs de la CAE 3 (n = 80) ; "
+        "part connue par les registres des CAE, sur lesquels les poids sont calés : elle n'a pas "
+        "de marge d'erreur d'échantillonnage.")
+    assert "intervalle de confiance" not in text and "significativement" not in text
+    # a share of 100 % has no variance either, but keeps its interval: it is not calibrated
+    full = pd.DataFrame([row("consortium", 0.8, 0.7, 0.9, 500),
+                         {**row("cae-3", 1.0, 0.95, 1.0, 40), "se": 0.0}])
+    assert "intervalle de confiance" in plain(indicator_paragraph(full, "decisive", "cae-3"))

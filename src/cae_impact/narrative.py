@@ -325,6 +325,21 @@ def _comparison_sentence(
     return f"C'est {_fmt_diff(diff, unit, decimals)} {more} {que(other_phrase)} ({other_value}) ; {status}."
 
 
+CALIBRATED_TEXT = ("part connue par les registres des CAE, sur lesquels les poids sont calés : "
+                   "elle n'a pas de marge d'erreur d'échantillonnage")
+
+
+def _is_calibrated(row: Mapping[str, Any], unit: str) -> bool:
+    """A share strictly between 0 and 100 % with no sampling variance: the weights are calibrated
+    on it (the share of women: post-stratification on sex), so it is the register's figure.
+    (A share of 0 or 100 % also has no variance, but for another reason: it keeps its interval.)
+    """
+    if unit != "pct" or is_missing(row.get("se")) or is_missing(row.get("estimate")):
+        return False
+    est, se = float(row["estimate"]), float(row["se"])
+    return 0.0 < est < 1.0 and se <= 1e-9
+
+
 def indicator_paragraph(
     df: pd.DataFrame,
     indicator_id: str,
@@ -397,6 +412,7 @@ def indicator_paragraph(
     level = format_pct(confidence_level)
     has_ci = not (is_missing(row.get("ci_low")) or is_missing(row.get("ci_high")))
     ci = format_ci(row.get("ci_low"), row.get("ci_high"), decimals, style="prose", kind=unit)
+    calibrated = has_ci and _is_calibrated(row, unit)
     n_text = format_n(n) if not is_missing(n) else None
     if label is None:
         label = row.get("indicator_label") if "indicator_label" in row.index else None
@@ -406,6 +422,8 @@ def indicator_paragraph(
     paren_n = f" ({n_text})" if n_text else ""
     if statement:
         ci_text = f" (intervalle de confiance à {level} : {ci})" if has_ci else ""
+        if calibrated:
+            ci_text = f" ({CALIBRATED_TEXT})"
         if unit == "pct":
             sentences.append(f"{value} des {who}{paren_n} {statement}{ci_text}.")
         else:
@@ -414,6 +432,8 @@ def indicator_paragraph(
     else:
         head = label or indicator_id
         ci_text = f", avec un intervalle de confiance à {level} de {ci}" if has_ci else ""
+        if calibrated:
+            ci_text = f" ; {CALIBRATED_TEXT}"
         if unit == "pct":
             sentences.append(f"{head} : {value} des {who}{paren_n}{ci_text}.")
         else:
