@@ -330,9 +330,11 @@ CALIBRATED_TEXT = ("part connue par les registres des CAE, sur lesquels les poid
 
 
 def _is_calibrated(row: Mapping[str, Any], unit: str) -> bool:
-    """A share strictly between 0 and 100 % with no sampling variance: the weights are calibrated
-    on it (the share of women: post-stratification on sex), so it is the register's figure.
-    (A share of 0 or 100 % also has no variance, but for another reason: it keeps its interval.)
+    """True for a share strictly between 0 and 100 % with no sampling variance.
+
+    The weights are calibrated on it (the share of women: post-stratification on sex), so it is
+    the registers' figure. A share of 0 or 100 % also has no variance, but for another reason:
+    it keeps its interval.
     """
     if unit != "pct" or is_missing(row.get("se")) or is_missing(row.get("estimate")):
         return False
