@@ -241,6 +241,17 @@ def med(xs: list[float]) -> float:
     return round(statistics.median(xs), 1)
 
 
+def edited_builds(sc: Scratch, repeats: int, edit) -> tuple[float, list[dict[str, object]]]:
+    """``repeats`` times: ``edit(i)``, then ``make reports``; the median time and what each build did."""
+    times, done = [], []
+    for i in range(repeats):
+        edit(i)
+        t, res = sc.make("reports")
+        times.append(t)
+        done.append(counts(res.stdout))
+    return med(times), done
+
+
 def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_naive: bool) -> dict:
     results: dict[str, object] = {"cpu_probe_before_s": cpu_probe()}
     cold = []
@@ -253,24 +264,12 @@ def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_
     results["cold_runs"] = [round(x, 1) for x in cold]
     noop = [sc.make("reports")[0] for _ in range(repeats)]
     results["noop_s"] = med(noop)
-    md, md_counts = [], []
-    for i in range(repeats):
-        edit_markdown(sc.notebooks, i)
-        t, res = sc.make("reports")
-        md.append(t)
-        md_counts.append(counts(res.stdout))
-    results["markdown_edit_s"] = med(md)
-    results["markdown_edit_counts"] = md_counts
+    results["markdown_edit_s"], results["markdown_edit_counts"] = edited_builds(
+        sc, repeats, lambda i: edit_markdown(sc.notebooks, i))
     # A visible edit: every report's text changes, so every HTML, PDF and DOCX is made again
     # (no kernel).
-    vis, vis_counts = [], []
-    for i in range(repeats):
-        edit_markdown_visible(sc.notebooks, i)
-        t, res = sc.make("reports")
-        vis.append(t)
-        vis_counts.append(counts(res.stdout))
-    results["markdown_visible_edit_s"] = med(vis)
-    results["markdown_visible_edit_counts"] = vis_counts
+    results["markdown_visible_edit_s"], results["markdown_visible_edit_counts"] = edited_builds(
+        sc, repeats, lambda i: edit_markdown_visible(sc.notebooks, i))
     # touch only (what a git checkout that changes no content looks like to Make)
     touched = []
     for _ in range(repeats):

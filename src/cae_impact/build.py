@@ -248,23 +248,12 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
 
-def execute_notebook(
-    notebook: Path,
-    output: Path,
-    parameters: dict[str, Any],
-    *,
-    target: str,
-    cwd: Path | None = None,
-    kernel_name: str = KERNEL_NAME,
-    timeout: int = 600,
-    source_nb: nbformat.NotebookNode | None = None,
-) -> float:
+def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], **kwargs: Any) -> float:
     """Execute ``notebook`` with papermill into ``output``; return the time it took in seconds.
 
-    See :func:`execute_notebook_node`, which also returns the executed notebook.
+    Same arguments as :func:`execute_notebook_node`, which also returns the executed notebook.
     """
-    return execute_notebook_node(notebook, output, parameters, target=target, cwd=cwd,
-                                 kernel_name=kernel_name, timeout=timeout, source_nb=source_nb)[1]
+    return execute_notebook_node(notebook, output, parameters, **kwargs)[1]
 
 
 def execute_notebook_node(

@@ -95,6 +95,25 @@ def code_fingerprint() -> dict[str, str]:
     return dict(_CODE)
 
 
+_FILE_SHA: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha(p: Path) -> str:
+    """sha256 of a file, memoised in this process by path, size and modification time.
+
+    A step fingerprints the same inputs for each of its notebooks (an analysis: 8 times the
+    estimates and every CAE's cleaned data); a rewritten file has a new mtime, so a new digest.
+    """
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return "missing"
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_SHA:
+        _FILE_SHA[key] = sha256_file(p)
+    return _FILE_SHA[key]
+
+
 def file_hashes(paths: Iterable[Path], rel_to: Path = PROJECT_ROOT) -> dict[str, str]:
     """``{relative path: sha256}`` for files (``"missing"`` for an absent one), sorted."""
     out: dict[str, str] = {}
@@ -104,7 +123,7 @@ def file_hashes(paths: Iterable[Path], rel_to: Path = PROJECT_ROOT) -> dict[str,
             name = str(p.resolve().relative_to(rel_to))
         except ValueError:
             name = str(p.resolve())
-        out[name] = sha256_file(p) if p.exists() else "missing"
+        out[name] = _file_sha(p)
     return dict(sorted(out.items()))
 
 

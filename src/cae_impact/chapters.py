@@ -156,11 +156,7 @@ def fmt_value(row: Mapping, unit: str) -> str:
     """An estimate as printed, or « s » when suppressed."""
     if bool(row.get("suppressed")) or is_missing(row.get("estimate")):
         return SUPPRESSED
-    if unit == "pct":
-        return format_pct(row["estimate"])
-    if unit == "eur":
-        return format_eur(row["estimate"])
-    return format_number(row["estimate"], 1)
+    return _fmt_number(row["estimate"], unit)
 
 
 def fmt_interval(row: Mapping, unit: str) -> str:
@@ -176,7 +172,7 @@ def _caution(row: Mapping) -> str:
 
 
 def _fmt_number(value: float, unit: str, *, plus: bool = False) -> str:
-    """A number as :func:`fmt_value` prints it (``plus``: signed, for a change)."""
+    """A number as the report prints it (``plus``: signed, for a change)."""
     if unit == "pct":
         return format_pct(value, plus=plus)
     if unit == "eur":

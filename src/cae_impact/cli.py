@@ -349,9 +349,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.to == "html":
         cleaning_logs = [processed / study.wave / c / "cleaning_log.json" for c in study.cae_ids]
         sources = [*analyse_inputs(study, processed, reports), *cleaning_logs]
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise FileNotFoundError(f"executed notebooks missing for the report: {', '.join(missing)}")
+        report.require_notebooks(paths)
         # The notebooks count by what reaches the report, not by their bytes.
         extra = {"date": str(report.production_date()), "target": args.target,
                  "report_cells": report.report_content_digest(paths)}

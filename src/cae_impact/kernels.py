@@ -268,10 +268,10 @@ def serve(socket_path: str) -> None:
     freeze()
     pending = [m for m in PRELOAD if m not in sys.modules]
 
-    def preload_rest() -> None:
-        while pending:
-            _preload((pending.pop(0),))
-        freeze()
+    def preload_next() -> None:
+        _preload((pending.pop(0),))
+        if not pending:
+            freeze()
 
     stdin_fd = sys.stdin.fileno()
     children: set[int] = set()
@@ -284,9 +284,7 @@ def serve(socket_path: str) -> None:
             break  # the build is over
         if listener not in ready:
             if pending:
-                _preload((pending.pop(0),))
-                if not pending:
-                    freeze()
+                preload_next()
             continue
         conn, _ = listener.accept()
         fds: list[int] = []
@@ -303,8 +301,8 @@ def serve(socket_path: str) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        if request.get("kind") != "command" and pending:
-            preload_rest()  # a kernel starts with everything a notebook imports
+        while request.get("kind") != "command" and pending:
+            preload_next()  # a kernel starts with everything a notebook imports
         sys.stdout.flush()  # nothing buffered here may reach a child's streams
         sys.stderr.flush()
         pid = os.fork()

@@ -50,6 +50,13 @@ def _report_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return kept
 
 
+def require_notebooks(paths: list[Path]) -> None:
+    """Raise FileNotFoundError naming the executed notebooks of a report that are missing."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"executed notebooks missing for the report: {', '.join(missing)}")
+
+
 def report_content_digest(paths: list[Path]) -> str:
     """sha256 of what the executed notebooks put in the report (:func:`_report_cells`).
 
@@ -309,9 +316,7 @@ def render_html(notebook_paths: list[Path], meta: ReportMeta, out: Path, annex_h
     beside that folder, else the project's ``data/processed``), and the
     ``manifest.json`` beside the report when there is one.
     """
-    missing = [str(p) for p in notebook_paths if not p.exists()]
-    if missing:
-        raise FileNotFoundError(f"executed notebooks missing for the report: {', '.join(missing)}")
+    require_notebooks(notebook_paths)
     body = notebook_body_html(merge_notebooks(notebook_paths))
     if meta.study is not None and meta.target is not None:
         from . import annexes
