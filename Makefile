@@ -98,7 +98,7 @@ lock:
 # ---------------------------------------------------------------- study graph
 # build/study-*.mk defines WAVE, CAES, TARGETS, RAW_<cae> and DEPS_<cae> from the study
 # configuration. It is only needed (and the environment only built) for the build targets.
-NEEDS_STUDY := $(filter reports reports-all data-processed verify,$(MAKECMDGOALS))$(CAE_NEEDS_STUDY)
+NEEDS_STUDY := $(filter reports reports-all data-processed verify publish-reference,$(MAKECMDGOALS))$(CAE_NEEDS_STUDY)
 ifneq ($(NEEDS_STUDY),)
 include $(STUDY_MK)
 endif
@@ -142,11 +142,21 @@ $(PROCESSED_ROOT)/$(WAVE)/%/responses.parquet: $$(DEPS_$$*) $(NOTEBOOKS_DIR)/01_
 	$(CLI) clean --cae $*
 
 # Estimation: every indicator of every target from all CAEs' cleaned data, with the survey
-# design and disclosure control applied study-wide (a CAE's report compares it with the whole
-# consortium, and a hidden cell must stay hidden in every report).
+# design and disclosure control applied study-wide (a hidden cell must stay hidden in every
+# report), and each report's own rows (_study/report__<target>.parquet). A CAE's rows hold its
+# figures and the consortium figures it is compared with: the published reference (REFERENCE,
+# see publish-reference) or, with 'consortium_reference: live', this build's consortium.
 ESTIMATES := $(REPORTS_ROOT)/$(WAVE)/_study/estimates.parquet
-$(ESTIMATES): $(PROCESSED) $(STUDY) $(CODE_DEPS)
+$(ESTIMATES): $(PROCESSED) $(STUDY) $(REFERENCE) $(CODE_DEPS)
 	$(CLI) estimate
+
+## publish-reference: publish the consortium figures of the cleaned data as the reference the CAE reports compare with
+# Writes the file named by consortium_reference in the study file (and its .json description).
+# The CAE reports keep comparing with the published figures, whatever another CAE's data
+# become, until this is run again; then every CAE report is rebuilt.
+.PHONY: publish-reference
+publish-reference: $(PROCESSED)
+	$(CLI) publish-reference
 
 # Analysis: notebooks 02 (one per effect domain) and 03 for one target, executed into
 # reports/<wave>/<target>/notebooks/, then indicators.csv and indicators.xlsx.

@@ -122,7 +122,8 @@ WEIGHTING = {"per_cae": [
     {"cae_id": "cae-3", "label": "CAE 3", "population": 180, "respondents": 81, "response_rate": 0.45,
      "weighting": "post-stratification sexe × statut", "kish_deff": 1.167, "effective_n": 69.4,
      "weight_min": 1.48, "weight_max": 4.67}],
-    "notes": ["CAE 3 : strate fusionnée.", "CAE 1 : rien."], "kish_deff": 1.1, "effective_n": 130.0}
+    "notes": ["CAE 3 : strate fusionnée.", "CAE 1 : rien."],
+    "consortium": {"caes": 2, "population": 300, "respondents": 147, "kish_deff": 1.1, "effective_n": 130.0}}
 
 
 def test_method_annex(study):
@@ -134,6 +135,16 @@ def test_method_annex(study):
         assert needle in out.replace("\u202f", " ").replace("\xa0", " "), needle
     assert "CAE 3 : strate" in out and "CAE 1 : rien" not in out
     assert "CAE 1 : rien" in annexes.method_annex(study, WEIGHTING, CONSORTIUM)
+    assert "reste du consortium" in out and "publiés" not in out
+
+
+def test_method_annex_names_the_published_reference(study):
+    """Compared with published consortium figures, the annex says so, with their date and test."""
+    weighting = {**WEIGHTING, "reference": {"published": "2026-11-26", "path": "data/reference/x.csv",
+                                            "sha256": "ab" * 32, "caes": 7, "includes_target": True}}
+    out = annexes.method_annex(study, weighting, "cae-3").replace("\u202f", " ").replace("\xa0", " ")
+    assert "chiffres du consortium auxquels la CAE est comparée sont ceux publiés le 26 novembre 2026" in out
+    assert "CAE contre les chiffres publiés du consortium" in out and "part de la CAE" in out
 
 
 LOG = {"accounting": {"raw_rows": 84, "kept": 81, "set_aside": {"malformed_row": 0, "incomplete": 2},

@@ -147,9 +147,11 @@ def test_indicator_files_are_reproducible(tmp_path):
     assert first == second
 
 
-def test_cae_rows_equal_the_whole_design_computation_exactly(demo, estimates):
-    """A CAE's rows are computed from its own rows (linear cost) but equal, to the last bit,
-    the domain estimates of the whole consortium design and its comparison with the rest."""
+def test_cae_rows_are_the_cae_own_design_and_the_consortium_domain(demo, estimates):
+    """A CAE's rows are computed on its own design (its rows, weights and post-strata): equal to
+    the last bit to that computation, equal up to rounding (and the logit fit's convergence) to
+    the domain estimates of the whole consortium design; its comparison with the rest is the
+    whole design's."""
     study, cb, responses = demo
     t = estimates.table
     design = estimates.weighting.design
@@ -162,12 +164,34 @@ def test_cae_rows_equal_the_whole_design_computation_exactly(demo, estimates):
         if row["suppressed"]:
             continue
         mask = (data["cae_id"] == cae).to_numpy()
+        lo, hi = int(np.flatnonzero(mask)[0]), int(np.flatnonzero(mask)[-1]) + 1
+        own = survey.proportion(survey.restrict_rows(design, lo, hi), y[lo:hi],
+                                method=study.report.interval_method)
+        got = (row["estimate"], row["se"], row["ci_low"], row["ci_high"])
+        assert got == (own.estimate, own.se, own.ci_low, own.ci_high)
         direct = survey.proportion(design, y, domain=mask, method=study.report.interval_method)
-        assert (row["estimate"], row["se"], row["ci_low"], row["ci_high"]) == (
-            direct.estimate, direct.se, direct.ci_low, direct.ci_high)
+        np.testing.assert_allclose(got, (direct.estimate, direct.se, direct.ci_low, direct.ci_high), rtol=1e-9)
         assert row["p_value"] == survey.compare_stratum(design, y, cae).p_value
         checked += 1
     assert checked >= 5
+
+
+def test_a_cae_rows_do_not_depend_on_other_caes_data(demo):
+    """One respondent fewer in CAE 1 leaves every other CAE's rows identical to the last bit
+    (but their test against the rest of the consortium, which is about the others)."""
+    study, cb, responses = demo
+    inds = [cb.indicator(i) for i in ("cae_decisive", "peer_exchange_distribution", "income_change",
+                                      "protection_access", "months_to_first_invoice")]
+    before = I.estimate_study(responses, study, cb, indicators=inds).table
+    drop = responses.index[responses["cae_id"] == "cae-1"][-1]
+    after = I.estimate_study(responses.drop(index=drop), study, cb, indicators=inds).table
+    assert not before[before.target == "cae-1"].astype(str).equals(after[after.target == "cae-1"].astype(str))
+    for cae in study.cae_ids[1:]:
+        a = before[(before.target == cae)].reset_index(drop=True)
+        b = after[(after.target == cae)].reset_index(drop=True)
+        own = a["comparison"] != CONSORTIUM
+        pd.testing.assert_frame_equal(a[own], b[own])
+        assert (a.loc[~own, "p_value"] != b.loc[~own, "p_value"]).any() or own.all()
 
 
 def test_a_cae_costs_the_same_whatever_the_number_of_caes(demo, monkeypatch):
@@ -197,7 +221,8 @@ def test_a_cae_costs_the_same_whatever_the_number_of_caes(demo, monkeypatch):
         monkeypatch.setattr(survey, "_vcov_span", counting)
         I.estimate_study(resp, st, cb, indicators=inds)
         monkeypatch.setattr(survey, "_vcov_span", real)
-        return [m for m, n in calls if m < n], [m for m, n in calls if m == n]
+        # a CAE's span is its own design (restrict_rows): fewer rows than the study's
+        return [m for m, n in calls if m < len(resp)], [m for m, n in calls if m == len(resp)]
 
     span_small, full_small = run(study, responses)
     span_big, full_big = run(bigger, pd.concat([responses, copies], ignore_index=True))

@@ -10,6 +10,7 @@ other targets are still built.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,6 +29,11 @@ def write_fixture_study(folder: Path, caes=FIXTURE_CAES, broken: str | None = No
     demo = yaml.safe_load((ROOT / "config" / "study.yaml").read_text(encoding="utf-8"))
     demo["caes"] = [c for c in demo["caes"] if c["id"] in caes]
     for c in demo["caes"]:
+        # the study's own copy of each export, so that a test can change one as a CAE would
+        copy = folder / "raw" / c["id"] / Path(c["export"]).name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / c["export"], copy)
+        c["export"] = str(copy)
         if c["id"] == broken:
             bad = folder / "broken_export.csv"
             bad.write_text("this is not a survey export\n", encoding="utf-8")
@@ -200,3 +206,36 @@ def test_warm_kernels_give_the_notebooks_new_kernels_give(built, tmp_path, monke
                     fresh_outputs = fresh_outputs.replace(new, old)
                 assert json.dumps(w.outputs, sort_keys=True) == fresh_outputs, \
                     f"{target} {executed_name}: outputs differ in {w.source[:60]!r}"
+
+
+def test_one_cae_export_changed_executes_only_that_cae_and_the_consortium(built):
+    """The fixture study compares its CAEs with the demo's published consortium figures: when
+    CAE 1 sends a corrected export, CAE 1's and the consortium's notebooks are executed again,
+    CAE 3's are cache hits and its documents are restored, not re-rendered. Putting the export
+    back executes nothing."""
+    folder, study, _ = built
+    export = Path(yaml.safe_load(study.read_text())["caes"][0]["export"])
+    original = export.read_bytes()
+    lines = original.rstrip(b"\r\n").split(b"\n")
+    # One respondent fewer, one whose absence hides no cell of CAE 3: when it does, CAE 3's
+    # report changes too (secondary suppression) and is executed again, as
+    # test_published.test_the_estimation_says_which_reports_changed_and_why shows.
+    export.write_bytes(b"\n".join(lines[:-3] + lines[-2:]) + b"\n")
+    try:
+        again = make(folder, study, "reports")
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        out = again.stdout
+        executed = re.findall(r"\[analyse\] (\S+): \S+ \(\d+/\d+\) executed in", out)
+        hits = re.findall(r"\[analyse\] (\S+): \S+ \(\d+/\d+\) cache hit", out)
+        assert re.search(r"report rows changed: cae-1, consortium[^;]*; unchanged: 1 target", out), out[-3000:]
+        assert sorted(set(executed)) == ["cae-1", "consortium"], out[-3000:]
+        assert set(hits) == {"cae-3"} and len(hits) == len(executed) // 2
+        assert re.search(r"\[clean\] cae-1 .* executed in", out) and not re.search(r"\[clean\] cae-3 .* executed", out)
+        for fmt in ("html", "pdf", "docx"):
+            assert f"[render] cae-3: report.{fmt} cache hit" in out, out[-3000:]
+            assert f"[render] cae-1: report.{fmt} rendered" in out
+    finally:
+        export.write_bytes(original)
+    back = make(folder, study, "reports")
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert " executed in" not in back.stdout and "rendered in" not in back.stdout, back.stdout[-3000:]

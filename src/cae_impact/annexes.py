@@ -24,7 +24,7 @@ import pandas as pd
 from . import present, references
 from .codebook import Codebook
 from .config import CONSORTIUM, MAX_NAMED_CAES, PROJECT_ROOT, StudyConfig
-from .frenchfmt import format_int, format_number, format_pct
+from .frenchfmt import format_date_fr, format_int, format_number, format_pct
 
 VERBATIM_QUESTIONS = ("cae_change_text", "remarks")
 VERBATIM_MIN_ANSWERS = 10
@@ -115,27 +115,32 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
             "Effet de plan (Kish)": format_number(r["kish_deff"], 2),
             "Poids min. – max.": f"{format_number(r['weight_min'], 2)} – {format_number(r['weight_max'], 2)}",
         } for _, r in shown.iterrows()]
-        total_pop, total_resp = int(per_cae["population"].sum()), int(per_cae["respondents"].sum())
+        cons = weighting.get("consortium") or {}
+        total_pop, total_resp = int(cons.get("population", 0)), int(cons.get("respondents", 0))
+        reference = weighting.get("reference")
+        when = (f"Les chiffres du consortium auxquels la CAE est comparée sont ceux publiés le "
+                f"{format_date_fr(reference['published'])}. " if reference else "")
         parts.append(present.paragraph_html(
-            f"L'enquête a été proposée à tous les entrepreneurs inscrits au registre des "
-            f"{len(per_cae)} CAE du consortium ({format_int(total_pop)} personnes) ; "
+            f"{when}L'enquête a été proposée à tous les entrepreneurs inscrits au registre des "
+            f"{format_int(cons.get('caes', 0))} CAE du consortium ({format_int(total_pop)} personnes) ; "
             f"{format_int(total_resp)} réponses ont été retenues après nettoyage, soit un taux de "
-            f"réponse de {format_pct(total_resp / total_pop)}. Chaque CAE est une strate ; le poids "
-            "de base d'un répondant est l'effectif de sa CAE divisé par le nombre de répondants, "
-            "avec correction de population finie."))
+            f"réponse de {format_pct(total_resp / total_pop if total_pop else float('nan'))}. Chaque "
+            "CAE est une strate ; le poids de base d'un répondant est l'effectif de sa CAE divisé par "
+            "le nombre de répondants, avec correction de population finie."))
         parts.append(present.table_html(
             pd.DataFrame(rows), caption="Échantillon et pondération par CAE",
             note="Effet de plan de Kish : perte de précision due à la dispersion des poids (1 = aucune).",
             numeric_columns=["Registre", "Répondants", "Taux de réponse", "Effet de plan (Kish)", "Poids min. – max."]))
     parts.append(present.heading_html("Pondération", 2))
+    cons_all = weighting.get("consortium") or {}
     methods = sorted(set(per_cae["weighting"])) if "weighting" in per_cae else []
     parts.append(present.paragraph_html(
         "Dans chaque CAE, les poids sont calés sur la répartition du registre par sexe et par statut "
         "(CAPE, CESA, associé) : " + (", ".join(methods) if methods else "post-stratification")
         + ". Les résidus du calage sont pris en compte dans le calcul des variances "
         "(linéarisation de Taylor). Pour l'ensemble du consortium, l'effet de plan de Kish vaut "
-        f"{format_number(weighting.get('kish_deff', float('nan')), 2)} et la taille effective "
-        f"{format_number(weighting.get('effective_n', float('nan')), 0)}."))
+        f"{format_number(cons_all.get('kish_deff', float('nan')), 2)} et la taille effective "
+        f"{format_number(cons_all.get('effective_n', float('nan')), 0)}."))
     notes = [n for n in weighting.get("notes", [])
              if target == CONSORTIUM or n.startswith(study.target_label(target) + " ")]
     if notes:
@@ -150,8 +155,13 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
         "les montants. Les variances tiennent compte du plan de sondage (strates, poids, calage)."))
     parts.append(present.heading_html("Tests statistiques", 2))
     parts.append(_box("Tests utilisés", [
-        "CAE contre le reste du consortium : test t de Wald sur la différence des estimations, "
-        "variance du plan de sondage.",
+        ("CAE contre les chiffres publiés du consortium : test t de Wald sur l'écart, variance du "
+         "plan de sondage de la CAE et des chiffres publiés, en tenant compte de la part de la CAE "
+         "dans le consortium (le même test que la CAE contre le reste du consortium quand les "
+         "chiffres publiés sont ceux des mêmes données)."
+         if weighting.get("reference") else
+         "CAE contre le reste du consortium : test t de Wald sur la différence des estimations, "
+         "variance du plan de sondage."),
         "Écarts entre groupes (sexe, diplôme, situation antérieure, ancienneté) : test d'indépendance "
         "de Rao-Scott (correction du khi-deux pour le plan de sondage).",
         "Avant / maintenant (revenus) : test t apparié sur la différence individuelle, pondéré.",
@@ -427,23 +437,31 @@ def load_cleaning_logs(study: StudyConfig, target: str, processed_root: Path) ->
 
 def build_annexes(study: StudyConfig, target: str, *, reports_root: Path, processed_root: Path,
                   codebook: Codebook | None = None, manifest_path: Path | None = None) -> str:
-    """Annexes A–D of a target's report, from the study's files."""
+    """Annexes A–D of a target's report, from its files (:func:`cae_impact.pipeline.target_files`)."""
     from .codebook import load_codebook
-    from .pipeline import WEIGHTING_FILE, study_dir
+    from .pipeline import target_files
 
     cb = codebook or load_codebook(study.codebook)
-    wpath = study_dir(study, reports_root) / WEIGHTING_FILE
+    _, wpath = target_files(study, reports_root, target)
     weighting = json.loads(wpath.read_text(encoding="utf-8")) if wpath.exists() else {}
     logs = load_cleaning_logs(study, target, processed_root)
     manifest = None
     if manifest_path is not None and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    all_logs = load_cleaning_logs(study, CONSORTIUM, processed_root)
+    reference = weighting.get("reference")
+    prov = provenance(study, cb, logs if reference else load_cleaning_logs(study, CONSORTIUM, processed_root),
+                      manifest)
+    if reference and target != CONSORTIUM:
+        # Compared with published figures, the report depends on its CAE's export and on them only.
+        label = study.target_label(target)
+        prov["raw_exports"] = [e for e in prov.get("raw_exports", []) if e.get("cae") == label] + [{
+            "cae": f"Chiffres publiés du consortium ({format_date_fr(reference['published'])})",
+            "file": reference.get("path", ""), "sha256": reference.get("sha256", "")}]
     return "".join([
         method_annex(study, weighting, target),
         data_quality_annex(logs),
         questionnaire_annex(cb),
-        provenance_annex(provenance(study, cb, all_logs, manifest)),
+        provenance_annex(prov),
     ])
 
 
@@ -452,14 +470,13 @@ def build_front(study: StudyConfig, target: str, *, reports_root: Path, processe
     """« L'essentiel » (findings with this report's numbers) and the verbatim box of a CAE."""
     from .chapters import View, essentials_section
     from .codebook import load_codebook
-    from .indicators import report_table
-    from .pipeline import ESTIMATES_FILE, study_dir
+    from .pipeline import target_files
 
     cb = codebook or load_codebook(study.codebook)
-    path = study_dir(study, reports_root) / ESTIMATES_FILE
+    path, _ = target_files(study, reports_root, target)
     parts = []
     if path.exists():
-        table = report_table(pd.read_parquet(path), target, study.report.fdr_alpha)
+        table = pd.read_parquet(path)
         parts.append(essentials_section(View(study, cb, target, table), cb.findings))
     parts.append(target_verbatims(study, cb, target, processed_root))
     return "".join(parts)

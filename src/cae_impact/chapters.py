@@ -495,7 +495,9 @@ def essentials_section(view: View, findings: list[Finding]) -> str:
     note = ("s : résultat non diffusé (effectif trop faible) ; * : base inférieure à "
             f"{view.study.report.caution_base} répondants, à interpréter avec prudence.")
     if not view.is_consortium:
-        note += (" Écart significatif : test de la CAE contre le reste du consortium, au seuil de 5 % "
+        against = ("les chiffres publiés du consortium" if view.study.consortium_reference is not None
+                   else "le reste du consortium")
+        note += (f" Écart significatif : test de la CAE contre {against}, au seuil de 5 % "
                  "après correction de Benjamini-Hochberg.")
     parts.append(present.paragraph_html(note, "note"))
     return "".join(parts)

@@ -193,9 +193,17 @@ def external_files() -> list[Path]:
     return sorted(p for p in ext.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+def reference_files(study: StudyConfig) -> list[Path]:
+    """The published consortium reference and its description, when the study compares with one."""
+    from .published import meta_path
+
+    ref = study.consortium_reference
+    return [] if ref is None else [ref, meta_path(ref)]
+
+
 def estimate_inputs(study: StudyConfig, processed: Path) -> list[Path]:
-    """What the estimation reads: every CAE's cleaned responses, the study and the codebook."""
-    return [*processed_files(study, processed), study.path, study.codebook]
+    """What the estimation reads: every CAE's cleaned responses, the study, the codebook, the reference."""
+    return [*processed_files(study, processed), study.path, study.codebook, *reference_files(study)]
 
 
 def study_files(study: StudyConfig, reports: Path) -> list[Path]:
@@ -208,10 +216,29 @@ def study_files(study: StudyConfig, reports: Path) -> list[Path]:
     return sorted(p for p in sdir.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def analyse_inputs(study: StudyConfig, processed: Path, reports: Path) -> list[Path]:
-    """What notebooks 02 and 03 read: the study estimates and weighting, cleaned data, references."""
-    return [*study_files(study, reports), *processed_files(study, processed), study.path, study.codebook,
-            *external_files()]
+def analyse_inputs(study: StudyConfig, processed: Path, reports: Path, target: str) -> list[Path]:
+    """What notebooks 02 and 03 read for a target.
+
+    Its estimates and weighting (:func:`cae_impact.pipeline.target_files`), the study, the
+    codebook, the national references. Nothing of another CAE for a CAE compared with a published consortium reference: a change
+    to another CAE's data leaves the key, and the executed notebooks, as they were.
+    """
+    from .pipeline import target_files
+
+    return [*target_files(study, reports, target), study.path, study.codebook, *external_files()]
+
+
+def render_inputs(study: StudyConfig, processed: Path, reports: Path, target: str) -> list[Path]:
+    """What the HTML report reads beyond its notebooks.
+
+    The analysis inputs, and the cleaning logs and cleaned responses (verbatims) of its CAEs:
+    all of them for the consortium, or for a CAE compared with the live consortium (its
+    provenance annex lists every export).
+    """
+    own = target != CONSORTIUM and study.consortium_reference is not None
+    caes = [target] if own else study.cae_ids
+    cleaned = [processed / study.wave / c / name for c in caes for name in ("cleaning_log.json", "responses.parquet")]
+    return [*analyse_inputs(study, processed, reports, target), *cleaned]
 
 
 # ---------------------------------------------------------------------------- build steps
@@ -229,6 +256,7 @@ def cmd_make_include(args: argparse.Namespace) -> int:
     for cae in study.caes:
         deps = [_rel(cae.export)] + ([_rel(cae.mapping)] if cae.mapping else [])
         lines.append(f"DEPS_{cae.id} := {' '.join(deps)}")
+    lines.append(f"REFERENCE := {' '.join(_rel(p) for p in reference_files(study))}")
     print("\n".join(lines))
     return 0
 
@@ -252,7 +280,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     """Estimate every indicator of every target (study-wide disclosure control), cached by content."""
-    from .pipeline import ESTIMATES_FILE, run_estimation, study_dir
+    from .pipeline import CHANGES_FILE, ESTIMATES_FILE, run_estimation, study_dir
 
     study, processed, reports = _ctx(args)
     start = time.perf_counter()
@@ -269,6 +297,82 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         "cache_key": key, "cache_hit": bool(hit), "seconds": round(time.perf_counter() - start, 3), "inputs": fp})
     how = "cache hit" if hit else "estimated"
     print(f"  [estimate] {_rel(sdir / ESTIMATES_FILE)} {how} in {time.perf_counter() - start:.1f} s", flush=True)
+    changes = sdir / CHANGES_FILE
+    if hit:
+        changes.unlink(missing_ok=True)  # restored files: nothing to compare with
+    elif changes.exists():
+        print("  [estimate] " + describe_changes(json.loads(changes.read_text(encoding="utf-8"))), flush=True)
+    check = sdir / "reference_check.json"
+    if study.consortium_reference is not None and check.exists():
+        found = json.loads(check.read_text(encoding="utf-8"))
+        if found.get("differing"):
+            print(f"  [estimate] note: the CAE reports compare with the consortium figures published on "
+                  f"{found.get('published')} ({_rel(study.consortium_reference)}); {found['differing']} of "
+                  f"{found.get('figures')} consortium figures of this build differ from them. Run "
+                  "'make publish-reference' to publish this build's figures (every CAE report is then "
+                  "rebuilt).", flush=True)
+    return 0
+
+
+def describe_changes(changes: dict) -> str:
+    """The estimation's record of which report rows changed, as a line of the build's output.
+
+    « report rows changed: cae-1, consortium, cae-3 (2 cell(s) hidden or shown again by the
+    secondary suppression); unchanged: 5 target(s) ».
+    """
+    changed = changes.get("changed", [])
+    if not changed:
+        return f"report rows unchanged for every target ({len(changes.get('unchanged', []))})"
+    supp = changes.get("suppression", {})
+    parts = [f"{t} ({supp[t]} cell(s) hidden or shown again by the secondary suppression)" if t in supp else t
+             for t in changed]
+    return (f"report rows changed: {', '.join(parts)}; unchanged: {len(changes.get('unchanged', []))} "
+            "target(s) (their notebooks will be cache hits)")
+
+
+def cmd_publish_reference(args: argparse.Namespace) -> int:
+    """Publish the consortium figures of the current cleaned data as the study's reference.
+
+    Estimates the study afresh from the cleaned data (as the build does), then writes the
+    consortium's figures to the file named by ``consortium_reference`` in the study file (or
+    ``--to``), with a description: date, CAEs, digest of the cleaned data, git commit.
+    """
+    import datetime as dt
+
+    from . import indicators, published
+    from .manifest import git_state
+
+    study, processed, reports = _ctx(args)
+    path = Path(args.to) if args.to else study.consortium_reference
+    if path is None:
+        raise build.BuildError(
+            f"{_rel(study.path)}: consortium_reference is 'live'; name the file to publish to there "
+            "(e.g. data/reference/<study>/<wave>/consortium.csv) or give --to")
+    if not path.is_absolute():
+        path = PROJECT_ROOT / path
+    missing = [p for p in processed_files(study, processed) if not p.exists()]
+    if missing:
+        raise build.BuildError(f"cleaned data missing ({_rel(missing[0])}): run 'make data-processed' first")
+    from .codebook import load_codebook
+
+    cb = load_codebook(study.codebook)
+    responses = indicators.load_responses(study, processed)
+    result = indicators.estimate_study(responses, study, cb)
+    w = result.weighting
+    git = git_state()
+    date = os.environ.get("CAE_PUBLISH_DATE") or dt.date.today().isoformat()
+    published.write_reference(result.table, study, path, consortium={
+        "caes": int(len(w.per_cae)), "population": int(w.per_cae["population"].sum()),
+        "respondents": int(w.per_cae["respondents"].sum()), "kish_deff": w.kish_deff,
+        "effective_n": w.effective_n,
+    }, source={
+        "published": date,
+        "cleaned_data": cachemod.file_hashes(processed_files(study, processed), processed),
+        "codebook": _rel(study.codebook),
+        "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
+    })
+    print(f"==> consortium figures published to {_rel(path)} ({date}); the CAE reports will be "
+          "compared with them from the next 'make reports'")
     return 0
 
 
@@ -286,8 +390,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from . import manifest
-    from .indicators import report_table, write_indicator_files
-    from .pipeline import ESTIMATES_FILE, study_dir
+    from .indicators import write_indicator_files
+    from .pipeline import target_files
 
     study, processed, reports = _ctx(args)
     target = args.target
@@ -300,7 +404,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         (target_dir / name).unlink(missing_ok=True)
     failures = reports / study.wave / "_failures"
     jobs = analysis_jobs(args, study, target, nb_dir)
-    inputs = analyse_inputs(study, processed, reports)
+    inputs = analyse_inputs(study, processed, reports, target)
     nb_cache = _nb_cache(args, study, target)
     start = time.perf_counter()
     records = []
@@ -309,17 +413,15 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         records.append(record)
         how = "cache hit" if record.cache_hit else "executed"
         _progress(study, "analyse", f"{target}: {out.name} ({i}/{len(jobs)}) {how} in {record.seconds:.1f} s")
-    # The indicator tables depend on the estimates, the target, the FDR level and the code only:
-    # restored from the step cache when those are unchanged (a markdown edit, a touch).
-    estimates_path = study_dir(study, reports) / ESTIMATES_FILE
+    # The indicator tables depend on the target's estimates and the code only: restored from
+    # the step cache when those are unchanged (a markdown edit, a touch, another CAE's data).
+    rows_path, _ = target_files(study, reports, target)
     steps = _step_cache(args)
     tables = {name: target_dir / name for name in ("indicators.csv", "indicators.xlsx")}
-    key = cachemod.key_of({"step": "indicators", "target": target, "fdr_alpha": study.report.fdr_alpha,
-                           **cachemod.fingerprint([estimates_path])})
+    key = cachemod.key_of({"step": "indicators", "target": target, **cachemod.fingerprint([rows_path])})
     tables_hit = steps is not None and steps.get(key, tables)
     if not tables_hit:
-        estimates = pd.read_parquet(estimates_path)
-        write_indicator_files(report_table(estimates, target, study.report.fdr_alpha), target_dir)
+        write_indicator_files(pd.read_parquet(rows_path), target_dir)
         if steps is not None:
             steps.put(key, tables)
     manifest.write_manifest(study, target, processed, reports, records, _runs_dir(study, reports),
@@ -347,8 +449,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     nb_dir = target_dir / "notebooks"
     paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study))]
     if args.to == "html":
-        cleaning_logs = [processed / study.wave / c / "cleaning_log.json" for c in study.cae_ids]
-        sources = [*analyse_inputs(study, processed, reports), *cleaning_logs]
+        sources = render_inputs(study, processed, reports, args.target)
         report.require_notebooks(paths)
         # The notebooks count by what reaches the report, not by their bytes.
         extra = {"date": str(report.production_date()), "target": args.target,
@@ -416,9 +517,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from . import manifest
-    from .indicators import report_table, write_indicator_files
+    from .indicators import write_indicator_files
     from .kernels import ENV_VAR
-    from .pipeline import ESTIMATES_FILE, run_estimation, study_dir
+    from .pipeline import run_estimation, target_files
 
     os.environ.pop(ENV_VAR, None)  # kernels are new processes here, never forked from a server
     study, processed, reports = _ctx(args)
@@ -451,8 +552,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             for nb, out, params in analysis_jobs(vargs, study, target, nb_dir):
                 _run(nb, out, params, target, failures, inputs=[])
             tdir = s_rep / study.wave / target
-            estimates = pd.read_parquet(study_dir(study, s_rep) / ESTIMATES_FILE)
-            write_indicator_files(report_table(estimates, target, study.report.fdr_alpha), tdir)
+            write_indicator_files(pd.read_parquet(target_files(study, s_rep, target)[0]), tdir)
             built = reports / study.wave / target / "indicators.csv"
             fresh = tdir / "indicators.csv"
             same = built.exists() and built.read_bytes() == fresh.read_bytes()
@@ -524,6 +624,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--cae", required=True)
     s.set_defaults(func=cmd_clean)
     sub.add_parser("estimate", help="estimate every indicator of every target").set_defaults(func=cmd_estimate)
+    s = sub.add_parser("publish-reference", help="publish the consortium figures the CAE reports compare with")
+    s.add_argument("--to", help="file to write (default: consortium_reference of the study file)")
+    s.set_defaults(func=cmd_publish_reference)
     s = sub.add_parser("analyse", help="execute notebooks 02 and 03 for one target")
     s.add_argument("--target", required=True)
     s.set_defaults(func=cmd_analyse)
@@ -563,8 +666,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ValueError as exc:
         from .indicators import EstimationError  # imported here: it pulls pandas and scipy
+        from .published import ReferenceError
 
-        if not isinstance(exc, EstimationError):
+        if not isinstance(exc, (EstimationError, ReferenceError)):
             raise
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2

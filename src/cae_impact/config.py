@@ -86,6 +86,9 @@ class StudyConfig:
     codebook: Path
     caes: tuple[CaeConfig, ...]
     report: ReportOptions
+    consortium_reference: Path | None = None
+    """The published consortium figures a CAE report is compared with (:mod:`cae_impact.published`);
+    None: the consortium of the same build (« live »)."""
 
     @property
     def cae_ids(self) -> list[str]:
@@ -229,6 +232,12 @@ def load_study(path: str | Path | None = None, root: Path | None = None) -> Stud
     options = ReportOptions(**rep)
     if options.interval_method not in ("logit", "beta"):
         raise StudyConfigError(f"{path}: report.interval_method: use 'logit' or 'beta'")
+    reference = raw.get("consortium_reference", "live")
+    if not isinstance(reference, str) or not reference.strip():
+        raise StudyConfigError(
+            f"{path}: consortium_reference: expected 'live' or the path of a file written by "
+            f"'make publish-reference', got {reference!r}"
+        )
     return StudyConfig(
         path=path,
         study=str(raw.get("study", "study")),
@@ -238,4 +247,5 @@ def load_study(path: str | Path | None = None, root: Path | None = None) -> Stud
         codebook=root / str(raw.get("codebook", "config/codebook.yaml")),
         caes=tuple(caes),
         report=options,
+        consortium_reference=None if reference.strip() == "live" else root / reference.strip(),
     )

@@ -346,22 +346,39 @@ class _Estimator:
         order = np.argsort(self.cae_codes, kind="stable")
         bounds = np.searchsorted(self.cae_codes[order], np.arange(len(levels) + 1))
         self._rows = {lab: order[bounds[i]:bounds[i + 1]] for i, lab in enumerate(levels)}
-        self._targets: dict[str, tuple[Any, np.ndarray]] = {}
+        self._targets: dict[str, tuple[Any, np.ndarray, tuple[int, int]]] = {}
         self._groups: dict[str, list[tuple[str, str, np.ndarray]]] = {}
         self._group_codes: dict[str, np.ndarray] = {}
 
     def target(self, target: str) -> tuple[Any, np.ndarray]:
-        """The target's span of rows and its mask on those rows."""
+        """The target's design span and its mask on those rows (see :meth:`bounds`).
+
+        A CAE is estimated on its own design (:func:`cae_impact.survey.restrict_rows`): the
+        same estimates and variances as a domain of the consortium design, with the degrees of
+        freedom of its own sample, and not a bit that depends on another CAE's data.
+        """
         if target not in self._targets:
             if target == CONSORTIUM:
                 sp = survey.design_span(self.design)
                 mask = np.ones(sp.m, dtype=bool)
+                bounds = (0, sp.m)
             else:
                 rows = self._rows.get(target, np.zeros(0, dtype=np.int64))
-                sp = survey.design_span(self.design, rows if len(rows) else None)
-                mask = self.cae_codes[sp.start:sp.stop] == self.cae_index.get(target, -1)
-            self._targets[target] = (sp, mask)
-        return self._targets[target]
+                whole = survey.design_span(self.design, rows if len(rows) else None)
+                bounds = (whole.start, whole.stop)
+                mask = self.cae_codes[whole.start:whole.stop] == self.cae_index.get(target, -1)
+                if len(rows) and not whole.full:
+                    sp = survey.design_span(survey.restrict_rows(self.design, whole.start, whole.stop))
+                else:
+                    sp = whole
+            self._targets[target] = (sp, mask, bounds)
+        sp, mask, _ = self._targets[target]
+        return sp, mask
+
+    def bounds(self, target: str) -> tuple[int, int]:
+        """The rows ``[start, stop)`` of the whole study that :meth:`target`'s span covers."""
+        self.target(target)
+        return self._targets[target][2]
 
     def groups(self, breakdown: str) -> list[tuple[str, str, np.ndarray]]:
         """(group code, label, mask over all rows) of each group of a breakdown."""
@@ -475,7 +492,7 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
         sp, tmask = est.target(target)
         if not tmask.any():
             continue
-        s0, s1 = sp.start, sp.stop
+        s0, s1 = est.bounds(target)
         domains: list[tuple[str, str, str, np.ndarray]] = [(TOTAL, "", "", tmask)]
         for b in ind.breakdowns:
             for code, label, gmask in est.groups(b):

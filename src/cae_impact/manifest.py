@@ -64,7 +64,7 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
 
 def input_files(study: StudyConfig, processed: Path, reports: Path) -> dict[str, list[Path]]:
     """The input files of a target's report, by role."""
-    from .cli import external_files, processed_files, study_files
+    from .cli import external_files, processed_files, reference_files, study_files
 
     raw = []
     for cae in study.caes:
@@ -77,6 +77,7 @@ def input_files(study: StudyConfig, processed: Path, reports: Path) -> dict[str,
         "processed": processed_files(study, processed),
         "estimates": study_files(study, reports),
         "references": external_files(),
+        "consortium_reference": reference_files(study),
     }
 
 

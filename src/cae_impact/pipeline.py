@@ -199,55 +199,175 @@ def study_dir(study: StudyConfig, reports_root: Path) -> Path:
     return reports_root / study.wave / "_study"
 
 
+def target_files(study: StudyConfig, reports_root: Path, target: str) -> tuple[Path, Path]:
+    """What one report reads of the estimation: its rows, and its sample and weighting.
+
+    ``report__<target>.parquet`` (tests adjusted) and ``context__<target>.json``. A CAE's files hold its own figures and the consortium figures it is compared with, nothing
+    of the other CAEs: with a published consortium reference, another CAE's new data leave
+    them byte-identical, so the CAE's notebooks are not executed again (cache hit).
+    """
+    folder = study_dir(study, reports_root)
+    return folder / f"report__{target}.parquet", folder / f"context__{target}.json"
+
+
+def _context(study: StudyConfig, target: str, payload: dict, reference) -> dict:
+    """The sample and weighting a target's report prints (see :func:`target_files`)."""
+    per_cae = payload["per_cae"]
+    if target != CONSORTIUM:
+        label = study.target_label(target)
+        per_cae = [r for r in per_cae if r["cae_id"] == target]
+        notes = [n for n in payload["notes"] if n.startswith(label + " ")]
+    else:
+        notes = list(payload["notes"])
+    consortium = payload["consortium"]
+    ref = None
+    if reference is not None and target != CONSORTIUM:
+        consortium = reference.meta.get("consortium", consortium)
+        from .cache import sha256_file
+
+        try:
+            shown = str(reference.path.relative_to(PROJECT_ROOT))
+        except ValueError:
+            shown = str(reference.path)
+        ref = {"published": reference.published, "path": shown, "sha256": sha256_file(reference.path),
+               "caes": len(reference.caes), "includes_target": target in reference.caes}
+    return {"target": target, "per_cae": per_cae, "notes": notes, "consortium": consortium,
+            "reference": ref}
+
+
+def load_reference(study: StudyConfig):
+    """The study's published consortium reference, or None when it compares ``live``."""
+    from .published import load_reference as load
+
+    return None if study.consortium_reference is None else load(study.consortium_reference)
+
+
 def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path) -> Path:
-    """Estimate every indicator of every target (disclosure applied study-wide) and save it."""
+    """Estimate every indicator of every target (disclosure applied study-wide) and save it.
+
+    Writes the study table (``estimates.parquet``), the weighting and the design, and each
+    report's own files (:func:`target_files`). With a published consortium reference, a CAE
+    is compared with the published figures (:mod:`cae_impact.published`), and
+    ``reference_check.json`` says which consortium figures of this build differ from them.
+    """
     import json
 
-    from . import indicators
+    import pandas as pd
+
+    from . import indicators, published
     from .report import write_atomic
 
+    reference = load_reference(study)
     cb = load_codebook(study.codebook)
     responses = indicators.load_responses(study, processed_root)
     result = indicators.estimate_study(responses, study, cb)
+    table = result.table
     out = study_dir(study, reports_root)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{ESTIMATES_FILE}.tmp"
-    result.table.to_parquet(tmp, index=False)
+    previous = {}
+    for old in [*out.glob("report__*.parquet"), *out.glob("context__*.json")]:
+        previous[old.name] = old.read_bytes()
+        old.unlink()  # a CAE removed from the study leaves nothing behind
     w = result.weighting
     # The design, respondent by respondent, for independent recomputation (scripts/verify_with_r.R).
     write_atomic(out / "design.csv", w.design_frame().to_csv(index=False, float_format="%.12g"))
     if w.post_strata is not None:
         write_atomic(out / "post_strata.csv", w.post_strata.to_csv(index=False, float_format="%.12g"))
+    per_cae = w.per_cae
     payload = {
         "n_trimmed": w.n_trimmed,
-        "per_cae": w.per_cae.to_dict(orient="records"),
+        "per_cae": per_cae.to_dict(orient="records"),
         "notes": w.notes,
         "kish_deff": w.kish_deff,
         "effective_n": w.effective_n,
         "respondents": int(len(responses)),
+        "consortium": {
+            "caes": int(len(per_cae)),
+            "population": int(per_cae["population"].sum()),
+            "respondents": int(per_cae["respondents"].sum()),
+            "kish_deff": w.kish_deff,
+            "effective_n": w.effective_n,
+        },
     }
     write_atomic(out / WEIGHTING_FILE, json.dumps(payload, ensure_ascii=False, indent=2, default=float))
+    if reference is not None:
+        published.check_fits(reference, study, table)
+        diff = published.differences(reference, table)
+        write_atomic(out / "reference_check.json", json.dumps({
+            "reference": str(reference.path.name), "published": reference.published,
+            "figures": int(len(reference.rows)), "differing": int(len(diff)),
+            "examples": diff.head(5).astype(str).to_dict(orient="records"),
+        }, ensure_ascii=False, indent=2) + "\n")
+    else:
+        (out / "reference_check.json").unlink(missing_ok=True)
+    changes: dict[str, object] = {"changed": [], "unchanged": [], "suppression": {}}
+    for target in study.targets:
+        if target != CONSORTIUM and not (table["target"] == target).any():
+            continue
+        if reference is not None and target != CONSORTIUM:
+            own = published.compare_with_reference(table[table["target"] == target], reference, target)
+            rows = pd.concat([own, published.reference_report_rows(reference, list(table.columns))],
+                             ignore_index=True)
+        else:
+            rows = table
+        rpath, cpath = target_files(study, reports_root, target)
+        report = indicators.report_table(rows, target, study.report.fdr_alpha)
+        tmp_r = rpath.with_name(f".{rpath.name}.tmp")
+        report.to_parquet(tmp_r, index=False)
+        tmp_r.replace(rpath)
+        write_atomic(cpath, json.dumps(_context(study, target, payload, reference), ensure_ascii=False,
+                                       indent=2, default=float) + "\n")
+        _record_change(changes, target, previous, rpath, cpath, report)
+    # What changed since the files were last written (the build prints it: why a report whose
+    # CAE did not change is executed again). Hidden: not an output of the step.
+    write_atomic(out / CHANGES_FILE, json.dumps(changes, ensure_ascii=False, indent=2) + "\n")
+    tmp = out / f".{ESTIMATES_FILE}.tmp"
+    table.to_parquet(tmp, index=False)
     tmp.replace(out / ESTIMATES_FILE)
     return out / ESTIMATES_FILE
 
 
-def load_report_table(ctx: TargetContext):
-    """The target's report rows of the study estimates, with its tests adjusted (BH)."""
+CHANGES_FILE = ".changes.json"
+
+
+def _record_change(changes: dict, target: str, previous: dict[str, bytes], rpath: Path, cpath: Path,
+                   report) -> None:
+    """Note whether a target's files changed, and how many of its cells changed suppression."""
+    import io
+
     import pandas as pd
 
-    from .indicators import report_table
+    old = previous.get(rpath.name)
+    if old is None:
+        return
+    if old == rpath.read_bytes() and previous.get(cpath.name) == cpath.read_bytes():
+        changes["unchanged"].append(target)
+        return
+    changes["changed"].append(target)
+    before = pd.read_parquet(io.BytesIO(old))
+    keys = ["indicator_id", "target", "breakdown", "group", "category"]
+    m = before[[*keys, "suppressed"]].merge(report[[*keys, "suppressed"]], on=keys, how="inner")
+    flipped = int((m["suppressed_x"].astype(bool) != m["suppressed_y"].astype(bool)).sum())
+    if flipped:
+        changes["suppression"][target] = flipped
 
-    path = study_dir(ctx.study, ctx.reports_root) / ESTIMATES_FILE
+
+def load_report_table(ctx: TargetContext):
+    """The target's report rows (:func:`target_files`), its tests adjusted (BH)."""
+    import pandas as pd
+
+    path, _ = target_files(ctx.study, ctx.reports_root, ctx.target)
     if not path.exists():
-        raise ParameterError(f"{path}: study estimates missing; run 'make reports' (step estimate) first")
-    return report_table(pd.read_parquet(path), ctx.target, ctx.study.report.fdr_alpha)
+        raise ParameterError(f"{path}: the target's estimates are missing; run 'make reports' (step estimate) first")
+    return pd.read_parquet(path)
 
 
 def load_weighting(ctx: TargetContext) -> dict:
-    """The weighting report of the study (per-CAE response, method, design effects, notes)."""
+    """The target's sample and weighting (per-CAE response, design effects, notes, consortium)."""
     import json
 
-    return json.loads((study_dir(ctx.study, ctx.reports_root) / WEIGHTING_FILE).read_text(encoding="utf-8"))
+    _, path = target_files(ctx.study, ctx.reports_root, ctx.target)
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 # ------------------------------------------------------------------------------ step 02: domain

@@ -46,7 +46,7 @@ def sample_section(view: View, weighting: dict) -> str:
             "Entrepreneurs (registre)": format_int(all_["population"].sum()),
             "Répondants retenus": format_int(all_["respondents"].sum()),
             "Taux de réponse": format_pct(all_["respondents"].sum() / all_["population"].sum()),
-            "Taille effective": format_number(weighting["effective_n"], 0),
+            "Taille effective": format_number(weighting["consortium"]["effective_n"], 0),
         })
     who = "des CAE du consortium" if view.is_consortium else f"de la {view.labels[view.target]}"
     parts.append(present.paragraph_html(

@@ -98,6 +98,7 @@ from scipy import stats
 __all__ = [
     "LonelyPSUError",
     "SurveyDesign",
+    "restrict_rows",
     "Estimate",
     "ProportionEstimate",
     "QuantileEstimate",
@@ -2487,6 +2488,51 @@ def design_span(design: SurveyDesign, rows: np.ndarray | None = None) -> _Span:
         sp = _make_span(design, base, lo, hi)
         base.cache[key] = sp
     return sp
+
+
+def restrict_rows(design: SurveyDesign, lo: int, hi: int) -> SurveyDesign:
+    """The design of rows ``[lo, hi)`` alone: R's ``svydesign`` + ``postStratify`` on those rows.
+
+    The rows must hold whole strata and whole post-strata (a span does, :func:`design_span`):
+    the weights, the finite-population correction and the calibration are then those of the
+    full design, and every estimate and variance is the same as the domain's in the full design
+    (the strata are independent). What differs is what R derives from the design's size: the
+    degrees of freedom and ``nrow`` of the Rao-Scott test and of the Korn-Graubard interval are
+    those of these rows, not of the whole consortium, and sums are taken over these rows only,
+    so the results do not move by a last bit when another stratum changes. Raking is not
+    supported (its margins cross strata).
+    """
+    n = design.n
+    if not (0 <= lo < hi <= n):
+        raise ValueError(f"rows [{lo}, {hi}) are not rows of a design of {n} rows")
+    if not _span_base(design).supported:
+        raise ValueError("restrict_rows: a design with clusters, raking or a subset domain cannot be restricted")
+    sl = slice(lo, hi)
+    used, strata = np.unique(design.strata[sl], return_inverse=True)
+    outside = np.concatenate([design.strata[:lo], design.strata[hi:]])
+    if np.isin(used, outside).any():
+        raise ValueError(f"rows [{lo}, {hi}) do not hold whole strata")
+    cal = []
+    for step in design.calibration:
+        cells, index = np.unique(step.index[sl], return_inverse=True)
+        if np.isin(cells, np.concatenate([step.index[:lo], step.index[hi:]])).any():
+            raise ValueError(f"rows [{lo}, {hi}) do not hold whole post-strata")
+        cal.append(_PostStratum(index.astype(step.index.dtype), step.weights[sl].copy(),
+                                step.old_weights[sl].copy()))
+    m = hi - lo
+    return replace(
+        design,
+        data=design.data.iloc[sl].reset_index(drop=True),
+        weights=design.weights[sl].copy(),
+        strata=strata.astype(design.strata.dtype),
+        strata_levels=design.strata_levels[used],
+        psu=np.arange(m),
+        psu_stratum=strata.astype(design.psu_stratum.dtype),
+        n_psu=design.n_psu[used],
+        popsize=None if design.popsize is None else design.popsize[used],
+        calibration=tuple(cal),
+        domain=np.asarray(design.domain)[sl].copy(),
+    )
 
 
 def _make_span(design: SurveyDesign, base: _SpanBase, lo: int, hi: int) -> _Span:
