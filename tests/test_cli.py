@@ -1,0 +1,39 @@
+"""The build steps' own bookkeeping: what a step that finds everything in the cache still pays."""
+
+import os
+import shutil
+from dataclasses import replace
+
+from cae_impact import cli
+from cae_impact import codebook as codebook_mod
+from cae_impact.config import PROJECT_ROOT, load_study
+
+
+def test_domain_ids_load_the_codebook_once_until_it_changes(tmp_path, monkeypatch):
+    """A step asks for the domains once per progress line: the codebook is read once per
+    process, and again as soon as the file changes."""
+    book = tmp_path / "codebook.yaml"
+    shutil.copyfile(PROJECT_ROOT / "config" / "codebook.yaml", book)
+    study = replace(load_study(PROJECT_ROOT / "config" / "study.yaml"), codebook=book)
+    loads = []
+    real = codebook_mod.load_codebook
+
+    def counting(path=None):
+        loads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(codebook_mod, "load_codebook", counting)
+    first = cli._domain_ids(study)
+    assert first and cli._domain_ids(study) == first
+    assert cli.total_notebooks(study) == len(study.caes) + len(study.targets) * (len(first) + 1)
+    assert len(loads) == 1
+    cli._domain_ids(study).append("not-a-domain")  # callers get their own list
+    assert cli._domain_ids(study) == first
+
+    text = book.read_text(encoding="utf-8")
+    book.write_text(text + "\n# edited\n", encoding="utf-8")
+    st = book.stat()
+    os.utime(book, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert cli._domain_ids(study) == first
+    assert len(loads) == 2
+
