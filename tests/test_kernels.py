@@ -98,6 +98,45 @@ def test_client_runs_build_steps_in_the_server_with_its_streams_and_status(serve
     assert usage.returncode == 2 and "usage" in usage.stderr
 
 
+def _mapped(pid: int, name: str) -> bool:
+    """Whether a process has a shared library (or extension module) of that name mapped."""
+    return name in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_server_imports_renderers_when_a_step_asks_and_everything_before_a_kernel():
+    """Steps are served with what they need when their outputs are in the cache; the renderers
+    (WeasyPrint: libpango) come when a step says it will render, the kernels' libraries
+    (matplotlib) before the first kernel."""
+    saved = os.environ.get(kernels.ENV_VAR)
+    try:
+        with kernels.KernelServer() as ks:
+            env = {**os.environ, kernels.ENV_VAR: ks.socket}
+            ok = subprocess.run([*CLIENT, "--study", "config/study.yaml", "make-include"], cwd=ROOT, env=env,
+                                capture_output=True, text=True)
+            assert ok.returncode == 0 and "WAVE := " in ok.stdout
+            time.sleep(1)  # the server is idle: it imports nothing more unless asked
+            assert not _mapped(ks.proc.pid, "libpango") and not _mapped(ks.proc.pid, "matplotlib/_path")
+            kernels.want("render")
+            deadline = time.monotonic() + 60
+            while not _mapped(ks.proc.pid, "libpango") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _mapped(ks.proc.pid, "libpango"), "the renderers are imported once asked for"
+            assert not _mapped(ks.proc.pid, "matplotlib/_path")
+            out = run_cells("import sys; print('matplotlib.pyplot' in sys.modules, 'weasyprint' in sys.modules)")
+            assert out[0].split() == ["True", "True"]
+            assert _mapped(ks.proc.pid, "matplotlib/_path")
+    finally:
+        if saved is not None:
+            os.environ[kernels.ENV_VAR] = saved
+
+
+def test_want_without_a_server_does_nothing(monkeypatch):
+    monkeypatch.delenv(kernels.ENV_VAR, raising=False)
+    kernels.want("render")
+    monkeypatch.setenv(kernels.ENV_VAR, "/nonexistent/kernels.sock")
+    kernels.want("render")  # an unreachable server is not an error
+
+
 def test_server_stops_when_its_build_ends():
     with kernels.KernelServer() as ks:
         proc = ks.proc

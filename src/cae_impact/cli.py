@@ -354,7 +354,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     and the study's files for HTML, the HTML for PDF and DOCX), the code, and for HTML the
     production date printed on its cover.
     """
-    from . import report
+    from . import kernels, report
 
     study, processed, reports = _ctx(args)
     target_dir = reports / study.wave / args.target
@@ -376,6 +376,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     key = cachemod.key_of({"step": f"render-{args.to}", **extra, **cachemod.fingerprint(sources)})
     hit = steps is not None and steps.get(key, {out.name: out})
     if not hit:
+        kernels.want("render")  # the kernel server imports the renderers for the steps after this one
         if args.to == "html":
             report.render_html(paths, report.report_meta(study, args.target), html_path)
         elif args.to == "pdf":

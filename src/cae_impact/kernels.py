@@ -84,7 +84,8 @@ PRELOAD = (
     "cae_impact.ingest",
     "openpyxl",
 )
-# What the build's steps import besides (papermill, the cache, the report renderers).
+# What the build's steps import besides, when they find their outputs in the cache (papermill,
+# the cache, the indicator tables an analysis imports): loaded before the first step is served.
 PRELOAD_COMMANDS = (
     "cae_impact.cli",
     "cae_impact.build",
@@ -92,36 +93,49 @@ PRELOAD_COMMANDS = (
     "cae_impact.manifest",
     "cae_impact.report",
     "cae_impact.index",
+    "cae_impact.pipeline",
     "papermill",
     "nbclient",
     "jupyter_client.manager",
     "jupyter_cache",
-    "nbconvert",
-    "weasyprint",
-    "openpyxl",
-    "cae_impact.indicators",  # every analysis step writes the indicator tables
+    "cae_impact.indicators",  # every analysis step imports it (scipy.stats: 0.9 s)
     # Imported on first use inside the steps (measured by diffing sys.modules around each
     # step): jupyter-cache's database layer (SQLAlchemy and its SQLite dialect, 0.4 s), the
-    # parquet dataset reader, Excel and CSV writers, the renderers' helpers.
+    # package versions of the manifest.
     "jupyter_cache.base",
     "jupyter_cache.cache.main",
     "sqlalchemy.dialects.sqlite.pysqlite",
     "sqlalchemy.orm",
     "importlib_metadata",
+    "importlib_metadata._adapters",
+    "zipp",
+    "email.policy",
+    "sqlite3",
+    "pandas.core.methods.to_dict",
+)
+# What only a step that renders, or writes its tables, imports (nbconvert, WeasyPrint, pandoc's
+# wrapper, the Excel and parquet writers: 1 s). Loaded after the first steps are served, while
+# no request waits (and before any kernel is forked): a build whose steps all find their
+# outputs in the cache (a markdown edit) does not wait for them.
+PRELOAD_RENDER = (
+    "nbconvert",
+    "weasyprint",
+    "openpyxl",
     "pyarrow.dataset",
     "pyarrow.pandas_compat",
     "pandas.io.formats.excel",
     "pandas.io.formats.csvs",
-    "pandas.core.methods.to_dict",
     "openpyxl.packaging.extended",
     "jinja2.ext",
     "pygments.styles.default",
     "PIL.ImageFont",
     "PIL.JpegImagePlugin",
     "pypandoc",
-    "email.policy",
     "cae_impact.annexes",
 )
+
+
+PRELOAD_GROUPS = {"render": PRELOAD_RENDER}
 
 
 def _warm_up() -> None:
@@ -259,18 +273,22 @@ def serve(socket_path: str) -> None:
         gc.collect()
         gc.freeze()
 
-    # Two stages. What the build's steps need is imported first, then requests are served;
-    # what only kernels need is imported while no request waits, one module at a time, and
-    # finished before the first kernel is forked. A build that starts no kernel (a markdown
-    # edit, a cache hit) does not wait for matplotlib, seaborn, IPython or pandera.
+    # Stages. What the build's steps need when their outputs are in the cache is imported
+    # first, then requests are served. What rendering and kernels need is imported when it is
+    # first needed: everything before the first kernel is forked, the renderers while no
+    # request waits once a step has said it will render (a ``preload`` request, see
+    # :func:`want`). A build whose steps all find their outputs in the cache (a markdown edit)
+    # neither waits for nor spends CPU on WeasyPrint, nbconvert, matplotlib, IPython or pandera,
+    # and forks a smaller process.
     _preload(PRELOAD_COMMANDS)
     _warm_up()
     freeze()
-    pending = [m for m in PRELOAD if m not in sys.modules]
+    later = [m for m in (*PRELOAD_RENDER, *PRELOAD) if m not in sys.modules]  # on demand
+    idle: list[str] = []  # asked for: imported one at a time while no request waits
 
-    def preload_next() -> None:
-        _preload((pending.pop(0),))
-        if not pending:
+    def preload_next(queue: list[str]) -> None:
+        _preload((queue.pop(0),))
+        if not queue:
             freeze()
 
     stdin_fd = sys.stdin.fileno()
@@ -279,12 +297,12 @@ def serve(socket_path: str) -> None:
         # Children are reaped here (not with SIGCHLD ignored) so that their resource usage,
         # peak memory included, is accounted to the build like any child process.
         _reap(children)
-        ready, _, _ = select.select([listener, stdin_fd], [], [], 0 if pending else 0.5)
+        ready, _, _ = select.select([listener, stdin_fd], [], [], 0 if idle else 0.5)
         if stdin_fd in ready and not os.read(stdin_fd, 4096):
             break  # the build is over
         if listener not in ready:
-            if pending:
-                preload_next()
+            if idle:
+                preload_next(idle)
             continue
         conn, _ = listener.accept()
         fds: list[int] = []
@@ -301,8 +319,20 @@ def serve(socket_path: str) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        while request.get("kind") != "command" and pending:
-            preload_next()  # a kernel starts with everything a notebook imports
+        kind = request.get("kind")
+        if kind == "preload":  # a step will render: its successors are forked with the renderers
+            group = PRELOAD_GROUPS.get(str(request.get("group")), ())
+            idle.extend(m for m in later if m in group and m not in idle)
+            later = [m for m in later if m not in group]
+            conn.close()
+            for fd in fds:
+                os.close(fd)
+            continue
+        if kind != "command":  # a kernel starts with everything a notebook imports
+            later = [*idle, *later]
+            idle = []
+            while later:
+                preload_next(later)
         sys.stdout.flush()  # nothing buffered here may reach a child's streams
         sys.stderr.flush()
         pid = os.fork()
@@ -379,6 +409,25 @@ def request_kernel(socket_path: str, argv: list[str], cwd: str | None, env: dict
     if not reply.isdigit():
         raise OSError(f"kernel server at {socket_path} gave no kernel ({reply!r})")
     return int(reply)
+
+
+def want(group: str) -> None:
+    """Ask the build's kernel server to import a group of modules (``"render"``) while idle.
+
+    Best effort, never waits: a step calls it when it finds it has work to do whose modules the
+    server has not imported yet (a document that misses the cache); the steps forked after that
+    start with them. Without a server it does nothing.
+    """
+    server = os.environ.get(ENV_VAR)
+    if not server:
+        return
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(5)
+            conn.connect(server)
+            conn.sendall(json.dumps({"kind": "preload", "group": group}).encode() + b"\n")
+    except OSError:
+        pass
 
 
 def run_command(argv: list[str]) -> int:
