@@ -37,3 +37,14 @@ def test_domain_ids_load_the_codebook_once_until_it_changes(tmp_path, monkeypatc
     assert cli._domain_ids(study) == first
     assert len(loads) == 2
 
+
+def test_render_makes_the_formats_asked_for_in_document_order(monkeypatch):
+    """`render --to` takes several formats (the Makefile asks for the three in one step): HTML
+    first, the PDF and DOCX made from it after."""
+    done = []
+    monkeypatch.setattr(cli, "_render_one", lambda args, study, processed, reports, fmt: done.append(fmt))
+    assert cli.main(["render", "--target", "consortium", "--to", "docx", "html", "pdf"]) == 0
+    assert done == ["html", "pdf", "docx"]
+    done.clear()
+    assert cli.main(["render", "--target", "consortium", "--to", "pdf"]) == 0
+    assert done == ["pdf"]

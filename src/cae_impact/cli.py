@@ -348,19 +348,28 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """Render one target's report document (html from the notebooks; pdf and docx from html).
+    """Render one target's report documents (html from the notebooks; pdf and docx from html).
 
-    Cached by content: the key covers what the document is made from (the executed notebooks
-    and the study's files for HTML, the HTML for PDF and DOCX), the code, and for HTML the
-    production date printed on its cover.
+    ``--to`` names one or more formats; they are made in that order: html, pdf, docx (the Makefile
+    asks for the three in one step). Each is cached by content: the key covers what the document
+    is made from (the executed notebooks and the study's files for HTML, the HTML for PDF and
+    DOCX), the code, and for HTML the production date printed on its cover.
     """
+    study, processed, reports = _ctx(args)
+    formats = [args.to] if isinstance(args.to, str) else list(args.to)
+    for fmt in ("html", "pdf", "docx"):
+        if fmt in formats:
+            _render_one(args, study, processed, reports, fmt)
+    return 0
+
+
+def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, reports: Path, fmt: str) -> None:
     from . import kernels, report
 
-    study, processed, reports = _ctx(args)
     target_dir = reports / study.wave / args.target
     html_path = target_dir / "report.html"
     start = time.perf_counter()
-    if args.to == "html":
+    if fmt == "html":
         nb_dir = target_dir / "notebooks"
         paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study))]
         cleaning_logs = [processed / study.wave / c / "cleaning_log.json" for c in study.cae_ids]
@@ -371,23 +380,22 @@ def cmd_render(args: argparse.Namespace) -> int:
                  "report_cells": report.report_content_digest(paths)}
     else:
         sources, extra = [html_path], {}
-    out = target_dir / f"report.{args.to}"
+    out = target_dir / f"report.{fmt}"
     steps = _step_cache(args)
-    key = cachemod.key_of({"step": f"render-{args.to}", **extra, **cachemod.fingerprint(sources)})
+    key = cachemod.key_of({"step": f"render-{fmt}", **extra, **cachemod.fingerprint(sources)})
     hit = steps is not None and steps.get(key, {out.name: out})
     if not hit:
         kernels.want("render")  # the kernel server imports the renderers for the steps after this one
-        if args.to == "html":
+        if fmt == "html":
             report.render_html(paths, report.report_meta(study, args.target), html_path)
-        elif args.to == "pdf":
+        elif fmt == "pdf":
             report.render_pdf(html_path, out)
         else:
             report.render_docx(html_path, out)
         if steps is not None:
             steps.put(key, {out.name: out})
     how = "cache hit" if hit else "rendered"
-    print(f"  [render] {args.target}: report.{args.to} {how} in {time.perf_counter() - start:.1f} s", flush=True)
-    return 0
+    print(f"  [render] {args.target}: report.{fmt} {how} in {time.perf_counter() - start:.1f} s", flush=True)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -544,9 +552,10 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("analyse", help="execute notebooks 02 and 03 for one target")
     s.add_argument("--target", required=True)
     s.set_defaults(func=cmd_analyse)
-    s = sub.add_parser("render", help="render a target's report")
+    s = sub.add_parser("render", help="render a target's report documents")
     s.add_argument("--target", required=True)
-    s.add_argument("--to", choices=("html", "pdf", "docx"), required=True)
+    s.add_argument("--to", choices=("html", "pdf", "docx"), nargs="+", required=True,
+                   help="one or more formats (made in the order html, pdf, docx)")
     s.set_defaults(func=cmd_render)
     sub.add_parser("index", help="write reports/index.html").set_defaults(func=cmd_index)
     sub.add_parser("build-summary", help="count the failures of the last build").set_defaults(func=cmd_build_summary)
