@@ -137,6 +137,25 @@ def test_want_without_a_server_does_nothing(monkeypatch):
     kernels.want("render")  # an unreachable server is not an error
 
 
+def test_kernel_argv_is_the_spec_jupyter_client_resolves(tmp_path, monkeypatch):
+    """The server's command line is read from the kernel spec without importing jupyter_client
+    when JUPYTER_PATH holds it: the same spec jupyter_client would pick (first folder wins,
+    names are case-insensitive)."""
+    import json
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    name = build.KERNEL_NAME
+    assert kernels.kernel_argv(name) == KernelSpecManager().get_kernel_spec(name).argv
+    spec = tmp_path / "first" / "kernels" / name.upper()
+    spec.mkdir(parents=True)
+    argv = ["/elsewhere/python", "-X", "flag", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "x", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(tmp_path / "empty"), str(tmp_path / "first"),
+                                                         os.environ.get("JUPYTER_PATH", "")]))
+    assert kernels.kernel_argv(name) == argv == KernelSpecManager().get_kernel_spec(name).argv
+
+
 def test_server_stops_when_its_build_ends():
     with kernels.KernelServer() as ks:
         proc = ks.proc

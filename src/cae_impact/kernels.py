@@ -563,6 +563,30 @@ def install_provisioner(km: Any) -> None:
 # ---------------------------------------------------------------------------- lifetime
 
 
+def kernel_argv(name: str) -> list[str]:
+    """The command line of the kernel ``name``'s spec, as jupyter_client resolves it.
+
+    The folders of ``JUPYTER_PATH`` come first in Jupyter's search, the first one holding the
+    kernel wins, and the build sets it (Makefile): read there, the spec costs nothing, while
+    importing jupyter_client's kernel-spec machinery to look it up costs 0.25 s at the start of
+    every ``make reports``, before the server can start. Anywhere else, jupyter_client finds it.
+    """
+    for folder in os.environ.get("JUPYTER_PATH", "").split(os.pathsep):
+        kernels_dir = Path(folder) / "kernels"
+        if not folder or not kernels_dir.is_dir():
+            continue
+        found = [e / "kernel.json" for e in sorted(kernels_dir.iterdir())  # names match case-insensitively
+                 if e.name.lower() == name.lower() and (e / "kernel.json").is_file()]
+        if found:
+            try:
+                return list(json.loads(found[0].read_text(encoding="utf-8"))["argv"])
+            except (OSError, ValueError, KeyError, TypeError):
+                break  # jupyter_client says what is wrong with it
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KernelSpecManager().get_kernel_spec(name).argv
+
+
 class KernelServer:
     """A kernel server for the duration of a ``with`` block (sets ``CAE_IMPACT_KERNEL_SERVER``)."""
 
@@ -579,9 +603,7 @@ class KernelServer:
 
         # The server runs the kernel's own interpreter with the kernel's own flags
         # (ipykernel's spec adds -Xfrozen_modules=off), so its children are that interpreter.
-        from jupyter_client.kernelspec import KernelSpecManager
-
-        argv = KernelSpecManager().get_kernel_spec(self.kernel_name).argv
+        argv = kernel_argv(self.kernel_name)
         i = _launcher_index(argv)
         prefix = argv[:i] if i > 0 else [sys.executable]
         self.proc = subprocess.Popen(
