@@ -42,9 +42,20 @@ def test_render_makes_the_formats_asked_for_in_document_order(monkeypatch):
     """`render --to` takes several formats (the Makefile asks for the three in one step): HTML
     first, the PDF and DOCX made from it after."""
     done = []
-    monkeypatch.setattr(cli, "_render_one", lambda args, study, processed, reports, fmt: done.append(fmt))
+    monkeypatch.setattr(cli, "_render_one", lambda args, study, processed, reports, fmt, remaining: done.append(fmt))
     assert cli.main(["render", "--target", "consortium", "--to", "docx", "html", "pdf"]) == 0
     assert done == ["html", "pdf", "docx"]
     done.clear()
     assert cli.main(["render", "--target", "consortium", "--to", "pdf"]) == 0
     assert done == ["pdf"]
+
+
+def test_a_render_handed_over_keeps_every_option():
+    """A render step that hands its work over to a child with the renderers passes the same
+    options on (study, roots, cache, --no-cache)."""
+    argv = ["--study", "s.yaml", "--processed-root", "p", "--reports-root", "r", "--notebooks-dir", "n",
+            "--cache-root", "c"]
+    for extra in ([], ["--no-cache"]):
+        args = cli.make_parser().parse_args([*argv, *extra, "render", "--target", "t", "--to", "pdf", "docx"])
+        again = cli.make_parser().parse_args([*cli._global_argv(args), "render", "--target", "t", "--to", "pdf", "docx"])
+        assert vars(again) == vars(args)

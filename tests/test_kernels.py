@@ -103,10 +103,10 @@ def _mapped(pid: int, name: str) -> bool:
     return name in Path(f"/proc/{pid}/maps").read_text()
 
 
-def test_server_imports_renderers_when_a_step_asks_and_everything_before_a_kernel():
+def test_server_imports_renderers_for_a_step_that_needs_them_and_everything_before_a_kernel():
     """Steps are served with what they need when their outputs are in the cache; the renderers
-    (WeasyPrint: libpango) come when a step says it will render, the kernels' libraries
-    (matplotlib) before the first kernel."""
+    (WeasyPrint: libpango) come before a step that needs them is forked, the kernels' own
+    libraries (the debugger's pydevd) before the first kernel."""
     saved = os.environ.get(kernels.ENV_VAR)
     try:
         with kernels.KernelServer() as ks:
@@ -114,27 +114,33 @@ def test_server_imports_renderers_when_a_step_asks_and_everything_before_a_kerne
             ok = subprocess.run([*CLIENT, "--study", "config/study.yaml", "make-include"], cwd=ROOT, env=env,
                                 capture_output=True, text=True)
             assert ok.returncode == 0 and "WAVE := " in ok.stdout
-            time.sleep(1)  # the server is idle: it imports nothing more unless asked
-            assert not _mapped(ks.proc.pid, "libpango") and not _mapped(ks.proc.pid, "matplotlib/_path")
-            kernels.want("render")
-            deadline = time.monotonic() + 60
-            while not _mapped(ks.proc.pid, "libpango") and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert _mapped(ks.proc.pid, "libpango"), "the renderers are imported once asked for"
-            assert not _mapped(ks.proc.pid, "matplotlib/_path")
+            time.sleep(1)  # the server is idle: it imports nothing more unless a request needs it
+            assert not _mapped(ks.proc.pid, "libpango") and not _mapped(ks.proc.pid, "pydevd_cython")
+            assert kernels._run_in_server(["--study", "config/study.yaml", "make-include"], needs="render") == 0
+            assert _mapped(ks.proc.pid, "libpango"), "the renderers are imported for a step that needs them"
+            assert not _mapped(ks.proc.pid, "pydevd_cython")
             out = run_cells("import sys; print('matplotlib.pyplot' in sys.modules, 'weasyprint' in sys.modules)")
             assert out[0].split() == ["True", "True"]
-            assert _mapped(ks.proc.pid, "matplotlib/_path")
+            assert _mapped(ks.proc.pid, "pydevd_cython")
     finally:
         if saved is not None:
             os.environ[kernels.ENV_VAR] = saved
 
 
-def test_want_without_a_server_does_nothing(monkeypatch):
-    monkeypatch.delenv(kernels.ENV_VAR, raising=False)
-    kernels.want("render")
-    monkeypatch.setenv(kernels.ENV_VAR, "/nonexistent/kernels.sock")
-    kernels.want("render")  # an unreachable server is not an error
+def test_run_with_hands_over_only_when_it_helps(monkeypatch):
+    """A step hands its work over to a child that has the renderers only from the server, only
+    when it lacks them, and never twice."""
+    calls = []
+    monkeypatch.setattr(kernels, "_run_in_server", lambda argv, needs=None, env=None: calls.append((needs, env)) or 0)
+    monkeypatch.setitem(kernels.PRELOAD_GROUPS, "test-group", ("json", "no_such_module_here"))
+    assert kernels.run_with("test-group", ["index"]) == 0
+    assert calls[-1][0] == "test-group" and calls[-1][1][kernels._HANDED_OVER] == "1"
+    monkeypatch.setitem(kernels.PRELOAD_GROUPS, "test-group", ("json",))  # all here already
+    assert kernels.run_with("test-group", ["index"]) is None
+    monkeypatch.setitem(kernels.PRELOAD_GROUPS, "test-group", ("no_such_module_here",))
+    monkeypatch.setenv(kernels._HANDED_OVER, "1")  # this process was handed over to
+    assert kernels.run_with("test-group", ["index"]) is None
+    assert len(calls) == 1
 
 
 def test_kernel_argv_is_the_spec_jupyter_client_resolves(tmp_path, monkeypatch):

@@ -354,16 +354,32 @@ def cmd_render(args: argparse.Namespace) -> int:
     asks for the three in one step). Each is cached by content: the key covers what the document
     is made from (the executed notebooks and the study's files for HTML, the HTML for PDF and
     DOCX), the code, and for HTML the production date printed on its cover.
+
+    Run by the build's kernel server, a step that must render hands what is left over to a new
+    child of the server that has imported the renderers (:func:`cae_impact.kernels.run_with`):
+    the server imports them only for builds that render something.
     """
     study, processed, reports = _ctx(args)
-    formats = [args.to] if isinstance(args.to, str) else list(args.to)
-    for fmt in ("html", "pdf", "docx"):
-        if fmt in formats:
-            _render_one(args, study, processed, reports, fmt)
+    requested = [args.to] if isinstance(args.to, str) else list(args.to)
+    formats = [fmt for fmt in ("html", "pdf", "docx") if fmt in requested]
+    for i, fmt in enumerate(formats):
+        code = _render_one(args, study, processed, reports, fmt, formats[i:])
+        if code is not None:
+            return code
     return 0
 
 
-def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, reports: Path, fmt: str) -> None:
+def _global_argv(args: argparse.Namespace) -> list[str]:
+    """The options before the sub-command that reproduce ``args`` (for a step handed over)."""
+    argv = ["--study", str(args.study), "--processed-root", str(args.processed_root),
+            "--reports-root", str(args.reports_root), "--notebooks-dir", str(args.notebooks_dir),
+            "--cache-root", str(args.cache_root)]
+    return [*argv, "--no-cache"] if args.no_cache else argv
+
+
+def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, reports: Path, fmt: str,
+                remaining: list[str]) -> int | None:
+    """Make one document (restored from the cache or rendered); an exit status if handed over."""
     from . import kernels, report
 
     target_dir = reports / study.wave / args.target
@@ -385,7 +401,10 @@ def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, r
     key = cachemod.key_of({"step": f"render-{fmt}", **extra, **cachemod.fingerprint(sources)})
     hit = steps is not None and steps.get(key, {out.name: out})
     if not hit:
-        kernels.want("render")  # the kernel server imports the renderers for the steps after this one
+        code = kernels.run_with("render", [*_global_argv(args), "render", "--target", args.target,
+                                           "--to", *remaining])
+        if code is not None:
+            return code
         if fmt == "html":
             report.render_html(paths, report.report_meta(study, args.target), html_path)
         elif fmt == "pdf":
@@ -396,6 +415,7 @@ def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, r
             steps.put(key, {out.name: out})
     how = "cache hit" if hit else "rendered"
     print(f"  [render] {args.target}: report.{fmt} {how} in {time.perf_counter() - start:.1f} s", flush=True)
+    return None
 
 
 def cmd_index(args: argparse.Namespace) -> int:

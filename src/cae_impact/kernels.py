@@ -113,16 +113,22 @@ PRELOAD_COMMANDS = (
     "sqlite3",
     "pandas.core.methods.to_dict",
 )
-# What only a step that renders, or writes its tables, imports (nbconvert, WeasyPrint, pandoc's
-# wrapper, the Excel and parquet writers: 1 s). Loaded after the first steps are served, while
-# no request waits (and before any kernel is forked): a build whose steps all find their
-# outputs in the cache (a markdown edit) does not wait for them.
+# What a step that renders a document, or writes indicator tables, imports besides (nbconvert
+# and its markdown renderer, the charts and matplotlib for the annexes, WeasyPrint and the image
+# plugins it opens, pandoc's wrapper, the Excel and parquet writers: 1.5-2 s). Imported only
+# when a step needs them (see serve), so a build whose documents are all in the cache does not
+# wait for them.
 PRELOAD_RENDER = (
     "nbconvert",
+    "mistune.plugins.def_list",
+    "mistune.plugins.task_lists",
+    "mistune.plugins.url",
     "weasyprint",
     "openpyxl",
+    "pyarrow.parquet",
     "pyarrow.dataset",
     "pyarrow.pandas_compat",
+    "pandas.core.arrays.arrow.extension_types",
     "pandas.io.formats.excel",
     "pandas.io.formats.csvs",
     "openpyxl.packaging.extended",
@@ -130,11 +136,22 @@ PRELOAD_RENDER = (
     "pygments.styles.default",
     "PIL.ImageFont",
     "PIL.JpegImagePlugin",
+    "PIL.PngImagePlugin",
+    "PIL.GifImagePlugin",
+    "PIL.BmpImagePlugin",
+    "PIL.PpmImagePlugin",
+    "PIL.ImageChops",
+    "PIL.ImageSequence",
+    "PIL.features",
     "pypandoc",
+    "matplotlib",
+    "cae_impact.charts",
+    "cae_impact.chapters",
+    "cae_impact.narrative",
+    "cae_impact.cleaning",
+    "cae_impact.privacy",
     "cae_impact.annexes",
 )
-
-
 PRELOAD_GROUPS = {"render": PRELOAD_RENDER}
 
 
@@ -274,21 +291,24 @@ def serve(socket_path: str) -> None:
         gc.freeze()
 
     # Stages. What the build's steps need when their outputs are in the cache is imported
-    # first, then requests are served. What rendering and kernels need is imported when it is
-    # first needed: everything before the first kernel is forked, the renderers while no
-    # request waits once a step has said it will render (a ``preload`` request, see
-    # :func:`want`). A build whose steps all find their outputs in the cache (a markdown edit)
-    # neither waits for nor spends CPU on WeasyPrint, nbconvert, matplotlib, IPython or pandera,
-    # and forks a smaller process.
+    # first, then requests are served. The rest is imported when first needed: the renderers
+    # before a step that asks for them is forked (a render that misses the cache is handed to a
+    # new child that has them, see :func:`run_with`), everything before the first kernel. A
+    # build whose steps all find their outputs in the cache (a markdown edit) neither waits for
+    # nor spends CPU on WeasyPrint, nbconvert, matplotlib, IPython or pandera, and forks a
+    # smaller process.
     _preload(PRELOAD_COMMANDS)
     _warm_up()
     freeze()
-    later = [m for m in (*PRELOAD_RENDER, *PRELOAD) if m not in sys.modules]  # on demand
-    idle: list[str] = []  # asked for: imported one at a time while no request waits
+    later = [m for m in (*PRELOAD_RENDER, *PRELOAD) if m not in sys.modules]
 
-    def preload_next(queue: list[str]) -> None:
-        _preload((queue.pop(0),))
-        if not queue:
+    def preload(wanted: tuple[str, ...] | None) -> None:
+        """Import the modules of ``later`` that are wanted (None: all of them)."""
+        nonlocal later
+        todo = [m for m in later if wanted is None or m in wanted]
+        if todo:
+            later = [m for m in later if m not in todo]
+            _preload(tuple(todo))
             freeze()
 
     stdin_fd = sys.stdin.fileno()
@@ -297,12 +317,10 @@ def serve(socket_path: str) -> None:
         # Children are reaped here (not with SIGCHLD ignored) so that their resource usage,
         # peak memory included, is accounted to the build like any child process.
         _reap(children)
-        ready, _, _ = select.select([listener, stdin_fd], [], [], 0 if idle else 0.5)
+        ready, _, _ = select.select([listener, stdin_fd], [], [], 0.5)
         if stdin_fd in ready and not os.read(stdin_fd, 4096):
             break  # the build is over
         if listener not in ready:
-            if idle:
-                preload_next(idle)
             continue
         conn, _ = listener.accept()
         fds: list[int] = []
@@ -319,20 +337,10 @@ def serve(socket_path: str) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        kind = request.get("kind")
-        if kind == "preload":  # a step will render: its successors are forked with the renderers
-            group = PRELOAD_GROUPS.get(str(request.get("group")), ())
-            idle.extend(m for m in later if m in group and m not in idle)
-            later = [m for m in later if m not in group]
-            conn.close()
-            for fd in fds:
-                os.close(fd)
-            continue
-        if kind != "command":  # a kernel starts with everything a notebook imports
-            later = [*idle, *later]
-            idle = []
-            while later:
-                preload_next(later)
+        if request.get("kind") != "command":  # a kernel starts with everything a notebook imports
+            preload(None)
+        elif request.get("needs"):
+            preload(PRELOAD_GROUPS.get(str(request["needs"]), ()))
         sys.stdout.flush()  # nothing buffered here may reach a child's streams
         sys.stderr.flush()
         pid = os.fork()
@@ -411,51 +419,25 @@ def request_kernel(socket_path: str, argv: list[str], cwd: str | None, env: dict
     return int(reply)
 
 
-def want(group: str) -> None:
-    """Ask the build's kernel server to import a group of modules (``"render"``) while idle.
-
-    Best effort, never waits: a step calls it when it finds it has work to do whose modules the
-    server has not imported yet (a document that misses the cache); the steps forked after that
-    start with them. Without a server it does nothing.
-    """
+def _run_in_server(argv: list[str], needs: str | None = None, env: dict[str, str] | None = None) -> int | None:
+    """Run ``cae_impact.cli argv`` in a child of the server; its exit status, None if unreachable."""
     server = os.environ.get(ENV_VAR)
     if not server:
-        return
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(5)
-            conn.connect(server)
-            conn.sendall(json.dumps({"kind": "preload", "group": group}).encode() + b"\n")
-    except OSError:
-        pass
-
-
-def run_command(argv: list[str]) -> int:
-    """Run ``cae_impact.cli argv`` in a process forked from the server; its exit status.
-
-    The child gets this process's standard streams, working directory and environment. An
-    interrupt here (make stopped with Ctrl-C) is passed on to the child. Without a server
-    (or if it cannot be reached) the command runs here, as ``python -m cae_impact.cli``.
-    """
-    server = os.environ.get(ENV_VAR)
+        return None
     conn = None
-    if server:
-        try:
-            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            conn.connect(server)
-            payload = json.dumps({"kind": "command", "argv": argv, "cwd": os.getcwd(),
-                                  "env": dict(os.environ)}).encode() + b"\n"
-            socket.send_fds(conn, [payload], [0, 1, 2])
-            replies = conn.makefile("rb")
-            pid = int(replies.readline().strip())
-        except (OSError, ValueError):
-            if conn is not None:
-                conn.close()
-            conn = None
-    if conn is None:
-        from cae_impact import cli
-
-        return cli.main(argv)
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(server)
+        request = {"kind": "command", "argv": argv, "cwd": os.getcwd(), "env": dict(env or os.environ)}
+        if needs:
+            request["needs"] = needs
+        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+        replies = conn.makefile("rb")
+        pid = int(replies.readline().strip())
+    except (OSError, ValueError):
+        if conn is not None:
+            conn.close()
+        return None
     try:
         reply = replies.readline().decode().strip()
     except KeyboardInterrupt:
@@ -472,6 +454,38 @@ def run_command(argv: list[str]) -> int:
         print(f"the build step {' '.join(argv)} ended without a status (killed?)", file=sys.stderr)
         return 1
     return int(reply.split()[1])
+
+
+def run_command(argv: list[str]) -> int:
+    """Run ``cae_impact.cli argv`` in a process forked from the server; its exit status.
+
+    The child gets this process's standard streams, working directory and environment. An
+    interrupt here (make stopped with Ctrl-C) is passed on to the child. Without a server
+    (or if it cannot be reached) the command runs here, as ``python -m cae_impact.cli``.
+    """
+    code = _run_in_server(argv)
+    if code is None:
+        from cae_impact import cli
+
+        return cli.main(argv)
+    return code
+
+
+_HANDED_OVER = "CAE_IMPACT_HANDED_OVER"
+
+
+def run_with(group: str, argv: list[str]) -> int | None:
+    """Hand ``cae_impact.cli argv`` over to a new child of the server that has imported ``group``.
+
+    For a step forked from the server that finds it has work to do whose modules the server has
+    not imported (a document that misses the cache: ``"render"``): the server imports them, once,
+    and forks a child that runs ``argv`` with this process's streams; its exit status is
+    returned. None when the step should do the work itself: no server, the modules already
+    here, or this process itself handed over to.
+    """
+    if os.environ.get(_HANDED_OVER) or all(m in sys.modules for m in PRELOAD_GROUPS[group]):
+        return None
+    return _run_in_server(argv, needs=group, env={**os.environ, _HANDED_OVER: "1"})
 
 
 def _start_time(pid: int) -> str | None:
