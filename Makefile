@@ -38,9 +38,15 @@ export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Progress lines: time since the top-level make started, notebooks done out of the total.
-CAE_BUILD_START ?= $(shell date +%s.%N)
+# Set once (`?=` would make them recursive: `date` ran again at each use, so `make reports`
+# removed another counter than the one its build wrote, and the counters piled up).
+ifndef CAE_BUILD_START
+CAE_BUILD_START := $(shell date +%s.%N)
+endif
 export CAE_BUILD_START
-CAE_BUILD_PROGRESS ?= $(abspath $(BUILD_ROOT))/progress/$(CAE_BUILD_START).count
+ifndef CAE_BUILD_PROGRESS
+CAE_BUILD_PROGRESS := $(abspath $(BUILD_ROOT))/progress/$(CAE_BUILD_START).count
+endif
 export CAE_BUILD_PROGRESS
 
 VENV_STAMP := $(VENV)/.installed
