@@ -38,9 +38,15 @@ export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Progress lines: time since the top-level make started, notebooks done out of the total.
-CAE_BUILD_START ?= $(shell date +%s.%N)
+# Set once (`?=` would make them recursive: `date` ran again at each use, so `make reports`
+# removed another counter than the one its build wrote, and the counters piled up).
+ifndef CAE_BUILD_START
+CAE_BUILD_START := $(shell date +%s.%N)
+endif
 export CAE_BUILD_START
-CAE_BUILD_PROGRESS ?= $(abspath $(BUILD_ROOT))/progress/$(CAE_BUILD_START).count
+ifndef CAE_BUILD_PROGRESS
+CAE_BUILD_PROGRESS := $(abspath $(BUILD_ROOT))/progress/$(CAE_BUILD_START).count
+endif
 export CAE_BUILD_PROGRESS
 
 VENV_STAMP := $(VENV)/.installed
@@ -164,14 +170,11 @@ $(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(ESTIMATES) $(NOTEBOOKS_DIR)/02_
 	$(CLI) analyse --target $*
 	touch $@
 
-$(REPORTS_ROOT)/$(WAVE)/%/report.html: $(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed
-	$(CLI) render --target $* --to html
-
-$(REPORTS_ROOT)/$(WAVE)/%/report.pdf: $(REPORTS_ROOT)/$(WAVE)/%/report.html
-	$(CLI) render --target $* --to pdf
-
-$(REPORTS_ROOT)/$(WAVE)/%/report.docx: $(REPORTS_ROOT)/$(WAVE)/%/report.html
-	$(CLI) render --target $* --to docx
+# A target's documents: HTML from the executed notebooks, then PDF and DOCX from the HTML, made
+# by one step (a pattern rule's targets are made together). Each document is cached by content
+# on its own; one step instead of three spares two processes per target when they are all hits.
+$(REPORTS_ROOT)/$(WAVE)/%/report.html $(REPORTS_ROOT)/$(WAVE)/%/report.pdf $(REPORTS_ROOT)/$(WAVE)/%/report.docx: $(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed
+	$(CLI) render --target $* --to html pdf docx
 
 $(REPORTS_ROOT)/index.html: $(HTML) $(PDF) $(DOCX)
 	$(CLI) index

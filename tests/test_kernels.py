@@ -98,6 +98,70 @@ def test_client_runs_build_steps_in_the_server_with_its_streams_and_status(serve
     assert usage.returncode == 2 and "usage" in usage.stderr
 
 
+def _mapped(pid: int, name: str) -> bool:
+    """Whether a process has a shared library (or extension module) of that name mapped."""
+    return name in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_server_imports_renderers_for_a_step_that_needs_them_and_everything_before_a_kernel():
+    """Steps are served with what they need when their outputs are in the cache; the renderers
+    (WeasyPrint: libpango) come before a step that needs them is forked, the kernels' own
+    libraries (the debugger's pydevd) before the first kernel."""
+    saved = os.environ.get(kernels.ENV_VAR)
+    try:
+        with kernels.KernelServer() as ks:
+            env = {**os.environ, kernels.ENV_VAR: ks.socket}
+            ok = subprocess.run([*CLIENT, "--study", "config/study.yaml", "make-include"], cwd=ROOT, env=env,
+                                capture_output=True, text=True)
+            assert ok.returncode == 0 and "WAVE := " in ok.stdout
+            time.sleep(1)  # the server is idle: it imports nothing more unless a request needs it
+            assert not _mapped(ks.proc.pid, "libpango") and not _mapped(ks.proc.pid, "pydevd_cython")
+            assert kernels._run_in_server(["--study", "config/study.yaml", "make-include"], needs="render") == 0
+            assert _mapped(ks.proc.pid, "libpango"), "the renderers are imported for a step that needs them"
+            assert not _mapped(ks.proc.pid, "pydevd_cython")
+            out = run_cells("import sys; print('matplotlib.pyplot' in sys.modules, 'weasyprint' in sys.modules)")
+            assert out[0].split() == ["True", "True"]
+            assert _mapped(ks.proc.pid, "pydevd_cython")
+    finally:
+        if saved is not None:
+            os.environ[kernels.ENV_VAR] = saved
+
+
+def test_run_with_hands_over_only_when_it_helps(monkeypatch):
+    """A step hands its work over to a child that has the renderers only from the server, only
+    when it lacks them, and never twice."""
+    calls = []
+    monkeypatch.setattr(kernels, "_run_in_server", lambda argv, needs=None, env=None: calls.append((needs, env)) or 0)
+    monkeypatch.setitem(kernels.PRELOAD_GROUPS, "test-group", ("json", "no_such_module_here"))
+    assert kernels.run_with("test-group", ["index"]) == 0
+    assert calls[-1][0] == "test-group" and calls[-1][1][kernels._HANDED_OVER] == "1"
+    monkeypatch.setitem(kernels.PRELOAD_GROUPS, "test-group", ("json",))  # all here already
+    assert kernels.run_with("test-group", ["index"]) is None
+    monkeypatch.setitem(kernels.PRELOAD_GROUPS, "test-group", ("no_such_module_here",))
+    monkeypatch.setenv(kernels._HANDED_OVER, "1")  # this process was handed over to
+    assert kernels.run_with("test-group", ["index"]) is None
+    assert len(calls) == 1
+
+
+def test_kernel_argv_is_the_spec_jupyter_client_resolves(tmp_path, monkeypatch):
+    """The server's command line is read from the kernel spec without importing jupyter_client
+    when JUPYTER_PATH holds it: the same spec jupyter_client would pick (first folder wins,
+    names are case-insensitive)."""
+    import json
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    name = build.KERNEL_NAME
+    assert kernels.kernel_argv(name) == KernelSpecManager().get_kernel_spec(name).argv
+    spec = tmp_path / "first" / "kernels" / name.upper()
+    spec.mkdir(parents=True)
+    argv = ["/elsewhere/python", "-X", "flag", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "x", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(tmp_path / "empty"), str(tmp_path / "first"),
+                                                         os.environ.get("JUPYTER_PATH", "")]))
+    assert kernels.kernel_argv(name) == argv == KernelSpecManager().get_kernel_spec(name).argv
+
+
 def test_server_stops_when_its_build_ends():
     with kernels.KernelServer() as ks:
         proc = ks.proc

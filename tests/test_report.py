@@ -277,3 +277,26 @@ def test_report_content_digest_follows_what_the_report_shows(tmp_path):
     assert report.report_content_digest([a, b]) != base
     executed_nb(tmp_path / "a.ipynb", ["<p>un</p>"])
     assert report.report_content_digest([a, b]) == base
+
+
+def test_report_content_digest_skips_schema_validation_and_keeps_its_value(tmp_path, monkeypatch):
+    """The key is computed without validating cells (~5 ms each: most of an HTML cache hit) and
+    has the value it had when the cells were validated (existing cache entries still hit)."""
+    import hashlib
+    import json
+
+    a = executed_nb(tmp_path / "a.ipynb", ["<p>un</p>", "<p>deux</p>"])
+    b = executed_nb(tmp_path / "b.ipynb", ["<p>trois</p>"])
+    expected = hashlib.sha256()
+    for path in (a, b):
+        nb = nbformat.from_dict(json.loads(path.read_bytes()))
+        for cell in report._report_cells(nb):  # validated cells, as before
+            expected.update(json.dumps([cell.cell_type, cell.get("source", ""), cell.get("outputs", [])],
+                                       sort_keys=True, ensure_ascii=False).encode())
+        expected.update(b"\0")
+
+    def no_validation(*args, **kwargs):
+        raise AssertionError("the digest validated a cell")
+
+    monkeypatch.setattr(nbformat.v4.nbbase, "validate", no_validation)
+    assert report.report_content_digest([a, b]) == expected.hexdigest()

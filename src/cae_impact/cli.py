@@ -65,10 +65,26 @@ def _notebooks(args: argparse.Namespace) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
+_DOMAIN_IDS: dict[tuple[str, int, int], tuple[str, ...]] = {}
+
+
 def _domain_ids(study: StudyConfig) -> list[str]:
+    """The codebook's effect domains, memoised in this process by path, size and mtime.
+
+    A step asks for them once per progress line (an analysis: 9 times); loading and validating
+    the codebook each time was ~40 % of an analysis step that finds everything in the cache.
+    """
     from .codebook import load_codebook
 
-    return [d.id for d in load_codebook(study.codebook).domains]
+    path = Path(study.codebook)
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:  # load_codebook says what is wrong
+        return [d.id for d in load_codebook(path).domains]
+    if key not in _DOMAIN_IDS:
+        _DOMAIN_IDS[key] = tuple(d.id for d in load_codebook(path).domains)
+    return list(_DOMAIN_IDS[key])
 
 
 def build_parameters(study: StudyConfig, args: argparse.Namespace, **extra: str) -> dict[str, str]:
@@ -390,7 +406,6 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from . import manifest
-    from .indicators import write_indicator_files
     from .pipeline import target_files
 
     study, processed, reports = _ctx(args)
@@ -421,6 +436,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     key = cachemod.key_of({"step": "indicators", "target": target, **cachemod.fingerprint([rows_path])})
     tables_hit = steps is not None and steps.get(key, tables)
     if not tables_hit:
+        from .indicators import write_indicator_files  # scipy: only when the tables are made
+
         write_indicator_files(pd.read_parquet(rows_path), target_dir)
         if steps is not None:
             steps.put(key, tables)
@@ -434,21 +451,46 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """Render one target's report document (html from the notebooks; pdf and docx from html).
+    """Render one target's report documents (html from the notebooks; pdf and docx from html).
 
-    Cached by content: the key covers what the document is made from (the executed notebooks
-    and the study's files for HTML, the HTML for PDF and DOCX), the code, and for HTML the
-    production date printed on its cover.
+    ``--to`` names one or more formats; they are made in that order: html, pdf, docx (the Makefile
+    asks for the three in one step). Each is cached by content: the key covers what the document
+    is made from (the executed notebooks and the study's files for HTML, the HTML for PDF and
+    DOCX), the code, and for HTML the production date printed on its cover.
+
+    Run by the build's kernel server, a step that must render hands what is left over to a new
+    child of the server that has imported the renderers (:func:`cae_impact.kernels.run_with`):
+    the server imports them only for builds that render something.
     """
-    from . import report
-
     study, processed, reports = _ctx(args)
+    requested = [args.to] if isinstance(args.to, str) else list(args.to)
+    formats = [fmt for fmt in ("html", "pdf", "docx") if fmt in requested]
+    for i, fmt in enumerate(formats):
+        code = _render_one(args, study, processed, reports, fmt, formats[i:])
+        if code is not None:
+            return code
+    return 0
+
+
+def _global_argv(args: argparse.Namespace) -> list[str]:
+    """The options before the sub-command that reproduce ``args`` (for a step handed over)."""
+    argv = ["--study", str(args.study), "--processed-root", str(args.processed_root),
+            "--reports-root", str(args.reports_root), "--notebooks-dir", str(args.notebooks_dir),
+            "--cache-root", str(args.cache_root)]
+    return [*argv, "--no-cache"] if args.no_cache else argv
+
+
+def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, reports: Path, fmt: str,
+                remaining: list[str]) -> int | None:
+    """Make one document (restored from the cache or rendered); an exit status if handed over."""
+    from . import kernels, report
+
     target_dir = reports / study.wave / args.target
     html_path = target_dir / "report.html"
     start = time.perf_counter()
-    nb_dir = target_dir / "notebooks"
-    paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study))]
-    if args.to == "html":
+    if fmt == "html":
+        nb_dir = target_dir / "notebooks"
+        paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study))]
         sources = render_inputs(study, processed, reports, args.target)
         report.require_notebooks(paths)
         # The notebooks count by what reaches the report, not by their bytes.
@@ -456,22 +498,26 @@ def cmd_render(args: argparse.Namespace) -> int:
                  "report_cells": report.report_content_digest(paths)}
     else:
         sources, extra = [html_path], {}
-    out = target_dir / f"report.{args.to}"
+    out = target_dir / f"report.{fmt}"
     steps = _step_cache(args)
-    key = cachemod.key_of({"step": f"render-{args.to}", **extra, **cachemod.fingerprint(sources)})
+    key = cachemod.key_of({"step": f"render-{fmt}", **extra, **cachemod.fingerprint(sources)})
     hit = steps is not None and steps.get(key, {out.name: out})
     if not hit:
-        if args.to == "html":
+        code = kernels.run_with("render", [*_global_argv(args), "render", "--target", args.target,
+                                           "--to", *remaining])
+        if code is not None:
+            return code
+        if fmt == "html":
             report.render_html(paths, report.report_meta(study, args.target), html_path)
-        elif args.to == "pdf":
+        elif fmt == "pdf":
             report.render_pdf(html_path, out)
         else:
             report.render_docx(html_path, out)
         if steps is not None:
             steps.put(key, {out.name: out})
     how = "cache hit" if hit else "rendered"
-    print(f"  [render] {args.target}: report.{args.to} {how} in {time.perf_counter() - start:.1f} s", flush=True)
-    return 0
+    print(f"  [render] {args.target}: report.{fmt} {how} in {time.perf_counter() - start:.1f} s", flush=True)
+    return None
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -630,9 +676,10 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("analyse", help="execute notebooks 02 and 03 for one target")
     s.add_argument("--target", required=True)
     s.set_defaults(func=cmd_analyse)
-    s = sub.add_parser("render", help="render a target's report")
+    s = sub.add_parser("render", help="render a target's report documents")
     s.add_argument("--target", required=True)
-    s.add_argument("--to", choices=("html", "pdf", "docx"), required=True)
+    s.add_argument("--to", choices=("html", "pdf", "docx"), nargs="+", required=True,
+                   help="one or more formats (made in the order html, pdf, docx)")
     s.set_defaults(func=cmd_render)
     sub.add_parser("index", help="write reports/index.html").set_defaults(func=cmd_index)
     sub.add_parser("build-summary", help="count the failures of the last build").set_defaults(func=cmd_build_summary)

@@ -84,7 +84,9 @@ PRELOAD = (
     "cae_impact.ingest",
     "openpyxl",
 )
-# What the build's steps import besides (papermill, the cache, the report renderers).
+# What the build's steps import besides, when they find their outputs in the cache (papermill,
+# the cache): loaded before the first step is served. Not cae_impact.indicators (scipy.stats,
+# 0.9 s): an analysis imports it only when its indicator tables are not in the cache.
 PRELOAD_COMMANDS = (
     "cae_impact.cli",
     "cae_impact.build",
@@ -92,36 +94,65 @@ PRELOAD_COMMANDS = (
     "cae_impact.manifest",
     "cae_impact.report",
     "cae_impact.index",
+    "cae_impact.pipeline",
     "papermill",
     "nbclient",
     "jupyter_client.manager",
     "jupyter_cache",
-    "nbconvert",
-    "weasyprint",
-    "openpyxl",
-    "cae_impact.indicators",  # every analysis step writes the indicator tables
     # Imported on first use inside the steps (measured by diffing sys.modules around each
     # step): jupyter-cache's database layer (SQLAlchemy and its SQLite dialect, 0.4 s), the
-    # parquet dataset reader, Excel and CSV writers, the renderers' helpers.
+    # package versions of the manifest.
     "jupyter_cache.base",
     "jupyter_cache.cache.main",
     "sqlalchemy.dialects.sqlite.pysqlite",
     "sqlalchemy.orm",
     "importlib_metadata",
+    "importlib_metadata._adapters",
+    "zipp",
+    "email.policy",
+    "sqlite3",
+    "pandas.core.methods.to_dict",
+)
+# What a step that renders a document, or writes indicator tables, imports besides (nbconvert
+# and its markdown renderer, the charts and matplotlib for the annexes, WeasyPrint and the image
+# plugins it opens, pandoc's wrapper, the Excel and parquet writers: 1.5-2 s). Imported only
+# when a step needs them (see serve), so a build whose documents are all in the cache does not
+# wait for them.
+PRELOAD_RENDER = (
+    "nbconvert",
+    "mistune.plugins.def_list",
+    "mistune.plugins.task_lists",
+    "mistune.plugins.url",
+    "weasyprint",
+    "openpyxl",
+    "pyarrow.parquet",
     "pyarrow.dataset",
     "pyarrow.pandas_compat",
+    "pandas.core.arrays.arrow.extension_types",
     "pandas.io.formats.excel",
     "pandas.io.formats.csvs",
-    "pandas.core.methods.to_dict",
     "openpyxl.packaging.extended",
     "jinja2.ext",
     "pygments.styles.default",
     "PIL.ImageFont",
     "PIL.JpegImagePlugin",
+    "PIL.PngImagePlugin",
+    "PIL.GifImagePlugin",
+    "PIL.BmpImagePlugin",
+    "PIL.PpmImagePlugin",
+    "PIL.ImageChops",
+    "PIL.ImageSequence",
+    "PIL.features",
     "pypandoc",
-    "email.policy",
+    "matplotlib",
+    "cae_impact.charts",
+    "cae_impact.chapters",
+    "cae_impact.narrative",
+    "cae_impact.cleaning",
+    "cae_impact.privacy",
     "cae_impact.annexes",
 )
+PRELOAD_GROUPS = {"render": PRELOAD_RENDER}
 
 
 def _warm_up() -> None:
@@ -259,18 +290,25 @@ def serve(socket_path: str) -> None:
         gc.collect()
         gc.freeze()
 
-    # Two stages. What the build's steps need is imported first, then requests are served;
-    # what only kernels need is imported while no request waits, one module at a time, and
-    # finished before the first kernel is forked. A build that starts no kernel (a markdown
-    # edit, a cache hit) does not wait for matplotlib, seaborn, IPython or pandera.
+    # Stages. What the build's steps need when their outputs are in the cache is imported
+    # first, then requests are served. The rest is imported when first needed: the renderers
+    # before a step that asks for them is forked (a render that misses the cache is handed to a
+    # new child that has them, see :func:`run_with`), everything before the first kernel. A
+    # build whose steps all find their outputs in the cache (a markdown edit) neither waits for
+    # nor spends CPU on WeasyPrint, nbconvert, matplotlib, IPython or pandera, and forks a
+    # smaller process.
     _preload(PRELOAD_COMMANDS)
     _warm_up()
     freeze()
-    pending = [m for m in PRELOAD if m not in sys.modules]
+    later = [m for m in (*PRELOAD_RENDER, *PRELOAD) if m not in sys.modules]
 
-    def preload_next() -> None:
-        _preload((pending.pop(0),))
-        if not pending:
+    def preload(wanted: tuple[str, ...] | None) -> None:
+        """Import the modules of ``later`` that are wanted (None: all of them)."""
+        nonlocal later
+        todo = [m for m in later if wanted is None or m in wanted]
+        if todo:
+            later = [m for m in later if m not in todo]
+            _preload(tuple(todo))
             freeze()
 
     stdin_fd = sys.stdin.fileno()
@@ -279,12 +317,10 @@ def serve(socket_path: str) -> None:
         # Children are reaped here (not with SIGCHLD ignored) so that their resource usage,
         # peak memory included, is accounted to the build like any child process.
         _reap(children)
-        ready, _, _ = select.select([listener, stdin_fd], [], [], 0 if pending else 0.5)
+        ready, _, _ = select.select([listener, stdin_fd], [], [], 0.5)
         if stdin_fd in ready and not os.read(stdin_fd, 4096):
             break  # the build is over
         if listener not in ready:
-            if pending:
-                preload_next()
             continue
         conn, _ = listener.accept()
         fds: list[int] = []
@@ -301,8 +337,10 @@ def serve(socket_path: str) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        while request.get("kind") != "command" and pending:
-            preload_next()  # a kernel starts with everything a notebook imports
+        if request.get("kind") != "command":  # a kernel starts with everything a notebook imports
+            preload(None)
+        elif request.get("needs"):
+            preload(PRELOAD_GROUPS.get(str(request["needs"]), ()))
         sys.stdout.flush()  # nothing buffered here may reach a child's streams
         sys.stderr.flush()
         pid = os.fork()
@@ -381,32 +419,25 @@ def request_kernel(socket_path: str, argv: list[str], cwd: str | None, env: dict
     return int(reply)
 
 
-def run_command(argv: list[str]) -> int:
-    """Run ``cae_impact.cli argv`` in a process forked from the server; its exit status.
-
-    The child gets this process's standard streams, working directory and environment. An
-    interrupt here (make stopped with Ctrl-C) is passed on to the child. Without a server
-    (or if it cannot be reached) the command runs here, as ``python -m cae_impact.cli``.
-    """
+def _run_in_server(argv: list[str], needs: str | None = None, env: dict[str, str] | None = None) -> int | None:
+    """Run ``cae_impact.cli argv`` in a child of the server; its exit status, None if unreachable."""
     server = os.environ.get(ENV_VAR)
+    if not server:
+        return None
     conn = None
-    if server:
-        try:
-            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            conn.connect(server)
-            payload = json.dumps({"kind": "command", "argv": argv, "cwd": os.getcwd(),
-                                  "env": dict(os.environ)}).encode() + b"\n"
-            socket.send_fds(conn, [payload], [0, 1, 2])
-            replies = conn.makefile("rb")
-            pid = int(replies.readline().strip())
-        except (OSError, ValueError):
-            if conn is not None:
-                conn.close()
-            conn = None
-    if conn is None:
-        from cae_impact import cli
-
-        return cli.main(argv)
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(server)
+        request = {"kind": "command", "argv": argv, "cwd": os.getcwd(), "env": dict(env or os.environ)}
+        if needs:
+            request["needs"] = needs
+        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+        replies = conn.makefile("rb")
+        pid = int(replies.readline().strip())
+    except (OSError, ValueError):
+        if conn is not None:
+            conn.close()
+        return None
     try:
         reply = replies.readline().decode().strip()
     except KeyboardInterrupt:
@@ -423,6 +454,38 @@ def run_command(argv: list[str]) -> int:
         print(f"the build step {' '.join(argv)} ended without a status (killed?)", file=sys.stderr)
         return 1
     return int(reply.split()[1])
+
+
+def run_command(argv: list[str]) -> int:
+    """Run ``cae_impact.cli argv`` in a process forked from the server; its exit status.
+
+    The child gets this process's standard streams, working directory and environment. An
+    interrupt here (make stopped with Ctrl-C) is passed on to the child. Without a server
+    (or if it cannot be reached) the command runs here, as ``python -m cae_impact.cli``.
+    """
+    code = _run_in_server(argv)
+    if code is None:
+        from cae_impact import cli
+
+        return cli.main(argv)
+    return code
+
+
+_HANDED_OVER = "CAE_IMPACT_HANDED_OVER"
+
+
+def run_with(group: str, argv: list[str]) -> int | None:
+    """Hand ``cae_impact.cli argv`` over to a new child of the server that has imported ``group``.
+
+    For a step forked from the server that finds it has work to do whose modules the server has
+    not imported (a document that misses the cache: ``"render"``): the server imports them, once,
+    and forks a child that runs ``argv`` with this process's streams; its exit status is
+    returned. None when the step should do the work itself: no server, the modules already
+    here, or this process itself handed over to.
+    """
+    if os.environ.get(_HANDED_OVER) or all(m in sys.modules for m in PRELOAD_GROUPS[group]):
+        return None
+    return _run_in_server(argv, needs=group, env={**os.environ, _HANDED_OVER: "1"})
 
 
 def _start_time(pid: int) -> str | None:
@@ -514,6 +577,30 @@ def install_provisioner(km: Any) -> None:
 # ---------------------------------------------------------------------------- lifetime
 
 
+def kernel_argv(name: str) -> list[str]:
+    """The command line of the kernel ``name``'s spec, as jupyter_client resolves it.
+
+    The folders of ``JUPYTER_PATH`` come first in Jupyter's search, the first one holding the
+    kernel wins, and the build sets it (Makefile): read there, the spec costs nothing, while
+    importing jupyter_client's kernel-spec machinery to look it up costs 0.25 s at the start of
+    every ``make reports``, before the server can start. Anywhere else, jupyter_client finds it.
+    """
+    for folder in os.environ.get("JUPYTER_PATH", "").split(os.pathsep):
+        kernels_dir = Path(folder) / "kernels"
+        if not folder or not kernels_dir.is_dir():
+            continue
+        found = [e / "kernel.json" for e in sorted(kernels_dir.iterdir())  # names match case-insensitively
+                 if e.name.lower() == name.lower() and (e / "kernel.json").is_file()]
+        if found:
+            try:
+                return list(json.loads(found[0].read_text(encoding="utf-8"))["argv"])
+            except (OSError, ValueError, KeyError, TypeError):
+                break  # jupyter_client says what is wrong with it
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KernelSpecManager().get_kernel_spec(name).argv
+
+
 class KernelServer:
     """A kernel server for the duration of a ``with`` block (sets ``CAE_IMPACT_KERNEL_SERVER``)."""
 
@@ -530,9 +617,7 @@ class KernelServer:
 
         # The server runs the kernel's own interpreter with the kernel's own flags
         # (ipykernel's spec adds -Xfrozen_modules=off), so its children are that interpreter.
-        from jupyter_client.kernelspec import KernelSpecManager
-
-        argv = KernelSpecManager().get_kernel_spec(self.kernel_name).argv
+        argv = kernel_argv(self.kernel_name)
         i = _launcher_index(argv)
         prefix = argv[:i] if i > 0 else [sys.executable]
         self.proc = subprocess.Popen(
