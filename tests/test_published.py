@@ -181,3 +181,4 @@ def test_the_estimation_says_which_reports_changed_and_why(demo, reference, tmp_
     assert len(changes["changed"]) + len(changes["unchanged"]) == len(study.targets)
     line = describe_changes(changes)
     assert "secondary suppression" in line and "cae-1" in line
+    assert describe_changes({"changed": [], "unchanged": [], "suppression": {}}) == ""  # first estimation

@@ -317,7 +317,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if hit:
         changes.unlink(missing_ok=True)  # restored files: nothing to compare with
     elif changes.exists():
-        print("  [estimate] " + describe_changes(json.loads(changes.read_text(encoding="utf-8"))), flush=True)
+        said = describe_changes(json.loads(changes.read_text(encoding="utf-8")))
+        if said:
+            print(f"  [estimate] {said}", flush=True)
     check = sdir / "reference_check.json"
     if study.consortium_reference is not None and check.exists():
         found = json.loads(check.read_text(encoding="utf-8"))
@@ -334,11 +336,13 @@ def describe_changes(changes: dict) -> str:
     """The estimation's record of which report rows changed, as a line of the build's output.
 
     « report rows changed: cae-1, consortium, cae-3 (2 cell(s) hidden or shown again by the
-    secondary suppression); unchanged: 5 target(s) ».
+    secondary suppression); unchanged: 5 target(s) »; empty after a first estimation.
     """
     changed = changes.get("changed", [])
+    if not changed and not changes.get("unchanged"):
+        return ""  # a first estimation: nothing to compare with
     if not changed:
-        return f"report rows unchanged for every target ({len(changes.get('unchanged', []))})"
+        return f"report rows unchanged for every target ({len(changes['unchanged'])})"
     supp = changes.get("suppression", {})
     parts = [f"{t} ({supp[t]} cell(s) hidden or shown again by the secondary suppression)" if t in supp else t
              for t in changed]
