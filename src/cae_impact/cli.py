@@ -361,6 +361,7 @@ def cmd_publish_reference(args: argparse.Namespace) -> int:
 
     from . import indicators, published
     from .manifest import git_state
+    from .pipeline import consortium_summary
 
     study, processed, reports = _ctx(args)
     path = Path(args.to) if args.to else study.consortium_reference
@@ -381,11 +382,7 @@ def cmd_publish_reference(args: argparse.Namespace) -> int:
     w = result.weighting
     git = git_state()
     date = os.environ.get("CAE_PUBLISH_DATE") or dt.date.today().isoformat()
-    published.write_reference(result.table, study, path, consortium={
-        "caes": int(len(w.per_cae)), "population": int(w.per_cae["population"].sum()),
-        "respondents": int(w.per_cae["respondents"].sum()), "kish_deff": w.kish_deff,
-        "effective_n": w.effective_n,
-    }, source={
+    published.write_reference(result.table, study, path, consortium=consortium_summary(w), source={
         "published": date,
         "cleaned_data": cachemod.file_hashes(processed_files(study, processed), processed),
         "codebook": _rel(study.codebook),

@@ -210,7 +210,33 @@ def target_files(study: StudyConfig, reports_root: Path, target: str) -> tuple[P
     return folder / f"report__{target}.parquet", folder / f"context__{target}.json"
 
 
-def _context(study: StudyConfig, target: str, payload: dict, reference) -> dict:
+def _reference_note(reference) -> dict | None:
+    """What a CAE report says of the published reference (date, path, sha256), computed once."""
+    if reference is None:
+        return None
+    from .cache import sha256_file
+
+    try:
+        shown = str(reference.path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        shown = str(reference.path)
+    return {"published": reference.published, "path": shown, "sha256": sha256_file(reference.path),
+            "caes": len(reference.caes)}
+
+
+def consortium_summary(weighting) -> dict:
+    """The consortium's sample as reports print it: CAEs, population, respondents, design effect."""
+    per_cae = weighting.per_cae
+    return {
+        "caes": int(len(per_cae)),
+        "population": int(per_cae["population"].sum()),
+        "respondents": int(per_cae["respondents"].sum()),
+        "kish_deff": weighting.kish_deff,
+        "effective_n": weighting.effective_n,
+    }
+
+
+def _context(study: StudyConfig, target: str, payload: dict, reference, note: dict | None) -> dict:
     """The sample and weighting a target's report prints (see :func:`target_files`)."""
     per_cae = payload["per_cae"]
     if target != CONSORTIUM:
@@ -223,14 +249,7 @@ def _context(study: StudyConfig, target: str, payload: dict, reference) -> dict:
     ref = None
     if reference is not None and target != CONSORTIUM:
         consortium = reference.meta.get("consortium", consortium)
-        from .cache import sha256_file
-
-        try:
-            shown = str(reference.path.relative_to(PROJECT_ROOT))
-        except ValueError:
-            shown = str(reference.path)
-        ref = {"published": reference.published, "path": shown, "sha256": sha256_file(reference.path),
-               "caes": len(reference.caes), "includes_target": target in reference.caes}
+        ref = {**note, "includes_target": target in reference.caes}
     return {"target": target, "per_cae": per_cae, "notes": notes, "consortium": consortium,
             "reference": ref}
 
@@ -281,13 +300,7 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
         "kish_deff": w.kish_deff,
         "effective_n": w.effective_n,
         "respondents": int(len(responses)),
-        "consortium": {
-            "caes": int(len(per_cae)),
-            "population": int(per_cae["population"].sum()),
-            "respondents": int(per_cae["respondents"].sum()),
-            "kish_deff": w.kish_deff,
-            "effective_n": w.effective_n,
-        },
+        "consortium": consortium_summary(w),
     }
     write_atomic(out / WEIGHTING_FILE, json.dumps(payload, ensure_ascii=False, indent=2, default=float))
     if reference is not None:
@@ -301,6 +314,7 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
     else:
         (out / "reference_check.json").unlink(missing_ok=True)
     changes: dict[str, object] = {"changed": [], "unchanged": [], "suppression": {}}
+    note = _reference_note(reference)
     for target in study.targets:
         if target != CONSORTIUM and not (table["target"] == target).any():
             continue
@@ -315,7 +329,7 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
         tmp_r = rpath.with_name(f".{rpath.name}.tmp")
         report.to_parquet(tmp_r, index=False)
         tmp_r.replace(rpath)
-        write_atomic(cpath, json.dumps(_context(study, target, payload, reference), ensure_ascii=False,
+        write_atomic(cpath, json.dumps(_context(study, target, payload, reference, note), ensure_ascii=False,
                                        indent=2, default=float) + "\n")
         _record_change(changes, target, previous, rpath, cpath, report)
     # What changed since the files were last written (the build prints it: why a report whose
