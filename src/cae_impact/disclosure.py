@@ -4,21 +4,29 @@ The table has one row per published cell: an indicator, a target (a CAE or the c
 breakdown (``total`` or a profile variable) and its group, and for distributions a category.
 Before publication:
 
-Primary suppression (the cell itself is too small)
-    * ``effectif < 5``: the unweighted count of respondents in the cell (``count_col``) is 1 to
-      4, or its complement (base - count) is 1 to 4: a reader who knows a member of the group
-      could learn their answer. For cells without a count (means, medians) the rule applies
+Primary rules (the cell itself is too small)
+    * ``effectif < 5``: a count of respondents (``count_col``) from 1 to 4 on a base below
+      ``min_base_pct`` is hidden; for cells without a count (means, medians) the rule applies
       to the base.
     * ``base < 10``: no percentage on an unweighted base below ``min_base_pct``; the same
       threshold applies to means and medians unless ``min_base_value`` says otherwise.
+    * **coded bands** instead of a hidden value: on a base of at least ``min_base_pct``, a
+      share whose count or complement is 0 to 4 is published as a band, not as a number:
+      « moins de U sur 10 » (``band_high`` = U / 10) or « L sur 10 ou plus » (``band_low``).
+      The band is the decile bound that holds both for the weighted estimate and for every
+      count from 0 to 5 on that side, so it always contains the 0 % (or 100 %) cell and at
+      least one count above 4: a reader cannot tell 0 from 1-4 respondents, nor learn that
+      all or none of a group gave an answer. This keeps results such as « 9 sur 10 ou plus »
+      that an « s » hid before, and it is the rule for totals of 0 % and 100 %.
+    * A cell with a base of 0 is published as empty (« — »): it hides nothing and protects
+      nothing.
 
 Caution (published, flagged)
     * ``flag_caution``: unweighted base below ``caution_base`` (30), to be shown « à
       interpréter avec prudence » (:data:`CAUTION_TEXT`).
 
 Secondary (complementary) suppression, « suppression secondaire »
-    Three additive relations hold between published cells, on weighted counts
-    (estimate x ``base_weighted``) or on shares:
+    Three additive relations hold between published cells, on counts or on shares:
 
     (a) targets: consortium cell = sum of the CAEs' cells (same indicator, breakdown, group,
         category);
@@ -26,17 +34,21 @@ Secondary (complementary) suppression, « suppression secondaire »
         target, category);
     (c) distributions: 100 % = sum of the categories (same indicator, target, breakdown, group).
 
-    A hidden cell that is the only hidden member of a relation is recovered by subtraction.
+    A hidden (or coded) cell that is the only one of a relation is recovered by subtraction.
     So, until no relation has exactly one hidden member, the published member of the relation
     with the smallest count (base if no count) among its components is hidden as well, or
     else the relation's total (consortium or ``total`` cell). Because the rule is applied to
     a fixed point, a secondary suppression that creates a single hidden cell in another
-    relation triggers a further one there. Bases (``n_unweighted``, ``base_weighted``) stay
-    published: they are group sizes, not answers.
+    relation triggers a further one there.
 
-Limits: this protects against differencing along any one of these relations, iterated
-(:func:`find_recoverable_cells` audits it). It is not a full linear-programming audit of all
-relations at once (as tau-ARGUS's optimal methods are), nor does it protect bases.
+Audit (optional ``protect`` hook)
+    Every other linear relation (a share and the categories of its question, the unknown group
+    of a breakdown, the sizes of groups from other tables, the bands) is left to the linear
+    programming attack of :mod:`cae_impact.secrecy`, which hides further cells until no hidden
+    count is pinned or enclosed in 1-4 (:func:`cae_impact.secrecy.protect_table`).
+
+Bases: a hidden cell's base (``n_unweighted``, ``base_weighted``) and count are blanked as well
+(a group's size is often a hidden count of another table); a coded cell keeps its base.
 
 Suppressed cells keep their row; their estimate, SE, interval, p-values, significance and
 count are set to missing, ``suppressed`` is True and ``suppression_reason`` says why.
@@ -45,7 +57,7 @@ count are set to missing, ``suppressed`` is True and ``suppression_reason`` says
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +68,8 @@ __all__ = [
     "REASON_COUNT",
     "REASON_BASE",
     "REASON_SECONDARY",
+    "REASON_BAND",
+    "band_text",
     "Relation",
     "apply_disclosure_control",
     "primary_suppression",
@@ -68,9 +82,52 @@ CAUTION_TEXT = "à interpréter avec prudence"
 REASON_COUNT = "effectif < {min_count}"
 REASON_BASE = "base < {min_base}"
 REASON_SECONDARY = "suppression secondaire"
+REASON_BAND = "valeur en tranche (effectif ou complément < {min_count})"
 
 #: columns blanked in a suppressed row
 MASKED_COLUMNS = ("estimate", "se", "ci_low", "ci_high", "p_value", "p_adjusted")
+#: columns blanked as well in a suppressed row that is not coded (its base)
+BASE_COLUMNS = ("n_unweighted", "base_weighted")
+
+
+def band_text(band_low: float | None = None, band_high: float | None = None) -> str:
+    """The French text of a coded cell.
+
+    >>> band_text(band_low=0.9)
+    '9 sur 10 ou plus'
+    >>> band_text(band_high=0.1)
+    'moins de 1 sur 10'
+    >>> band_text(band_low=0.5)
+    'la moitié ou plus'
+    """
+    if band_low is not None and np.isfinite(band_low):
+        k = int(round(band_low * 10))
+        return "la moitié ou plus" if k == 5 else f"{k} sur 10 ou plus"
+    if band_high is not None and np.isfinite(band_high):
+        k = int(round(band_high * 10))
+        return "moins de la moitié" if k == 5 else f"moins de {k} sur 10"
+    return ""
+
+
+def _bands(estimate: np.ndarray, count: np.ndarray, base: np.ndarray, min_count: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(band_low, band_high) of the cells to code (NaN elsewhere); see the module docstring.
+
+    High side (complement 0 to ``min_count - 1``): L = the decile at or below both the
+    estimate and (base - min_count) / base. Low side (count 0 to ``min_count - 1``): U = the
+    decile strictly above both the estimate and min_count / base. A band that would say
+    nothing (L = 0 or U = 1) is not used: the cell is hidden instead.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        comp = base - count
+        est = np.where(np.isfinite(estimate), estimate, count / base)
+        low = np.floor(np.minimum(est, (base - min_count) / base) * 10 + 1e-9) / 10
+        high = (np.floor(np.maximum(est, min_count / base) * 10 + 1e-9) + 1) / 10
+    high_side = (comp >= 0) & (comp < min_count) & (count >= min_count)
+    low_side = (count >= 0) & (count < min_count) & ~high_side
+    band_low = np.where(high_side & (low > 0), low, np.nan)
+    band_high = np.where(low_side & (high < 1), high, np.nan)
+    return band_low, band_high
 
 
 @dataclass(frozen=True)
@@ -139,23 +196,31 @@ def primary_suppression(
     has_count = ~np.isnan(count)
     comp = base - count
     small = lambda v: (v >= 1) & (v < min_count)  # noqa: E731
-    by_count = np.where(has_count, small(count) | small(comp), small(base))
+    empty = base == 0  # published as empty: hides nothing
     threshold = np.where(
         has_count, min_base_pct, min_base_pct if min_base_value is None else min_base_value
     )
-    by_base = ~(base >= threshold)  # NaN base counts as too small
+    by_base = ~(base >= threshold) & ~empty  # NaN base counts as too small
+    estimate = (pd.to_numeric(out["estimate"], errors="coerce").to_numpy(dtype=float)
+                if "estimate" in out.columns else np.full(len(out), np.nan))
+    band_low, band_high = _bands(estimate, count, base, min_count)
+    coded = has_count & ~by_base & ~empty & (np.isfinite(band_low) | np.isfinite(band_high))
+    by_count = np.where(has_count, (small(count) | small(comp)) & ~coded, small(base)) & ~empty
     reason = np.where(
         by_count,
         REASON_COUNT.format(min_count=min_count),
-        np.where(by_base, REASON_BASE.format(min_base=min_base_pct), ""),
+        np.where(by_base, REASON_BASE.format(min_base=min_base_pct),
+                 np.where(coded, REASON_BAND.format(min_count=min_count), "")),
     )
     if min_base_value is not None:
         reason = np.where(
             ~by_count & by_base & ~has_count, REASON_BASE.format(min_base=min_base_value), reason
         )
-    out["suppressed"] = by_count | by_base
+    out["suppressed"] = by_count | by_base | coded
     out["suppression_reason"] = reason
-    out["flag_caution"] = (base < caution_base) & ~out["suppressed"].to_numpy()
+    out["band_low"] = np.where(coded, band_low, np.nan)
+    out["band_high"] = np.where(coded, band_high, np.nan)
+    out["flag_caution"] = (base < caution_base) & ~(by_count | by_base) & ~empty
     return out
 
 
@@ -315,8 +380,17 @@ def secondary_suppression(
     out["suppressed"] = hidden
     out["suppression_reason"] = reason
     if "flag_caution" in out.columns:
-        out["flag_caution"] = out["flag_caution"].astype(bool) & ~hidden
+        out["flag_caution"] = out["flag_caution"].astype(bool) & ~(hidden & ~_coded(out))
     return out
+
+
+def _coded(table: pd.DataFrame) -> np.ndarray:
+    """Rows published as a band (value hidden, base published)."""
+    out = np.zeros(len(table), dtype=bool)
+    for col in ("band_low", "band_high"):
+        if col in table.columns:
+            out |= np.isfinite(pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=float))
+    return out & table["suppressed"].astype(bool).to_numpy()
 
 
 def apply_disclosure_control(
@@ -329,16 +403,22 @@ def apply_disclosure_control(
     consortium: str = "consortium",
     count_col: str | None = "n_count",
     base_col: str = "n_unweighted",
+    protect: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Primary suppression, caution flags, secondary suppression, then blanking.
+    """Primary rules and bands, caution flags, secondary suppression, audit, then blanking.
 
-    Args: as :func:`primary_suppression` and :func:`secondary_suppression`.
+    Args: as :func:`primary_suppression` and :func:`secondary_suppression`; ``protect``, when
+        given, takes the table with its ``suppressed`` flags after the secondary suppression
+        and returns it with more cells hidden (the linear-programming audit,
+        :func:`cae_impact.secrecy.protect_table`).
 
     Returns:
-        a copy of ``table`` (index reset) with ``suppressed`` (bool), ``suppression_reason``
-        (« effectif < 5 », « base < 10 », « suppression secondaire » or '') and
-        ``flag_caution`` set, and ``estimate``, ``se``, ``ci_low``, ``ci_high``, ``p_value``,
-        ``p_adjusted``, ``significant`` and the count set to missing in suppressed rows.
+        a copy of ``table`` (index reset) with ``suppressed`` (bool: the value is not
+        published), ``suppression_reason`` (« effectif < 5 », « base < 10 », « suppression
+        secondaire », « valeur en tranche … » or ''), ``band_low`` / ``band_high`` (the band
+        of a coded cell) and ``flag_caution`` set; ``estimate``, ``se``, ``ci_low``,
+        ``ci_high``, ``p_value``, ``p_adjusted``, ``significant`` and the count set to missing
+        in suppressed rows, and the base too unless the row is coded.
 
     """
     out = primary_suppression(
@@ -351,10 +431,19 @@ def apply_disclosure_control(
         base_col=base_col,
     )
     out = secondary_suppression(out, consortium=consortium, count_col=count_col, base_col=base_col)
+    if protect is not None:
+        out = protect(out)
+        if "flag_caution" in out.columns:
+            out["flag_caution"] = out["flag_caution"].astype(bool) & ~(
+                out["suppressed"].astype(bool).to_numpy() & ~_coded(out))
     hide = out["suppressed"].to_numpy()
+    blank_base = hide & ~_coded(out)
     for col in MASKED_COLUMNS:
         if col in out.columns:
             out[col] = pd.to_numeric(out[col], errors="coerce").astype(float).where(~hide, np.nan)
+    for col in BASE_COLUMNS:
+        if col in out.columns:
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype(float).where(~blank_base, np.nan)
     if count_col is not None and count_col in out.columns:
         out[count_col] = (
             pd.to_numeric(out[count_col], errors="coerce").astype(float).where(~hide, np.nan)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import disclosure, survey
+from . import disclosure, secrecy, survey
 from .codebook import Codebook, Indicator
 from .config import CONSORTIUM, StudyConfig
 from .frenchfmt import format_number
@@ -44,7 +44,7 @@ COLUMNS = [
     "indicator_id", "indicator_label", "domain_id", "kind", "unit", "target", "breakdown", "group",
     "group_label", "category", "category_label", "estimate", "se", "ci_low", "ci_high",
     "n_unweighted", "n_count", "base_weighted", "comparison", "test", "p_value", "p_adjusted",
-    "significant", "flag_caution", "suppressed", "suppression_reason",
+    "significant", "flag_caution", "suppressed", "suppression_reason", "band_low", "band_high",
 ]
 TEST_CAE_VS_REST = "t de Wald, CAE contre le reste du consortium"
 TEST_GROUPS = "Rao-Scott (F), indépendance entre groupes"
@@ -640,15 +640,34 @@ def profile_indicators(codebook: Codebook) -> list[Indicator]:
 
 @dataclass
 class StudyEstimates:
-    """The study-wide indicator table (disclosure applied) and the weighting behind it."""
+    """The study-wide indicator table (disclosure applied), the weighting behind it, and the
+    secrecy audit of the published table (:mod:`cae_impact.secrecy`)."""
 
     table: pd.DataFrame
     weighting: Weighting
+    audit: secrecy.AuditResult | None = None
+
+
+def secrecy_inputs(codebook: Codebook, table: pd.DataFrame) -> dict[str, Any]:
+    """What the secrecy attack needs beside the table: indicator rules, group codes, sample sizes.
+
+    Sample sizes are the respondents of each target, which the annexes publish.
+    """
+    inds = {i.id: i for i in [*codebook.indicators, *profile_indicators(codebook)]}
+    group_codes: dict[tuple[str, str], list[str]] = {}
+    for breakdown in {b for i in codebook.indicators for b in i.breakdowns}:
+        for code, _label, codes in breakdown_groups(codebook, breakdown):
+            group_codes[(breakdown, code)] = list(codes)
+    return {"indicators": inds, "group_codes": group_codes}
 
 
 def estimate_study(responses: pd.DataFrame, study: StudyConfig, codebook: Codebook,
                    indicators: list[Indicator] | None = None) -> StudyEstimates:
-    """Estimate every indicator for every target; apply disclosure control study-wide."""
+    """Estimate every indicator for every target; apply disclosure control study-wide.
+
+    The secrecy audit (a linear-programming attack on every published count) runs on the
+    result and hides further cells until no hidden count can be pinned or enclosed in 1 to 4.
+    """
     weighting = build_design(responses, study, codebook)
     data = responses.reset_index(drop=True)
     est = _Estimator(weighting.design, study.report.interval_method, study.report.confidence_level,
@@ -664,12 +683,26 @@ def estimate_study(responses: pd.DataFrame, study: StudyConfig, codebook: Codebo
     table["p_adjusted"] = np.nan
     table["significant"] = pd.array([pd.NA] * len(table), dtype="boolean")
     opts = study.report
+    sizes = data["cae_id"].astype(str).value_counts().to_dict()
+    sizes[CONSORTIUM] = len(data)
+    inputs = secrecy_inputs(codebook, table)
+    found: list[secrecy.AuditResult] = []
+
+    def protect(flagged: pd.DataFrame) -> pd.DataFrame:
+        out, audit = secrecy.protect_table(
+            flagged, codebook, inputs["indicators"], consortium=CONSORTIUM,
+            min_count=opts.min_cell_count, sample_sizes=sizes, group_codes=inputs["group_codes"],
+            reason=disclosure.REASON_SECONDARY)
+        found.append(audit)
+        return out
+
     table = disclosure.apply_disclosure_control(
         table, min_count=opts.min_cell_count, min_base_pct=opts.min_base_pct,
         caution_base=opts.caution_base, consortium=CONSORTIUM, count_col="n_count",
-        base_col="n_unweighted",
+        base_col="n_unweighted", protect=protect,
     )
-    return StudyEstimates(table=table[COLUMNS].reset_index(drop=True), weighting=weighting)
+    return StudyEstimates(table=table[COLUMNS].reset_index(drop=True), weighting=weighting,
+                          audit=found[0] if found else None)
 
 
 def report_rows(table: pd.DataFrame, target: str) -> pd.Series:
