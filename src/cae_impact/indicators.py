@@ -418,9 +418,14 @@ def _variables(data: pd.DataFrame, codebook: Codebook, ind: Indicator) -> list[t
     if kind == "distribution":
         scale = codebook.scale_of(rule["question"])
         answers = data[rule["question"]].astype(object)
-        answered = answers.isin(scale.codes).to_numpy()
+        # « Ne sait pas »-type answers leave the base, as in a share: a distribution of the
+        # valid answers (its base equals the shares' base, so no difference of two published
+        # bases gives the number of « Ne sait pas »)
+        answered = answers.isin(scale.valid_codes).to_numpy()
         out = []
         for choice in scale.choices:
+            if choice.missing:
+                continue
             y = np.full(len(data), np.nan)
             y[answered] = (answers[answered] == choice.code).to_numpy().astype(float)
             out.append((choice.code, choice.label, y))

@@ -87,8 +87,8 @@ def row_expressions(codebook: Codebook, ind: Indicator, category: str) -> tuple[
     codes, valid = block_codes(codebook, ind)
     if ind.kind == "share":
         return [c for c in ind.rule["codes"] if c in codes], valid
-    if ind.kind == "distribution":
-        return ([category] if category in codes else []), codes
+    if ind.kind == "distribution":  # a distribution of the valid answers
+        return ([category] if category in codes else []), valid
     if ind.kind == "any_of":
         return ["1"], codes
     return None, codes
@@ -250,31 +250,34 @@ class _Program:
                 if cbd == TOTAL and (t, bd, g) in group_min:
                     ub_rows.append({ci * K + k: -1.0 for k in idx})
                     ub_rhs.append(-float(group_min[(t, bd, g)]))
-        # published figures
+        # published figures: two rows per table row (its count, its base), whose bounds say
+        # what is published of it (see set_row); a hidden row's are free
+        self.pos_rows: dict[int, tuple[int | None, int]] = {}
+        fixed = len(eq_rows) + len(ub_rows)
+        rows = eq_rows + ub_rows
+        lower = eq_rhs + [-highspy.kHighsInf] * len(ub_rhs)
+        upper = eq_rhs + ub_rhs
+        self.counts, self.bases = counts, bases
         for pos, ci, count, base in block.rows:
-            if published[pos]:
-                if count is not None and np.isfinite(counts[pos]):
-                    eq_rows.append({v: 1.0 for v in block.var(ci, count)})
-                    eq_rhs.append(float(counts[pos]))
-                if np.isfinite(bases[pos]):
-                    eq_rows.append({v: 1.0 for v in block.var(ci, base)})
-                    eq_rhs.append(float(bases[pos]))
-            elif count is not None and np.isfinite(bases[pos]) and (
-                    np.isfinite(band_low[pos]) or np.isfinite(band_high[pos])):
-                b = float(bases[pos])
-                eq_rows.append({v: 1.0 for v in block.var(ci, base)})
-                eq_rhs.append(b)
-                if np.isfinite(band_low[pos]):  # « L sur 10 ou plus »: count >= L x base
-                    ub_rows.append({v: -1.0 for v in block.var(ci, count)})
-                    ub_rhs.append(-math.ceil(band_low[pos] * b - _TOL))
-                else:  # « moins de U sur 10 »: count < U x base
-                    ub_rows.append({v: 1.0 for v in block.var(ci, count)})
-                    ub_rhs.append(math.ceil(band_high[pos] * b - _TOL) - 1.0)
-        A_eq = _matrix(eq_rows, n)
-        A_ub = _matrix(ub_rows, n)
-        A = sparse.vstack([A_eq, A_ub]).tocsr()
-        lower = np.concatenate([np.array(eq_rhs, dtype=float), np.full(len(ub_rhs), -highspy.kHighsInf)])
-        upper = np.concatenate([np.array(eq_rhs, dtype=float), np.array(ub_rhs, dtype=float)])
+            crow = None
+            if count is not None:
+                crow = len(rows)
+                rows.append({v: 1.0 for v in block.var(ci, count)})
+            brow = len(rows)
+            rows.append({v: 1.0 for v in block.var(ci, base)})
+            self.pos_rows[pos] = (crow, brow)
+        lower += [-highspy.kHighsInf] * (len(rows) - fixed)
+        upper += [highspy.kHighsInf] * (len(rows) - fixed)
+        self._lower = np.array(lower, dtype=float)
+        self._upper = np.array(upper, dtype=float)
+        for pos in self.pos_rows:
+            lo_c, up_c, lo_b, up_b = _row_bounds(pos, published, band_low, band_high, counts, bases)
+            crow, brow = self.pos_rows[pos]
+            if crow is not None:
+                self._lower[crow], self._upper[crow] = lo_c, up_c
+            self._lower[brow], self._upper[brow] = lo_b, up_b
+        A = _matrix(rows, n)
+        lower, upper = self._lower, self._upper
         lp = highspy.HighsLp()
         lp.num_col_ = n
         lp.num_row_ = A.shape[0]
@@ -295,6 +298,20 @@ class _Program:
         self.n = n
         self.solved = 0
         self._all = np.arange(n, dtype=np.int32)
+
+    def set_row(self, pos: int, published: np.ndarray, band_low: np.ndarray,
+                band_high: np.ndarray) -> None:
+        """Say again what is published of table row ``pos`` (after it was hidden or shown)."""
+        if pos not in self.pos_rows:
+            return
+        lo_c, up_c, lo_b, up_b = _row_bounds(pos, published, band_low, band_high, self.counts,
+                                             self.bases)
+        crow, brow = self.pos_rows[pos]
+        idx = [brow] if crow is None else [crow, brow]
+        lo = [lo_b] if crow is None else [lo_c, lo_b]
+        up = [up_b] if crow is None else [up_c, up_b]
+        self.highs.changeRowsBounds(len(idx), np.array(idx, dtype=np.int32),
+                                    np.array(lo, dtype=float), np.array(up, dtype=float))
 
     def bounds(self, variables: list[int]) -> tuple[float, float]:
         """Smallest and largest value of the sum of ``variables`` (inf when unbounded).
@@ -320,6 +337,27 @@ class _Program:
                     f"secrecy audit: the program of {self.block.key} cannot be solved "
                     f"({h.modelStatusToString(status)}): the published figures contradict each other")
         return out[0], out[1]
+
+
+def _row_bounds(pos: int, published: np.ndarray, band_low: np.ndarray, band_high: np.ndarray,
+                counts: np.ndarray, bases: np.ndarray) -> tuple[float, float, float, float]:
+    """Bounds of a table row's count and base: exact when published, the band when coded."""
+    inf = highspy.kHighsInf
+    lo_c, up_c, lo_b, up_b = -inf, inf, -inf, inf
+    coded = np.isfinite(band_low[pos]) or np.isfinite(band_high[pos])
+    if published[pos]:
+        if np.isfinite(counts[pos]):
+            lo_c = up_c = float(counts[pos])
+        if np.isfinite(bases[pos]):
+            lo_b = up_b = float(bases[pos])
+    elif coded and np.isfinite(bases[pos]):
+        b = float(bases[pos])
+        lo_b = up_b = b
+        if np.isfinite(band_low[pos]):  # « L sur 10 ou plus »: count >= L x base
+            lo_c = float(math.ceil(band_low[pos] * b - _TOL))
+        else:  # « moins de U sur 10 »: count < U x base
+            up_c = float(math.ceil(band_high[pos] * b - _TOL) - 1)
+    return lo_c, up_c, lo_b, up_b
 
 
 def _matrix(rows: list[dict[int, float]], n: int) -> sparse.csr_matrix:
@@ -386,7 +424,7 @@ class _Attack:
     def coded(self) -> np.ndarray:
         return self.hidden & (np.isfinite(self.band_low) | np.isfinite(self.band_high))
 
-    def hide(self, pos: int, hidden: bool = True) -> None:
+    def hide(self, pos: int, prog: _Program | None = None, hidden: bool = True) -> None:
         """Hide a published row, or withdraw a coded row's band and base (or undo either)."""
         if hidden:
             self._saved[pos] = (bool(self.hidden[pos]), self.band_low[pos], self.band_high[pos])
@@ -394,6 +432,14 @@ class _Attack:
             self.band_low[pos] = self.band_high[pos] = np.nan
         else:
             self.hidden[pos], self.band_low[pos], self.band_high[pos] = self._saved.pop(pos)
+        if prog is not None:
+            prog.set_row(pos, ~self.hidden, self.band_low, self.band_high)
+
+    def show(self, pos: int, prog: _Program | None = None) -> None:
+        """Publish a hidden row as it is."""
+        self.hidden[pos] = False
+        if prog is not None:
+            prog.set_row(pos, ~self.hidden, self.band_low, self.band_high)
 
     def order(self) -> list[tuple[str, str]]:
         """Blocks whose question is a breakdown first (their group sizes bound the others)."""
@@ -401,14 +447,13 @@ class _Attack:
 
     def program(self, key) -> _Program:
         published = ~self.hidden
-        coded = self.coded
-        bases = np.where(published | coded, self.base_values, np.nan)
-        counts = np.where(published, self.count_values, np.nan)
+        bases = np.where(published | self.coded, self.base_values, np.nan)
         group_min: dict[tuple[str, str, str], float] = {}
         for pos in np.flatnonzero((self.bd != TOTAL) & np.isfinite(bases) & (bases > 0)):
             k = (self.tg[pos], self.bd[pos], self.gr[pos])
             group_min[k] = max(group_min.get(k, 0.0), bases[pos])
-        return _Program(self.blocks[key], published, self.band_low, self.band_high, counts, bases,
+        return _Program(self.blocks[key], published, self.band_low, self.band_high,
+                        self.count_values, self.base_values,
                         sample_sizes=self.sample_sizes, group_min=group_min,
                         group_max={} if key in self.size_of else self.group_max,
                         size_of=self.size_of.get(key, {}))
@@ -537,49 +582,52 @@ def protect_table(table: pd.DataFrame, codebook: Codebook, indicators: Mapping[s
     t = attack.table
     reasons = t["suppression_reason"].astype(object).where(t["suppression_reason"].notna(), "")
     complementary = (reasons.astype(str) == reason).to_numpy().copy()
+    # Never shown, whatever happens: counts (or complements) the rules protect, coded cells.
+    cnt, base = attack.count_values, attack.base_values
+    sensitive = (((cnt >= 1) & (cnt < min_count)) | ((base - cnt >= 1) & (base - cnt < min_count))
+                 | attack.coded)
+    complementary &= ~sensitive
     added: list[int] = []
     shown: list[int] = []
     rounds = 0
     for key in attack.order():
         prog = attack.program(key)
-        exposed = [r for r in attack.audit(key, prog) if r["exposed"]]
-        while exposed:
+        queue = [r for r in attack.audit(key, prog) if r["exposed"]]
+        pinned: list[int] = []
+        while queue:
             rounds += 1
-            if rounds > max_rounds:  # pragma: no cover - each round hides or shows one more row
+            if rounds > max_rounds:  # pragma: no cover - each round hides one more row
                 raise SecrecyError("secrecy: the protection did not converge")
-            sensitive = [r for r in exposed if not (r["why"] == "pinned" and complementary[r["row"]])]
-            if not sensitive:
-                # Complementary cells that the published figures give exactly: hiding them
-                # protects nothing, so they are published (with every sensitive count of the
-                # block safe first, this changes nothing an attacker can compute).
-                for r in exposed:
-                    attack.hidden[r["row"]] = False
-                    complementary[r["row"]] = False
-                    shown.append(r["row"])
-                break
-            first = sensitive[0]
-            exposed = [r for r in exposed if r is not first]
-            pos = first["row"]
+            pos = queue.pop(0)["row"]
+            fresh = attack.audit(key, prog, [pos])  # earlier rounds may have protected it
+            if not fresh or not fresh[0]["exposed"]:
+                continue
+            if fresh[0]["why"] == "pinned" and complementary[pos]:
+                pinned.append(pos)  # decided once every sensitive count of the block is safe
+                continue
             options = [o for o in attack.candidates(pos) if o not in shown]
             if not options:  # nothing left to hide around it: the final audit reports it
                 continue
             pick = options[0]
             for option in options[:5]:  # the first of the closest that protects it, if any
-                attack.hide(option)
-                attack.n_lp += prog.solved
-                prog = attack.program(key)
+                attack.hide(option, prog)
                 still = attack.audit(key, prog, [pos])
-                attack.hide(option, False)
+                attack.hide(option, prog, hidden=False)
                 if not (still and still[0]["exposed"]):
                     pick = option
                     break
-            attack.hide(pick)
-            complementary[pick] = True
+            attack.hide(pick, prog)
+            complementary[pick] = not sensitive[pick]
             added.append(pick)
-            attack.n_lp += prog.solved
-            prog = attack.program(key)
-            again = {r["row"] for r in exposed} | {pos, pick}
-            exposed = [r for r in attack.audit(key, prog, again) if r["exposed"]]
+            queue.extend(r for r in attack.audit(key, prog, [pos, pick]) if r["exposed"])
+        # Complementary cells that the published figures give exactly: hiding them protects
+        # nothing, so they are published (every sensitive count of the block being safe, this
+        # changes nothing an attacker can compute).
+        for r in attack.audit(key, prog, pinned):
+            if r["why"] == "pinned":
+                attack.show(r["row"], prog)
+                complementary[r["row"]] = False
+                shown.append(r["row"])
         attack.record_group_sizes(key, prog)
         attack.n_lp += prog.solved
     out = table.reset_index(drop=True).copy()
