@@ -130,7 +130,8 @@ def test_method_annex(study):
     out = annexes.method_annex(study, WEIGHTING, "cae-3")
     assert 'id="annexe-methode"' in out
     for needle in ("logit", "95", "Wald", "Rao-Scott", "apparié", "Benjamini-Hochberg",
-                   "1 à 4 répondants", "inférieure à 10 répondants", "moins de 30 répondants",
+                   "0 à 4 répondants", "moins de 10 répondants", "moins de 30 répondants",
+                   "9 sur 10 ou plus", "secret secondaire",
                    "contrefactuel", "45 %", "4,67", "147 réponses"):
         assert needle in out.replace("\u202f", " ").replace("\xa0", " "), needle
     assert "CAE 3 : strate" in out and "CAE 1 : rien" not in out

@@ -274,28 +274,41 @@ def test_secondary_suppression_was_needed_for_every_relation_kind(truth, protect
 
 def test_primary_rules_and_reasons(truth, protected):
     count, base = truth["n_count"], truth["n_unweighted"]
-    small = lambda v: (v >= 1) & (v <= 4)  # noqa: E731
-    by_count = small(count) | small(base - count) | (count.isna() & small(base))
-    by_base = ~by_count & (base < 10)
+    small = lambda v: (v >= 0) & (v <= 4)  # noqa: E731
+    tiny = lambda v: (v >= 1) & (v <= 4)  # noqa: E731
+    side_small = small(count) | small(base - count)
+    # on a base of 10 or more, a share with 0-4 on one side is coded as a band
+    coded = side_small & (base >= 10) & count.notna()
+    by_count = ((tiny(count) | tiny(base - count)) & ~coded) | (count.isna() & tiny(base))
+    by_base = ~by_count & ~coded & (base < 10) & (base > 0)
+    band = "valeur en tranche (effectif ou complément < 5)"
+    assert (protected.loc[coded, "suppression_reason"] == band).all()
+    assert protected.loc[coded, ["band_low", "band_high"]].notna().sum(axis=1).eq(1).all()
     assert (protected.loc[by_count, "suppression_reason"] == "effectif < 5").all()
     assert (protected.loc[by_base, "suppression_reason"] == "base < 10").all()
-    assert protected.loc[by_count | by_base, "suppressed"].all()
-    assert by_count.any() and by_base.any()
+    assert protected.loc[by_count | by_base | coded, "suppressed"].all()
+    assert by_count.any() and by_base.any() and coded.any()
     published = ~protected["suppressed"]
     assert (protected.loc[published, "suppression_reason"] == "").all()
-    assert (protected["flag_caution"] == (published & (truth["n_unweighted"] < 30))).all()
+    shown_base = published | coded
+    assert (protected["flag_caution"] == (shown_base & (truth["n_unweighted"] < 30))).all()
     assert protected["flag_caution"].any()
 
 
 def test_suppressed_values_are_blanked(truth, protected):
     s = protected["suppressed"]
+    coded = protected[["band_low", "band_high"]].notna().any(axis=1)
     for col in ["estimate", "se", "ci_low", "ci_high", "p_value", "p_adjusted", "n_count"]:
         assert protected.loc[s, col].isna().all(), col
     assert protected.loc[s, "significant"].isna().all()
-    # bases stay published, published values are untouched
-    pd.testing.assert_series_equal(protected["n_unweighted"], truth["n_unweighted"])
+    # a hidden cell's base is blanked too (a group's size is often a hidden count elsewhere);
+    # a coded cell keeps its base; published values are untouched
+    assert protected.loc[s & ~coded, "n_unweighted"].isna().all()
+    assert protected.loc[s & ~coded, "base_weighted"].isna().all()
+    pd.testing.assert_series_equal(protected.loc[~s | coded, "n_unweighted"],
+                                   truth.loc[~s | coded, "n_unweighted"], check_dtype=False)
     np.testing.assert_array_equal(protected.loc[~s, "estimate"], truth.loc[~s, "estimate"])
-    assert list(protected.columns) == [*CONTRACT, "n_count"]
+    assert list(protected.columns) == [*CONTRACT, "n_count", "band_low", "band_high"]
 
 
 def _toy_table(counts: dict[str, int], base: int, target="cae-1") -> pd.DataFrame:
@@ -321,21 +334,39 @@ def _toy_table(counts: dict[str, int], base: int, target="cae-1") -> pd.DataFram
 
 
 def test_count_rule_edges_and_thresholds():
-    t = _toy_table({"a": 0, "b": 4, "c": 5, "e": 31, "f": 36}, base=40)
-    out = dc.apply_disclosure_control(t)
-    # 0 and 40 (complement 0) are published, 4 and 36 (complement 4) are not
-    assert out.set_index("category")["suppression_reason"].to_dict() == {
-        "a": "",
-        "b": "effectif < 5",
-        "c": "",
-        "e": "",
-        "f": "effectif < 5",
+    t = _toy_table({"a": 0, "b": 4, "c": 5, "e": 31, "f": 36, "g": 40}, base=40)
+    out = dc.apply_disclosure_control(t).set_index("category")
+    band = "valeur en tranche (effectif ou complément < 5)"
+    # 0-4 on either side (0 % and 100 % included) is a band, 5 and 35 are published
+    assert out["suppression_reason"].to_dict() == {
+        "a": band, "b": band, "c": "", "e": "", "f": band, "g": band,
     }
+    # the band contains 0 to 5 on its side, and the estimate
+    assert dc.band_text(band_high=out.at["a", "band_high"]) == "moins de 2 sur 10"
+    assert dc.band_text(band_low=out.at["f", "band_low"]) == "8 sur 10 ou plus"
+    assert out.loc[["a", "b", "f", "g"], "n_unweighted"].eq(40).all()  # a band keeps its base
     # thresholds are arguments, and the text follows them
     out = dc.apply_disclosure_control(t, min_count=6, min_base_pct=50, caution_base=60)
     reasons = out.set_index("category")["suppression_reason"].to_dict()
-    assert reasons["c"] == "effectif < 6" and reasons["a"] == "base < 50"
+    assert reasons["c"] == "effectif < 6" and reasons["e"] == "base < 50"
     assert out["suppressed"].all()
+
+
+def test_a_base_of_zero_hides_nothing():
+    t = _toy_table({"a": 0}, base=1).assign(n_unweighted=0, estimate=np.nan)
+    out = dc.apply_disclosure_control(t)
+    assert not out["suppressed"].any() and out["n_unweighted"].tolist() == [0]
+
+
+def test_bands_hold_for_every_count_on_their_side():
+    for base in range(10, 120):
+        for k in list(range(0, 5)) + list(range(base - 4, base + 1)):
+            est = np.array([k / base])
+            low, high = dc._bands(est, np.array([float(k)]), np.array([float(base)]), 5)
+            if np.isfinite(low[0]):
+                assert k >= low[0] * base and base - 5 >= low[0] * base - 1e-9
+            elif np.isfinite(high[0]):
+                assert k < high[0] * base and 5 < high[0] * base + 1e-9
 
 
 def test_distribution_hides_the_smallest_other_category():
@@ -343,11 +374,10 @@ def test_distribution_hides_the_smallest_other_category():
     out = dc.apply_disclosure_control(t)
     assert out.set_index("category")["suppression_reason"].to_dict() == {
         "a": "",
-        "b": "effectif < 5",
+        "b": "valeur en tranche (effectif ou complément < 5)",
         "c": "",
         "d": "suppression secondaire",
     }
-    assert attack_distribution(out, 1) is None
 
 
 def test_means_use_the_base_rules():
@@ -409,7 +439,7 @@ def test_secondary_suppression_chains_to_a_fixed_point():
         (r.target, r.category): r.suppression_reason for r in out[out["suppressed"]].itertuples()
     }
     assert got == {
-        ("cae-1", "b"): "effectif < 5",
+        ("cae-1", "b"): "valeur en tranche (effectif ou complément < 5)",
         ("cae-3", "b"): "suppression secondaire",
         ("cae-1", "c"): "suppression secondaire",
         ("cae-3", "c"): "suppression secondaire",

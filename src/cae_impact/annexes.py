@@ -169,11 +169,19 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
         f"{format_pct(opts.fdr_alpha)} ; un écart n'est dit significatif qu'après cette correction.",
     ]))
     parts.append(present.heading_html("Règles de diffusion (secret statistique)", 2))
-    parts.append(_box("Une case n'est pas diffusée (« s ») quand", [
-        f"elle compte de 1 à {opts.min_cell_count - 1} répondants, ou que son complément en compte "
-        f"de 1 à {opts.min_cell_count - 1} ;",
-        f"la base d'un pourcentage est inférieure à {opts.min_base_pct} répondants ;",
-        "elle permettrait de retrouver par différence une case non diffusée (secret secondaire).",
+    few = opts.min_cell_count - 1
+    parts.append(_box("Ce qui n'est pas diffusé, et pourquoi", [
+        f"Aucun pourcentage n'est donné sur moins de {opts.min_base_pct} répondants : la case est "
+        "marquée « s » ;",
+        f"sur {opts.min_base_pct} répondants ou plus, une part dont 0 à {few} répondants se trouvent "
+        "d'un côté (ceux qui ont donné la réponse, ou ceux qui ne l'ont pas donnée) est donnée par une "
+        "tranche, « moins de 2 sur 10 » ou « 9 sur 10 ou plus » : la tranche contient toujours 0 et "
+        f"au moins {opts.min_cell_count} répondants de ce côté, si bien que personne ne peut savoir "
+        "si aucun, un ou quelques entrepreneurs ont répondu ainsi, ni que tous l'ont fait ;",
+        "une case est aussi masquée (« s », secret secondaire) quand elle permettrait, avec les autres "
+        "chiffres diffusés de la vague, de retrouver une valeur masquée ou en tranche ;",
+        "le nombre de répondants (n) d'une case masquée n'est pas donné, car il révélerait souvent la "
+        "taille d'un groupe masquée ailleurs.",
     ]))
     parts.append(present.paragraph_html(
         f"Les résultats dont la base compte moins de {opts.caution_base} répondants sont suivis d'un "
@@ -228,9 +236,35 @@ def _accounting_lines(logs: Mapping[str, Mapping]) -> list[tuple[str, dict[str, 
     return lines
 
 
-def data_quality_annex(logs: Mapping[str, Mapping]) -> str:
-    """Annex B: the cleaning accounting of every CAE of the report (raw = kept + set aside + merged)."""
+def secrecy_paragraph(summary: Mapping | None) -> str:
+    """What the secrecy rules hid or coded in the wave and what the attack on them found."""
+    if not summary or not summary.get("audit"):
+        return ""
+    audit = summary["audit"]
+    by = summary.get("by_reason", {})
+    coded = sum(v for k, v in by.items() if k.startswith("valeur en tranche"))
+    count = sum(v for k, v in by.items() if k.startswith("effectif"))
+    base = sum(v for k, v in by.items() if k.startswith("base"))
+    second = by.get("suppression secondaire", 0)
+    exposed = audit.get("exposed", 0)
+    verdict = ("aucune n'est retrouvée exactement et aucune n'est enfermée entre 1 et 4 répondants."
+               if exposed == 0 else
+               f"{format_int(exposed)} pourraient l'être : ces chiffres n'auraient pas dû être publiés.")
+    return present.paragraph_html(
+        f"Secret statistique. Sur les {format_int(summary['cells'])} cases de ce rapport, "
+        f"{format_int(coded)} sont données par une tranche, {format_int(count + base)} ne sont pas "
+        f"diffusées parce qu'elles portent sur trop peu de répondants et {format_int(second)} au "
+        "titre du secret secondaire. Une attaque par programmation linéaire sur l'ensemble des "
+        "chiffres diffusés de la vague (tous les rapports et tableaux d'indicateurs, CAE et "
+        "consortium) a cherché, pour chaque valeur masquée ou en tranche, la plus petite et la "
+        "plus grande valeur compatibles avec tout ce qui est diffusé : " + verdict)
+
+
+def data_quality_annex(logs: Mapping[str, Mapping], secrecy: Mapping | None = None) -> str:
+    """Annex B: the cleaning accounting of every CAE of the report (raw = kept + set aside +
+    merged), and what the secrecy rules hid and the attack on them found."""
     parts = [present.heading_html("Annexe B — Qualité des données", 1, anchor="annexe-qualite")]
+    secrecy_html = secrecy_paragraph(secrecy)
     parts.append(present.paragraph_html(
         "Chaque export reçu d'une CAE est nettoyé selon des règles écrites et testées, sans jamais être "
         "modifié : toute ligne brute est soit retenue, soit écartée pour un motif, soit fusionnée avec "
@@ -239,7 +273,7 @@ def data_quality_annex(logs: Mapping[str, Mapping]) -> str:
         "électroniques et numéros de téléphone des textes libres sont masqués."))
     if not logs:
         parts.append(present.paragraph_html("Aucun journal de nettoyage disponible."))
-        return "".join(parts)
+        return "".join(parts) + secrecy_html
     frame = cleaning_accounting(logs)
     broken = [cae for cae, log in logs.items() if not log["accounting"].get("identity_holds", True)]
     note = "Source : journaux de nettoyage (cleaning_log.json) de chaque CAE."
@@ -248,7 +282,7 @@ def data_quality_annex(logs: Mapping[str, Mapping]) -> str:
     if len(logs) <= MAX_NAMED_CAES:
         parts.append(present.table_html(frame, caption="Décompte du nettoyage des réponses", note=note,
                                         numeric_columns=list(logs)))
-        return "".join(parts)
+        return "".join(parts) + secrecy_html
     # A national study: one column per CAE would not fit on a page. The detail by reason is
     # given for the whole consortium, then the main counts with one row per CAE.
     totals = pd.DataFrame([{"Décompte": label, "Ensemble": format_int(sum(vals.values()))}
@@ -264,7 +298,7 @@ def data_quality_annex(logs: Mapping[str, Mapping]) -> str:
     columns = [*main, "Valeurs effacées", "Textes masqués"]
     parts.append(present.table_html(pd.DataFrame(rows), caption="Décompte du nettoyage par CAE",
                                     note=note, numeric_columns=columns))
-    return "".join(parts)
+    return "".join(parts) + secrecy_html
 
 
 
@@ -459,7 +493,7 @@ def build_annexes(study: StudyConfig, target: str, *, reports_root: Path, proces
             "file": reference.get("path", ""), "sha256": reference.get("sha256", "")}]
     return "".join([
         method_annex(study, weighting, target),
-        data_quality_annex(logs),
+        data_quality_annex(logs, weighting.get("secrecy")),
         questionnaire_annex(cb),
         provenance_annex(prov),
     ])

@@ -153,9 +153,9 @@ class View:
 
 
 def fmt_value(row: Mapping, unit: str) -> str:
-    """An estimate as printed, or « s » when suppressed."""
+    """An estimate as printed, its band when coded (« 9 sur 10 ou plus »), « s » when hidden."""
     if bool(row.get("suppressed")) or is_missing(row.get("estimate")):
-        return SUPPRESSED
+        return narrative.band_of(row, short=True) or SUPPRESSED
     return _fmt_number(row["estimate"], unit)
 
 
@@ -440,7 +440,8 @@ def findings_section(view: View, findings: list[Finding]) -> str:
             if row is None:
                 continue
             supports.append(f"{ind.label} : {fmt_value(row, row['unit'])}" + (
-                f" (n = {format_int(row['n_unweighted'])})" if not bool(row["suppressed"]) else " (non diffusé)"))
+                f" (n = {format_int(row['n_unweighted'])})"
+                if not bool(row["suppressed"]) or narrative.band_of(row) else " (non diffusé)"))
         items = "".join(f"<li>{present.esc(s)}</li>" for s in supports)
         parts.append(f'<aside class="box"><p class="box-title">« {present.esc(f.text)} »</p><ul>{items}</ul></aside>')
     return "".join(parts)

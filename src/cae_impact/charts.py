@@ -50,6 +50,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter
 from matplotlib.transforms import blended_transform_factory
+from .disclosure import band_text
 
 from cae_impact.frenchfmt import (
     NBSP,
@@ -760,11 +761,13 @@ def _likert_alt(title, bars, categories, missing, labels, neutral, decimals) -> 
 # --- dot and interval ------------------------------------------------------------------------
 
 
-def _mark_suppressed_row(ax: Any, i: int, transform: Any, value_x: float) -> None:
-    """Write « s » at the start of row ``i`` and in its value column (a suppressed row)."""
-    ax.text(0.01, i, SUPPRESSED_MARK, transform=transform, ha="left", va="center",
+def _mark_suppressed_row(ax: Any, i: int, transform: Any, value_x: float, band: str = "") -> None:
+    """Write « s » (or the band of a coded row, « ≥ 90 % ») at the start of row ``i`` and in
+    its value column: a row whose value is not published."""
+    mark = band or SUPPRESSED_MARK
+    ax.text(0.01, i, mark, transform=transform, ha="left", va="center",
             style="italic", color="0.25", fontsize=9)
-    ax.text(value_x, i, SUPPRESSED_MARK, transform=transform, ha="left", va="center",
+    ax.text(value_x, i, mark, transform=transform, ha="left", va="center",
             style="italic", color="0.25")
 
 
@@ -882,7 +885,7 @@ def dot_interval(
         right = blended_transform_factory(ax.transAxes, ax.transData)
         for i, ln in enumerate(lines):
             if ln["suppressed"]:
-                _mark_suppressed_row(ax, i, right, 1.02)
+                _mark_suppressed_row(ax, i, right, 1.02, ln.get("band", ""))
                 drawn.append(
                     {
                         "key": ln["key"],
@@ -990,6 +993,8 @@ def _line_record(r: pd.Series, key: str, label: str, caution_base: int, referenc
         "label": label,
         "n": n,
         "suppressed": suppressed,
+        "band": band_text(_num(r.get("band_low")), _num(r.get("band_high")), short=True)
+        if suppressed else "",
         "est": None if suppressed else _num(r["estimate"]),
         "lo": None if suppressed else _num(r.get("ci_low")),
         "hi": None if suppressed else _num(r.get("ci_high")),

@@ -90,8 +90,9 @@ MASKED_COLUMNS = ("estimate", "se", "ci_low", "ci_high", "p_value", "p_adjusted"
 BASE_COLUMNS = ("n_unweighted", "base_weighted")
 
 
-def band_text(band_low: float | None = None, band_high: float | None = None) -> str:
-    """The French text of a coded cell.
+def band_text(band_low: float | None = None, band_high: float | None = None, *,
+              short: bool = False) -> str:
+    """The French text of a coded cell: in words for prose, ``short`` for tables and charts.
 
     >>> band_text(band_low=0.9)
     '9 sur 10 ou plus'
@@ -99,12 +100,21 @@ def band_text(band_low: float | None = None, band_high: float | None = None) -> 
     'moins de 1 sur 10'
     >>> band_text(band_low=0.5)
     'la moitié ou plus'
+    >>> band_text(band_high=0.2, short=True)
+    '< 20\u202f%'
+    >>> band_text(band_low=0.9, short=True)
+    '≥ 90\u202f%'
     """
+    nbsp = "\u202f"
     if band_low is not None and np.isfinite(band_low):
         k = int(round(band_low * 10))
+        if short:
+            return f"≥ {k * 10}{nbsp}%"
         return "la moitié ou plus" if k == 5 else f"{k} sur 10 ou plus"
     if band_high is not None and np.isfinite(band_high):
         k = int(round(band_high * 10))
+        if short:
+            return f"< {k * 10}{nbsp}%"
         return "moins de la moitié" if k == 5 else f"moins de {k} sur 10"
     return ""
 

@@ -706,8 +706,17 @@ def estimate_study(responses: pd.DataFrame, study: StudyConfig, codebook: Codebo
         caution_base=opts.caution_base, consortium=CONSORTIUM, count_col="n_count",
         base_col="n_unweighted", protect=protect,
     )
+    audit = found[0] if found else None
+    if audit is not None and not audit.exposed.empty:
+        shown = "; ".join(
+            f"{r.indicator_id} ({r.target}, {r.breakdown} {r.group} {r.category}): "
+            f"{r.count_min:.0f} à {r.count_max:.0f}" for r in audit.exposed.head(5).itertuples())
+        raise EstimationError(
+            f"secret statistique : {len(audit.exposed)} case(s) masquée(s) retrouvable(s) par une "
+            f"attaque par programmation linéaire sur les chiffres publiés ({shown}); rien n'est "
+            "publié (cae_impact.secrecy)")
     return StudyEstimates(table=table[COLUMNS].reset_index(drop=True), weighting=weighting,
-                          audit=found[0] if found else None)
+                          audit=audit)
 
 
 def report_rows(table: pd.DataFrame, target: str) -> pd.Series:

@@ -238,6 +238,17 @@ def _fmt_diff(diff: float, unit: str, decimals: int) -> str:
     return format_number(abs(diff), decimals)
 
 
+def band_of(row, *, short: bool = False) -> str:
+    """The band of a coded row (« 9 sur 10 ou plus », ``short``: « ≥ 90 % »), '' otherwise."""
+    from .disclosure import band_text
+
+    if not bool(truthy(row.get("suppressed"))):
+        return ""
+    low, high = row.get("band_low"), row.get("band_high")
+    return band_text(None if is_missing(low) else float(low),
+                     None if is_missing(high) else float(high), short=short)
+
+
 def _is_suppressed(row: pd.Series) -> bool:
     return bool(truthy(row.get("suppressed")))
 
@@ -406,6 +417,15 @@ def indicator_paragraph(
         return phrases.get(key) or target_phrase(key, target_labels)
 
     who = f"{population} {de(phrase_of(target))}"
+    band = band_of(row)
+    if band:
+        name = label or (None if is_missing(row.get("indicator_label")) else row.get("indicator_label"))
+        n_band = _n(row)
+        n_part = f" ({format_n(n_band)})" if not is_missing(n_band) else ""
+        lead = f"{name} : " if name else ""
+        return french_typography(
+            f"{lead}{band} des {who}{n_part}. Le chiffre exact n'est pas diffusé : il "
+            "porterait sur moins de 5 personnes.")
     if _is_suppressed(row):
         return french_typography(f"{SUPPRESSED_TEXT} pour les {who}.")
 
@@ -537,6 +557,10 @@ def finding_paragraph(
             and not is_missing(row["indicator_label"])
         ):
             name = str(row["indicator_label"])
+        if _is_suppressed(row) and band_of(row):
+            who = f"{sup.population} {de(where)}"
+            parts.append(f"{name + ' : ' if name else ''}{band_of(row)} des {who}.")
+            continue
         if _is_suppressed(row):
             who = f"{sup.population} {de(where)}"
             if name:

@@ -254,6 +254,18 @@ def _context(study: StudyConfig, target: str, payload: dict, reference, note: di
             "reference": ref}
 
 
+def secrecy_summary(table, audit) -> dict:
+    """What the secrecy rules did to a table's cells, and what the attack found (annex B).
+
+    ``hidden_counts``: the cells whose count is masked or given by a band.
+    """
+    reasons = table["suppression_reason"].astype(str).value_counts().to_dict()
+    hidden = table["suppressed"].astype(bool) & table["kind"].isin(["share", "any_of", "distribution"])
+    return {"cells": int(len(table)), "by_reason": {k: int(v) for k, v in reasons.items() if k},
+            "hidden_counts": int(hidden.sum()),
+            "audit": audit.summary() if audit is not None else None}
+
+
 def load_reference(study: StudyConfig):
     """The study's published consortium reference, or None when it compares ``live``."""
     from .published import load_reference as load
@@ -301,7 +313,13 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
         "effective_n": w.effective_n,
         "respondents": int(len(responses)),
         "consortium": consortium_summary(w),
+        "secrecy": secrecy_summary(table, result.audit),
     }
+    audit_verdict = None if result.audit is None else {
+        k: v for k, v in result.audit.summary().items() if k in ("exposed", "pinned", "bounded_1_4")}
+    if result.audit is not None:
+        write_atomic(out / "secrecy_audit.csv",
+                     result.audit.cells.to_csv(index=False, lineterminator="\n"))
     write_atomic(out / WEIGHTING_FILE, json.dumps(payload, ensure_ascii=False, indent=2, default=float))
     if reference is not None:
         published.check_fits(reference, study, table)
@@ -329,8 +347,10 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
         tmp_r = rpath.with_name(f".{rpath.name}.tmp")
         report.to_parquet(tmp_r, index=False)
         tmp_r.replace(rpath)
-        write_atomic(cpath, json.dumps(_context(study, target, payload, reference, note), ensure_ascii=False,
-                                       indent=2, default=float) + "\n")
+        context = _context(study, target, payload, reference, note)
+        # the report's own cells (not the wave's: a CAE report depends on its own data only)
+        context["secrecy"] = {**secrecy_summary(report, None), "audit": audit_verdict}
+        write_atomic(cpath, json.dumps(context, ensure_ascii=False, indent=2, default=float) + "\n")
         _record_change(changes, target, previous, rpath, cpath, report)
     # What changed since the files were last written (the build prints it: why a report whose
     # CAE did not change is executed again). Hidden: not an output of the step.

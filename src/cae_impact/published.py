@@ -94,7 +94,9 @@ def consortium_rows(table: pd.DataFrame) -> pd.DataFrame:
     totals = table[table["breakdown"] == TOTAL]
     cons = totals[totals["target"] == CONSORTIUM].copy()
     caes = totals[totals["target"] != CONSORTIUM]
-    strata = (caes[caes["n_unweighted"] > 0].groupby(KEY, dropna=False).size()
+    # a hidden CAE cell had respondents (its base is blanked; a base of 0 is never hidden)
+    has_rows = (caes["n_unweighted"] > 0) | caes["suppressed"].astype(bool)
+    strata = (caes[has_rows].groupby(KEY, dropna=False).size()
               .rename("n_strata").reset_index())
     cons = cons.merge(strata, on=KEY, how="left")
     cons["df"] = cons["n_unweighted"] - cons["n_strata"].fillna(0) - 1
