@@ -182,7 +182,13 @@ $(REPORTS_ROOT)/index.html: $(HTML) $(PDF) $(DOCX)
 ## verify: re-execute without the cache, fresh kernels, and check indicators.csv and the manifest (TARGET=<id> for one)
 .PHONY: verify
 verify: $(STUDY_MK)
+	$(CLI) audit-secrecy
 	$(CLI) verify $(if $(TARGET),--target $(TARGET))
+
+## audit-secrecy: attack every published figure of the wave (linear programs); fails if a hidden count is exposed
+.PHONY: audit-secrecy
+audit-secrecy: $(VENV_STAMP)
+	$(CLI) audit-secrecy
 
 ## build-summary: how many notebooks and targets failed in the last build
 .PHONY: build-summary

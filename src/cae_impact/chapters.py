@@ -36,6 +36,9 @@ from .frenchfmt import (
 from .indicators import TOTAL
 
 SUPPRESSED = "s"
+#: what « s » and a band mean, under every table that may show them
+SUPPRESSED_LEGEND = ("s : non diffusé (trop peu de répondants, ou secret secondaire) ; « ≥ 70 % », "
+                     "« < 20 % » : valeur donnée par tranche (moins de 5 répondants d'un côté)")
 
 
 
@@ -154,8 +157,10 @@ class View:
 
 def fmt_value(row: Mapping, unit: str) -> str:
     """An estimate as printed, its band when coded (« 9 sur 10 ou plus »), « s » when hidden."""
-    if bool(row.get("suppressed")) or is_missing(row.get("estimate")):
+    if bool(row.get("suppressed")):
         return narrative.band_of(row, short=True) or SUPPRESSED
+    if is_missing(row.get("estimate")):  # nobody in the base
+        return "—"
     return _fmt_number(row["estimate"], unit)
 
 
@@ -271,7 +276,7 @@ def key_figures_table(view: View, indicators: list[Indicator]) -> str:
     if not rows:
         return ""
     frame = pd.DataFrame(rows)
-    note = ("s : résultat non diffusé (effectif trop faible) ; * : base inférieure à 30 répondants, "
+    note = (SUPPRESSED_LEGEND + " ; * : base inférieure à 30 répondants, "
             "à interpréter avec prudence. Écart significatif : test de la CAE contre le reste du "
             "consortium, au seuil de 5 % après correction de Benjamini-Hochberg.")
     numeric = [c for c in frame.columns if c not in ("Indicateur", "Écart significatif ?")]
@@ -329,7 +334,7 @@ def breakdown_table(view: View, ind: Indicator) -> str:
     if not lines:
         return ""
     frame = pd.DataFrame(lines)
-    note = "s : non diffusé (effectif trop faible) ; * : base < 30, à interpréter avec prudence."
+    note = SUPPRESSED_LEGEND + " ; * : base < 30, à interpréter avec prudence."
     if tests:
         note += (" Test d'indépendance de Rao-Scott entre groupes, au seuil de 5 % après correction de "
                  "Benjamini-Hochberg : " + " ; ".join(tests) + ".")
@@ -418,7 +423,7 @@ def distribution_table(view: View, ind: Indicator) -> str:
         n_line[view.labels[tgt]] = format_int(r["n_unweighted"].max()) if len(r) else "—"
     lines.append(n_line)
     return present.table_html(pd.DataFrame(lines), caption=ind.label,
-                              note=f"Champ : {view.field()}. Parts pondérées. s : non diffusé (effectif trop faible).",
+                              note=f"Champ : {view.field()}. Parts pondérées. {SUPPRESSED_LEGEND}.",
                               numeric_columns=[view.labels[t] for t in targets])
 
 
@@ -493,7 +498,7 @@ def essentials_section(view: View, findings: list[Finding]) -> str:
         else:
             parts.append(present.paragraph_html("Pas d'indicateur publié pour cet enseignement."))
         parts.append("</section>")
-    note = ("s : résultat non diffusé (effectif trop faible) ; * : base inférieure à "
+    note = (SUPPRESSED_LEGEND + " ; * : base inférieure à "
             f"{view.study.report.caution_base} répondants, à interpréter avec prudence.")
     if not view.is_consortium:
         against = ("les chiffres publiés du consortium" if view.study.consortium_reference is not None

@@ -78,7 +78,8 @@ FIG_WIDTH = 6.7
 """Figure width in inches: 17 cm, the text width of an A4 page with 2 cm margins."""
 DEFAULT_SOURCE = "enquête CAE-IMPACT"
 SUPPRESSED_MARK = "s"
-SUPPRESSED_NOTE = "s : résultat non diffusé (effectif trop faible)."
+SUPPRESSED_NOTE = ("s : résultat non diffusé (trop peu de répondants, ou secret secondaire) ; "
+                   "« ≥ 70 % », « < 20 % » : valeur donnée par tranche.")
 CAPTION_WRAP = 118
 
 OKABE_ITO = {

@@ -622,6 +622,28 @@ def _verify_result(problems: list[str], targets: list[str]) -> int:
     return 0
 
 
+def cmd_audit_secrecy(args: argparse.Namespace) -> int:
+    """The linear-programming attack on every figure the wave publishes (non-zero if exposed)."""
+    from .pipeline import audit_published
+
+    study, _processed, reports = _ctx(args)
+    start = time.perf_counter()
+    result = audit_published(study, reports)
+    s = result.summary()
+    print(f"  [secrecy] {s['hidden_counts']} hidden count(s) attacked with {s['linear_programs']} "
+          f"linear programs in {time.perf_counter() - start:.1f} s: {s['pinned']} pinned, "
+          f"{s['bounded_1_4']} bounded inside 1-4")
+    if s["exposed"]:
+        for r in result.exposed.head(20).itertuples():
+            print(f"    {r.indicator_id} ({r.target}, {r.breakdown} {r.group} {r.category}): "
+                  f"{r.count_min:.0f} to {r.count_max:.0f}", file=sys.stderr)
+        print("==> secrecy audit FAILED: hidden counts can be recovered from the published files",
+              file=sys.stderr)
+        return 1
+    print("==> secrecy audit OK: no hidden count can be pinned or bounded inside 1-4")
+    return 0
+
+
 def cmd_check_env(args: argparse.Namespace) -> int:
     """Check that the project kernel is installed in this environment."""
     interpreter = build.check_kernel()
@@ -687,6 +709,8 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="re-execute without the cache and compare with the build")
     s.add_argument("--target", help="one target (default: every target)")
     s.set_defaults(func=cmd_verify)
+    sub.add_parser("audit-secrecy", help="attack every published figure of the wave (linear programs)"
+                   ).set_defaults(func=cmd_audit_secrecy)
     sub.add_parser("check-env", help="check the project kernel").set_defaults(func=cmd_check_env)
     sub.add_parser("scan-personal-data", help="search built files for personal data of the raw exports").set_defaults(
         func=cmd_scan_personal_data)

@@ -254,6 +254,49 @@ def _context(study: StudyConfig, target: str, payload: dict, reference, note: di
             "reference": ref}
 
 
+def audit_published(study: StudyConfig, reports_root: Path):
+    """The secrecy attack on the files a wave publishes: every ``indicators.csv`` of the wave
+    (the reports print the same numbers) and the published consortium reference.
+
+    Returns the :class:`cae_impact.secrecy.AuditResult` (``exposed`` empty when every hidden
+    count keeps a range that is neither a single value nor inside 1-4).
+    """
+    import json
+
+    import pandas as pd
+
+    from . import indicators, secrecy
+
+    key = ["indicator_id", "target", "breakdown", "group", "category"]
+    frames = []
+    for target in study.targets:
+        path = reports_root / study.wave / target / "indicators.csv"
+        if path.exists():
+            frames.append(pd.read_csv(path, dtype={"group": str, "category": str}, keep_default_na=False,
+                                      na_values=[""]))
+    if study.consortium_reference is not None and Path(study.consortium_reference).exists():
+        frames.append(pd.read_csv(study.consortium_reference, dtype={"group": str, "category": str},
+                                  keep_default_na=False, na_values=[""]))
+    if not frames:
+        raise FileNotFoundError(f"{reports_root / study.wave}: no indicators.csv to audit; build the reports first")
+    table = pd.concat(frames, ignore_index=True)
+    for col in ("group", "category"):
+        table[col] = table[col].fillna("")
+    table["suppressed"] = table["suppressed"].astype(str).str.lower().isin(["true", "1"])
+    table = table.drop_duplicates(subset=key).reset_index(drop=True)
+    cb = load_codebook(study.codebook)
+    weighting = study_dir(study, reports_root) / WEIGHTING_FILE
+    sizes = {}
+    if weighting.exists():  # respondents per CAE, as the annexes print them
+        payload = json.loads(weighting.read_text(encoding="utf-8"))
+        sizes = {r["cae_id"]: r["respondents"] for r in payload.get("per_cae", [])}
+        sizes[CONSORTIUM] = sum(sizes.values())
+    inputs = indicators.secrecy_inputs(cb, table)
+    return secrecy.audit_table(table, cb, inputs["indicators"], consortium=CONSORTIUM,
+                               min_count=study.report.min_cell_count, sample_sizes=sizes,
+                               group_codes=inputs["group_codes"])
+
+
 def secrecy_summary(table, audit) -> dict:
     """What the secrecy rules did to a table's cells, and what the attack found (annex B).
 
