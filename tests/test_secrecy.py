@@ -46,8 +46,6 @@ def _table(truth=TRUTH) -> pd.DataFrame:
         for g, codes in groups.items():
             cells[(t, "sex", g)] = dict(codes)
     targets = list(truth)
-    for key in list(cells):  # totals and consortium
-        pass
     for t in targets:
         cells[(t, "total", "")] = {c: sum(truth[t][g][c] for g in truth[t]) for c in FREQ.codes}
     for b, g in [("total", ""), ("sex", "f"), ("sex", "h")]:

@@ -261,8 +261,11 @@ def secrecy_paragraph(summary: Mapping | None) -> str:
 
 
 def data_quality_annex(logs: Mapping[str, Mapping], secrecy: Mapping | None = None) -> str:
-    """Annex B: the cleaning accounting of every CAE of the report (raw = kept + set aside +
-    merged), and what the secrecy rules hid and the attack on them found."""
+    """Annex B: the cleaning accounting and the secrecy of the report.
+
+    The cleaning accounting of every CAE of the report (raw = kept + set aside + merged), and
+    what the secrecy rules hid and the attack on them found.
+    """
     parts = [present.heading_html("Annexe B — Qualité des données", 1, anchor="annexe-qualite")]
     secrecy_html = secrecy_paragraph(secrecy)
     parts.append(present.paragraph_html(

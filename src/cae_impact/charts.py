@@ -50,7 +50,6 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter
 from matplotlib.transforms import blended_transform_factory
-from .disclosure import band_text
 
 from cae_impact.frenchfmt import (
     NBSP,
@@ -71,6 +70,8 @@ from cae_impact.references import (
     load_references,
     reference_value_text,
 )
+
+from .disclosure import band_text
 
 DPI = 200
 """Resolution of saved PNG files (print quality for an A4 report)."""
@@ -763,8 +764,11 @@ def _likert_alt(title, bars, categories, missing, labels, neutral, decimals) -> 
 
 
 def _mark_suppressed_row(ax: Any, i: int, transform: Any, value_x: float, band: str = "") -> None:
-    """Write « s » (or the band of a coded row, « ≥ 90 % ») at the start of row ``i`` and in
-    its value column: a row whose value is not published."""
+    """Mark a row whose value is not published.
+
+    « s » (or the band of a coded row, « ≥ 90 % ») at the start of row ``i`` and in its value
+    column.
+    """
     mark = band or SUPPRESSED_MARK
     ax.text(0.01, i, mark, transform=transform, ha="left", va="center",
             style="italic", color="0.25", fontsize=9)

@@ -645,8 +645,11 @@ def profile_indicators(codebook: Codebook) -> list[Indicator]:
 
 @dataclass
 class StudyEstimates:
-    """The study-wide indicator table (disclosure applied), the weighting behind it, and the
-    secrecy audit of the published table (:mod:`cae_impact.secrecy`)."""
+    """The study-wide indicator table (disclosure applied) and what it rests on.
+
+    The weighting behind it, and the secrecy audit of the published table
+    (:mod:`cae_impact.secrecy`).
+    """
 
     table: pd.DataFrame
     weighting: Weighting

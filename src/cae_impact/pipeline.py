@@ -255,8 +255,10 @@ def _context(study: StudyConfig, target: str, payload: dict, reference, note: di
 
 
 def audit_published(study: StudyConfig, reports_root: Path):
-    """The secrecy attack on the files a wave publishes: every ``indicators.csv`` of the wave
-    (the reports print the same numbers) and the published consortium reference.
+    """The secrecy attack on the files a wave publishes.
+
+    Every ``indicators.csv`` of the wave (the reports print the same numbers) and the
+    published consortium reference.
 
     Returns the :class:`cae_impact.secrecy.AuditResult` (``exposed`` empty when every hidden
     count keeps a range that is neither a single value nor inside 1-4).

@@ -43,9 +43,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import highspy
 import numpy as np
 import pandas as pd
-import highspy
 from scipy import sparse
 
 from .codebook import Codebook, Indicator
@@ -108,6 +108,7 @@ class AuditResult:
 
     @property
     def exposed(self) -> pd.DataFrame:
+        """The exposed hidden counts."""
         return self.cells[self.cells["exposed"]]
 
     def summary(self) -> dict[str, int]:
@@ -538,13 +539,16 @@ def audit_table(table: pd.DataFrame, codebook: Codebook, indicators: Mapping[str
         table: rows with ``indicator_id, target, breakdown, group, category, n_count,
             n_unweighted, suppressed`` and optionally ``band_low`` / ``band_high`` (a coded
             row). Hidden rows' numbers are ignored, whatever they hold.
-        codebook, indicators: the rules of the indicators (profile indicators included).
+        codebook: the codebook (answer scales).
+        indicators: every indicator of the table by id (profile indicators included).
+        consortium: the consortium's target id.
         min_count: counts 1 to ``min_count - 1`` are the ones the rule protects.
         sample_sizes: respondents of each target (published in the annexes).
         group_codes: answer codes of each breakdown group, ``(breakdown, group) -> codes``.
 
     Returns:
         an :class:`AuditResult`.
+
     """
     attack = _Attack(table, codebook, indicators, consortium=consortium, min_count=min_count,
                      sample_sizes=sample_sizes, group_codes=group_codes)
@@ -576,6 +580,7 @@ def protect_table(table: pd.DataFrame, codebook: Codebook, indicators: Mapping[s
 
     Raises:
         SecrecyError: an exposed count has nothing left to hide around it.
+
     """
     attack = _Attack(table, codebook, indicators, consortium=consortium, min_count=min_count,
                      sample_sizes=sample_sizes, group_codes=group_codes)
