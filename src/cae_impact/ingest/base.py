@@ -86,6 +86,9 @@ class RawExport:
     sha256: str = ""
     blank_records: int = 0
     header_line: int = 1
+    other_texts: dict[str, dict[int, str]] = field(default_factory=dict)
+    """Answers typed in a tool's « Autre » option: question id -> {frame row: text}. Free text,
+    personal: never written as is (the answer itself reads as the scale's ``autre`` choice)."""
 
     @property
     def n_raw_rows(self) -> int:
