@@ -571,7 +571,7 @@ def build_limesurvey_structure(cb: Codebook) -> str:
     codes of :func:`cae_impact.ingest.codes.limesurvey_answer_codes` (1 to 5 characters), which
     the LimeSurvey adapter reads back; multiple-choice answers are sub-questions coded with the
     codebook's choice codes. ``rid`` (prefilled from the invitation link ``?rid=…``) and
-    ``qversion`` (an equation holding the questionnaire version) are hidden.
+    ``qversion`` (a short text whose default is the questionnaire version) are hidden questions.
     """
     from .ingest.codes import limesurvey_answer_codes, limesurvey_subquestion_codes
 
@@ -597,12 +597,9 @@ def build_limesurvey_structure(cb: Codebook) -> str:
         add(**{"class": "G", "type/scale": f"G{number}", "name": f"{number}. {section.title}",
                "relevance": "1", "text": section.intro or ""})
         if number == 1:
-            for tech, qtype, text in (
-                (cb.respondent_field, "S", cb.respondent_field.label),
-                (cb.version_field, "*", cb.version),
-            ):
-                add(**{"class": "Q", "type/scale": qtype, "name": tech.export_code, "relevance": "1",
-                       "text": text, "mandatory": "N", "other": "N", "hidden": "1"})
+            for tech, default in ((cb.respondent_field, ""), (cb.version_field, cb.version)):
+                add(**{"class": "Q", "type/scale": "S", "name": tech.export_code, "relevance": "1",
+                       "text": tech.label, "mandatory": "N", "other": "N", "default": default, "hidden": "1"})
         for q in cb.questions_in_section(section.id):
             row = {"class": "Q", "type/scale": _limesurvey_type(q), "name": q.export_code,
                    "relevance": limesurvey_relevance(cb, q.relevant), "text": q.text, "help": q.hint or "",

@@ -49,7 +49,7 @@ FIXED_COLUMNS: dict[str, tuple[str, ...]] = {
     "lastpage": ("lastpage", "Last page", "Dernière page", "Dernière page vue"),
     "startlanguage": ("startlanguage", "Start language", "Langue de départ", "Langue de démarrage", "Langue initiale"),
     "seed": ("seed", "Seed", "Graine", "Tête de série", "Semence"),
-    "token": ("token", "Access code", "Token", "Code d'accès", "Jeton", "Jeton d'accès"),
+    "token": ("token", "Access code", "Code d'accès", "Token", "Jeton", "Jeton d'accès"),
     "startdate": ("startdate", "Date started", "Date de début", "Date de démarrage", "Date de lancement"),
     "datestamp": ("datestamp", "Date last action", "Date de la dernière action", "Date de dernière action"),
     "ipaddr": ("ipaddr", "IP address", "Adresse IP"),
