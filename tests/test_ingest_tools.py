@@ -86,3 +86,77 @@ def test_google_other_option_reads_as_autre_and_keeps_the_text_whole(codebook):
     typed = {qid: set(texts.values()) for qid, texts in raw.other_texts.items()}
     assert typed.get("sector") == {"Ébéniste, restauration de meubles"}
     assert typed.get("training_topics") == {"Anglais, prise de parole en public"}
+
+
+# ------------------------------------------------------------------------------------ validate
+def _validate(path, capsys, *extra):
+    from cae_impact.validate import main
+
+    code = main([str(path), *extra])
+    return code, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", EXPORTS, ids=[f"{p.parent.name}/{p.name}" for p in EXPORTS])
+def test_validate_recognises_the_tool_and_the_setting(path, capsys):
+    code, out = _validate(path, capsys)
+    assert code == 0, out
+    assert "Réglage d'export reconnu : " in out
+    assert out.rstrip().endswith("Verdict : export UTILISABLE")
+
+
+def _rewrite(src: Path, dst: Path, old: str, new: str) -> Path:
+    text = src.read_text(encoding="utf-8-sig")
+    assert old in text
+    dst.write_text(text.replace(old, new), encoding="utf-8")
+    return dst
+
+
+def test_validate_refuses_answer_codes_it_cannot_read(tmp_path, capsys):
+    # a survey typed by hand in LimeSurvey, with its default answer codes AO01… instead of A1…
+    src = FIXTURES / "limesurvey" / "code_short_comma_fr.csv"
+    path = _rewrite(src, tmp_path / "export.csv", '"A2"', '"AO02"')
+    code, out = _validate(path, capsys)
+    assert code == 1
+    verdict = out.rstrip().splitlines()[-1]
+    assert verdict.startswith("Verdict : export NON UTILISABLE — ")
+    assert "réponse(s) illisible(s)" in verdict and "age_band" in verdict
+    assert "Réponses complètes" in verdict
+
+
+def test_validate_refuses_labels_of_another_language(tmp_path, capsys):
+    src = FIXTURES / "kobo" / "labels_nogroups_summary.csv"
+    path = _rewrite(src, tmp_path / "export.csv", "Des conseils sur mon activité", "Advice on my business")
+    code, out = _validate(path, capsys)
+    assert code == 1
+    verdict = out.rstrip().splitlines()[-1]
+    assert "mutual_help" in verdict and "« Valeurs et en-têtes XML »" in verdict
+
+
+def test_validate_refuses_abbreviated_limesurvey_headings(tmp_path, capsys):
+    import csv
+
+    src = FIXTURES / "limesurvey" / "full_long_comma_fr.csv"
+    rows = list(csv.reader(src.read_text(encoding="utf-8-sig").splitlines()))
+    rows[0] = [h if len(h) <= 15 else h[:15] + ".. " for h in rows[0]]
+    path = tmp_path / "export.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(r for r in rows if r)
+    code, out = _validate(path, capsys, "--format", "limesurvey")
+    assert code == 1
+    assert "UTILISABLE" in out and "export UTILISABLE" not in out
+    assert "Code de la question" in out
+
+
+@pytest.mark.parametrize(
+    "name, old, new",
+    [
+        ("limesurvey/full_long_comma_fr.csv", "[Des conseils sur mon activité]", "[Conseils pour mon activité]"),
+        ("kobo/labels_nogroups_details.csv", "/Des conseils sur mon activité", "/Advice on my business"),
+    ],
+)
+def test_validate_counts_answers_of_a_choice_column_it_cannot_read(tmp_path, capsys, name, old, new):
+    path = _rewrite(FIXTURES / name, tmp_path / "export.csv", old, new)
+    code, out = _validate(path, capsys)
+    ticked = sum(1 for p in PEOPLE if "conseils" in (p["answers"]["mutual_help"] or []))
+    assert code == 1
+    assert f"{ticked} réponse(s) illisible(s) (mutual_help {ticked})" in out.rstrip().splitlines()[-1]

@@ -77,7 +77,7 @@ def plan_columns(table: Table, codebook) -> ColumnPlan:
             if question.type == "multiple" and code is not None:
                 plan.add_choice(qid, code, j)
             else:
-                plan.unmapped.append(j)
+                plan.partial[j] = qid
         else:
             plan.unmapped.append(j)
     return plan
@@ -103,6 +103,13 @@ def _other_text(cell: str, matcher: AnswerMatcher) -> str | None:
 def read(table: Table, codebook) -> RawExport:
     """Map a Google Forms export table onto the codebook."""
     plan = plan_columns(table, codebook)
+    if "_submitted_at" in plan.meta:
+        j = plan.meta["_submitted_at"]
+        first = next((r[j] for r in table.rows if r[j].strip()), "")
+        plan.setting = (
+            "téléchargement depuis Google Sheets" if re.match(r"^\d{1,2}/\d{1,2}/\d{4}", first)
+            else "téléchargement depuis Google Forms"
+        )
     raw = materialise(table, plan, codebook, FORMAT)
     _read_other_option(raw, plan, table, codebook)
     return raw

@@ -168,6 +168,8 @@ def plan_columns(table: Table, codebook) -> ColumnPlan:
             choice_cols.setdefault(known[1], {})[known[2]] = j
         elif (qid := index.question(name)) is not None or (qid := index.question(name.rsplit("/", 1)[-1])) is not None:
             _add_question(plan, codebook, qid, j)  # a header of another form version
+        elif "/" in name and (parent := headers.get(normalise_label(name.rsplit("/", 1)[0]))) is not None and parent[0] == "q":
+            plan.partial[j] = parent[1]  # a 0/1 column of a choice this form does not have
         else:
             plan.unmapped.append(j)
     if end_col is not None:
@@ -181,7 +183,27 @@ def plan_columns(table: Table, codebook) -> ColumnPlan:
             plan.ignored.extend(cols.values())  # the single column is authoritative
         else:
             plan.multi_columns[qid] = cols
+    plan.setting = _describe(table.header, codebook, plan, bool(choice_cols))
     return plan
+
+
+def _describe(header: list[str], codebook, plan: ColumnPlan, details: bool) -> str:
+    """The download settings the headers show, in French."""
+    ids = {q.id.casefold() for q in codebook.questions.values()}
+    sections = {s.id.casefold() for s in codebook.sections}
+    names = [h.strip().casefold() for h in header]
+    xml = any(n in ids or n.rsplit("/", 1)[-1] in ids for n in names)
+    groups = any("/" in n and n.split("/", 1)[0] in sections for n in names) or any(
+        "/" in h and h.split("/", 1)[0][:1].isdigit() and ". " in h.split("/", 1)[0] for h in header
+    )
+    multiple = [q.id for q in codebook.questions.values() if q.type == "multiple"]
+    joined = any(q in plan.multi_joined for q in multiple)
+    layout = "en une colonne et en colonnes séparées" if joined and details else (
+        "en colonnes séparées" if details else "en une seule colonne")
+    return (
+        f"valeurs et en-têtes {'XML' if xml else 'en libellés'}, "
+        f"{'avec' if groups else 'sans'} les groupes dans les en-têtes, choix multiples {layout}"
+    )
 
 
 def _add_question(plan: ColumnPlan, codebook, qid: str, j: int) -> None:

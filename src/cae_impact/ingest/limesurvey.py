@@ -142,6 +142,7 @@ def plan_columns(table: Table, codebook) -> ColumnPlan:
     names = _Names(codebook)
     plan = ColumnPlan()
     plan.na_values = NOT_SHOWN
+    headings: set[str] = set()
     for j, raw_name in enumerate(table.header):
         name = raw_name.strip()
         fixed = _fixed(name)
@@ -160,10 +161,14 @@ def plan_columns(table: Table, codebook) -> ColumnPlan:
             continue
         tech = names.index.technical(name)
         resolved = names.resolve(name)
+        if resolved is not None:
+            headings.add("code" if _looks_like_code(name) else "full")
         if tech is None and resolved is None and (m := _CODE_TEXT_RE.match(name)) is not None:
             # « Question code & question text »: read the code part
             tech = names.index.technical(m.group("code"))
             resolved = names.resolve(m.group("code"))
+            if resolved is not None:
+                headings.add("codetext")
         if tech is not None:
             plan.add_meta(tech, j)
             continue
@@ -186,7 +191,7 @@ def plan_columns(table: Table, codebook) -> ColumnPlan:
             if sq in ("other", "comment", "autre") or sq.endswith("comment"):
                 plan.removed.append(j)  # « Autre : précisez » and comments are free text: not read
             else:
-                plan.unmapped.append(j)
+                plan.partial[j] = qid
             continue
         plan.add_choice(qid, code, j)
     # LimeSurvey answer codes (A1…) of the scales whose codebook codes are too long for it
@@ -198,7 +203,27 @@ def plan_columns(table: Table, codebook) -> ColumnPlan:
         value_map = {normalise_label(ls): code for code, ls in codes.items() if ls != code}
         if value_map:
             plan.value_maps[qid] = value_map
+    plan.setting = _describe(table, plan, headings)
     return plan
+
+
+def _looks_like_code(name: str) -> bool:
+    return re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*(\[[^\]]*\])?", name.strip()) is not None
+
+
+def _describe(table: Table, plan: ColumnPlan, headings: set[str]) -> str:
+    """The export settings the file shows, in French."""
+    heading = {"code": "code de la question", "full": "texte complet de la question",
+               "codetext": "code et texte de la question"}
+    shown = " / ".join(heading[h] for h in ("code", "full", "codetext") if h in headings) or "non reconnus"
+    cells = {normalise_label(r[j]) for cols in plan.multi_columns.values() for j in cols.values() for r in table.rows}
+    if cells & {"oui", "yes", "non", "no"}:
+        answers = "réponses complètes"
+    elif "y" in cells:
+        answers = "codes des réponses"
+    else:
+        answers = "codes ou réponses complètes"
+    return f"en-têtes : {shown} ; {answers} ; séparateur « {table.separator or ','} »"
 
 
 def read(table: Table, codebook) -> RawExport:
