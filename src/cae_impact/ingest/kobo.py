@@ -168,6 +168,8 @@ def plan_columns(table: Table, codebook) -> ColumnPlan:
             choice_cols.setdefault(known[1], {})[known[2]] = j
         elif (qid := index.question(name)) is not None or (qid := index.question(name.rsplit("/", 1)[-1])) is not None:
             _add_question(plan, codebook, qid, j)  # a header of another form version
+        elif (choice := _choice_by_names(name, codebook, index)) is not None:
+            choice_cols.setdefault(choice[0], {})[choice[1]] = j  # other groups: …/question/code
         elif "/" in name and (parent := headers.get(normalise_label(name.rsplit("/", 1)[0]))) is not None and parent[0] == "q":
             plan.partial[j] = parent[1]  # a 0/1 column of a choice this form does not have
         else:
@@ -204,6 +206,18 @@ def _describe(header: list[str], codebook, plan: ColumnPlan, details: bool) -> s
         f"valeurs et en-têtes {'XML' if xml else 'en libellés'}, "
         f"{'avec' if groups else 'sans'} les groupes dans les en-têtes, choix multiples {layout}"
     )
+
+
+def _choice_by_names(name: str, codebook, index: HeaderIndex) -> tuple[str, str] | None:
+    """(question id, choice code) of a ``…/question/code`` header whatever its groups, or None."""
+    parts = [p for p in name.split("/") if p]
+    if len(parts) < 2 or (qid := index.question(parts[-2])) is None:
+        return None
+    if codebook.question(qid).type != "multiple":
+        return None
+    codes = {c.code.casefold(): c.code for c in codebook.scale_of(qid).choices}
+    code = codes.get(parts[-1].casefold())
+    return (qid, code) if code is not None else None
 
 
 def _add_question(plan: ColumnPlan, codebook, qid: str, j: int) -> None:

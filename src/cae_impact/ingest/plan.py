@@ -437,8 +437,8 @@ def _short(text: str, limit: int = 60) -> str:
 def _expected_name(question, fmt: str) -> str:
     if fmt == "limesurvey":
         return question.export_code + ("[…]" if question.type == "multiple" else "")
-    if fmt == "kobo":
-        return f"{question.section}/{question.id}"
+    if fmt == "kobo":  # Kobo's default headers are bare names; « include groups » gives section/id
+        return question.id
     if fmt == "googleforms":
         return _short(question.text)
     return question.id

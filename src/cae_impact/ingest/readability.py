@@ -31,7 +31,10 @@ SETTING_ADVICE = {
         "dans Google Forms, onglet « Réponses » → « Télécharger les réponses (.csv) », ou le fichier "
         "CSV de la feuille Google Sheets des réponses, sans en modifier les colonnes"
     ),
-    "spreadsheet": "un fichier de correspondance (mapping.yaml) qui nomme chaque colonne et chaque réponse",
+    "spreadsheet": (
+        "corrigez ces réponses dans le tableur, ou ajoutez leur orthographe aux « values » du fichier "
+        "de correspondance (mapping.yaml), et nommez-y chaque colonne du questionnaire"
+    ),
 }
 """The export setting to choose, per format (French, for CAE staff)."""
 
