@@ -178,7 +178,8 @@ KOBO_RUNNER = textwrap.dedent(
     for s in job["settings"]:
         lang = s["lang"] if s["lang"] is not None else False
         export = pack.export(lang=lang, hierarchy_in_labels=s["groups"], multiple_select=s["multiple"],
-                             copy_fields=copy, force_index=True, tag_cols_for_header=[])
+                             copy_fields=copy, force_index=True, tag_cols_for_header=[],
+                             xls_types_as_text=s["types_as_text"])
         if s["ext"] == "csv":
             with open(s["path"], "w", encoding="utf-8", newline="") as fh:
                 for line in export.to_csv(job["submissions"]):
@@ -213,6 +214,7 @@ KOBO_SETTINGS = [
     ("xml_nogroups_both", None, False, "both", "xlsx"),
     ("labels_nogroups_summary", LANG, False, "summary", "xlsx"),
     ("labels_groups_details", LANG, True, "details", "xlsx"),
+    ("labels_nogroups_both_typed", LANG, False, "both", "xlsx"),  # numbers and dates as Excel types
 ]
 
 
@@ -220,7 +222,8 @@ def write_kobo(cb, people, python: str, commit: str) -> list[str]:
     out = OUT / "kobo"
     out.mkdir(parents=True, exist_ok=True)
     settings = [
-        {"path": str(out / f"{stem}.{ext}"), "lang": lang, "groups": groups, "multiple": multiple, "ext": ext}
+        {"path": str(out / f"{stem}.{ext}"), "lang": lang, "groups": groups, "multiple": multiple, "ext": ext,
+         "types_as_text": not stem.endswith("_typed")}
         for stem, lang, groups, multiple, ext in KOBO_SETTINGS
     ]
     job = {"content": formpack_content(cb), "submissions": kobo_submissions(cb, people), "settings": settings}
@@ -233,7 +236,8 @@ def write_kobo(cb, people, python: str, commit: str) -> list[str]:
         " `make questionnaire` and the 30 respondents of `../answers.json`.\n\n"
         "File names: `xml` (« XML values and headers ») or `labels` (the form's French labels),"
         " `groups`/`nogroups` (« Include groups in headers »), `both`/`summary`/`details`"
-        " (select_multiple in one column, separate 0/1 columns, or both).\n",
+        " (select_multiple in one column, separate 0/1 columns, or both); `_typed`: numbers and dates"
+        " stored as Excel numbers and dates (« Store date and number responses as text » off).\n",
         encoding="utf-8",
     )
     return [Path(s["path"]).name for s in settings]
