@@ -160,3 +160,16 @@ def test_validate_counts_answers_of_a_choice_column_it_cannot_read(tmp_path, cap
     ticked = sum(1 for p in PEOPLE if "conseils" in (p["answers"]["mutual_help"] or []))
     assert code == 1
     assert f"{ticked} réponse(s) illisible(s) (mutual_help {ticked})" in out.rstrip().splitlines()[-1]
+
+
+def test_limesurvey_french_headings_recognised_by_the_response_id_and_date_alone(tmp_path, codebook):
+    src = FIXTURES / "limesurvey" / "full_long_comma_fr.csv"
+    text = src.read_text(encoding="utf-8-sig")
+    for name in ("Dernière page", "Langue de départ", "Graine"):
+        text = text.replace(f'"{name}"', f'"{name} (autre traduction)"', 1)
+    path = tmp_path / "export.csv"
+    path.write_text(text, encoding="utf-8")
+    assert guess_format(path) == "limesurvey"
+    _, raw, result = _clean(path, codebook)
+    assert result.accounting.kept == len(PEOPLE)
+    assert _mismatches(result.responses, codebook) == []

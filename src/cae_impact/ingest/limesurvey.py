@@ -82,9 +82,13 @@ def _fixed(name: str) -> str | None:
 
 
 def looks_like(header: list[str]) -> bool:
-    """True when the header has LimeSurvey's fixed columns (by code or by text)."""
+    """True when the header has LimeSurvey's fixed columns (by code or by text).
+
+    The response id and the submission date suffice: the French names of the other fixed
+    columns vary between LimeSurvey's translations.
+    """
     found = {_fixed(h) for h in header}
-    return len(SIGNATURE & found) >= 3
+    return {"id", "submitdate"} <= found or len(SIGNATURE & found) >= 3
 
 
 class _Names:
