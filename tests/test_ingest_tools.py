@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -173,3 +173,18 @@ def test_limesurvey_french_headings_recognised_by_the_response_id_and_date_alone
     _, raw, result = _clean(path, codebook)
     assert result.accounting.kept == len(PEOPLE)
     assert _mismatches(result.responses, codebook) == []
+
+
+def test_google_sheets_us_dates_are_read_month_first(tmp_path, codebook):
+    import csv
+
+    src = FIXTURES / "googleforms" / "sheets.csv"
+    rows = list(csv.reader(src.read_text(encoding="utf-8").splitlines(keepends=True)))
+    later = [datetime.fromisoformat(p["submitted"]) + timedelta(days=12) for p in PEOPLE]  # some days > 12
+    for row, when in zip(rows[1:], later, strict=True):
+        row[0] = f"{when.month}/{when.day}/{when.year} {when:%H:%M:%S}"
+    path = tmp_path / "export.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    _, _, result = _clean(path, codebook)
+    assert [ts.to_pydatetime() for ts in result.responses["submitted_at"]] == later

@@ -10,8 +10,8 @@ checkbox grid exports ``Question [row]`` columns, matched like LimeSurvey sub-qu
 
 The Forms download (« Télécharger les réponses (.csv) ») writes the time as
 ``2026/03/14 10:22:31 AM UTC+1`` (or ``UTC`` only); the Sheets download writes it as the sheet
-shows it (``14/03/2026 10:22:31`` in a French sheet): both are read by
-:func:`~cae_impact.ingest.base.parse_datetime`.
+shows it (``14/03/2026 10:22:31`` in a French sheet, ``3/14/2026 10:22:31`` in a US one): all are
+read by :func:`~cae_impact.ingest.base.parse_datetime`, US dates once recognised as month first.
 
 The built-in « Autre » option of a question lets the respondent type an answer: Google writes
 the typed text in place of a choice (alone in a multiple-choice question, among the joined texts
@@ -112,7 +112,33 @@ def read(table: Table, codebook) -> RawExport:
         )
     raw = materialise(table, plan, codebook, FORMAT)
     _read_other_option(raw, plan, table, codebook)
+    _month_first_dates(raw)
     return raw
+
+
+_SLASH_DATE_RE = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})(.*)$")
+
+
+def _month_first_dates(raw: RawExport) -> None:
+    """A Sheets download from an English (US) sheet writes ``3/14/2026 10:22:31``, month first.
+
+    Day first is the default (French sheets); the column is read month first when one of its
+    dates can only be month first (a second number above 12) and none can only be day first.
+    Month-first dates are rewritten as ISO dates, which every later step reads.
+    """
+    series = raw.frame["_submitted_at"]
+    parts = [m.groups() for v in series.dropna() if (m := _SLASH_DATE_RE.match(str(v)))]
+    if not parts or not any(int(b) > 12 for _, b, _, _ in parts) or any(int(a) > 12 for a, _, _, _ in parts):
+        return
+
+    def iso(value: object) -> object:
+        m = _SLASH_DATE_RE.match(str(value)) if isinstance(value, str) else None
+        if m is None:
+            return value
+        month, day, year, rest = m.groups()
+        return f"{year}-{int(month):02d}-{int(day):02d}{rest}"
+
+    raw.frame["_submitted_at"] = series.map(iso).astype(series.dtype)
 
 
 def _read_other_option(raw: RawExport, plan: ColumnPlan, table: Table, codebook) -> None:
