@@ -439,6 +439,18 @@ def main(argv: list[str] | None = None) -> int:
     people = draw_answers(cb)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "answers.json").write_text(json.dumps(people, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (OUT / "README.md").write_text(
+        "# Survey-tool exports of 30 known respondents\n\n"
+        "Written by `scripts/make_export_fixtures.py` (see its docstring to regenerate them); read by "
+        "`tests/test_ingest_tools.py`, which compares every cleaned answer with `answers.json`.\n\n"
+        "- `kobo/`: written by formpack itself, KoboToolbox's exporter (version and commit in "
+        "`kobo/README.md`);\n"
+        "- `limesurvey/`: a replica of LimeSurvey's CSV export (`Writer.php`, `CsvWriter.php`, "
+        "`SurveyObj.php`) on the survey structure of `make questionnaire`;\n"
+        "- `googleforms/`: a replica of the Forms and Sheets CSV downloads.\n\n"
+        "Synthetic data: no real person.\n",
+        encoding="utf-8",
+    )
     written = write_limesurvey(cb, people) + write_google(cb, people)
     if args.formpack_python:
         written += write_kobo(cb, people, args.formpack_python, args.formpack_commit)
