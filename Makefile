@@ -219,7 +219,7 @@ verify-r: $(VENV_STAMP)
 data: $(VENV_STAMP)
 	$(PY) -m cae_impact.demo --study config/study.yaml --root .
 
-## questionnaire: generate the XLSForm (Kobo/ODK) and the printable questionnaire (HTML, PDF)
+## questionnaire: generate the XLSForm (Kobo/ODK), the LimeSurvey structure and the printable questionnaire (HTML, PDF)
 .PHONY: questionnaire
 questionnaire: $(VENV_STAMP)
 	$(PY) -m cae_impact.questionnaire $(REPORTS_ROOT)/questionnaire

@@ -120,10 +120,10 @@ def test_unknown_answer_codes_reported_and_quarantined(cb):
     raw, result = cleaned(cb, "unknown_codes.csv")
     problems = {p.column: p for p in raw.problems if p.code == "unknown_code"}
     assert set(problems) == {"sexe", "caeDecisive"}
-    assert problems["caeDecisive"].lines == (3,) and "« A3 »" in problems["caeDecisive"].message
+    assert problems["caeDecisive"].lines == (3,) and "« A9 »" in problems["caeDecisive"].message
     q = result.quarantine
     assert q[["raw_line", "column", "value", "reason"]].values.tolist() == [
-        [3, "caeDecisive", "A3", "unknown_code"],
+        [3, "caeDecisive", "A9", "unknown_code"],
         [3, "sexe", "x", "unknown_code"],
     ]
 

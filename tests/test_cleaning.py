@@ -98,10 +98,10 @@ def test_labels_recoded_whatever_case_accents_and_spaces(tmp_path, cb):
 
 
 def test_unknown_code_blanked_with_line_and_column(tmp_path, cb):
-    result = clean(tmp_path, cb, [row(1), row(2, caeDecisive="A3")])
+    result = clean(tmp_path, cb, [row(1), row(2, caeDecisive="A9")])
     found = entries(result, "unknown_code")
     assert found[["raw_line", "column", "question_id", "value", "action"]].values.tolist() == [
-        [3, "caeDecisive", "cae_decisive", "A3", "value_blanked"]
+        [3, "caeDecisive", "cae_decisive", "A9", "value_blanked"]
     ]
     assert pd.isna(result.responses.loc[1, "cae_decisive"])
 

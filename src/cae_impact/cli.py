@@ -652,8 +652,8 @@ def cmd_check_env(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check a survey export before sending it (accounting and every problem found)."""
-    from .cleaning import main_validate
+    """Check a survey export before sending it (accounting, problems, unreadable answers)."""
+    from .validate import main as main_validate
 
     argv = [args.export]
     if args.format:

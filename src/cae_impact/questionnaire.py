@@ -12,6 +12,9 @@ Outputs of :func:`write_questionnaire`:
   converts for KoboToolbox/ODK: one group per section, French labels, skip logic (``relevant``),
   constraints from min/max and exclusive choices, hidden fields ``rid`` (respondent identifier,
   prefilled from the invitation link) and ``qversion`` (questionnaire version);
+- ``questionnaire_limesurvey.txt``: the LimeSurvey survey structure (LimeSurvey's tab-separated
+  survey format, imported with « Importer un questionnaire »), with LimeSurvey answer codes of 1 to
+  5 characters computed from the codebook (:mod:`cae_impact.ingest.codes`);
 - ``questionnaire.html`` and ``questionnaire.pdf`` (WeasyPrint, A4): the paper / telephone
   questionnaire, with numbered questions, boxes to tick and filter instructions.
 
@@ -496,15 +499,156 @@ def render_html(cb: Codebook) -> str:
     )
 
 
-def write_questionnaire(cb: Codebook, out_dir: str | Path, pdf: bool = True) -> dict[str, Path]:
-    """Write ``questionnaire.xlsx`` (XLSForm), ``questionnaire.html`` and ``questionnaire.pdf``.
+# --------------------------------------------------------------------------------------------
+# LimeSurvey survey structure (tab-separated survey format)
+# --------------------------------------------------------------------------------------------
 
-    Returns the written paths by kind (``xlsform``, ``html``, ``pdf``). The XLSX is byte for
+LIMESURVEY_LANG = "fr"
+LIMESURVEY_COLUMNS = [
+    "class", "type/scale", "name", "relevance", "text", "help", "language", "validation",
+    "mandatory", "other", "default", "same_default", "hidden", "exclude_all_others",
+    "min_num_value_n", "max_num_value_n", "num_value_int_only",
+]
+"""Columns of LimeSurvey's tab-separated survey structure (``TSVImportSurvey`` in LimeSurvey's
+``application/helpers/admin/import_helper.php``): one row per survey setting (``S``), language
+setting (``SL``), group (``G``), question (``Q``), sub-question (``SQ``) and answer (``A``);
+any column after ``same_default`` is a question attribute."""
+
+
+def _limesurvey_type(q: Question) -> str:
+    if q.type == "multiple":
+        return "M"  # multiple choice: one Y/empty column per sub-question
+    if q.has_choices:
+        return "L"  # list (radio)
+    if q.type == "numeric":
+        return "N"
+    return "T"  # long free text
+
+
+def limesurvey_relevance(cb: Codebook, expr: str | None) -> str:
+    """The ExpressionScript equivalent of a codebook skip-logic expression (``1`` when none).
+
+    Answer codes are the LimeSurvey codes of :func:`cae_impact.ingest.codes.limesurvey_answer_codes`;
+    ``.NAOK`` makes a question that was not shown read as empty, like an unanswered one in ODK.
+    """
+    from .ingest.codes import limesurvey_answer_codes, limesurvey_subquestion_codes
+
+    if not expr:
+        return "1"
+
+    def emit(node: Any) -> str:
+        if isinstance(node, BoolOp):
+            return "(" + f" {node.op} ".join(emit(item) for item in node.items) + ")"
+        if isinstance(node, Not):
+            return f"!({emit(node.item)})"
+        if isinstance(node, Selected):
+            q = cb.question(node.question_id)
+            scale = cb.scale_of(q.id)
+            if q.type == "multiple":
+                sq = limesurvey_subquestion_codes(scale)[node.code]
+                return f"({q.export_code}_{sq}.NAOK == 'Y')"
+            return f"({q.export_code}.NAOK == '{limesurvey_answer_codes(scale)[node.code]}')"
+        if isinstance(node, Compare):
+            q = cb.question(node.question_id)
+            op = "==" if node.op == "=" else node.op
+            if isinstance(node.value, str):
+                value = node.value
+                if q.has_choices and value:
+                    value = limesurvey_answer_codes(cb.scale_of(q.id))[value]
+                return f"({q.export_code}.NAOK {op} '{value}')"
+            return f"({q.export_code}.NAOK {op} {_xls_number(float(node.value))})"
+        raise TypeError(f"unsupported skip-logic node {node!r}")
+
+    return emit(parse_relevant(expr))
+
+
+def build_limesurvey_structure(cb: Codebook) -> str:
+    """The LimeSurvey survey structure (``.txt``, tab-separated) of the codebook's questionnaire.
+
+    Import it in LimeSurvey with « Créer un questionnaire » → « Importer » (LimeSurvey reads
+    ``.lss``, ``.txt`` and ``.zip`` there). Every question of the codebook is a question of the
+    same code (its ``export_code``), in the same group order; answer codes are the LimeSurvey
+    codes of :func:`cae_impact.ingest.codes.limesurvey_answer_codes` (1 to 5 characters), which
+    the LimeSurvey adapter reads back; multiple-choice answers are sub-questions coded with the
+    codebook's choice codes. ``rid`` (prefilled from the invitation link ``?rid=…``) and
+    ``qversion`` (a short text whose default is the questionnaire version) are hidden questions.
+    """
+    from .ingest.codes import limesurvey_answer_codes, limesurvey_subquestion_codes
+
+    rows: list[dict[str, str]] = []
+    lang = LIMESURVEY_LANG
+
+    def add(**kw: str) -> None:
+        kw.setdefault("language", lang)
+        rows.append(kw)
+
+    rows.append({"class": "S", "name": "language", "text": lang})
+    rows.append({"class": "S", "name": "format", "text": "G"})
+    rows.append({"class": "S", "name": "ipaddr", "text": "N"})
+    rows.append({"class": "S", "name": "allowprev", "text": "Y"})
+    add(**{"class": "SL", "name": "surveyls_title", "text": cb.title or "Questionnaire CAE-IMPACT"})
+    add(**{"class": "SL", "name": "surveyls_description", "text": f"Questionnaire CAE-IMPACT, version {cb.version}"})
+    add(**{"class": "SL", "name": "surveyls_welcometext", "text": (
+        "Ce questionnaire porte sur votre parcours et votre expérience dans la coopérative. "
+        "Il prend environ 20 minutes. Vos réponses sont confidentielles et ne servent qu'à des "
+        "statistiques d'ensemble.")})
+    sections = [s for s in cb.sections if cb.questions_in_section(s.id)]
+    for number, section in enumerate(sections, start=1):
+        add(**{"class": "G", "type/scale": f"G{number}", "name": f"{number}. {section.title}",
+               "relevance": "1", "text": section.intro or ""})
+        if number == 1:
+            for tech, default in ((cb.respondent_field, ""), (cb.version_field, cb.version)):
+                add(**{"class": "Q", "type/scale": "S", "name": tech.export_code, "relevance": "1",
+                       "text": tech.label, "mandatory": "N", "other": "N", "default": default, "hidden": "1"})
+        for q in cb.questions_in_section(section.id):
+            row = {"class": "Q", "type/scale": _limesurvey_type(q), "name": q.export_code,
+                   "relevance": limesurvey_relevance(cb, q.relevant), "text": q.text, "help": q.hint or "",
+                   "mandatory": "Y" if q.required else "N", "other": "N"}
+            if q.type == "numeric":
+                if q.min is not None:
+                    row["min_num_value_n"] = _xls_number(q.min)
+                if q.max is not None:
+                    row["max_num_value_n"] = _xls_number(q.max)
+                row["num_value_int_only"] = "1"
+            scale = cb.scale_of(q.id) if q.has_choices else None
+            if q.type == "multiple":
+                sq_codes = limesurvey_subquestion_codes(scale)
+                exclusive = [sq_codes[c.code] for c in scale.choices if c.exclusive]
+                if exclusive:
+                    row["exclude_all_others"] = ";".join(exclusive)
+            add(**row)
+            if q.type == "multiple":
+                for c in scale.choices:
+                    add(**{"class": "SQ", "type/scale": "0", "name": sq_codes[c.code], "relevance": "1", "text": c.label})
+            elif scale is not None:
+                codes = limesurvey_answer_codes(scale)
+                for c in scale.choices:
+                    add(**{"class": "A", "type/scale": "0", "name": codes[c.code], "text": c.label})
+
+    def cell(value: str) -> str:
+        value = str(value).replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+        if any(ch in value for ch in '"\n'):
+            return '"' + value.replace('"', '""') + '"'
+        return value
+
+    lines = ["\t".join(LIMESURVEY_COLUMNS)]
+    for row in rows:
+        lines.append("\t".join(cell(row.get(col, "")) for col in LIMESURVEY_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def write_questionnaire(cb: Codebook, out_dir: str | Path, pdf: bool = True) -> dict[str, Path]:
+    """Write ``questionnaire.xlsx`` (XLSForm), ``questionnaire_limesurvey.txt`` (LimeSurvey survey
+    structure), ``questionnaire.html`` and ``questionnaire.pdf``.
+
+    Returns the written paths by kind (``xlsform``, ``limesurvey``, ``html``, ``pdf``). The XLSX is byte for
     byte reproducible; set ``pdf=False`` to skip the (slower) PDF rendering.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"xlsform": save_workbook_deterministic(build_xlsform(cb), out / "questionnaire.xlsx")}
+    paths["limesurvey"] = out / "questionnaire_limesurvey.txt"
+    paths["limesurvey"].write_text(build_limesurvey_structure(cb), encoding="utf-8")
     html = render_html(cb)
     paths["html"] = out / "questionnaire.html"
     paths["html"].write_text(html, encoding="utf-8")

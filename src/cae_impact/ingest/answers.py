@@ -24,10 +24,10 @@ _SPACES_RE = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+([:;,.!?)])")
 _SPACE_AFTER_PAREN_RE = re.compile(r"\(\s+")
 
-TICKED_VALUES = frozenset({"y", "yes", "oui", "1", "x", "true", "vrai", "coche", "selected"})
+TICKED_VALUES = frozenset({"y", "yes", "oui", "1", "1.0", "x", "true", "vrai", "coche", "selected"})
 """Cell values meaning « ticked » in a one-column-per-choice layout (LimeSurvey ``Y``, Kobo ``1``)."""
 
-UNTICKED_VALUES = frozenset({"", "n", "no", "non", "0", "false", "faux", "non coche"})
+UNTICKED_VALUES = frozenset({"", "n", "no", "non", "0", "0.0", "false", "faux", "non coche"})
 """Cell values meaning « not ticked » in a one-column-per-choice layout."""
 
 YES_ALIASES = frozenset({"y", "yes", "oui", "1", "true", "vrai", "o"})
@@ -74,10 +74,17 @@ class AnswerMatcher:
     codes: tuple[str, ...]
     labels: dict[str, str]
     aliases: dict[str, str] = field(default_factory=dict)
+    labels_only: bool = False
     _lookup: dict[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         lookup: dict[str, str] = {}
+        if self.labels_only:  # whole answer texts only: no code, no yes/no spelling, no alias
+            for code in self.codes:
+                if self.labels.get(code):
+                    lookup[normalise_label(self.labels[code])] = code
+            self._lookup = lookup
+            return
         yes_no = _is_yes_no(self.labels)
         if yes_no is not None:
             for alias in YES_ALIASES:
@@ -95,15 +102,18 @@ class AnswerMatcher:
         self._lookup = lookup
 
     @classmethod
-    def from_scale(cls, scale, aliases: dict[str, str] | None = None) -> AnswerMatcher:
+    def from_scale(cls, scale, aliases: dict[str, str] | None = None, *, labels_only: bool = False) -> AnswerMatcher:
         """Build from a codebook ``Scale`` (``choices`` with ``code`` and ``label``).
 
-        ``aliases`` maps other spellings (a mapping file's ``values``) to codes.
+        ``aliases`` maps other spellings (a mapping file's ``values``) to codes; ``labels_only``
+        matches whole answer texts only (to split answers joined by spaces, where a single word
+        must never be read as a code).
         """
         return cls(
             codes=tuple(c.code for c in scale.choices),
             labels={c.code: c.label for c in scale.choices},
             aliases=dict(aliases or {}),
+            labels_only=labels_only,
         )
 
     def match(self, raw: str) -> str | None:

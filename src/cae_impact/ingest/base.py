@@ -86,6 +86,15 @@ class RawExport:
     sha256: str = ""
     blank_records: int = 0
     header_line: int = 1
+    unmapped_filled: dict[str, int] = field(default_factory=dict)
+    """Non-empty cells of each unrecognised column (answers that may have been lost)."""
+    partial_filled: dict[str, int] = field(default_factory=dict)
+    """Question id -> cells holding an answer in its columns whose choice was not recognised."""
+    setting: str = ""
+    """The export setting recognised, in French (« en-têtes : code de la question ; … »)."""
+    other_texts: dict[str, dict[int, str]] = field(default_factory=dict)
+    """Answers typed in a tool's « Autre » option: question id -> {frame row: text}. Free text,
+    personal: never written as is (the answer itself reads as the scale's ``autre`` choice)."""
 
     @property
     def n_raw_rows(self) -> int:

@@ -55,6 +55,8 @@ class ColumnPlan:
     ignored: list[int] = field(default_factory=list)
 
     duplicated: list[tuple[int, str]] = field(default_factory=list)
+    setting: str = ""  # the export setting recognised, in French (RawExport.setting)
+    partial: dict[int, str] = field(default_factory=dict)  # column -> question id, choice not recognised
 
     def mapped_questions(self) -> set[str]:
         """Question ids the plan found a column for."""
@@ -212,8 +214,18 @@ def materialise(
                 column=header[j],
             )
         )
-    unmapped = [header[j] for j in plan.unmapped]
-    for name in unmapped:
+    unmapped = [header[j] for j in [*plan.unmapped, *plan.partial]]
+    for j in plan.partial:
+        problems.append(
+            Problem(
+                "warning",
+                "unread_choice_column",
+                "colonne d'une question du questionnaire dont la réponse n'est pas reconnue : "
+                "ses réponses ne sont pas reprises",
+                column=header[j] or "(sans nom)",
+            )
+        )
+    for name in (header[j] for j in plan.unmapped):
         problems.append(
             Problem(
                 "warning",
@@ -285,6 +297,16 @@ def materialise(
                 columns[q.id] = pd.Series([pd.NA] * len(rows), dtype="string")
     for meta, j in plan.meta.items():
         source_columns[meta] = header[j]
+    unmapped_filled = {}
+    for j in plan.unmapped:
+        n = sum(1 for r in rows if r[j].strip() and normalise_label(r[j]) not in plan.na_values)
+        if n:
+            unmapped_filled[header[j] or "(sans nom)"] = n
+    partial_filled: dict[str, int] = {}
+    for j, qid in plan.partial.items():  # cells that may hold an answer (not « not ticked », not « not shown »)
+        n = sum(1 for r in rows if normalise_label(r[j]) not in UNTICKED_VALUES | plan.na_values)
+        if n:
+            partial_filled[qid] = partial_filled.get(qid, 0) + n
     frame = build_frame(table, lines, keep, columns)
     for qid, mapping in plan.value_maps.items():
         if qid in frame.columns and mapping:
@@ -299,6 +321,9 @@ def materialise(
         problems=problems,
         removed_columns=removed,
         unmapped_columns=unmapped,
+        unmapped_filled=unmapped_filled,
+        partial_filled=partial_filled,
+        setting=plan.setting,
         missing_questions=missing,
         encoding=table.encoding,
         separator=table.separator,
@@ -412,8 +437,8 @@ def _short(text: str, limit: int = 60) -> str:
 def _expected_name(question, fmt: str) -> str:
     if fmt == "limesurvey":
         return question.export_code + ("[…]" if question.type == "multiple" else "")
-    if fmt == "kobo":
-        return f"{question.section}/{question.id}"
+    if fmt == "kobo":  # Kobo's default headers are bare names; « include groups » gives section/id
+        return question.id
     if fmt == "googleforms":
         return _short(question.text)
     return question.id
