@@ -1,0 +1,124 @@
+"""Tests and intervals at the edges: 0 % / 100 % in a small CAE, calibration variables, a census.
+
+A small study made from the demo's cleaned answers: CAE 1 where every registered entrepreneur
+answered (its register is set to its respondents: n = N), CAE 2 cut to 10 respondents who all
+find the CAE decisive (100 %, the CAE's linearisation variance is 0), the other CAEs as in the
+demo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cae_impact import indicators as I
+from cae_impact import published
+from cae_impact.cleaning import clean_export
+from cae_impact.codebook import load_codebook
+from cae_impact.config import CONSORTIUM, Population, load_study
+
+INDICATORS = ("cae_decisive", "associe_share", "women_share", "income_change", "protection_access")
+CENSUS, SMALL = "cae-1", "cae-2"
+REGISTER_SEX = {"f": "F", "m": "M"}
+
+
+@pytest.fixture(scope="module")
+def edge():
+    study = load_study()
+    cb = load_codebook(study.codebook)
+    responses = pd.concat([clean_export(study, c.id, codebook=cb).responses for c in study.caes],
+                          ignore_index=True)
+    # CAE 1: a census (respondents with a known sex and stage, the register set to them)
+    census = responses[(responses["cae_id"] == CENSUS) & responses["sex"].notna()
+                       & responses["contract_stage"].notna()]
+    by: dict[str, dict[str, int]] = {}
+    for (sex, stage), n in census.groupby(["sex", "contract_stage"]).size().items():
+        by.setdefault(REGISTER_SEX[sex], {})[str(stage)] = int(n)
+    # CAE 2: 10 respondents, all find the CAE decisive
+    small = responses[(responses["cae_id"] == SMALL)
+                      & responses["cae_decisive"].isin(["tout", "plutot"])].head(10)
+    rest = responses[~responses["cae_id"].isin([CENSUS, SMALL])]
+    data = pd.concat([census, small, rest], ignore_index=True)
+    caes = tuple(
+        replace(c, population=Population(total=len(census), by_sex_stage=by)) if c.id == CENSUS
+        else c for c in study.caes)
+    study = replace(study, caes=caes)
+    inds = [cb.indicator(i) for i in INDICATORS]
+    return study, cb, data, I.estimate_study(data, study, cb, indicators=inds).table
+
+
+def _total(table, ind, target, category=""):
+    t = table
+    return t[(t.indicator_id == ind) & (t.target == target) & (t.breakdown == I.TOTAL)
+             & (t.category == category)].iloc[0]
+
+
+def test_a_share_of_100_percent_in_a_sample_is_not_tested(edge):
+    """100 % (n = 10): the CAE's variance is 0, the Wald test's p-value would be ~1e-40."""
+    study, _cb, _data, table = edge
+    row = _total(table, "cae_decisive", SMALL)
+    assert row["estimate"] == 1.0 and row["n_unweighted"] == 10 and row["se"] < 1e-12
+    assert row["ci_low"] < 1.0  # Korn-Graubard interval: a sample, not a census
+    assert pd.isna(row["p_value"]) and row["comparison"] == "" and row["test"] == ""
+    report = I.report_table(table, SMALL, study.report.fdr_alpha)
+    r = report[(report.indicator_id == "cae_decisive") & (report.target == SMALL)
+               & (report.breakdown == I.TOTAL)].iloc[0]
+    assert pd.isna(r["significant"])
+    # with a published reference: the same rule (the row carries no test to recompute)
+    ref_rows = published.consortium_rows(table)
+    ref = published.PublishedReference(path=published.Path("ref.csv"), rows=ref_rows,
+                                       meta={"caes": study.cae_ids})
+    again = published.compare_with_reference(table[table.target == SMALL], ref, SMALL)
+    assert again.loc[(again.indicator_id == "cae_decisive") & (again.breakdown == I.TOTAL),
+                     "p_value"].isna().all()
+    # a share with sampling variance is still tested
+    assert not pd.isna(_total(table, "cae_decisive", "cae-3")["p_value"])
+
+
+def test_calibration_variables_are_never_tested(edge):
+    """The share of associés and of women: no CAE-vs-rest test, no group test, anywhere."""
+    study, _cb, _data, table = edge
+    for ind in ("associe_share", "women_share"):
+        rows = table[table.indicator_id == ind]
+        assert rows["p_value"].isna().all(), ind
+        assert (rows["test"] == "").all(), ind
+        for target in (SMALL, "cae-3", CONSORTIUM):
+            rt = I.report_table(table, target, study.report.fdr_alpha)
+            assert rt.loc[rt.indicator_id == ind, "significant"].isna().all()
+
+
+def test_a_census_cae_has_point_intervals_and_no_group_test(edge):
+    _study, _cb, data, table = edge
+    assert I.census_targets(I.build_design(data, _study, _cb).design) == {CENSUS}
+    rows = table[(table.target == CENSUS) & (table.n_unweighted > 0) & table.estimate.notna()]
+    assert len(rows) > 20
+    assert (rows["se"] == 0).all()
+    np.testing.assert_array_equal(rows["ci_low"], rows["estimate"])
+    np.testing.assert_array_equal(rows["ci_high"], rows["estimate"])
+    # no Rao-Scott between groups of a census (groups are known exactly), no paired test
+    groups = rows[rows.breakdown != I.TOTAL]
+    assert groups["p_value"].isna().all()
+    paired = rows[(rows.indicator_id == "income_change") & (rows.category == "difference")]
+    assert paired["p_value"].isna().all()
+    # the CAE against the rest: valid (the CAE's value is known; the rest's error only)
+    assert not pd.isna(_total(table, "cae_decisive", CENSUS)["p_value"])
+
+
+def test_any_of_leaves_only_missing_ticks_out_of_the_base(edge):
+    """« Ne sait pas » alone is out of the base of an any_of share, not a « non »."""
+    _study, cb, _data, _table = edge
+    q = "protection_access"
+    scale = cb.scale_of(q)
+    assert scale.missing_codes
+    cols = {f"{q}__{c}": [False, False, False] for c in scale.codes}
+    cols[f"{q}__{scale.missing_codes[0]}"] = [True, True, False]
+    valid = scale.valid_codes[0]
+    cols[f"{q}__{valid}"] = [False, True, True]
+    frame = pd.DataFrame(cols)
+    ind = cb.indicator(q)
+    got = I.any_of_variable(frame, cb, q, list(ind.rule["codes"]))
+    hit = 1.0 if valid in ind.rule["codes"] else 0.0
+    assert np.isnan(got[0]) and got[1] == hit and got[2] == hit
