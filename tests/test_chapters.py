@@ -21,9 +21,11 @@ def cb(study):
 
 
 def row(ind, target, est, *, unit="pct", suppressed=False, significant=True, n=80, category=""):
+    # the test a row carries: a difference row its before/now test, a total its CAE-vs-consortium one
+    comparison = "before" if category == "difference" else CONSORTIUM
     return {"indicator_id": ind, "target": target, "breakdown": "total", "category": category, "unit": unit,
             "estimate": est, "suppressed": suppressed, "flag_caution": n < 30, "significant": significant,
-            "n_unweighted": n}
+            "n_unweighted": n, "comparison": comparison}
 
 
 def view(study, cb, target, rows):
@@ -47,6 +49,11 @@ def test_essentials_cae_against_consortium_and_suppressed_as_s(study, cb):
     under40 = out[out.index("moins de 40 ans"):]
     assert "<td class=\"num\">s</td>" in under40[:200] and "31 %" in under40[:300]
     assert "432 €" in out and " *" in out  # caution flag on a base < 30
+    # the column is the test against the consortium: the before/now test of a change is not
+    # shown there (« 432 € vs 327 € : oui » was the paired test's verdict)
+    income = out[out.index("432 €"):]
+    assert income[:120].count(">—<") == 1 and ">oui<" not in income[:120]
+    assert "— : écart non testé" in out
     assert "Pas d&#x27;indicateur publié" in out  # findings without rows say so
     assert "40 %" not in out, "a suppressed value is never printed"
 

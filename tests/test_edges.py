@@ -122,3 +122,49 @@ def test_any_of_leaves_only_missing_ticks_out_of_the_base(edge):
     got = I.any_of_variable(frame, cb, q, list(ind.rule["codes"]))
     hit = 1.0 if valid in ind.rule["codes"] else 0.0
     assert np.isnan(got[0]) and got[1] == hit and got[2] == hit
+
+
+def _view(edge, target, census):
+    from cae_impact import chapters
+
+    study, cb, _data, table = edge
+    return chapters.View(study, cb, target, I.report_table(table, target, study.report.fdr_alpha),
+                         census=census)
+
+
+def test_no_significantly_on_a_degenerate_or_calibrated_figure(edge):
+    from cae_impact import chapters
+
+    study, cb, _data, _table = edge
+    for target, ind in ((SMALL, "cae_decisive"), ("cae-3", "associe_share"), ("cae-4", "women_share")):
+        view = _view(edge, target, census=False)
+        text = chapters.indicator_text(view, cb.indicator(ind))
+        assert "significativement" not in text, (target, ind)
+        if "non diffusé" not in text:
+            assert "test statistique" in text, (target, ind)
+        table = chapters.key_figures_table(view, [cb.indicator(ind)])
+        assert ">oui<" not in table and ">non<" not in table
+
+
+def test_a_census_cae_is_described_as_one(edge):
+    from cae_impact import chapters, narrative, pipeline, profile
+
+    study, cb, _data, table = edge
+    per_cae = [{"cae_id": CENSUS, "population": 40, "respondents": 40},
+               {"cae_id": SMALL, "population": 95, "respondents": 10}]
+    assert pipeline.is_census({"per_cae": per_cae}, CENSUS)
+    assert not pipeline.is_census({"per_cae": per_cae}, SMALL)
+    assert not pipeline.is_census({"per_cae": per_cae}, CONSORTIUM)
+    view = _view(edge, CENSUS, census=True)
+    texts = " ".join(chapters.indicator_text(view, cb.indicator(i)) for i in INDICATORS)
+    texts = texts.replace("\u202f", " ").replace("\xa0", " ").replace("’", "'")
+    assert "marge d'erreur" not in texts  # said once, in the sample section
+    assert "registres" not in texts and "intervalle de confiance" not in texts
+    assert " de 1 à 1" not in texts
+    tables = chapters.breakdown_table(view, cb.indicator("cae_decisive"))
+    assert "Intervalle de confiance" not in tables and "ont répondu" in tables
+    weighting = {"per_cae": [{"cae_id": CENSUS, "label": study.target_label(CENSUS), "population": 40,
+                              "respondents": 40, "response_rate": 1.0, "effective_n": 40.0}],
+                 "notes": [], "consortium": {"effective_n": 300.0}}
+    sample = profile.sample_section(view, weighting).replace("\u202f", " ").replace("\xa0", " ")
+    assert narrative.CENSUS_TEXT[1:].replace("'", "&#x27;") in sample.replace("’", "'")

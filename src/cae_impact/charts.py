@@ -1009,7 +1009,9 @@ def _dot_alt(title, lines, ref_label, ref_value, fmt, decimals, unit, level) -> 
             parts.append(f"{head} : résultat non diffusé (effectif trop faible).")
             continue
         text = f"{head} : {fmt(ln['est'])}"
-        if ln["lo"] is not None and ln["hi"] is not None:
+        if ln["lo"] is not None and ln["hi"] is not None and ln["lo"] == ln["hi"]:
+            text += ", sans marge d'erreur d'échantillonnage"  # a census or a calibrated figure
+        elif ln["lo"] is not None and ln["hi"] is not None:
             text += (
                 f", intervalle {format_ci(ln['lo'], ln['hi'], decimals, style='prose', kind=unit)}"
             )
@@ -1096,6 +1098,11 @@ def before_after(
                 "significant": (not suppressed)
                 and diff_row is not None
                 and _flag(diff_row.get("significant")),
+                # no verdict where this report did not test the change (the consortium's change
+                # in a CAE's report: its test is in the consortium's report)
+                "tested": (not suppressed)
+                and diff_row is not None
+                and truthy(diff_row.get("significant")) is not None,
             }
         )
 
@@ -1257,7 +1264,8 @@ def _before_after_alt(title, lines, before_label, after_label, fmt, fmt_plus) ->
         text = f"{head} : {fmt(ln['before'])} avant, {fmt(ln['after'])} aujourd'hui"
         if ln["diff"] is not None:
             text += f", écart moyen {fmt_plus(ln['diff'])}"
-            text += " (significatif)" if ln["significant"] else " (non significatif)"
+            if ln.get("tested", True):
+                text += " (significatif)" if ln["significant"] else " (non significatif)"
         parts.append(text + ".")
     return french_typography(" ".join(parts))
 
