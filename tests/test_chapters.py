@@ -143,6 +143,13 @@ def test_method_annex(study):
     assert "CAE 3 : strate" in out and "CAE 1 : rien" not in out
     assert "CAE 1 : rien" in annexes.method_annex(study, WEIGHTING, CONSORTIUM)
     assert "reste du consortium" in out and "publiés" not in out
+    # what is computed, exactly: no normal approximation (Student quantiles), logit except at
+    # 0 % / 100 % (Korn-Graubard), paired differences with d - 1 df, untested edge cases named
+    flat = out.replace("\u202f", " ").replace("\xa0", " ")
+    assert "approximation normale" not in flat
+    assert "0 % ou de 100 %" in flat and "Korn-Graubard" in flat and "d − 1 degrés" in flat
+    assert "Woodruff" in flat and "sur lesquelles les poids sont calés" in flat
+    assert "tous les entrepreneurs inscrits ont répondu" in flat
 
 
 def test_method_annex_names_the_published_reference(study):

@@ -28,8 +28,10 @@ fixed by the calibration, as for a question everyone answered; to the second ord
 otherwise). A CAE that is not part of the reference (a later wave, a CAE that joined) has
 ``b_k = 0``: the two estimates are independent. The degrees of freedom are the reference's
 (respondents minus CAEs, minus one: R's ``degf``). A difference whose standard error is zero
-up to rounding (a calibration variable) is not tested, as in ``live``
-(:func:`cae_impact.survey._testable`).
+up to rounding is not tested, as in ``live`` (:func:`cae_impact.survey._testable`). The rows
+tested are those that carry the live test (``comparison == 'consortium'``), so the same rules
+hold: no test of a calibration variable (sex, contract stage) nor of a CAE's 0 % / 100 % in a
+sample, whose linearised variance is 0 (:func:`cae_impact.indicators.degenerate_variance`).
 
 This is a small formula written here rather than a library call because no Python survey
 library tests an estimate against a published figure that shares part of its sample.
