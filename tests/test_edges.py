@@ -168,3 +168,24 @@ def test_a_census_cae_is_described_as_one(edge):
                  "notes": [], "consortium": {"effective_n": 300.0}}
     sample = profile.sample_section(view, weighting).replace("\u202f", " ").replace("\xa0", " ")
     assert narrative.CENSUS_TEXT[1:].replace("'", "&#x27;") in sample.replace("’", "'")
+
+
+def test_an_untested_change_gets_no_verdict(edge):
+    """The consortium's « before / now » change is tested in the consortium's report only: a
+    CAE's report gives it no verdict (not « non significatif »), and its note says why."""
+    import matplotlib.text
+
+    from cae_impact import chapters, charts
+
+    _study, cb, _data, _table = edge
+    view = _view(edge, "cae-3", census=False)
+    html = chapters.indicator_chart(view, cb.indicator("income_change"))
+    html = html.replace("\u202f", " ").replace("\xa0", " ")
+    consortium = html[html.index("Consortium (n"):]
+    consortium = consortium[:consortium.index(".")]
+    assert "significatif" not in consortium and "€" in consortium
+    data = view.select("income_change", view.shown_targets)
+    fig, _alt = charts.before_after(data, indicator_id="income_change", order=view.shown_targets,
+                                    bar_labels=view.labels, title="t", field="f", unit="eur")
+    texts = " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+    assert "Écart non testé dans ce rapport pour : Consortium" in texts.replace("\xa0", " ")

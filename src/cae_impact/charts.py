@@ -1112,6 +1112,12 @@ def before_after(
             "Écart en gras : statistiquement significatif (tests corrigés par la "
             "méthode de Benjamini-Hochberg)."
         )
+    untested = [ln["label"] for ln in lines if ln["diff"] is not None and not ln["tested"]]
+    if untested and len(untested) < len(lines):
+        notes.append(
+            "Écart non testé dans ce rapport pour : " + ", ".join(untested) + " (son test figure "
+            "dans le rapport qui le concerne)."
+        )
     if any(ln["suppressed"] for ln in lines):
         notes.append(SUPPRESSED_NOTE)
     if any(ln["caution"] for ln in lines):
