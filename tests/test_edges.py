@@ -189,3 +189,14 @@ def test_an_untested_change_gets_no_verdict(edge):
                                     bar_labels=view.labels, title="t", field="f", unit="eur")
     texts = " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
     assert "Écart non testé dans ce rapport pour : Consortium" in texts.replace("\xa0", " ")
+
+
+def test_the_consortium_report_says_why_a_cae_verdict_can_differ(edge):
+    """A CAE's test against the consortium is corrected with different families in the CAE's
+    report and in the consortium's: the consortium's chart note says so."""
+    from cae_impact import chapters
+
+    _study, cb, _data, _table = edge
+    view = _view(edge, CONSORTIUM, census=False)
+    html = chapters.indicator_chart(view, cb.indicator("cae_decisive"))
+    assert "le verdict peut y être différent" in html.replace("\u202f", " ").replace("\xa0", " ")

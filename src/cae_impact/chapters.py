@@ -163,6 +163,12 @@ def fmt_value(row: Mapping, unit: str) -> str:
 
 
 POINT_INTERVAL = "—"
+#: why a CAE's verdict against the consortium can differ between its report and the consortium's
+FAMILY_NOTE = ("Écart significatif : test t de Wald de chaque CAE contre le reste du consortium, "
+               "corrigé (Benjamini-Hochberg) avec les tests de toutes les CAE de ce rapport. Le "
+               "rapport d'une CAE corrige ce même écart avec ses propres tests (et le mesure "
+               "contre les chiffres publiés du consortium quand il y en a) : le verdict peut y "
+               "être différent.")
 
 
 def fmt_interval(row: Mapping, unit: str) -> str:
@@ -448,6 +454,7 @@ def indicator_chart(view: View, ind: Indicator) -> str:
         res = charts.dot_interval(data, indicator_id=ind.id, order=targets, bar_labels=view.labels,
                                   title=ind.label, field=view.field(), unit=unit,
                                   confidence_level=view.study.report.confidence_level, **common)
+        note = FAMILY_NOTE
     else:
         return ""
     fig, alt = res
