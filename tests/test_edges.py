@@ -200,3 +200,21 @@ def test_the_consortium_report_says_why_a_cae_verdict_can_differ(edge):
     view = _view(edge, CONSORTIUM, census=False)
     html = chapters.indicator_chart(view, cb.indicator("cae_decisive"))
     assert "le verdict peut y être différent" in html.replace("\u202f", " ").replace("\xa0", " ")
+
+
+def test_published_comparison_does_not_test_a_degenerate_row_even_if_marked(edge):
+    """Belt and braces: a row of an older table marked for the consortium test is not tested
+    against the published figures when its variance is 0 in a sample."""
+    study, _cb, _data, table = edge
+    rows = table[(table.target == SMALL)].copy()
+    mark = (rows.indicator_id == "cae_decisive") & (rows.breakdown == I.TOTAL)
+    rows.loc[mark, "comparison"] = CONSORTIUM
+    ref = published.PublishedReference(path=published.Path("ref.csv"),
+                                       rows=published.consortium_rows(table),
+                                       meta={"caes": study.cae_ids})
+    got = published.compare_with_reference(rows, ref, SMALL)
+    assert got.loc[mark, "p_value"].isna().all()
+    # a census row (point interval) is tested
+    rows = table[(table.target == CENSUS)]
+    got = published.compare_with_reference(rows, ref, CENSUS)
+    assert got.loc[(got.indicator_id == "cae_decisive") & (got.breakdown == I.TOTAL), "p_value"].notna().all()

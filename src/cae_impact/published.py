@@ -215,7 +215,7 @@ def _p_value(cae: pd.Series, ref: pd.Series | None, in_reference: bool) -> float
     """Two-sided p-value of ``cae.estimate = ref.estimate`` (module docstring); NaN when untestable."""
     from scipy import stats  # here: the build's cache-hit steps import this module, not scipy
 
-    from .survey import _testable
+    from .survey import _ZERO_SE, _testable
 
     nan = float("nan")
     if ref is None or bool(ref["suppressed"]) or bool(cae["suppressed"]):
@@ -231,6 +231,11 @@ def _p_value(cae: pd.Series, ref: pd.Series | None, in_reference: bool) -> float
         if ref["n_unweighted"] - cae["n_unweighted"] < 2:  # nothing else to compare with
             return nan
     if cae["n_unweighted"] < 2 or ref["df"] <= 0:
+        return nan
+    # The live rule (indicators.degenerate_variance), for rows of an older table too: a CAE's
+    # variance of 0 in a sample (its interval is wider than a point: not a census) is not tested.
+    if (float(cae["se"]) <= _ZERO_SE * max(abs(float(cae["estimate"])), 1.0)
+            and not (pd.isna(cae.get("ci_low")) or float(cae["ci_low"]) == float(cae["ci_high"]))):
         return nan
     var = float(cae["se"]) ** 2 * (1 - 2 * b) + float(ref["se"]) ** 2
     se = math.sqrt(max(var, 0.0))
