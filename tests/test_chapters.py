@@ -21,9 +21,11 @@ def cb(study):
 
 
 def row(ind, target, est, *, unit="pct", suppressed=False, significant=True, n=80, category=""):
+    # the test a row carries: a difference row its before/now test, a total its CAE-vs-consortium one
+    comparison = "before" if category == "difference" else CONSORTIUM
     return {"indicator_id": ind, "target": target, "breakdown": "total", "category": category, "unit": unit,
             "estimate": est, "suppressed": suppressed, "flag_caution": n < 30, "significant": significant,
-            "n_unweighted": n}
+            "n_unweighted": n, "comparison": comparison}
 
 
 def view(study, cb, target, rows):
@@ -47,6 +49,11 @@ def test_essentials_cae_against_consortium_and_suppressed_as_s(study, cb):
     under40 = out[out.index("moins de 40 ans"):]
     assert "<td class=\"num\">s</td>" in under40[:200] and "31 %" in under40[:300]
     assert "432 €" in out and " *" in out  # caution flag on a base < 30
+    # the column is the test against the consortium: the before/now test of a change is not
+    # shown there (« 432 € vs 327 € : oui » was the paired test's verdict)
+    income = out[out.index("432 €"):]
+    assert income[:120].count(">—<") == 1 and ">oui<" not in income[:120]
+    assert "— : écart non testé" in out
     assert "Pas d&#x27;indicateur publié" in out  # findings without rows say so
     assert "40 %" not in out, "a suppressed value is never printed"
 
@@ -137,6 +144,13 @@ def test_method_annex(study):
     assert "CAE 3 : strate" in out and "CAE 1 : rien" not in out
     assert "CAE 1 : rien" in annexes.method_annex(study, WEIGHTING, CONSORTIUM)
     assert "reste du consortium" in out and "publiés" not in out
+    # what is computed, exactly: no normal approximation (Student quantiles), logit except at
+    # 0 % / 100 % (Korn-Graubard), paired differences with d - 1 df, untested edge cases named
+    flat = out.replace("\u202f", " ").replace("\xa0", " ")
+    assert "approximation normale" not in flat
+    assert "0 % ou de 100 %" in flat and "Korn-Graubard" in flat and "d − 1 degrés" in flat
+    assert "Woodruff" in flat and "sur lesquelles les poids sont calés" in flat
+    assert "tous les entrepreneurs inscrits ont répondu" in flat
 
 
 def test_method_annex_names_the_published_reference(study):

@@ -149,7 +149,7 @@ def test_indicator_files_are_reproducible(tmp_path):
 
 def test_cae_rows_are_the_cae_own_design_and_the_consortium_domain(demo, estimates):
     """A CAE's rows are computed on its own design (its rows, weights and post-strata): equal to
-    the last bit to that computation, equal up to rounding (and the logit fit's convergence) to
+    that computation up to rounding (1e-11), equal up to rounding (and the logit fit's convergence) to
     the domain estimates of the whole consortium design; its comparison with the rest is the
     whole design's."""
     study, cb, responses = demo
@@ -168,10 +168,12 @@ def test_cae_rows_are_the_cae_own_design_and_the_consortium_domain(demo, estimat
         own = survey.proportion(survey.restrict_rows(design, lo, hi), y[lo:hi],
                                 method=study.report.interval_method)
         got = (row["estimate"], row["se"], row["ci_low"], row["ci_high"])
-        assert got == (own.estimate, own.se, own.ci_low, own.ci_high)
+        # the span path and the whole-design path add in other orders: rounding only (see
+        # tests/test_survey_spans.py for the tolerances)
+        np.testing.assert_allclose(got, (own.estimate, own.se, own.ci_low, own.ci_high), rtol=1e-11)
         direct = survey.proportion(design, y, domain=mask, method=study.report.interval_method)
         np.testing.assert_allclose(got, (direct.estimate, direct.se, direct.ci_low, direct.ci_high), rtol=1e-9)
-        assert row["p_value"] == survey.compare_stratum(design, y, cae).p_value
+        assert row["p_value"] == pytest.approx(survey.compare_stratum(design, y, cae).p_value, rel=1e-9)
         checked += 1
     assert checked >= 5
 

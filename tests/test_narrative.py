@@ -260,7 +260,7 @@ def test_finding_paragraph(table):
     hidden = finding_paragraph(
         finding, table, [Support("decisive", STATEMENT, label="CAE décisive")], "cae-5"
     )
-    assert "résultat non diffusé (effectif trop faible)" in hidden
+    assert "résultat non diffusé (secret statistique)" in hidden
     assert not re.search(r"\d\s*%", hidden)
 
     class Finding:

@@ -146,25 +146,60 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
     if notes:
         parts.append(_box("Notes de pondération", notes))
     level = format_pct(opts.confidence_level)
-    method = {"logit": "logit (transformation logit de la proportion, comme svyciprop de R)",
-              "beta": "bêta (Korn-Graubard)"}.get(opts.interval_method, opts.interval_method)
+    # Every sentence below describes what cae_impact.survey and cae_impact.indicators compute
+    # (see the README's estimation paragraph); change them together.
+    method = {
+        "logit": ("sur l'échelle logit : logit de la proportion plus ou moins le quantile de Student "
+                  "à d degrés de liberté fois son erreur-type (méthode « logit » de svyciprop de R)"),
+        "beta": ("de Korn-Graubard (Clopper-Pearson sur la taille d'échantillon effective corrigée "
+                 "des degrés de liberté, méthode « beta » de svyciprop de R)"),
+    }.get(opts.interval_method, opts.interval_method)
     parts.append(present.heading_html("Intervalles de confiance", 2))
-    parts.append(present.paragraph_html(
-        f"Chaque estimation est donnée avec son intervalle de confiance à {level}, calculé par la "
-        f"méthode {method} pour les proportions, et par l'approximation normale pour les moyennes et "
-        "les montants. Les variances tiennent compte du plan de sondage (strates, poids, calage)."))
+    parts.append(_box(f"Intervalles de confiance à {level}", [
+        "Les variances sont estimées par linéarisation (Taylor) et tiennent compte du plan de "
+        "sondage : strates (les CAE), poids, correction de population finie, calage. d désigne "
+        "les degrés de liberté du plan : les répondants de la base moins le nombre de CAE dont "
+        "ils font partie (pour une CAE seule : ses répondants moins un).",
+        f"Proportions : intervalle {method}.",
+        "Proportions de 0 % ou de 100 % dans un échantillon : la variance linéarisée est nulle et "
+        "la méthode précédente ne donne pas d'intervalle ; l'intervalle est alors celui de "
+        "Korn-Graubard (Clopper-Pearson) sur le nombre de répondants, corrigé des degrés de "
+        "liberté (convention du NCHS, que R n'applique pas).",
+        "Moyennes et montants : estimation plus ou moins le quantile de Student à d degrés de "
+        "liberté fois l'erreur-type ; médianes : intervalle de Woodruff (comme svyquantile de R).",
+        "Évolutions avant / maintenant : différence individuelle moyenne plus ou moins le quantile "
+        "de Student à d − 1 degrés de liberté fois son erreur-type (comme svyttest de R).",
+        "Pas d'intervalle pour une part sur laquelle les poids d'une CAE sont calés (sexe, statut "
+        "dans la CAE) : c'est le chiffre du registre, sans marge d'erreur d'échantillonnage ; ni "
+        "pour une CAE où tous les entrepreneurs inscrits ont répondu : ses chiffres n'ont pas de "
+        "marge d'erreur d'échantillonnage.",
+    ]))
     parts.append(present.heading_html("Tests statistiques", 2))
     parts.append(_box("Tests utilisés", [
         ("CAE contre les chiffres publiés du consortium : test t de Wald sur l'écart, variance du "
          "plan de sondage de la CAE et des chiffres publiés, en tenant compte de la part de la CAE "
          "dans le consortium (le même test que la CAE contre le reste du consortium quand les "
-         "chiffres publiés sont ceux des mêmes données)."
+         "chiffres publiés sont ceux des mêmes données), avec les degrés de liberté du consortium "
+         "publié moins un."
          if weighting.get("reference") else
          "CAE contre le reste du consortium : test t de Wald sur la différence des estimations, "
-         "variance du plan de sondage."),
-        "Écarts entre groupes (sexe, diplôme, situation antérieure, ancienneté) : test d'indépendance "
-        "de Rao-Scott (correction du khi-deux pour le plan de sondage).",
-        "Avant / maintenant (revenus) : test t apparié sur la différence individuelle, pondéré.",
+         "variance du plan de sondage (linéarisation conjointe), d − 1 degrés de liberté (comme "
+         "svyttest de R)."),
+        "Ne sont pas testés contre le consortium : une part de 0 % ou de 100 % (ou une moyenne "
+        "dont tous les répondants ont donné la même valeur) dans l'échantillon d'une CAE, dont la "
+        "variance linéarisée est nulle : le test la traiterait comme connue sans erreur et "
+        "conclurait à tort à un écart significatif ; et les variables sur lesquelles les poids "
+        "sont calés (sexe, statut dans la CAE, dont la part d'associés), qui viennent des "
+        "registres. Dans une CAE où tous les entrepreneurs inscrits ont répondu, le chiffre de la "
+        "CAE est exact : le test ne porte que sur l'erreur d'échantillonnage du consortium.",
+        "Écarts entre groupes (sexe, diplôme, situation antérieure, ancienneté…) : test "
+        "d'indépendance de Rao-Scott au second ordre (statistique F, comme svychisq de R) ; pas "
+        "de test quand la réponse est une variable de calage, ni dans une CAE où tous les "
+        "inscrits ont répondu (les groupes y sont connus exactement).",
+        "Avant / maintenant (revenus) : test t apparié sur la différence individuelle moyenne, "
+        "pondéré, d − 1 degrés de liberté (comme svyttest de R). Ce test dit si le chiffre a "
+        "changé ; il n'est pas reporté dans les colonnes « Écart significatif ? », qui comparent "
+        "la CAE au consortium.",
         f"Comparaisons multiples : correction de Benjamini-Hochberg, taux de fausses découvertes de "
         f"{format_pct(opts.fdr_alpha)} ; un écart n'est dit significatif qu'après cette correction.",
     ]))

@@ -56,6 +56,9 @@ class View:
     codebook: Codebook
     target: str
     table: pd.DataFrame
+    #: the target is a CAE where every registered entrepreneur answered (n = N): its figures have
+    #: no sampling error; the report shows no interval for it and says why once
+    census: bool = False
 
     @property
     def is_consortium(self) -> bool:
@@ -164,10 +167,25 @@ def fmt_value(row: Mapping, unit: str) -> str:
     return _fmt_number(row["estimate"], unit)
 
 
+POINT_INTERVAL = "—"
+#: why a CAE's verdict against the consortium can differ between its report and the consortium's
+FAMILY_NOTE = ("Écart significatif : test t de Wald de chaque CAE contre le reste du consortium, "
+               "corrigé (Benjamini-Hochberg) avec les tests de toutes les CAE de ce rapport. Le "
+               "rapport d'une CAE corrige ce même écart avec ses propres tests (et le mesure "
+               "contre les chiffres publiés du consortium quand il y en a) : le verdict peut y "
+               "être différent.")
+
+
 def fmt_interval(row: Mapping, unit: str) -> str:
-    """The interval as printed (« [78 % ; 91 %] »), or empty when suppressed."""
+    """The interval as printed (« [78 % ; 91 %] »), or empty when suppressed.
+
+    An interval reduced to the estimate (a figure the weights are calibrated on, a census) is
+    not an interval: :data:`POINT_INTERVAL`, which the table's note explains.
+    """
     if bool(row.get("suppressed")) or is_missing(row.get("ci_low")):
         return ""
+    if float(row["ci_low"]) == float(row["ci_high"]):
+        return POINT_INTERVAL
     kind = {"pct": "pct", "eur": "eur"}.get(unit, "number")
     return format_ci(row["ci_low"], row["ci_high"], kind=kind, decimals=0 if unit != "number" else 1)
 
@@ -254,6 +272,32 @@ def domain_intro(view: View, domain: Domain, findings: list[Finding]) -> str:
     return "".join(parts)
 
 
+NOT_TESTED_NOTE = ("— : écart non testé (résultat non diffusé ; évolution avant / maintenant, qui "
+                   "a son propre test ; "
+                   "chiffre sur lequel les poids sont calés ; part de 0 % ou de 100 %, dont "
+                   "l'échantillon ne permet pas d'estimer la variance)")
+
+
+def consortium_verdict(row: Mapping) -> str:
+    """« oui » / « non » for the test of a CAE against the consortium on this row, else « — ».
+
+    Only that test: a « before / now » row carries its own (paired) test, which answers another
+    question (did the figure change?) and is not shown in a column about the consortium.
+    """
+    if str(row.get("comparison") or "") != CONSORTIUM:
+        return "—"
+    sig = row.get("significant")
+    return ("oui" if bool(sig) else "non") if not is_missing(sig) else "—"
+
+
+def census_note(view: View) -> str:
+    """The sentence a census CAE's report gives once, capitalised, or ''."""
+    if not view.census:
+        return ""
+    text = narrative.CENSUS_TEXT
+    return french_typography(text[0].upper() + text[1:] + ".")
+
+
 def key_figures_table(view: View, indicators: list[Indicator]) -> str:
     """Summary table of the chapter: each indicator's value for the target and the consortium."""
     rows = []
@@ -270,18 +314,25 @@ def key_figures_table(view: View, indicators: list[Indicator]) -> str:
         if not view.is_consortium:
             c = view.row(ind.id, CONSORTIUM, category=category)
             line["Consortium"] = fmt_value(c, unit) if c is not None else "—"
-            sig = row.get("significant")
-            line["Écart significatif ?"] = ("oui" if bool(sig) else "non") if not pd.isna(sig) else "—"
+            line["Écart significatif ?"] = consortium_verdict(row)
         rows.append(line)
     if not rows:
         return ""
     frame = pd.DataFrame(rows)
     note = (SUPPRESSED_LEGEND + " ; * : base inférieure à 30 répondants, "
-            "à interpréter avec prudence. Écart significatif : test de la CAE contre le reste du "
-            "consortium, au seuil de 5 % après correction de Benjamini-Hochberg.")
+            "à interpréter avec prudence.")
+    if not view.is_consortium:
+        note += (f" Écart significatif : test t de Wald de la CAE contre {_against(view)}, au "
+                 f"seuil de 5 % après correction de Benjamini-Hochberg ; {NOT_TESTED_NOTE}.")
     numeric = [c for c in frame.columns if c not in ("Indicateur", "Écart significatif ?")]
     return present.table_html(frame, caption=f"Chiffres clés — {view.labels[view.target]}",
                               note=note, numeric_columns=numeric)
+
+
+def _against(view: View) -> str:
+    """What a CAE is tested against: the rest of the consortium, or its published figures."""
+    return ("les chiffres publiés du consortium" if view.study.consortium_reference is not None
+            else "le reste du consortium")
 
 
 def indicator_text(view: View, ind: Indicator) -> str:
@@ -292,7 +343,7 @@ def indicator_text(view: View, ind: Indicator) -> str:
     unit = own["unit"].iloc[0] if len(own) else "pct"
     cae_labels = {t: lab for t, lab in view.labels.items() if t != CONSORTIUM}
     kw = dict(target_labels=cae_labels, caution_base=view.study.report.caution_base,
-              confidence_level=view.study.report.confidence_level)
+              confidence_level=view.study.report.confidence_level, census=view.census)
     paragraphs = []
     # The paragraph reads only this indicator's rows: pass them rather than the whole table.
     rows = view.select(ind.id, breakdown=None)
@@ -319,13 +370,16 @@ def breakdown_table(view: View, ind: Indicator) -> str:
             continue
         for row in rows:
             unit = row["unit"]
-            lines.append({
+            line = {
                 "Caractéristique": _breakdown_name(view, b),
                 "Groupe": row["group_label"],
                 "Valeur": fmt_value(row, unit) + _caution(row),
                 "Intervalle de confiance à 95 %": fmt_interval(row, unit),
                 "n": format_int(row["n_unweighted"]),
-            })
+            }
+            if view.census:  # no sampling error: no interval (the note says why)
+                del line["Intervalle de confiance à 95 %"]
+            lines.append(line)
         first = rows[0]
         if not is_missing(first.get("p_adjusted")):
             verdict = ("écarts significatifs" if bool(first.get("significant"))
@@ -335,6 +389,11 @@ def breakdown_table(view: View, ind: Indicator) -> str:
         return ""
     frame = pd.DataFrame(lines)
     note = SUPPRESSED_LEGEND + " ; * : base < 30, à interpréter avec prudence."
+    if view.census:
+        note += " " + census_note(view) + " Pas d'intervalle de confiance ni de test entre groupes."
+    elif any(ln.get("Intervalle de confiance à 95 %") == POINT_INTERVAL for ln in lines):
+        note += (f" {POINT_INTERVAL} : pas de marge d'erreur d'échantillonnage (chiffre connu par "
+                 "les registres, sur lesquels les poids sont calés).")
     if tests:
         note += (" Test d'indépendance de Rao-Scott entre groupes, au seuil de 5 % après correction de "
                  "Benjamini-Hochberg : " + " ; ".join(tests) + ".")
@@ -400,6 +459,7 @@ def indicator_chart(view: View, ind: Indicator) -> str:
         res = charts.dot_interval(data, indicator_id=ind.id, order=targets, bar_labels=view.labels,
                                   title=ind.label, field=view.field(), unit=unit,
                                   confidence_level=view.study.report.confidence_level, **common)
+        note = FAMILY_NOTE
     else:
         return ""
     fig, alt = res
@@ -487,8 +547,7 @@ def essentials_section(view: View, findings: list[Finding]) -> str:
             if not view.is_consortium:
                 c = _total_row(view, ind, CONSORTIUM)
                 line["Consortium"] = fmt_value(c, unit) if c is not None else "—"
-                sig = row.get("significant")
-                line["Écart significatif ?"] = ("oui" if bool(sig) else "non") if not is_missing(sig) else "—"
+                line["Écart significatif ?"] = consortium_verdict(row)
             lines.append(line)
         parts.append('<section class="finding">' + present.heading_html(f"{i}. {f.text}", 2))
         if lines:
@@ -501,9 +560,7 @@ def essentials_section(view: View, findings: list[Finding]) -> str:
     note = (SUPPRESSED_LEGEND + " ; * : base inférieure à "
             f"{view.study.report.caution_base} répondants, à interpréter avec prudence.")
     if not view.is_consortium:
-        against = ("les chiffres publiés du consortium" if view.study.consortium_reference is not None
-                   else "le reste du consortium")
-        note += (f" Écart significatif : test de la CAE contre {against}, au seuil de 5 % "
-                 "après correction de Benjamini-Hochberg.")
+        note += (f" Écart significatif : test t de Wald de la CAE contre {_against(view)}, au "
+                 f"seuil de 5 % après correction de Benjamini-Hochberg ; {NOT_TESTED_NOTE}.")
     parts.append(present.paragraph_html(note, "note"))
     return "".join(parts)

@@ -748,7 +748,7 @@ def _likert_alt(title, bars, categories, missing, labels, neutral, decimals) -> 
     for b in bars:
         head = b["label"] + (f" ({format_n(b['n'])})" if b["n"] is not None else "")
         if b["suppressed"]:
-            parts.append(f"{head} : résultat non diffusé (effectif trop faible).")
+            parts.append(f"{head} : résultat non diffusé (secret statistique).")
             continue
         items = ", ".join(
             f"{labels.get(c, c)} {format_pct(b['values'][c], decimals)}" for c in categories
@@ -1016,10 +1016,12 @@ def _dot_alt(title, lines, ref_label, ref_value, fmt, decimals, unit, level) -> 
     for ln in lines:
         head = ln["label"] + (f" ({format_n(ln['n'])})" if ln["n"] is not None else "")
         if ln["suppressed"]:
-            parts.append(f"{head} : résultat non diffusé (effectif trop faible).")
+            parts.append(f"{head} : résultat non diffusé (secret statistique).")
             continue
         text = f"{head} : {fmt(ln['est'])}"
-        if ln["lo"] is not None and ln["hi"] is not None:
+        if ln["lo"] is not None and ln["hi"] is not None and ln["lo"] == ln["hi"]:
+            text += ", sans marge d'erreur d'échantillonnage"  # a census or a calibrated figure
+        elif ln["lo"] is not None and ln["hi"] is not None:
             text += (
                 f", intervalle {format_ci(ln['lo'], ln['hi'], decimals, style='prose', kind=unit)}"
             )
@@ -1106,6 +1108,11 @@ def before_after(
                 "significant": (not suppressed)
                 and diff_row is not None
                 and _flag(diff_row.get("significant")),
+                # no verdict where this report did not test the change (the consortium's change
+                # in a CAE's report: its test is in the consortium's report)
+                "tested": (not suppressed)
+                and diff_row is not None
+                and truthy(diff_row.get("significant")) is not None,
             }
         )
 
@@ -1114,6 +1121,12 @@ def before_after(
         notes.append(
             "Écart en gras : statistiquement significatif (tests corrigés par la "
             "méthode de Benjamini-Hochberg)."
+        )
+    untested = [ln["label"] for ln in lines if ln["diff"] is not None and not ln["tested"]]
+    if untested and len(untested) < len(lines):
+        notes.append(
+            "Écart non testé dans ce rapport pour : " + ", ".join(untested) + " (son test figure "
+            "dans le rapport qui le concerne)."
         )
     if any(ln["suppressed"] for ln in lines):
         notes.append(SUPPRESSED_NOTE)
@@ -1262,12 +1275,13 @@ def _before_after_alt(title, lines, before_label, after_label, fmt, fmt_plus) ->
     for ln in lines:
         head = ln["label"] + (f" ({format_n(ln['n'])})" if ln["n"] is not None else "")
         if ln["suppressed"]:
-            parts.append(f"{head} : résultat non diffusé (effectif trop faible).")
+            parts.append(f"{head} : résultat non diffusé (secret statistique).")
             continue
         text = f"{head} : {fmt(ln['before'])} avant, {fmt(ln['after'])} aujourd'hui"
         if ln["diff"] is not None:
             text += f", écart moyen {fmt_plus(ln['diff'])}"
-            text += " (significatif)" if ln["significant"] else " (non significatif)"
+            if ln.get("tested", True):
+                text += " (significatif)" if ln["significant"] else " (non significatif)"
         parts.append(text + ".")
     return french_typography(" ".join(parts))
 
@@ -1558,7 +1572,7 @@ def _profile_alt(
             if row is None or is_missing(row.get("estimate")) and not _flag(row.get("suppressed")):
                 bits.append(f"{lab} : non disponible")
             elif _flag(row.get("suppressed")):
-                bits.append(f"{lab} : résultat non diffusé (effectif trop faible)")
+                bits.append(f"{lab} : résultat non diffusé (secret statistique)")
             else:
                 bits.append(f"{lab} : {format_pct(row['estimate'], decimals)}")
         ref = rec["ref"]

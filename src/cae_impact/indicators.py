@@ -272,13 +272,35 @@ def share_variable(data: pd.DataFrame, codebook: Codebook, question_id: str, cod
 
 
 def any_of_variable(data: pd.DataFrame, codebook: Codebook, question_id: str, codes: list[str]) -> np.ndarray:
-    """1 where at least one of ``codes`` is ticked, 0 if the question was answered otherwise."""
-    all_codes = codebook.scale_of(question_id).codes
+    """1 where at least one of ``codes`` is ticked, 0 if the question was answered otherwise.
+
+    The codebook's missing rule, as for :func:`share_variable`: a respondent whose only ticks
+    are ``missing`` choices (« Ne sait pas ») is out of the base, not a « non »; one who ticks a
+    valid choice as well is in it.
+
+    >>> import pandas as pd
+    >>> from types import SimpleNamespace as NS
+    >>> scale = NS(codes=["a", "b", "nsp"], missing_codes=["nsp"])
+    >>> cb = NS(scale_of=lambda q: scale)
+    >>> df = pd.DataFrame({"q__a": [True, False, False, False, None],
+    ...                    "q__b": [False, True, False, False, None],
+    ...                    "q__nsp": [False, False, True, False, None]})
+    >>> any_of_variable(df, cb, "q", ["a"]).tolist()
+    [1.0, 0.0, nan, 0.0, nan]
+    """
+    scale = codebook.scale_of(question_id)
+    all_codes = scale.codes
     cols = [f"{question_id}__{c}" for c in all_codes if f"{question_id}__{c}" in data]
     if not cols:
         raise EstimationError(f"no column {question_id}__<code> in the cleaned data")
     ticked = data[cols].astype("boolean")
     answered = ticked.notna().any(axis=1).to_numpy()
+    missing_cols = [f"{question_id}__{c}" for c in scale.missing_codes if f"{question_id}__{c}" in data]
+    if missing_cols:
+        valid_cols = [c for c in cols if c not in missing_cols]
+        only_missing = (ticked[missing_cols].fillna(False).any(axis=1).to_numpy()
+                        & ~ticked[valid_cols].fillna(False).any(axis=1).to_numpy())
+        answered = answered & ~only_missing
     hit = data[[f"{question_id}__{c}" for c in codes if f"{question_id}__{c}" in data]].astype("boolean").fillna(False).any(axis=1).to_numpy()
     out = np.full(len(data), np.nan)
     out[answered] = hit[answered].astype(float)
@@ -483,6 +505,13 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
         n_valid_all = int(valid0.sum())
     resp_codes = (_response_codes(data, codebook, ind, variables)
                   if ind.kind in ("share", "any_of", "distribution") and ind.breakdowns else None)
+    # No test of an answer the weights are calibrated on (sex, contract stage: see build_design),
+    # nor of a share of it: its value in a CAE is the registers', not a sample result.
+    calibrated = _calibrated_answer(est.design, codebook, ind)
+    if calibrated:
+        tested = False
+        resp_codes = None
+    census = census_targets(est.design)
     compared: dict[str, float] = {}
     if tested:
         # each CAE against the rest of the consortium (one test per value), all CAEs at once
@@ -511,10 +540,13 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
         else:
             rows.extend(_value_rows(est, sp, ind, unit, target, domains, variables, Y_all[s0:s1]))
         # Tests: the CAE against the rest of the consortium (one per value), groups within target.
+        if target in census:
+            _census_rows(rows[first_row:])
         if target in compared:
             total_row = next(r for r in rows[first_row:] if r["breakdown"] == TOTAL and r["category"] == "")
-            total_row.update(comparison=CONSORTIUM, test=TEST_CAE_VS_REST, p_value=compared[target])
-        if resp_codes is not None:
+            if not degenerate_variance(total_row, census=target in census):
+                total_row.update(comparison=CONSORTIUM, test=TEST_CAE_VS_REST, p_value=compared[target])
+        if resp_codes is not None and target not in census:
             for b in ind.breakdowns:
                 members = [r for r in rows[first_row:] if r["breakdown"] == b]
                 for r in members:
@@ -538,6 +570,61 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
             for r in members:
                 r["p_value"] = float(p)
     return rows
+
+
+def calibration_questions(design: survey.SurveyDesign, codebook: Codebook) -> set[str]:
+    """The questions the weights are calibrated on: the register's (sex, contract stage).
+
+    Empty when the design is not post-stratified (no register counts by sex and stage).
+    """
+    if not design.calibration:
+        return set()
+    return {str(m["question"]) for m in codebook.register_mapping.values()}
+
+
+def _calibrated_answer(design: survey.SurveyDesign, codebook: Codebook, ind: Indicator) -> bool:
+    """True when the indicator's answer is a calibration variable (the share of associés)."""
+    questions = {ind.rule.get("question"), ind.rule.get("before"), ind.rule.get("after")}
+    return bool(questions & calibration_questions(design, codebook))
+
+
+def census_targets(design: survey.SurveyDesign) -> set[str]:
+    """The CAEs (strata) where every registered entrepreneur answered (n = N): censuses."""
+    if design.popsize is None:
+        return set()
+    n_h = design.n_psu.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        done = (design.popsize - n_h) / design.popsize < 1e-7
+    return {str(lab) for lab, c in zip(design.strata_levels, done, strict=True) if c}
+
+
+def degenerate_variance(row: dict[str, Any] | pd.Series, *, census: bool = False) -> bool:
+    """True when a CAE's estimate has a zero variance that is not a census's.
+
+    A share of 0 % or 100 % (or a mean whose respondents all gave the same value) has a
+    linearisation variance of 0 in a sample: the Wald test of the CAE against the rest (or
+    against a published figure) would then treat the CAE's value as known exactly, and its
+    p-value collapses (1e-40 for 10 respondents at 100 %). Such a difference is not tested. In a
+    census the variance is truly 0 (the CAE's value is known): the test, against the rest's
+    sampling error only, is valid.
+    """
+    if census:
+        return False
+    se, est = row.get("se"), row.get("estimate")
+    if se is None or est is None or pd.isna(se) or pd.isna(est):
+        return False
+    return float(se) <= survey._ZERO_SE * max(abs(float(est)), 1.0)
+
+
+def _census_rows(rows: list[dict[str, Any]]) -> None:
+    """A census CAE's rows: no sampling error, so the interval is the estimate itself.
+
+    (At 0 % or 100 % the interval of a sample is Korn-Graubard's; in a census it is not one.)
+    """
+    for r in rows:
+        if r["n_unweighted"] > 0 and not pd.isna(r["estimate"]):
+            r["se"] = 0.0
+            r["ci_low"] = r["ci_high"] = r["estimate"]
 
 
 def _value_rows(est: _Estimator, sp: Any, ind: Indicator, unit: str, target: str,

@@ -11,7 +11,7 @@ Rules that an evaluator would sign, enforced here:
   ``significant`` flag is true (a test corrected upstream by Benjamini-Hochberg); otherwise the
   text says that the difference is not statistically significant, or that the values are close,
   or that the difference was not tested;
-* a suppressed row (``suppressed`` true) gives « Résultat non diffusé (effectif trop faible) »
+* a suppressed row (``suppressed`` true) gives « Résultat non diffusé (secret statistique) »
   and neither its value, nor its interval, nor a difference computed from it; a comparison with a
   suppressed row is left out for the same reason;
 * a base under 30 respondents (``caution_base``) or a row with ``flag_caution`` carries
@@ -49,7 +49,7 @@ from cae_impact.frenchfmt import (
 )
 
 CONSORTIUM = "consortium"
-SUPPRESSED_TEXT = "Résultat non diffusé (effectif trop faible)"
+SUPPRESSED_TEXT = "Résultat non diffusé (secret statistique)"
 CAUTION_TEXT = "à interpréter avec prudence"
 UNITS = ("pct", "eur", "number")
 
@@ -58,6 +58,7 @@ _CAE_ID = re.compile(r"^cae-(\d+)$")
 
 __all__ = [
     "CAUTION_TEXT",
+    "CENSUS_TEXT",
     "CONSORTIUM",
     "SUPPRESSED_TEXT",
     "Support",
@@ -336,6 +337,8 @@ def _comparison_sentence(
     return f"C'est {_fmt_diff(diff, unit, decimals)} {more} {que(other_phrase)} ({other_value}) ; {status}."
 
 
+CENSUS_TEXT = ("tous les entrepreneurs inscrits ont répondu : ces chiffres n'ont pas de marge "
+               "d'erreur d'échantillonnage")
 CALIBRATED_TEXT = ("part connue par les registres des CAE, sur lesquels les poids sont calés : "
                    "elle n'a pas de marge d'erreur d'échantillonnage")
 
@@ -372,6 +375,7 @@ def indicator_paragraph(
     target_labels: Mapping[str, str] | None = None,
     phrases: Mapping[str, str] | None = None,
     statistic: str = "mean",
+    census: bool = False,
 ) -> str:
     """Write the French paragraph for one estimate of the indicator table.
 
@@ -399,9 +403,13 @@ def indicator_paragraph(
     target_labels, phrases
         Target id → short label (« CAE 3 »); target or group key → noun phrase with its article
         (« la CAE 3 », « les hommes »), for running text.
+    census
+        The target is a CAE where every registered entrepreneur answered: its figures have no
+        sampling error, so no interval is given (the report says why once, :data:`CENSUS_TEXT`),
+        nor the calibration sentence (a census is not a calibration).
 
     Returns the paragraph, with French typography applied. A suppressed row gives only
-    « Résultat non diffusé (effectif trop faible) pour les entrepreneurs de la CAE 3. »
+    « Résultat non diffusé (secret statistique) pour les entrepreneurs de la CAE 3. »
     """
     if unit not in UNITS:
         raise ValueError(f"unknown unit {unit!r}: expected one of {UNITS}")
@@ -432,9 +440,11 @@ def indicator_paragraph(
     n = _n(row)
     value = _fmt(row["estimate"], unit, decimals)
     level = format_pct(confidence_level)
-    has_ci = not (is_missing(row.get("ci_low")) or is_missing(row.get("ci_high")))
+    has_ci = not (census or is_missing(row.get("ci_low")) or is_missing(row.get("ci_high")))
     ci = format_ci(row.get("ci_low"), row.get("ci_high"), decimals, style="prose", kind=unit)
     calibrated = has_ci and _is_calibrated(row, unit)
+    if has_ci and not calibrated and float(row["ci_low"]) == float(row["ci_high"]):
+        has_ci = False  # « de 1 à 1 » is no interval (a mean whose answers are all equal)
     n_text = format_n(n) if not is_missing(n) else None
     if label is None:
         label = row.get("indicator_label") if "indicator_label" in row.index else None
@@ -522,6 +532,7 @@ def finding_paragraph(
     target_labels: Mapping[str, str] | None = None,
     phrases: Mapping[str, str] | None = None,
     published_source: str = "le rapport national de l'expérimentation CAE-IMPACT",
+    census: bool = False,
 ) -> str:
     """Write the paragraph of one finding (*enseignement*) with its supporting numbers.
 
@@ -565,7 +576,7 @@ def finding_paragraph(
             who = f"{sup.population} {de(where)}"
             if name:
                 parts.append(
-                    f"{name} : résultat non diffusé (effectif trop faible) pour les {who}."
+                    f"{name} : résultat non diffusé (secret statistique) pour les {who}."
                 )
             else:
                 parts.append(f"{SUPPRESSED_TEXT} pour les {who}.")
@@ -588,6 +599,7 @@ def finding_paragraph(
                 reference_target=reference_target,
                 target_labels=target_labels,
                 phrases=phrases,
+                census=census,
             )
         )
         if sup.published is not None:

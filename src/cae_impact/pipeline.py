@@ -441,6 +441,14 @@ def load_report_table(ctx: TargetContext):
     return pd.read_parquet(path)
 
 
+def is_census(weighting: dict, target: str) -> bool:
+    """True for a CAE where every registered entrepreneur answered (respondents = register)."""
+    if target == CONSORTIUM:
+        return False
+    rows = [r for r in weighting.get("per_cae", []) if r.get("cae_id") == target]
+    return bool(rows) and all(int(r["respondents"]) == int(r["population"]) > 0 for r in rows)
+
+
 def load_weighting(ctx: TargetContext) -> dict:
     """The target's sample and weighting (per-CAE response, design effects, notes, consortium)."""
     import json
@@ -467,7 +475,7 @@ def analyse_domain(ctx: TargetContext) -> DomainAnalysis:
     from .chapters import View
 
     table = load_report_table(ctx)
-    view = View(ctx.study, ctx.codebook, ctx.target, table)
+    view = View(ctx.study, ctx.codebook, ctx.target, table, census=is_census(load_weighting(ctx), ctx.target))
     domain = ctx.codebook.domain(ctx.domain)
     inds = ctx.codebook.indicators_of_domain(ctx.domain)
     findings = [f for f in ctx.codebook.findings if ctx.domain in f.domain_ids]
@@ -523,8 +531,9 @@ def analyse_profile(ctx: TargetContext) -> ProfileAnalysis:
     from .chapters import View
 
     table = load_report_table(ctx)
-    view = View(ctx.study, ctx.codebook, ctx.target, table)
-    return ProfileAnalysis(view, load_weighting(ctx), list(ctx.codebook.profile_question_ids))
+    weighting = load_weighting(ctx)
+    view = View(ctx.study, ctx.codebook, ctx.target, table, census=is_census(weighting, ctx.target))
+    return ProfileAnalysis(view, weighting, list(ctx.codebook.profile_question_ids))
 
 
 def show_profile_intro(ctx: TargetContext, profile: ProfileAnalysis) -> None:

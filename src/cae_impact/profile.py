@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import charts, present, references
-from .chapters import SUPPRESSED, View, cae_detail_text, fmt_value
+from .chapters import SUPPRESSED, View, cae_detail_text, census_note, fmt_value
 from .config import CONSORTIUM
 from .frenchfmt import format_int, format_number, format_pct, french_typography
 
@@ -56,6 +56,9 @@ def sample_section(view: View, weighting: dict) -> str:
         "la répartition du registre par sexe et par statut (CAPE, CESA, associé), les profils "
         "qui répondent le moins comptant davantage. La taille effective indique la précision "
         "d'un échantillon aléatoire simple équivalent."))
+    census = census_note(view)
+    if census:
+        parts.append(present.paragraph_html(census))
     detail = cae_detail_text(view)
     if detail:
         parts.append(present.paragraph_html(detail))
@@ -134,6 +137,6 @@ def variable_table(view: View, variable: str) -> str:
         lines.append(line)
     n = view.rows(ind_id)["n_unweighted"].max()
     note = (f"Champ : {view.field()} ; n = {format_int(n)} répondants à la question. "
-            f"{SUPPRESSED} : non diffusé (effectif trop faible). Parts pondérées.")
+            f"{SUPPRESSED} : non diffusé (secret statistique). Parts pondérées.")
     return present.table_html(
         pd.DataFrame(lines), caption=q.text, note=note, numeric_columns=[view.labels[t] for t in targets])

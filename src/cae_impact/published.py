@@ -28,8 +28,10 @@ fixed by the calibration, as for a question everyone answered; to the second ord
 otherwise). A CAE that is not part of the reference (a later wave, a CAE that joined) has
 ``b_k = 0``: the two estimates are independent. The degrees of freedom are the reference's
 (respondents minus CAEs, minus one: R's ``degf``). A difference whose standard error is zero
-up to rounding (a calibration variable) is not tested, as in ``live``
-(:func:`cae_impact.survey._testable`).
+up to rounding is not tested, as in ``live`` (:func:`cae_impact.survey._testable`). The rows
+tested are those that carry the live test (``comparison == 'consortium'``), so the same rules
+hold: no test of a calibration variable (sex, contract stage) nor of a CAE's 0 % / 100 % in a
+sample, whose linearised variance is 0 (:func:`cae_impact.indicators.degenerate_variance`).
 
 This is a small formula written here rather than a library call because no Python survey
 library tests an estimate against a published figure that shares part of its sample.
@@ -215,7 +217,7 @@ def _p_value(cae: pd.Series, ref: pd.Series | None, in_reference: bool) -> float
     """Two-sided p-value of ``cae.estimate = ref.estimate`` (module docstring); NaN when untestable."""
     from scipy import stats  # here: the build's cache-hit steps import this module, not scipy
 
-    from .survey import _testable
+    from .survey import _ZERO_SE, _testable
 
     nan = float("nan")
     if ref is None or bool(ref["suppressed"]) or bool(cae["suppressed"]):
@@ -231,6 +233,11 @@ def _p_value(cae: pd.Series, ref: pd.Series | None, in_reference: bool) -> float
         if ref["n_unweighted"] - cae["n_unweighted"] < 2:  # nothing else to compare with
             return nan
     if cae["n_unweighted"] < 2 or ref["df"] <= 0:
+        return nan
+    # The live rule (indicators.degenerate_variance), for rows of an older table too: a CAE's
+    # variance of 0 in a sample (its interval is wider than a point: not a census) is not tested.
+    if (float(cae["se"]) <= _ZERO_SE * max(abs(float(cae["estimate"])), 1.0)
+            and not (pd.isna(cae.get("ci_low")) or float(cae["ci_low"]) == float(cae["ci_high"]))):
         return nan
     var = float(cae["se"]) ** 2 * (1 - 2 * b) + float(ref["se"]) ** 2
     se = math.sqrt(max(var, 0.0))

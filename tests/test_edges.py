@@ -1,0 +1,220 @@
+"""Tests and intervals at the edges: 0 % / 100 % in a small CAE, calibration variables, a census.
+
+A small study made from the demo's cleaned answers: CAE 1 where every registered entrepreneur
+answered (its register is set to its respondents: n = N), CAE 2 cut to 10 respondents who all
+find the CAE decisive (100 %, the CAE's linearisation variance is 0), the other CAEs as in the
+demo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cae_impact import indicators as I
+from cae_impact import published
+from cae_impact.cleaning import clean_export
+from cae_impact.codebook import load_codebook
+from cae_impact.config import CONSORTIUM, Population, load_study
+
+INDICATORS = ("cae_decisive", "associe_share", "women_share", "income_change", "protection_access")
+CENSUS, SMALL = "cae-1", "cae-2"
+REGISTER_SEX = {"f": "F", "m": "M"}
+
+
+@pytest.fixture(scope="module")
+def edge():
+    study = load_study()
+    cb = load_codebook(study.codebook)
+    responses = pd.concat([clean_export(study, c.id, codebook=cb).responses for c in study.caes],
+                          ignore_index=True)
+    # CAE 1: a census (respondents with a known sex and stage, the register set to them)
+    census = responses[(responses["cae_id"] == CENSUS) & responses["sex"].notna()
+                       & responses["contract_stage"].notna()]
+    by: dict[str, dict[str, int]] = {}
+    for (sex, stage), n in census.groupby(["sex", "contract_stage"]).size().items():
+        by.setdefault(REGISTER_SEX[sex], {})[str(stage)] = int(n)
+    # CAE 2: 10 respondents, all find the CAE decisive
+    small = responses[(responses["cae_id"] == SMALL)
+                      & responses["cae_decisive"].isin(["tout", "plutot"])].head(10)
+    rest = responses[~responses["cae_id"].isin([CENSUS, SMALL])]
+    data = pd.concat([census, small, rest], ignore_index=True)
+    caes = tuple(
+        replace(c, population=Population(total=len(census), by_sex_stage=by)) if c.id == CENSUS
+        else c for c in study.caes)
+    study = replace(study, caes=caes)
+    inds = [cb.indicator(i) for i in INDICATORS]
+    return study, cb, data, I.estimate_study(data, study, cb, indicators=inds).table
+
+
+def _total(table, ind, target, category=""):
+    t = table
+    return t[(t.indicator_id == ind) & (t.target == target) & (t.breakdown == I.TOTAL)
+             & (t.category == category)].iloc[0]
+
+
+def test_a_share_of_100_percent_in_a_sample_is_not_tested(edge):
+    """100 % (n = 10): the CAE's variance is 0, the Wald test's p-value would be ~1e-40."""
+    study, _cb, _data, table = edge
+    row = _total(table, "cae_decisive", SMALL)
+    assert row["estimate"] == 1.0 and row["n_unweighted"] == 10 and row["se"] < 1e-12
+    assert row["ci_low"] < 1.0  # Korn-Graubard interval: a sample, not a census
+    assert pd.isna(row["p_value"]) and row["comparison"] == "" and row["test"] == ""
+    report = I.report_table(table, SMALL, study.report.fdr_alpha)
+    r = report[(report.indicator_id == "cae_decisive") & (report.target == SMALL)
+               & (report.breakdown == I.TOTAL)].iloc[0]
+    assert pd.isna(r["significant"])
+    # with a published reference: the same rule (the row carries no test to recompute)
+    ref_rows = published.consortium_rows(table)
+    ref = published.PublishedReference(path=published.Path("ref.csv"), rows=ref_rows,
+                                       meta={"caes": study.cae_ids})
+    again = published.compare_with_reference(table[table.target == SMALL], ref, SMALL)
+    assert again.loc[(again.indicator_id == "cae_decisive") & (again.breakdown == I.TOTAL),
+                     "p_value"].isna().all()
+    # a share with sampling variance is still tested
+    assert not pd.isna(_total(table, "cae_decisive", "cae-3")["p_value"])
+
+
+def test_calibration_variables_are_never_tested(edge):
+    """The share of associés and of women: no CAE-vs-rest test, no group test, anywhere."""
+    study, _cb, _data, table = edge
+    for ind in ("associe_share", "women_share"):
+        rows = table[table.indicator_id == ind]
+        assert rows["p_value"].isna().all(), ind
+        assert (rows["test"] == "").all(), ind
+        for target in (SMALL, "cae-3", CONSORTIUM):
+            rt = I.report_table(table, target, study.report.fdr_alpha)
+            assert rt.loc[rt.indicator_id == ind, "significant"].isna().all()
+
+
+def test_a_census_cae_has_point_intervals_and_no_group_test(edge):
+    _study, _cb, data, table = edge
+    assert I.census_targets(I.build_design(data, _study, _cb).design) == {CENSUS}
+    rows = table[(table.target == CENSUS) & (table.n_unweighted > 0) & table.estimate.notna()]
+    assert len(rows) > 20
+    assert (rows["se"] == 0).all()
+    np.testing.assert_array_equal(rows["ci_low"], rows["estimate"])
+    np.testing.assert_array_equal(rows["ci_high"], rows["estimate"])
+    # no Rao-Scott between groups of a census (groups are known exactly), no paired test
+    groups = rows[rows.breakdown != I.TOTAL]
+    assert groups["p_value"].isna().all()
+    paired = rows[(rows.indicator_id == "income_change") & (rows.category == "difference")]
+    assert paired["p_value"].isna().all()
+    # the CAE against the rest: valid (the CAE's value is known; the rest's error only)
+    assert not pd.isna(_total(table, "cae_decisive", CENSUS)["p_value"])
+
+
+def test_any_of_leaves_only_missing_ticks_out_of_the_base(edge):
+    """« Ne sait pas » alone is out of the base of an any_of share, not a « non »."""
+    _study, cb, _data, _table = edge
+    q = "protection_access"
+    scale = cb.scale_of(q)
+    assert scale.missing_codes
+    cols = {f"{q}__{c}": [False, False, False] for c in scale.codes}
+    cols[f"{q}__{scale.missing_codes[0]}"] = [True, True, False]
+    valid = scale.valid_codes[0]
+    cols[f"{q}__{valid}"] = [False, True, True]
+    frame = pd.DataFrame(cols)
+    ind = cb.indicator(q)
+    got = I.any_of_variable(frame, cb, q, list(ind.rule["codes"]))
+    hit = 1.0 if valid in ind.rule["codes"] else 0.0
+    assert np.isnan(got[0]) and got[1] == hit and got[2] == hit
+
+
+def _view(edge, target, census):
+    from cae_impact import chapters
+
+    study, cb, _data, table = edge
+    return chapters.View(study, cb, target, I.report_table(table, target, study.report.fdr_alpha),
+                         census=census)
+
+
+def test_no_significantly_on_a_degenerate_or_calibrated_figure(edge):
+    from cae_impact import chapters
+
+    study, cb, _data, _table = edge
+    for target, ind in ((SMALL, "cae_decisive"), ("cae-3", "associe_share"), ("cae-4", "women_share")):
+        view = _view(edge, target, census=False)
+        text = chapters.indicator_text(view, cb.indicator(ind))
+        assert "significativement" not in text, (target, ind)
+        if "non diffusé" not in text:
+            assert "test statistique" in text, (target, ind)
+        table = chapters.key_figures_table(view, [cb.indicator(ind)])
+        assert ">oui<" not in table and ">non<" not in table
+
+
+def test_a_census_cae_is_described_as_one(edge):
+    from cae_impact import chapters, narrative, pipeline, profile
+
+    study, cb, _data, table = edge
+    per_cae = [{"cae_id": CENSUS, "population": 40, "respondents": 40},
+               {"cae_id": SMALL, "population": 95, "respondents": 10}]
+    assert pipeline.is_census({"per_cae": per_cae}, CENSUS)
+    assert not pipeline.is_census({"per_cae": per_cae}, SMALL)
+    assert not pipeline.is_census({"per_cae": per_cae}, CONSORTIUM)
+    view = _view(edge, CENSUS, census=True)
+    texts = " ".join(chapters.indicator_text(view, cb.indicator(i)) for i in INDICATORS)
+    texts = texts.replace("\u202f", " ").replace("\xa0", " ").replace("’", "'")
+    assert "marge d'erreur" not in texts  # said once, in the sample section
+    assert "registres" not in texts and "intervalle de confiance" not in texts
+    assert " de 1 à 1" not in texts
+    tables = chapters.breakdown_table(view, cb.indicator("cae_decisive"))
+    assert "Intervalle de confiance" not in tables and "ont répondu" in tables
+    weighting = {"per_cae": [{"cae_id": CENSUS, "label": study.target_label(CENSUS), "population": 40,
+                              "respondents": 40, "response_rate": 1.0, "effective_n": 40.0}],
+                 "notes": [], "consortium": {"effective_n": 300.0}}
+    sample = profile.sample_section(view, weighting).replace("\u202f", " ").replace("\xa0", " ")
+    assert narrative.CENSUS_TEXT[1:].replace("'", "&#x27;") in sample.replace("’", "'")
+
+
+def test_an_untested_change_gets_no_verdict(edge):
+    """The consortium's « before / now » change is tested in the consortium's report only: a
+    CAE's report gives it no verdict (not « non significatif »), and its note says why."""
+    import matplotlib.text
+
+    from cae_impact import chapters, charts
+
+    _study, cb, _data, _table = edge
+    view = _view(edge, "cae-3", census=False)
+    html = chapters.indicator_chart(view, cb.indicator("income_change"))
+    html = html.replace("\u202f", " ").replace("\xa0", " ")
+    consortium = html[html.index("Consortium (n"):]
+    consortium = consortium[:consortium.index(".")]
+    assert "significatif" not in consortium and "€" in consortium
+    data = view.select("income_change", view.shown_targets)
+    fig, _alt = charts.before_after(data, indicator_id="income_change", order=view.shown_targets,
+                                    bar_labels=view.labels, title="t", field="f", unit="eur")
+    texts = " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+    assert "Écart non testé dans ce rapport pour : Consortium" in texts.replace("\xa0", " ")
+
+
+def test_the_consortium_report_says_why_a_cae_verdict_can_differ(edge):
+    """A CAE's test against the consortium is corrected with different families in the CAE's
+    report and in the consortium's: the consortium's chart note says so."""
+    from cae_impact import chapters
+
+    _study, cb, _data, _table = edge
+    view = _view(edge, CONSORTIUM, census=False)
+    html = chapters.indicator_chart(view, cb.indicator("cae_decisive"))
+    assert "le verdict peut y être différent" in html.replace("\u202f", " ").replace("\xa0", " ")
+
+
+def test_published_comparison_does_not_test_a_degenerate_row_even_if_marked(edge):
+    """Belt and braces: a row of an older table marked for the consortium test is not tested
+    against the published figures when its variance is 0 in a sample."""
+    study, _cb, _data, table = edge
+    rows = table[(table.target == SMALL)].copy()
+    mark = (rows.indicator_id == "cae_decisive") & (rows.breakdown == I.TOTAL)
+    rows.loc[mark, "comparison"] = CONSORTIUM
+    ref = published.PublishedReference(path=published.Path("ref.csv"),
+                                       rows=published.consortium_rows(table),
+                                       meta={"caes": study.cae_ids})
+    got = published.compare_with_reference(rows, ref, SMALL)
+    assert got.loc[mark, "p_value"].isna().all()
+    # a census row (point interval) is tested
+    rows = table[(table.target == CENSUS)]
+    got = published.compare_with_reference(rows, ref, CENSUS)
+    assert got.loc[(got.indicator_id == "cae_decisive") & (got.breakdown == I.TOTAL), "p_value"].notna().all()
