@@ -60,8 +60,8 @@ def test_a_share_of_100_percent_in_a_sample_is_not_tested(edge):
     """100 % (n = 10): the CAE's variance is 0, the Wald test's p-value would be ~1e-40."""
     study, _cb, _data, table = edge
     row = _total(table, "cae_decisive", SMALL)
-    assert row["estimate"] == 1.0 and row["n_unweighted"] == 10 and row["se"] < 1e-12
-    assert row["ci_low"] < 1.0  # Korn-Graubard interval: a sample, not a census
+    # 10 of 10: published as a band (« la moitié ou plus »), never as 100 %, and not tested
+    assert row["n_unweighted"] == 10 and row["band_low"] == 0.5 and pd.isna(row["estimate"])
     assert pd.isna(row["p_value"]) and row["comparison"] == "" and row["test"] == ""
     report = I.report_table(table, SMALL, study.report.fdr_alpha)
     r = report[(report.indicator_id == "cae_decisive") & (report.target == SMALL)
@@ -140,7 +140,7 @@ def test_no_significantly_on_a_degenerate_or_calibrated_figure(edge):
         view = _view(edge, target, census=False)
         text = chapters.indicator_text(view, cb.indicator(ind))
         assert "significativement" not in text, (target, ind)
-        if "non diffusé" not in text:
+        if "non diffusé" not in text and "ou plus" not in text and "moins de" not in text:
             assert "test statistique" in text, (target, ind)
         table = chapters.key_figures_table(view, [cb.indicator(ind)])
         assert ">oui<" not in table and ">non<" not in table
@@ -218,3 +218,12 @@ def test_published_comparison_does_not_test_a_degenerate_row_even_if_marked(edge
     rows = table[(table.target == CENSUS)]
     got = published.compare_with_reference(rows, ref, CENSUS)
     assert got.loc[(got.indicator_id == "cae_decisive") & (got.breakdown == I.TOTAL), "p_value"].notna().all()
+
+
+def test_the_degenerate_variance_rule_on_unpublished_rows():
+    """Before disclosure (the published table shows the 100 % as a band): a share of 0 % or
+    100 % in a sample has a zero linearised variance and is not tested; a census is."""
+    assert I.degenerate_variance({"estimate": 1.0, "se": 0.0, "kind": "share", "unit": "pct"})
+    assert I.degenerate_variance({"estimate": 0.0, "se": 0.0, "kind": "share", "unit": "pct"})
+    assert not I.degenerate_variance({"estimate": 0.6, "se": 0.05, "kind": "share", "unit": "pct"})
+    assert not I.degenerate_variance({"estimate": 1.0, "se": 0.0}, census=True)
