@@ -316,7 +316,8 @@ def relations(table: pd.DataFrame, *, consortium: str = "consortium") -> list[Re
 
 
 def _secondary_fixed_point(
-    rels: list[Relation], hidden: np.ndarray, reason: np.ndarray, size: np.ndarray
+    rels: list[Relation], hidden: np.ndarray, reason: np.ndarray, size: np.ndarray,
+    empty: np.ndarray | None = None,
 ) -> None:
     """The fixed point of :func:`secondary_suppression`, in place.
 
@@ -343,12 +344,13 @@ def _secondary_fixed_point(
                 continue
             pos = i
             r = rels[i]
-            candidates = [c for c in r.children if not hidden[c]]
+            # a cell with a base of 0 is known to be empty: hiding it protects nothing
+            candidates = [c for c in r.children if not hidden[c] and not (empty is not None and empty[c])]
             if candidates:
                 pick = min(candidates, key=lambda c: (key_size[c], c))
-            elif r.parent is not None and not hidden[r.parent]:
+            elif r.parent is not None and not hidden[r.parent] and not (empty is not None and empty[r.parent]):
                 pick = r.parent
-            else:  # pragma: no cover - one hidden member means another is visible
+            else:  # every other member is hidden or empty: left to the secrecy audit
                 continue
             hidden[pick] = True
             reason[pick] = REASON_SECONDARY
@@ -386,7 +388,7 @@ def secondary_suppression(
     base = pd.to_numeric(out[base_col], errors="coerce").to_numpy(dtype=float)
     size = np.where(np.isnan(size), base, size)
     rels = relations(out, consortium=consortium)
-    _secondary_fixed_point(rels, hidden, reason, size)
+    _secondary_fixed_point(rels, hidden, reason, size, empty=base == 0)
     out["suppressed"] = hidden
     out["suppression_reason"] = reason
     if "flag_caution" in out.columns:

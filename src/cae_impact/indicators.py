@@ -787,7 +787,7 @@ def estimate_study(responses: pd.DataFrame, study: StudyConfig, codebook: Codebo
         out, audit = secrecy.protect_table(
             flagged, codebook, inputs["indicators"], consortium=CONSORTIUM,
             min_count=opts.min_cell_count, sample_sizes=sizes, group_codes=inputs["group_codes"],
-            reason=disclosure.REASON_SECONDARY)
+            reason=disclosure.REASON_SECONDARY, min_base=opts.min_base_pct)
         found.append(audit)
         return out
 

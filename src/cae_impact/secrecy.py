@@ -501,7 +501,8 @@ class _Attack:
         A coded row is a candidate too: hiding it withdraws its band and its base.
         Closeness: the same cell (other categories, shares of the question), then the same
         target (other groups of the breakdown, the total), then the same group in the other
-        targets, then any other row that shares an answer code with ``pos``'s count.
+        targets, then any other row that shares an answer code with ``pos``'s count, then any
+        other row of the block.
         """
         key = self.keys[self.block_of[pos]]
         block = self.blocks[key]
@@ -521,8 +522,8 @@ class _Attack:
                 rank = 2
             elif set(count) & set(own):
                 rank = 3
-            else:
-                continue
+            else:  # related through other codes (a share, the consortium): the last resort
+                rank = 4
             c = self.count_values[p]
             out.append((rank, c if np.isfinite(c) else np.inf, p))
         out.sort()
@@ -565,33 +566,52 @@ def protect_table(table: pd.DataFrame, codebook: Codebook, indicators: Mapping[s
                   consortium: str = "consortium", min_count: int = 5,
                   sample_sizes: Mapping[str, float] | None = None,
                   group_codes: Mapping[tuple[str, str], list[str]] | None = None,
-                  reason: str = "suppression secondaire", max_rounds: int = 100_000
-                  ) -> tuple[pd.DataFrame, AuditResult]:
+                  reason: str = "suppression secondaire", min_base: int = 10,
+                  max_passes: int = 5) -> tuple[pd.DataFrame, AuditResult]:
     """Hide further cells until the attack exposes no hidden count; audit the result.
+
+    Passes of :func:`_protect_pass` until the audit of the whole table finds nothing (a cell
+    shown again in one question can tighten the group sizes another question was protected
+    with: the next pass protects it again), at most ``max_passes``.
+    """
+    out = table.reset_index(drop=True).copy()
+    final = None
+    for _ in range(max_passes):
+        out = _protect_pass(out, codebook, indicators, consortium=consortium, min_count=min_count,
+                            sample_sizes=sample_sizes, group_codes=group_codes, reason=reason,
+                            min_base=min_base)
+        final = audit_table(out, codebook, indicators, consortium=consortium, min_count=min_count,
+                            sample_sizes=sample_sizes, group_codes=group_codes)
+        if final.exposed.empty:
+            break
+    return out, final
+
+
+def _protect_pass(table: pd.DataFrame, codebook: Codebook, indicators: Mapping[str, Indicator], *,
+                  consortium: str, min_count: int, sample_sizes: Mapping[str, float] | None,
+                  group_codes: Mapping[tuple[str, str], list[str]] | None, reason: str,
+                  min_base: int, max_rounds: int = 100_000) -> pd.DataFrame:
+    """One pass of the protection over every block (see :func:`protect_table`).
 
     For each block (breakdown questions first), while a hidden count is exposed, the published
     row that shares a relation with it and has the smallest count (same cell first) is hidden
-    too (of the five closest, the first that protects it). A complementary cell (reason
-    ``reason``) that the published figures give exactly is published instead: hiding it
-    protects nothing, and publishing it changes nothing an attacker can compute. Hiding a row
+    too (of the five closest, the first that protects it). A hidden cell that no primary rule
+    protects (5 or more respondents on each side, base of ``min_base`` or more) and that the
+    published figures give exactly is published instead: hiding it protects nothing, and
+    publishing it changes nothing an attacker can compute. Hiding a row
     only removes constraints, so a count found safe stays safe: only the exposed counts and the
-    newly hidden ones are audited again. Returns the table with the suppressions changed and
-    the audit of the final table.
-
-    Raises:
-        SecrecyError: an exposed count has nothing left to hide around it.
-
+    newly hidden ones are audited again. Returns the table with the suppressions changed.
     """
     attack = _Attack(table, codebook, indicators, consortium=consortium, min_count=min_count,
                      sample_sizes=sample_sizes, group_codes=group_codes)
     t = attack.table
-    reasons = t["suppression_reason"].astype(object).where(t["suppression_reason"].notna(), "")
-    complementary = (reasons.astype(str) == reason).to_numpy().copy()
-    # Never shown, whatever happens: counts (or complements) the rules protect, coded cells.
+    # A hidden cell the primary rules do not protect (5 or more respondents on each side, on a
+    # base where a share is published) may be shown again when the published figures give it
+    # exactly. Never shown: small counts or complements, small bases, coded cells.
     cnt, base = attack.count_values, attack.base_values
-    sensitive = (((cnt >= 1) & (cnt < min_count)) | ((base - cnt >= 1) & (base - cnt < min_count))
-                 | attack.coded)
-    complementary &= ~sensitive
+    showable = ((cnt >= min_count) & (base - cnt >= min_count) & (base >= min_base)
+                & ~attack.coded)
+    complementary = showable.copy()
     added: list[int] = []
     shown: list[int] = []
     rounds = 0
@@ -622,7 +642,7 @@ def protect_table(table: pd.DataFrame, codebook: Codebook, indicators: Mapping[s
                     pick = option
                     break
             attack.hide(pick, prog)
-            complementary[pick] = not sensitive[pick]
+            complementary[pick] = showable[pick]
             added.append(pick)
             queue.extend(r for r in attack.audit(key, prog, [pos, pick]) if r["exposed"])
         # Complementary cells that the published figures give exactly: hiding them protects
@@ -645,9 +665,7 @@ def protect_table(table: pd.DataFrame, codebook: Codebook, indicators: Mapping[s
         for col, arr in (("band_low", attack.band_low), ("band_high", attack.band_high)):
             if col in out.columns:
                 out.at[pos, col] = arr[pos]
-    final = audit_table(out, codebook, indicators, consortium=consortium, min_count=min_count,
-                        sample_sizes=sample_sizes, group_codes=group_codes)
-    return out, final
+    return out
 
 
 _COLUMNS = ["row", "indicator_id", "target", "breakdown", "group", "category", "coded",
