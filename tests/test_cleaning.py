@@ -192,7 +192,7 @@ def test_free_text_masked_and_identifiers_pseudonymised(tmp_path, cb):
     rows = [row(1, remarques="Écrivez-moi : camille@example.org ou 06 39 98 12 34"), row(2)]
     result = clean(tmp_path, cb, rows)
     assert result.responses.loc[0, "remarks"] == "Écrivez-moi : [courriel masqué] ou [téléphone masqué]"
-    assert result.log["free_text_masked"] == {"emails": 1, "phones": 1, "texts_changed": 1}
+    assert {k: result.log["free_text_masked"][k] for k in ("emails", "phones", "texts_changed")} == {"emails": 1, "phones": 1, "texts_changed": 1}
     ids = result.responses["respondent_id"].tolist()
     assert all(re.fullmatch(r"[0-9a-f]{20}", i) for i in ids) and ids[0] != ids[1]
     again = clean(tmp_path, cb, rows)
