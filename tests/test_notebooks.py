@@ -38,6 +38,7 @@ def write_fixture_study(folder: Path, caes=FIXTURE_CAES, broken: str | None = No
             bad = folder / "broken_export.csv"
             bad.write_text("this is not a survey export\n", encoding="utf-8")
             c["export"] = str(bad)
+    demo["data_dir"] = str(folder)  # the exports are outside the project: said explicitly
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(demo, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
