@@ -532,6 +532,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         code = _render_one(args, study, processed, reports, fmt, formats[i:])
         if code is not None:
             return code
+    from .manifest import MANIFEST_NAME, record_outputs
+
+    if (reports / study.wave / args.target / MANIFEST_NAME).exists():
+        record_outputs(study, args.target, reports)  # the documents' digests, for make verify
     return 0
 
 
@@ -633,6 +637,9 @@ def cmd_build_summary(args: argparse.Namespace) -> int:
             found.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             found.append({"target": path.stem.split("__")[0], "notebook": path.name, "error": "unreadable report"})
+    # a record of a target no longer in the study (a CAE removed, a mistyped --cae) is stale
+    known = {*study.targets, "study"}
+    found = [f for f in found if f.get("target") in known]
     status = getattr(args, "status", 0) or 0
     if not found and status:
         print(f"==> build summary: the build FAILED (exit status {status}) outside any recorded step: "

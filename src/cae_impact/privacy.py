@@ -114,12 +114,11 @@ _CAP = r"[A-ZÀ-ÖØ-Þ][\w'’-]*"
 _WORD = r"[^\W\d_][\w'’-]*"
 _STOP = {
     "et", "je", "j", "suis", "ai", "mais", "depuis", "à", "a", "au", "aux", "en", "dans", "pour", "avec",
-    "la", "le", "les", "l", "un", "une", "des", "du", "de", "d", "qui", "que", "qu", "ne", "n", "pas", "et",
-    "très", "tres", "bien", "mon", "ma", "mes", "ton", "ta", "son", "sa", "ses", "notre", "votre", "nos",
+    "la", "le", "les", "l", "un", "une", "des", "du", "de", "d", "qui", "que", "qu", "ne", "n", "pas", "très", "tres", "bien", "mon", "ma", "mes", "ton", "ta", "son", "sa", "ses", "notre", "votre", "nos",
     "vos", "leur", "leurs", "ce", "cet", "cette", "ces", "il", "elle", "on", "nous", "vous", "ils", "elles",
     "tout", "toute", "tous", "toutes", "toi", "moi", "lui", "eux", "par", "sur", "sous", "chez", "ou",
     "où", "donc", "car", "ni", "or", "si", "y", "c", "s", "est", "sont", "était", "merci", "bonne",
-    "bon", "beaucoup", "encore", "aussi", "plus", "moins", "comme", "vraiment", "pour", "of", "the",
+    "bon", "beaucoup", "encore", "aussi", "plus", "moins", "comme", "vraiment", "of", "the",
     "and", "infiniment", "d'avance", "avance",
 }
 _NAME_CUES = re.compile(
@@ -224,7 +223,7 @@ def pseudonymise(identifier: str, key: bytes, *, scope: str = "") -> str:
 
 
 def strip_controls(text: str) -> str:
-    """``text`` without control or invisible characters; line breaks kept, tabs as spaces.
+    r"""``text`` without control or invisible characters; line breaks kept, tabs as spaces.
 
     >>> strip_controls("a\x00b\u200bc\td\r\ne")
     'abc d\ne'
@@ -338,25 +337,37 @@ def mask_free_text(text: str) -> str:
     return mask_free_text_counts(text)[0]
 
 
-def find_personal_data(text: str) -> list[tuple[str, str]]:
-    """Every e-mail, phone number and IP address found in ``text``: ``(kind, value)`` pairs."""
+def find_personal_data_spans(text: str) -> list[tuple[str, str, int, int]]:
+    """Every e-mail, phone number and IP address in ``text``: ``(kind, value, start, end)``.
+
+    Positions are those of ``text`` with its control characters removed (:func:`strip_controls`).
+    """
     if not text:
         return []
     text = strip_controls(text)
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str, int, int]] = []
+
+    def blank(t: str, pattern: re.Pattern) -> str:
+        return pattern.sub(lambda m: " " * len(m.group(0)), t)
+
     for m in EMAIL_RE.finditer(text):
-        found.append(("email", m.group(0)))
-    rest = EMAIL_RE.sub(" ", URL_RE.sub(" ", text))
+        found.append(("email", m.group(0), m.start(), m.end()))
+    rest = blank(blank(text, URL_RE), EMAIL_RE)
     for m in IPV6_CANDIDATE_RE.finditer(rest):
         if _ipv6(m.group(0)):
-            found.append(("ip", m.group(0)))
+            found.append(("ip", m.group(0), m.start(), m.end()))
     for m in IPV4_RE.finditer(rest):
-        found.append(("ip", m.group(0)))
-    rest = IPV4_RE.sub(" ", rest)
+        found.append(("ip", m.group(0), m.start(), m.end()))
+    rest = blank(rest, IPV4_RE)
     for m in PHONE_RE.finditer(rest):
         if not _is_date_like(m.group(0)):
-            found.append(("phone", m.group(0)))
+            found.append(("phone", m.group(0), m.start(), m.end()))
     return found
+
+
+def find_personal_data(text: str) -> list[tuple[str, str]]:
+    """Every e-mail, phone number and IP address found in ``text``: ``(kind, value)`` pairs."""
+    return [(kind, value) for kind, value, _, _ in find_personal_data_spans(text)]
 
 
 def count_personal_data(text: str) -> tuple[int, int]:

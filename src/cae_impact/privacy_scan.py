@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import StudyConfig
-from .privacy import EMAIL_RE, PHONE_RE, find_personal_data
+from .privacy import EMAIL_RE, PHONE_RE, find_personal_data, find_personal_data_spans
 
 IPV4_RE = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 MIN_ID_LENGTH = 6  # shorter identifier values (row numbers) would match everywhere
@@ -166,12 +166,13 @@ def _embedded(text: str, start: int, end: int) -> bool:
 
 def find_in_text(text: str) -> list[tuple[str, str]]:
     """Every e-mail, phone and IP address in a built file's text (glued to a word: not counted)."""
+    from .privacy import strip_controls
+
+    text = strip_controls(text)
     found = []
-    for kind, value in find_personal_data(text):
-        if kind == "phone":
-            ok = any(not _embedded(text, m.start(), m.end()) for m in re.finditer(re.escape(value), text))
-            if not ok:
-                continue
+    for kind, value, start, end in find_personal_data_spans(text):
+        if kind == "phone" and _embedded(text, start, end):
+            continue
         found.append((kind, value))
     return found
 
