@@ -592,7 +592,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .index import write_index
 
     study, processed, reports = _ctx(args)
-    if not scan_published(study, processed, reports):
+    if not scan_published(study, processed, reports, args):
         (reports / "index.html").unlink(missing_ok=True)
         return 1
     path = write_index(study, reports)
@@ -600,7 +600,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def scan_published(study: StudyConfig, processed: Path, reports: Path) -> bool:
+def scan_published(study: StudyConfig, processed: Path, reports: Path, args: argparse.Namespace | None = None) -> bool:
     """Search every published file of the wave for personal data; False (and say where) if any.
 
     Everything under ``reports/<wave>/`` (HTML, PDF, DOCX, XLSX, CSV, executed notebooks,
@@ -612,7 +612,7 @@ def scan_published(study: StudyConfig, processed: Path, reports: Path) -> bool:
     start = time.perf_counter()
     folders = [reports / study.wave, processed / study.wave]
     needles = collect_raw_identifiers(study)
-    findings = scan_tree(folders, needles)
+    findings = scan_tree(folders, needles, cache_dir=_cache_root(args) / "scan" if args is not None else None)
     n_files = len(published_files(folders))
     if findings:
         print(f"ERROR: personal data found in {len({f.path for f in findings})} published file(s) "

@@ -36,6 +36,8 @@ from .privacy import EMAIL_RE, PHONE_RE, find_personal_data, find_personal_data_
 IPV4_RE = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 MIN_ID_LENGTH = 6  # shorter identifier values (row numbers) would match everywhere
 SKIPPED_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".woff", ".woff2", ".ttf", ".lock")
+_TOKEN_RE = re.compile(r"[\w@.+-]+")
+_TOKEN_FULL_RE = re.compile(r"[\w@.+-]+")
 MASKS = ("[courriel masqué]", "[téléphone masqué]", "[adresse IP masquée]")
 
 
@@ -164,40 +166,51 @@ def _embedded(text: str, start: int, end: int) -> bool:
     return before.isalnum() or after.isalnum()
 
 
+def _spans(text: str) -> list[tuple[str, str, int, int]]:
+    """Personal data in a built file's text; a phone glued to letters or digits is not counted."""
+    return [(kind, value, start, end) for kind, value, start, end in find_personal_data_spans(text)
+            if not (kind == "phone" and _embedded(text, start, end))]
+
+
 def find_in_text(text: str) -> list[tuple[str, str]]:
     """Every e-mail, phone and IP address in a built file's text (glued to a word: not counted)."""
     from .privacy import strip_controls
 
-    text = strip_controls(text)
-    found = []
-    for kind, value, start, end in find_personal_data_spans(text):
-        if kind == "phone" and _embedded(text, start, end):
-            continue
-        found.append((kind, value))
-    return found
+    return [(kind, value) for kind, value, _, _ in _spans(strip_controls(text))]
 
 
 def scan_text(path: Path, text: str, needles: dict[str, set[str]] | None) -> list[Finding]:
     """The personal data in one built file's text: any address or number, and the raw values."""
+    from .privacy import strip_controls
+
+    text = strip_controls(text)
+    spans = _spans(text)
     findings: list[Finding] = []
     seen: set[tuple[str, str]] = set()
-    for kind, value in find_in_text(text):
+    for kind, value, _, _ in spans:
         if (kind, value) not in seen:
             seen.add((kind, value))
             findings.append(Finding(path, kind, _hint(value)))
     if not needles:
         return findings
     lower = text.lower()
-    plain_emails = {normalise_email(m.group(0)) for m in EMAIL_RE.finditer(text)}
+    plain_emails = {normalise_email(v) for k, v, _, _ in spans if k == "email"}
     phone_digits = {_digits(m.group(0)) for m in PHONE_RE.finditer(text)}
+    # identifiers and IP addresses are whole tokens: one pass over the text, not one per value
+    tokens: set[str] = set()
+    for token in _TOKEN_RE.findall(text):
+        tokens.add(token)
+        tokens.add(token.strip(".+-@"))
     for kind, values in needles.items():
         for value in values:
             if kind == "phone":
                 hit = len(value) >= 9 and value in phone_digits
             elif kind == "email":
                 hit = value in plain_emails or value in lower
-            else:
-                hit = value in text
+            elif value in tokens:
+                hit = True
+            else:  # an identifier glued to other text: the slow way, only for odd values
+                hit = not _TOKEN_FULL_RE.fullmatch(value) and value in text
             if hit and (kind, value) not in seen:
                 seen.add((kind, value))
                 findings.append(Finding(path, kind, _hint(value)))
@@ -216,18 +229,51 @@ def published_files(folders: list[Path]) -> list[Path]:
     return out
 
 
-def scan_tree(folders: list[Path], needles: dict[str, set[str]] | None = None) -> list[Finding]:
+def scan_tree(folders: list[Path], needles: dict[str, set[str]] | None = None,
+              cache_dir: Path | None = None) -> list[Finding]:
     """Every place personal data appears in the files under ``folders``.
 
     Any e-mail address, phone number or IP address in a file's text is a finding; with
-    ``needles`` (:func:`collect_raw_identifiers`), so is every raw value found there.
+    ``needles`` (:func:`collect_raw_identifiers`), so is every raw value found there. With
+    ``cache_dir``, the result for a file is remembered by the sha256 of its bytes, of the
+    needles and of the scanning code: an unchanged file is not read again.
     """
+    import hashlib
+
+    from . import cache as cachemod
+
+    salt = ""
+    if cache_dir is not None:
+        here = Path(__file__).resolve().parent
+        code = "".join(cachemod.sha256_file(here / n) for n in ("privacy.py", "privacy_scan.py"))
+        salt = cachemod.key_of({"code": code, "needles": {k: sorted(v) for k, v in (needles or {}).items()}})
     findings: list[Finding] = []
     for path in published_files(folders):
+        memo = None
+        if cache_dir is not None:
+            try:
+                digest = hashlib.sha256(path.read_bytes() + salt.encode()).hexdigest()
+            except OSError:
+                digest = None
+            if digest:
+                memo = Path(cache_dir) / f"{digest}.json"
+                if memo.is_file():
+                    try:
+                        findings.extend(Finding(path, k, h) for k, h in json.loads(memo.read_text()))
+                        continue
+                    except (OSError, ValueError):
+                        pass
         try:
             text = file_text(path)
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             findings.append(Finding(path, f"unreadable ({type(exc).__name__})", "…"))
             continue
-        findings.extend(scan_text(path, text, needles))
+        found = scan_text(path, text, needles)
+        findings.extend(found)
+        if memo is not None and not found:  # only a clean result is remembered
+            try:
+                memo.parent.mkdir(parents=True, exist_ok=True)
+                memo.write_text("[]")
+            except OSError:
+                pass
     return findings
