@@ -145,7 +145,6 @@ def test_build_summary_counts_failures_outside_notebooks(tmp_path, capsys, monke
         raise OSError(28, "No space left on device", str(tmp_path / "reports.pdf"))
 
     monkeypatch.setattr(cli, "cmd_index", full_disk)
-    monkeypatch.setitem(cli.make_parser.__globals__, "cmd_index", full_disk)
     assert cli.main([*args, "index"]) == 2
     err = capsys.readouterr().err
     assert "disque plein" in err and "Traceback" not in err

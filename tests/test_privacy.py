@@ -162,6 +162,8 @@ def test_non_text_untouched_and_frame_neutralised():
         "+32 470 12 34 56",
         "06\u200b12\u200b34\u200b56\u200b78",
         "06\u00a012\u00a034\u00a056\u00a078",
+        "(06) 12 34 56 78",
+        "+33.6.12.34.56.78",
     ],
 )
 def test_phones_in_any_grouping_are_masked(text):
@@ -181,6 +183,8 @@ def test_phones_in_any_grouping_are_masked(text):
         "jean @ orange . fr",
         "JEAN.DUPONT@ORANGE.FR",
         "j.dupont@sous.domaine.co.uk",
+        "nom\uff20orange.fr",
+        "nom[@]orange.fr",
     ],
 )
 def test_obfuscated_emails_are_masked(text):

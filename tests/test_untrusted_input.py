@@ -152,3 +152,14 @@ def test_publish_reference_never_writes_outside(tmp_path, capsys):
     assert cli.main(["--reports-root", str(tmp_path / "r"), "publish-reference", "--to", str(tmp_path / "x.csv")]) == 2
     assert "outside the project" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_yaml_alias_bomb_refused_in_a_mapping_file(tmp_path):
+    from cae_impact.codebook import load_codebook
+    from cae_impact.ingest.spreadsheet import load_mapping
+
+    path = tmp_path / "mapping.yaml"
+    path.write_text("a: &a [x, x]\nb: &b [*a, *a]\ncolumns: {q: [*b, *b]}\n", encoding="utf-8")
+    with pytest.raises(ExportError) as info:
+        load_mapping(path, load_codebook())
+    assert "alias" in str(info.value) and "mapping.yaml" in str(info.value)

@@ -57,7 +57,7 @@ _TLDS = (
 """Top-level domains accepted after an obfuscated dot (« point », « dot », « . » with spaces):
 a closed list, so that ordinary words after « at » or « point » are never taken for a domain."""
 
-_AT = r"(?:\s*@\s*|\s*[\[(<{]\s*(?:at|arobase|@)\s*[\])>}]\s*|\s+(?:at|arobase|arrobase|arobas)\s+)"
+_AT = r"(?:\s*[@＠﹫]\s*|\s*[\[(<{]\s*(?:at|arobase|@|＠)\s*[\])>}]\s*|\s+(?:at|arobase|arrobase|arobas)\s+)"
 _DOT_PLAIN = r"\."
 _DOT_OBF = r"(?:\s*\.\s*|\s*[\[(<{]\s*(?:dot|point|\.)\s*[\])>}]\s*|\s+(?:dot|point)\s+)"
 _LOCAL = r"[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*"
@@ -77,7 +77,7 @@ EMAIL_RE = re.compile(
 """E-mail addresses as people type them: ``nom@orange.fr``, ``nom @ orange.fr``, ``nom [at]
 orange [dot] fr``, ``nom arobase orange point fr``, ``nom(at)orange.fr``."""
 
-_SEP = r"[ \t\u00a0\u202f\u2009.\-/_·•]{0,3}"
+_SEP = r"[ \t\u00a0\u202f\u2009.\-/_·•()]{0,3}"
 _NDIGIT = r"(?:" + _SEP + r"\d)"
 PHONE_RE = re.compile(
     r"(?<!\d)(?<!\d[.,])"
