@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import StudyConfig
-from .privacy import EMAIL_RE, PHONE_RE, find_personal_data, find_personal_data_spans
+from .privacy import PHONE_RE, find_personal_data, find_personal_data_spans
 
 IPV4_RE = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 MIN_ID_LENGTH = 6  # shorter identifier values (row numbers) would match everywhere
