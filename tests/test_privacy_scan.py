@@ -82,7 +82,7 @@ def test_index_step_fails_and_writes_no_index_when_anything_is_found(tmp_path, c
     leak.write_text("<p>Mon numéro : 06 12 345 678</p>", encoding="utf-8")
     rc = cli.main(["--reports-root", str(reports), "--processed-root", str(processed), "index"])
     err = capsys.readouterr().err
-    assert rc == 1 and "report.html" in err and "phone" in err and "345 678" not in err
+    assert rc == 2 and "report.html" in err and "phone" in err and "345 678" not in err
     assert not (reports / "index.html").exists()
     leak.write_text("<p>Mon numéro : [téléphone masqué]</p>", encoding="utf-8")
     assert cli.main(["--reports-root", str(reports), "--processed-root", str(processed), "index"]) == 0

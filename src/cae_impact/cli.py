@@ -592,16 +592,15 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .index import write_index
 
     study, processed, reports = _ctx(args)
-    if not scan_published(study, processed, reports, args):
-        (reports / "index.html").unlink(missing_ok=True)
-        return 1
+    (reports / "index.html").unlink(missing_ok=True)  # written again only if nothing is found
+    scan_published(study, processed, reports, args)
     path = write_index(study, reports)
     print(f"  [index] {_rel(path)}")
     return 0
 
 
-def scan_published(study: StudyConfig, processed: Path, reports: Path, args: argparse.Namespace | None = None) -> bool:
-    """Search every published file of the wave for personal data; False (and say where) if any.
+def scan_published(study: StudyConfig, processed: Path, reports: Path, args: argparse.Namespace | None = None) -> None:
+    """Search every published file of the wave for personal data; BuildError (saying where) if any.
 
     Everything under ``reports/<wave>/`` (HTML, PDF, DOCX, XLSX, CSV, executed notebooks,
     manifests) and ``data/processed/<wave>/``: any e-mail, phone or IP address, and every
@@ -615,16 +614,20 @@ def scan_published(study: StudyConfig, processed: Path, reports: Path, args: arg
     findings = scan_tree(folders, needles, cache_dir=_cache_root(args) / "scan" if args is not None else None)
     n_files = len(published_files(folders))
     if findings:
-        print(f"ERROR: personal data found in {len({f.path for f in findings})} published file(s) "
-              f"(données personnelles trouvées) — nothing may be published:", file=sys.stderr)
-        for f in findings[:50]:
-            print(f"    {_rel(f.path)}: {f.kind} {f.value_hint}", file=sys.stderr)
-        if len(findings) > 50:
-            print(f"    … and {len(findings) - 50} more", file=sys.stderr)
-        return False
+        unique = list(dict.fromkeys((f.path, f.kind, f.value_hint) for f in findings))
+        files = list(dict.fromkeys(p for p, _, _ in unique))
+        print(f"  [scan] personal data found (données personnelles trouvées) in {len(files)} published "
+              f"file(s):", file=sys.stderr)
+        for path, kind, hint in unique[:50]:
+            print(f"    {_rel(path)}: {kind} {hint}", file=sys.stderr)
+        if len(unique) > 50:
+            print(f"    … and {len(unique) - 50} more", file=sys.stderr)
+        raise build.BuildError(
+            f"personal data found in {len(files)} published file(s) of wave {study.wave} (first: "
+            f"{_rel(files[0])}): nothing is published, reports/index.html is not written; find how it "
+            "got there (a study label, a verbatim the masking missed) and rebuild")
     print(f"  [scan] no personal data in the {n_files} published files of wave {study.wave} "
           f"({time.perf_counter() - start:.1f} s)", flush=True)
-    return True
 
 
 def cmd_build_summary(args: argparse.Namespace) -> int:
