@@ -163,3 +163,18 @@ def test_yaml_alias_bomb_refused_in_a_mapping_file(tmp_path):
     with pytest.raises(ExportError) as info:
         load_mapping(path, load_codebook())
     assert "alias" in str(info.value) and "mapping.yaml" in str(info.value)
+
+
+def test_renamed_shared_strings_part_still_limited(tmp_path, monkeypatch):
+    monkeypatch.setattr(tabular, "MAX_XLSX_SHARED_STRINGS_BYTES", 5_000_000)
+    src = tmp_path / "src.xlsx"
+    with zipfile.ZipFile(DEMO_XLSX) as zin, zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == "[Content_Types].xml":
+                data = data.replace(b"</Types>", b'<Override PartName="/xl/strs.xml" ContentType="application/'
+                                    b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>')
+            zout.writestr(info, data)
+    big = _inflated_copy(src, tmp_path / "renamed.xlsx", "xl/strs.xml", 8 << 20)
+    with pytest.raises(ExportError, match="MAX_XLSX_SHARED_STRINGS_BYTES"):
+        tabular.read_table(big)

@@ -391,8 +391,20 @@ def check_xlsx_limits(data: bytes, path: Path) -> None:
             f"compressé), plus que la limite de {MAX_XLSX_INFLATED_BYTES / mb:.0f} Mo (MAX_XLSX_INFLATED_BYTES) : "
             "refusé sans être décompressé (« bombe zip » ou export anormal) / workbook inflating to "
             f"{total / mb:.0f} MB, over the limit", path=path)
+    shared = {i.filename for i in infos if i.filename.lower().endswith("sharedstrings.xml")}
+    types = next((i for i in infos if i.filename == "[Content_Types].xml"), None)
+    if types is not None and types.file_size < 1_000_000:  # the part a workbook declares, whatever its name
+        import re
+
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            declared = z.read(types).decode("utf-8", errors="replace")
+        for m in re.finditer(r'<Override\b[^>]*>', declared):
+            if "sharedStrings" in m.group(0):
+                name = re.search(r'PartName="/?([^"]+)"', m.group(0))
+                if name:
+                    shared.add(name.group(1))
     for info in infos:
-        if info.filename.lower().endswith("sharedstrings.xml") and info.file_size > MAX_XLSX_SHARED_STRINGS_BYTES:
+        if info.filename in shared and info.file_size > MAX_XLSX_SHARED_STRINGS_BYTES:
             raise ExportError(
                 f"textes partagés du classeur ({info.filename}) de {info.file_size / mb:.0f} Mo décompressés, plus "
                 f"que la limite de {MAX_XLSX_SHARED_STRINGS_BYTES / mb:.0f} Mo (MAX_XLSX_SHARED_STRINGS_BYTES) : "
