@@ -105,7 +105,7 @@ IPV6_CANDIDATE_RE = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::{1,2}[0-9A-Fa-f]{
 
 URL_RE = re.compile(
     r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"'«»]+"
-    r"|\b(?:[\w-]+\.)+(?:" + _TLDS + r")/[^\s<>\"'«»]+",
+    r"|(?<![\w.-])(?:[\w-]+\.)+(?:" + _TLDS + r")/[^\s<>\"'«»]+",
     re.IGNORECASE,
 )
 """Links; only those with a path (``facebook.com/jean.dupont``) or a query are masked."""
