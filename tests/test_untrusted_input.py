@@ -178,3 +178,12 @@ def test_renamed_shared_strings_part_still_limited(tmp_path, monkeypatch):
     big = _inflated_copy(src, tmp_path / "renamed.xlsx", "xl/strs.xml", 8 << 20)
     with pytest.raises(ExportError, match="MAX_XLSX_SHARED_STRINGS_BYTES"):
         tabular.read_table(big)
+
+
+def test_stray_byte_in_a_utf8_file_with_bom_is_repaired(tmp_path):
+    path = tmp_path / "bom.csv"
+    good = "nom;commentaire\n1;très bien\n2;déjà\n"
+    path.write_bytes(b"\xef\xbb\xbf" + good.encode("utf-8") + "3;café\n".encode("cp1252"))
+    table = tabular.read_table(path)
+    assert table.encoding == "utf-8-sig" and table.rows[-1][1] == "café" and table.rows[0][1] == "très bien"
+    assert [p.lines for p in table.problems if p.code == "not_utf8_lines"] == [(4,)]

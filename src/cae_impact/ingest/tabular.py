@@ -133,7 +133,7 @@ def decode_text(data: bytes, path: Path) -> tuple[str, str]:
     return text, encoding
 
 
-def decode_lines(data: bytes, path: Path) -> tuple[str, str, list[int]]:
+def decode_lines(data: bytes, path: Path, *, utf8_declared: bool = False) -> tuple[str, str, list[int]]:
     """Decode a CSV export (no BOM) as UTF-8, line by line; return text, encoding, repaired lines.
 
     A file that is UTF-8 except for a few lines (one cell pasted from a Windows-1252 file) stays
@@ -156,7 +156,7 @@ def decode_lines(data: bytes, path: Path) -> tuple[str, str, list[int]]:
             good_utf8 += 1
         except UnicodeDecodeError:
             bad.append(number)
-    if good_utf8 == 0 or len(bad) > 4 * good_utf8:
+    if not utf8_declared and (good_utf8 == 0 or len(bad) > 4 * good_utf8):
         return _decode_or_fail(data, "cp1252", path), "cp1252", []
     parts = []
     bad_set = set(bad)
@@ -263,8 +263,11 @@ def read_csv_table(
         text, encoding = _decode_or_fail(data, declared, path, declared=True), declared
     else:
         repaired: list[int] = []
-        if data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:65536]:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:65536]:
             text, encoding = decode_text(data, path)
+        elif data.startswith(b"\xef\xbb\xbf"):  # UTF-8 announced: only its stray lines are repaired
+            text, _, repaired = decode_lines(data[3:], path, utf8_declared=True)
+            encoding = "utf-8-sig"
         else:
             text, encoding, repaired = decode_lines(data, path)
     if not text.strip():
@@ -344,7 +347,7 @@ def read_csv_table(
         blank_records=blank,
         malformed=malformed,
     )
-    if encoding == "utf-8" and "repaired" in locals() and repaired:
+    if encoding in ("utf-8", "utf-8-sig") and "repaired" in locals() and repaired:
         shown = ", ".join(str(n) for n in repaired[:10]) + (" …" if len(repaired) > 10 else "")
         table.problems.append(Problem(
             "warning", "not_utf8_lines",
