@@ -187,3 +187,17 @@ def test_stray_byte_in_a_utf8_file_with_bom_is_repaired(tmp_path):
     table = tabular.read_table(path)
     assert table.encoding == "utf-8-sig" and table.rows[-1][1] == "café" and table.rows[0][1] == "très bien"
     assert [p.lines for p in table.problems if p.code == "not_utf8_lines"] == [(4,)]
+
+
+def test_a_stray_nul_in_a_cell_does_not_refuse_the_export_and_never_reaches_processed(tmp_path):
+    from cae_impact.privacy import mask_free_text
+
+    path = tmp_path / "nul.csv"
+    path.write_bytes("nom;commentaire\n1;très\x00 bien\x1b[0m\n2;déjà\n".encode("utf-8"))
+    table = tabular.read_table(path)
+    assert table.rows[0][1] == "très\x00 bien\x1b[0m"  # read as it is; cleaning removes it
+    assert mask_free_text(table.rows[0][1]) == "très bien[0m"
+    binary = tmp_path / "utf16.csv"
+    binary.write_bytes("nom;commentaire\n1;très bien\n".encode("utf-16-le"))
+    with pytest.raises(ExportError, match="UTF-16"):
+        tabular.read_table(binary)

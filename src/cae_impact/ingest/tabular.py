@@ -123,7 +123,7 @@ def decode_text(data: bytes, path: Path) -> tuple[str, str]:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return _decode_or_fail(data, "utf-16", path), "utf-16"
     nul = data.find(b"\x00", 0, 65536)
-    if nul >= 0:
+    if nul >= 0 and _looks_binary(data):
         raise ExportError(
             "fichier binaire ou encodé en UTF-16 sans marque d'ordre : ré-exportez-le en CSV UTF-8",
             path=path,
@@ -131,6 +131,18 @@ def decode_text(data: bytes, path: Path) -> tuple[str, str]:
         )
     text, encoding, _ = decode_lines(data, path)
     return text, encoding
+
+
+def _looks_binary(data: bytes) -> bool:
+    """NUL bytes everywhere (UTF-16 without BOM, a binary file), not a stray one typed in a cell.
+
+    A few NUL characters in a text export are kept (cleaning removes control characters from
+    free text; elsewhere they make a value unreadable, quarantined): refusing the whole export
+    for one of them would make a CAE unusable for a typing accident.
+    """
+    sample = data[:65536]
+    n = sample.count(b"\x00")
+    return n > max(8, len(sample) // 100)
 
 
 def decode_lines(data: bytes, path: Path, *, utf8_declared: bool = False) -> tuple[str, str, list[int]]:
@@ -263,7 +275,7 @@ def read_csv_table(
         text, encoding = _decode_or_fail(data, declared, path, declared=True), declared
     else:
         repaired: list[int] = []
-        if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:65536]:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_binary(data):
             text, encoding = decode_text(data, path)
         elif data.startswith(b"\xef\xbb\xbf"):  # UTF-8 announced: only its stray lines are repaired
             text, _, repaired = decode_lines(data[3:], path, utf8_declared=True)
