@@ -193,7 +193,7 @@ def test_a_stray_nul_in_a_cell_does_not_refuse_the_export_and_never_reaches_proc
     from cae_impact.privacy import mask_free_text
 
     path = tmp_path / "nul.csv"
-    path.write_bytes("nom;commentaire\n1;très\x00 bien\x1b[0m\n2;déjà\n".encode("utf-8"))
+    path.write_bytes("nom;commentaire\n1;très\x00 bien\x1b[0m\n2;déjà\n".encode())
     table = tabular.read_table(path)
     assert table.rows[0][1] == "très\x00 bien\x1b[0m"  # read as it is; cleaning removes it
     assert mask_free_text(table.rows[0][1]) == "très bien[0m"
