@@ -134,7 +134,7 @@ reports:
 	  echo "==> reports up to date: $(REPORTS_ROOT)/index.html"; exit 0; fi; \
 	  status=0; $(PY) -m cae_impact.kernels run -- $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) reports-all || status=$$?; \
 	  rm -f $(CAE_BUILD_PROGRESS); \
-	  if [ $$status -ne 0 ]; then $(CLI) build-summary || true; exit $$status; fi
+	  if [ $$status -ne 0 ]; then $(CLI) build-summary --status $$status || true; exit $$status; fi
 
 reports-all: $(HTML) $(PDF) $(DOCX) $(REPORTS_ROOT)/index.html
 	@echo "==> reports ready: $(REPORTS_ROOT)/index.html (elapsed $$(awk -v s=$(CAE_BUILD_START) -v e=$$(date +%s.%N) 'BEGIN{printf "%.1f", e-s}') s)"

@@ -147,6 +147,7 @@ def write_study(folder: Path, caes: list[str] | None) -> Path:
             c["mapping"] = str(ROOT / c["mapping"])
     if not Path(demo["codebook"]).is_absolute():
         demo["codebook"] = str(ROOT / demo["codebook"])
+    demo["data_dir"] = str(folder)  # the scratch export is outside the project: said explicitly
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(demo, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path

@@ -170,3 +170,95 @@ def test_step_cache_round_trip(tmp_path):
     single.unlink()
     assert steps.get("k2", {"report.pdf": single}) and single.read_bytes() == b"%PDF"
     assert not steps.get("k3", {"report.pdf": single})
+
+
+# ---- issue 15: the cache verifies what it restores --------------------------------------------
+
+
+def test_truncated_step_entry_is_discarded_never_restored(tmp_path, capsys):
+    steps = cachemod.StepCache(tmp_path / "steps")
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(b"%PDF-1.7 " + b"x" * 5000)
+    steps.put("k", {"report.pdf": pdf})
+    cached = tmp_path / "steps" / "k" / "report.pdf"
+    cached.write_bytes(cached.read_bytes()[:100])  # truncated in the cache
+    pdf.unlink()
+    assert not steps.get("k", {"report.pdf": pdf})
+    assert not pdf.exists() and not list(tmp_path.glob(".report.pdf.tmp*")), "nothing restored"
+    assert not (tmp_path / "steps" / "k").exists(), "the damaged entry is gone"
+    assert "damaged step-cache entry" in capsys.readouterr().err
+    steps.put("k", {"report.pdf": _w(pdf)})
+    pdf.unlink()
+    assert steps.get("k", {"report.pdf": pdf}), "stored again after the step ran again"
+
+
+def _w(path):
+    path.write_bytes(b"%PDF-1.7 again")
+    return path
+
+
+def test_altered_step_directory_entry_is_discarded(tmp_path, capsys):
+    steps = cachemod.StepCache(tmp_path / "steps")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "estimates.parquet").write_bytes(b"rows" * 100)
+    steps.put_dir("k", out)
+    (tmp_path / "steps" / "k" / "estimates.parquet").write_bytes(b"rows" * 85)  # 15 rows removed
+    assert not steps.get_dir("k", out)
+    assert (out / "estimates.parquet").read_bytes() == b"rows" * 100
+    assert "discarded" in capsys.readouterr().err
+
+
+def test_entry_without_digests_is_not_trusted(tmp_path):
+    steps = cachemod.StepCache(tmp_path / "steps")
+    entry = tmp_path / "steps" / "k"
+    entry.mkdir(parents=True)
+    (entry / "report.pdf").write_bytes(b"forged")
+    assert not steps.get("k", {"report.pdf": tmp_path / "report.pdf"})
+
+
+def _artifact_setup(tmp_path):
+    src = make_nb(tmp_path / "w.ipynb", new_code_cell(
+        "from pathlib import Path\nPath(out).mkdir(parents=True, exist_ok=True)\n"
+        "Path(out, 'responses.parquet').write_text(str(x) * 50)"))
+    data = tmp_path / "raw.csv"
+    data.write_text("1\n")
+    folder = tmp_path / "processed"
+    cache = cachemod.NotebookCache(tmp_path / "cache")
+    kw = dict(target="cae-1", inputs=[data], cache=cache, artifacts_dir=folder, artifact_names=("responses.parquet",))
+    params = {"x": 7, "out": str(folder)}
+    build.run_notebook(src, tmp_path / "o.ipynb", params, **kw)
+    return src, folder, kw, params
+
+
+def test_altered_cached_artifact_runs_the_notebook_again(tmp_path, capsys):
+    src, folder, kw, params = _artifact_setup(tmp_path)
+    [cached] = list((tmp_path / "cache" / "jc").rglob("artifacts/responses.parquet"))
+    cached.write_text("7" * 35)  # rows removed from the cached cleaned file
+    (folder / "responses.parquet").unlink()
+    record = build.run_notebook(src, tmp_path / "o.ipynb", params, **kw)
+    assert not record.cache_hit, "the damaged entry is not restored: the notebook ran again"
+    assert (folder / "responses.parquet").read_text() == "7" * 50
+    assert "damaged entry" in capsys.readouterr().err
+    again = build.run_notebook(src, tmp_path / "o.ipynb", params, **kw)
+    assert again.cache_hit, "the entry stored again is good"
+
+
+def test_truncated_cached_notebook_runs_again(tmp_path, capsys):
+    src, folder, kw, params = _artifact_setup(tmp_path)
+    [base] = list((tmp_path / "cache" / "jc").rglob("base.ipynb"))
+    base.write_bytes(base.read_bytes()[:200])
+    record = build.run_notebook(src, tmp_path / "o.ipynb", params, **kw)
+    assert not record.cache_hit
+    assert "damaged entry" in capsys.readouterr().err
+
+
+def test_damaged_database_is_rebuilt_with_a_message(tmp_path, capsys):
+    src, folder, kw, params = _artifact_setup(tmp_path)
+    [db] = list((tmp_path / "cache" / "jc").glob("*.db")) or list((tmp_path / "cache" / "jc").glob("*.sqlite*"))
+    db.write_bytes(db.read_bytes()[:512])
+    record = build.run_notebook(src, tmp_path / "o.ipynb", params, **kw)
+    assert not record.cache_hit
+    err = capsys.readouterr().err
+    assert "damaged" in err and "rebuilt" in err and "Traceback" not in err
+    assert build.run_notebook(src, tmp_path / "o.ipynb", params, **kw).cache_hit, "the rebuilt cache works"

@@ -192,7 +192,7 @@ def test_free_text_masked_and_identifiers_pseudonymised(tmp_path, cb):
     rows = [row(1, remarques="Écrivez-moi : camille@example.org ou 06 39 98 12 34"), row(2)]
     result = clean(tmp_path, cb, rows)
     assert result.responses.loc[0, "remarks"] == "Écrivez-moi : [courriel masqué] ou [téléphone masqué]"
-    assert result.log["free_text_masked"] == {"emails": 1, "phones": 1, "texts_changed": 1}
+    assert {k: result.log["free_text_masked"][k] for k in ("emails", "phones", "texts_changed")} == {"emails": 1, "phones": 1, "texts_changed": 1}
     ids = result.responses["respondent_id"].tolist()
     assert all(re.fullmatch(r"[0-9a-f]{20}", i) for i in ids) and ids[0] != ids[1]
     again = clean(tmp_path, cb, rows)
@@ -347,3 +347,20 @@ def test_validate_demo_export_usable(demo, cb, capsys):
     assert main_validate([str(study.cae("cae-4").export), "--mapping", str(study.cae("cae-4").mapping)]) == 0
     out = capsys.readouterr().out
     assert "Bilan des lignes" in out and "export UTILISABLE" in out
+
+
+def test_personal_data_as_people_type_it_never_reaches_processed(tmp_path, cb):
+    """Issue 15: spaced phones, obfuscated e-mails, IPs, names and control characters."""
+    typed = ("Appelez-moi au 06 12 345 678 ou +33 6 98 76 54 32, nom @ orange.fr, "
+             "jean arobase free point fr, IP 192.168.1.34\x00\x1b — je m'appelle Jean Dupont")
+    result = clean(tmp_path, cb, [row(1, remarques=typed), row(2)])
+    text = result.responses.loc[0, "remarks"]
+    for leaked in ("345 678", "98 76", "orange", "free", "192.168", "Dupont", "\x00", "\x1b"):
+        assert leaked not in text, (leaked, text)
+    paths = write_processed(result, tmp_path / "out")
+    from cae_impact.privacy_scan import scan_tree
+
+    assert scan_tree([tmp_path / "out"]) == []
+    masked = result.log["free_text_masked"]
+    assert masked["phones"] == 2 and masked["emails"] == 2 and masked["ips"] == 1 and masked["names"] == 1
+    assert paths["responses"].exists()

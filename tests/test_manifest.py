@@ -89,3 +89,71 @@ def test_build_summary_counts_failed_notebooks_and_targets(tmp_path, capsys):
     assert cli.main(args) == 1
     err = capsys.readouterr().err
     assert "3 notebook(s) failed in 2 target(s) (cae-1, cae-3)" in err
+
+
+# ---- issue 15: make verify covers every published file -----------------------------------------
+
+
+def _published(study, reports):
+    target_dir = reports / study.wave / "consortium"
+    (target_dir / "report.html").write_text("<p>rapport</p>")
+    (target_dir / "report.pdf").write_bytes(b"%PDF consortium")
+    (target_dir / "report.docx").write_bytes(b"PK docx")
+    (target_dir / "indicators.xlsx").write_bytes(b"PK xlsx")
+    (target_dir / "notebooks").mkdir()
+    (target_dir / "notebooks" / "03_profile.ipynb").write_text("{}")
+    manifest.record_outputs(study, "consortium", reports)
+    return target_dir
+
+
+def test_manifest_records_every_published_file(fake_build):
+    study, processed, reports, path = fake_build
+    _published(study, reports)
+    outputs = json.loads(path.read_text())["outputs"]
+    assert set(outputs) == {"report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx",
+                            "notebooks/03_profile.ipynb"}
+    assert manifest.check_manifest(study, "consortium", processed, reports) == []
+
+
+@pytest.mark.parametrize("name", ["report.pdf", "report.html", "report.docx", "indicators.xlsx",
+                                  "indicators.csv", "notebooks/03_profile.ipynb"])
+def test_verify_fails_on_a_swapped_document_naming_it(fake_build, capsys, monkeypatch, name):
+    study, processed, reports, _ = fake_build
+    target_dir = _published(study, reports)
+    (target_dir / name).write_bytes(b"another CAE's document")
+    monkeypatch.setattr(build, "execute_notebook", lambda *a, **k: pytest.fail("executed"))
+    rc = cli.main(["--processed-root", str(processed), "--reports-root", str(reports), "verify", "--target", "consortium"])
+    err = capsys.readouterr().err
+    assert rc == 1 and name in err and "verify FAILED" in err
+
+
+def test_verify_names_a_removed_or_added_document(fake_build):
+    study, processed, reports, _ = fake_build
+    target_dir = _published(study, reports)
+    (target_dir / "report.docx").unlink()
+    (target_dir / "notebooks" / "02_effect_extra.ipynb").write_text("{}")
+    problems = manifest.check_manifest(study, "consortium", processed, reports)
+    assert any("report.docx" in p and "missing" in p for p in problems)
+    assert any("02_effect_extra.ipynb" in p and "not in the manifest" in p for p in problems)
+
+
+def test_build_summary_counts_failures_outside_notebooks(tmp_path, capsys, monkeypatch):
+    load_study(PROJECT_ROOT / "config" / "study.yaml")
+    args = ["--reports-root", str(tmp_path)]
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device", str(tmp_path / "reports.pdf"))
+
+    monkeypatch.setattr(cli, "cmd_index", full_disk)
+    assert cli.main([*args, "index"]) == 2
+    err = capsys.readouterr().err
+    assert "disque plein" in err and "Traceback" not in err
+    assert cli.main([*args, "build-summary"]) == 1
+    err = capsys.readouterr().err
+    assert "1 step(s) failed" in err and "index" in err and "disque plein" in err
+    assert cli.main([*args, "build-summary", "--status", "2"]) == 1
+
+
+def test_build_summary_never_says_no_failure_after_a_failed_build(tmp_path, capsys):
+    assert cli.main(["--reports-root", str(tmp_path), "build-summary", "--status", "2"]) == 1
+    assert "FAILED" in capsys.readouterr().err

@@ -38,6 +38,7 @@ def write_fixture_study(folder: Path, caes=FIXTURE_CAES, broken: str | None = No
             bad = folder / "broken_export.csv"
             bad.write_text("this is not a survey export\n", encoding="utf-8")
             c["export"] = str(bad)
+    demo["data_dir"] = str(folder)  # the exports are outside the project: said explicitly
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(demo, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
@@ -239,3 +240,21 @@ def test_one_cae_export_changed_executes_only_that_cae_and_the_consortium(built)
     back = make(folder, study, "reports")
     assert back.returncode == 0, back.stderr[-3000:]
     assert " executed in" not in back.stdout and "rendered in" not in back.stdout, back.stdout[-3000:]
+
+
+def test_unusable_cae_stops_the_build_and_no_consortium_is_written(tmp_path):
+    """Issue 15: a CAE that keeps fewer respondents than min_respondents fails its cleaning, loudly."""
+    study = write_fixture_study(tmp_path)
+    config = yaml.safe_load(study.read_text(encoding="utf-8"))
+    export = Path(next(c["export"] for c in config["caes"] if c["id"] == "cae-3"))
+    lines = export.read_text(encoding="utf-8").splitlines(keepends=True)
+    export.write_text("".join(lines[:3]), encoding="utf-8")  # the header and two respondents
+    result = make(tmp_path, study, "reports", flags=("-k", "-j2"))
+    assert result.returncode != 0
+    err = result.stderr
+    assert "CAE cae-3" in err and "NON UTILISABLE" in err and "min_respondents" in err
+    assert "last lines of the traceback" not in err, "a known failure is said without a traceback"
+    wave = config["wave"]
+    assert not (tmp_path / "processed" / wave / "cae-3" / "responses.parquet").exists()
+    assert not list((tmp_path / "reports").rglob("report.*")), "no document without every CAE"
+    assert "build summary" in result.stdout + err and "cae-3" in err

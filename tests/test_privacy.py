@@ -143,3 +143,116 @@ def test_non_text_untouched_and_frame_neutralised():
     assert list(out.columns) == ["'=x", "n"]
     assert out.iloc[0, 0] == "'=1+1" and out.iloc[1, 0] == "ok" and out["n"].tolist() == [1, 2]
     assert frame.iloc[0, 0] == "=1+1"  # the input is not modified
+
+
+# ---- issue 15: masking holds against how people really type ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "appelez-moi au 06 12 345 678",
+        "tel 06 1234 5678",
+        "0 6 12 34 56 78",
+        "06/12/34/56/78",
+        "(+33) 6 12 34 56 78",
+        "0033 6 12 34 56 78",
+        "33 6 12 34 56 78",
+        "+33 (0)6 12 34 56 78",
+        "+32 470 12 34 56",
+        "06\u200b12\u200b34\u200b56\u200b78",
+        "06\u00a012\u00a034\u00a056\u00a078",
+        "(06) 12 34 56 78",
+        "+33.6.12.34.56.78",
+    ],
+)
+def test_phones_in_any_grouping_are_masked(text):
+    masked = mask_free_text(text)
+    assert PHONE_MASK in masked and not contains_personal_data(masked), masked
+    assert not any(ch.isdigit() for ch in masked.replace("33", "")[-6:]), masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nom @ orange.fr",
+        "jean.dupont at gmail dot com",
+        "jean arobase orange point fr",
+        "jean [at] free [dot] fr",
+        "jean(at)free.fr",
+        "jean @ orange . fr",
+        "JEAN.DUPONT@ORANGE.FR",
+        "j.dupont@sous.domaine.co.uk",
+        "nom\uff20orange.fr",
+        "nom[@]orange.fr",
+    ],
+)
+def test_obfuscated_emails_are_masked(text):
+    masked = mask_free_text(text)
+    assert EMAIL_MASK in masked and not contains_personal_data(masked), masked
+    assert "orange" not in masked and "gmail" not in masked and "free" not in masked.replace("[", "")
+
+
+@pytest.mark.parametrize("text", ["mon IP 192.168.1.34", "2001:db8::8a2e:370:7334", "fe80::1%eth0"])
+def test_ip_addresses_are_masked(text):
+    from cae_impact.privacy import IP_MASK
+
+    masked = mask_free_text(text)
+    assert IP_MASK in masked and not contains_personal_data(masked), masked
+
+
+def test_personal_links_masked_site_addresses_kept():
+    from cae_impact.privacy import URL_MASK
+
+    masked = mask_free_text("voir https://www.facebook.com/jean.dupont, linkedin.com/in/jean-dupont et www.macae.fr")
+    assert masked.count(URL_MASK) == 2 and "www.macae.fr" in masked and "dupont" not in masked
+
+
+@pytest.mark.parametrize(
+    ("text", "gone"),
+    [
+        ("Je m'appelle Jean Dupont et je suis graphiste", "Dupont"),
+        ("je m'appelle jean dupont, j'ai 40 ans", "dupont"),
+        ("Super accompagnement.\nCordialement,\nMarie Durand", "Durand"),
+        ("Signé : Paul Martin", "Martin"),
+        ("Madame Dupont m'a beaucoup aidée", "Dupont"),
+        ("Merci Marie", "Marie"),
+    ],
+)
+def test_names_after_cues_are_masked(text, gone):
+    from cae_impact.privacy import NAME_MASK
+
+    masked = mask_free_text(text)
+    assert NAME_MASK in masked and gone not in masked, masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CA de 1 200 € en 2023, puis 12 345 678 € cumulés",
+        "2 000 000 € levés entre 2019 et 2021",
+        "RDV le 05/06/2023 10h",
+        "Merci pour tout",
+        "J'ai signé mon contrat CAPE en 2021",
+        "Madame la directrice est très présente",
+        "à 10:30:00, version 3.2.1",
+        "Je suis graphiste depuis 2015 ; cordialement.",
+    ],
+)
+def test_ordinary_text_is_kept(text):
+    assert mask_free_text(text) == text
+
+
+def test_control_characters_removed():
+    masked = mask_free_text("a\x00b\x1b[31mc\u200bd\u202ee\x7ff")
+    assert masked == "ab[31mcdef"
+
+
+@pytest.mark.parametrize("text", [("x." * 50000) + "@y", "1." * 50000, "a-" * 50000 + "@", "06 " * 50000,
+                                  "je m'appelle " + "Jean " * 50000, "::" * 50000, "cordialement " * 30000])
+def test_masking_stays_linear_on_hostile_text(text):
+    import time
+
+    start = time.perf_counter()
+    mask_free_text(text)
+    assert time.perf_counter() - start < 5, "a 100 000-character answer is masked in well under a second"

@@ -182,8 +182,32 @@ def parameterised(nb: nbformat.NotebookNode, parameters: dict[str, Any], kernel_
     return normalise_notebook(pnb)  # the same metadata as the normalised executed notebook
 
 
+def say(message: str) -> None:
+    """A line of the build output about the cache (stderr: it is about the build, not the report)."""
+    import sys
+
+    print(f"  [cache] {message}", file=sys.stderr, flush=True)
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+class CacheDamaged(Exception):
+    """A cache entry whose files do not match the digests recorded when it was stored."""
+
+
 class NotebookCache:
-    """A jupyter-cache store for one target (or one CAE's cleaning), with an inter-process lock."""
+    """A jupyter-cache store for one target (or one CAE's cleaning), with an inter-process lock.
+
+    Every stored notebook and artifact carries its sha256 (``digests/<hashkey>.json``, written
+    when it is stored), checked when it is restored: a damaged or unverifiable entry is
+    discarded and the notebook executed again, with a line in the build output. A damaged
+    database (truncated, not SQLite) is rebuilt empty; if it cannot be, the cache is bypassed.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -200,6 +224,22 @@ class NotebookCache:
                 if cache._db is not None:
                     cache._db.dispose()
 
+    def _digest_file(self, hashkey: str) -> Path:
+        return self.path / "digests" / f"{hashkey}.json"
+
+    def _rebuild(self, exc: BaseException) -> None:
+        """Move the damaged database aside and remove it: the next store starts a new one."""
+        say(f"jupyter-cache database {_rel(self.path / 'jc')} damaged ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}): rebuilt empty, the notebook runs again")
+        for folder in (self.path / "jc", self.path / "digests"):
+            if folder.exists():
+                aside = folder.with_name(f"{folder.name}.damaged-{os.getpid()}")
+                try:
+                    folder.rename(aside)
+                    shutil.rmtree(aside, ignore_errors=True)
+                except OSError:
+                    shutil.rmtree(folder, ignore_errors=True)
+
     @staticmethod
     def key(nb: nbformat.NotebookNode) -> str:
         """The jupyter-cache hash key of a (parameterised) notebook (no database touched)."""
@@ -207,29 +247,73 @@ class NotebookCache:
 
         return JupyterCacheBase("/nonexistent").create_hashed_notebook(nb)[1]
 
+    def _verified_entry(self, cache, pk: int) -> tuple[str, list[tuple[str, bytes]]]:
+        """The entry's hashkey and artifact bytes, after checking every file against its digest."""
+        record = cache.get_cache_record(pk)
+        hashkey = record.hashkey
+        digests_path = self._digest_file(hashkey)
+        if not digests_path.is_file():
+            raise CacheDamaged("no digest recorded for the entry")
+        try:
+            digests = json.loads(digests_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CacheDamaged(f"digest file unreadable ({type(exc).__name__})") from exc
+        nb_path = cache._get_notebook_path_cache(hashkey)
+        if not nb_path.is_file() or sha256_file(nb_path) != digests.get("notebook"):
+            raise CacheDamaged("cached notebook changed or missing")
+        art_dir = cache._get_artifact_path_cache(hashkey)
+        recorded = digests.get("artifacts", {})
+        found = sorted(p.relative_to(art_dir).as_posix() for p in art_dir.rglob("*") if p.is_file()) \
+            if art_dir.exists() else []
+        if sorted(recorded) != found:
+            raise CacheDamaged(f"cached files {found} differ from those recorded {sorted(recorded)}")
+        artifacts = []
+        for rel in found:
+            data = (art_dir / rel).read_bytes()
+            if hashlib.sha256(data).hexdigest() != recorded[rel]:
+                raise CacheDamaged(f"cached file {rel}: sha256 differs from the one recorded")
+            artifacts.append((rel, data))
+        return hashkey, artifacts
+
     def lookup(self, nb: nbformat.NotebookNode, artifacts_to: Path | None = None) -> nbformat.NotebookNode | None:
         """The executed notebook for ``nb`` (its markdown merged in), or None on a miss.
 
         With ``artifacts_to``, the files cached with the notebook are restored there (each
         written under a temporary name and renamed); a hit without them counts as a miss.
+        Every file is checked against its digest first: a damaged entry is discarded (a miss).
         """
-        with self._cache() as cache:
-            try:
-                pk, merged = cache.merge_match_into_notebook(
-                    nb, nb_meta=("kernelspec", "language_info", "widgets", "papermill"))
-            except KeyError:
-                return None
-            if artifacts_to is not None:
-                bundle = cache.get_cache_bundle(pk)
-                arts = list(bundle.artifacts.relative_paths) if bundle.artifacts else []
-                if not arts:
+        try:
+            with self._cache() as cache:
+                try:
+                    pk = cache.match_cache_notebook(nb).pk
+                except KeyError:
                     return None
-                artifacts_to.mkdir(parents=True, exist_ok=True)
-                for rel, handle in bundle.artifacts:
-                    dest = artifacts_to / rel
-                    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-                    tmp.write_bytes(handle.read())
-                    tmp.replace(dest)
+                try:
+                    hashkey, artifacts = self._verified_entry(cache, pk)
+                    _, merged = cache.merge_match_into_notebook(
+                        nb, nb_meta=("kernelspec", "language_info", "widgets", "papermill"))
+                except (CacheDamaged, KeyError, ValueError, OSError) as exc:
+                    say(f"damaged entry in {_rel(self.path)} discarded ({exc}); the notebook runs again")
+                    with contextlib.suppress(Exception):
+                        cache.remove_cache(pk)
+                    with contextlib.suppress(Exception):
+                        self._digest_file(cache.get_cache_record(pk).hashkey).unlink()
+                    return None
+                if artifacts_to is not None:
+                    if not artifacts:
+                        return None
+                    artifacts_to.mkdir(parents=True, exist_ok=True)
+                    for rel, data in artifacts:
+                        dest = artifacts_to / rel
+                        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+                        tmp.write_bytes(data)
+                        tmp.replace(dest)
+        except Exception as exc:  # noqa: BLE001 - a damaged database: rebuilt, never a traceback
+            if isinstance(exc, OSError) and exc.errno in (28, 122):  # full disk: not the cache's fault
+                raise
+            with contextlib.suppress(Exception), locked(self.path):
+                self._rebuild(exc)
+            return None
         # papermill's metadata of the cached run, but the parameters of this request
         merged.metadata.setdefault("papermill", {})
         if "papermill" in nb.metadata:
@@ -237,7 +321,27 @@ class NotebookCache:
         return merged
 
     def store(self, executed: nbformat.NotebookNode, artifacts: list[Path] = (), in_folder: Path | None = None) -> str:
-        """Cache a (normalised) executed notebook and the files it wrote; return its key."""
+        """Cache a (normalised) executed notebook and the files it wrote; return its key.
+
+        The sha256 of the stored notebook and of each artifact are recorded beside the entry.
+        A damaged database is rebuilt and the store tried again; if it still fails, the cache
+        is bypassed (said in the build output) and the build goes on.
+        """
+        for attempt in (1, 2):
+            try:
+                return self._store(executed, artifacts, in_folder)
+            except Exception as exc:  # noqa: BLE001
+                if isinstance(exc, OSError) and exc.errno in (28, 122):
+                    raise  # full disk: the step fails and says so
+                if attempt == 1:
+                    with locked(self.path):
+                        self._rebuild(exc)
+                    continue
+                say(f"{_rel(self.path)}: cannot store in the notebook cache ({type(exc).__name__}: {exc}); "
+                    "cache bypassed for this notebook")
+        return self.key(executed)
+
+    def _store(self, executed: nbformat.NotebookNode, artifacts, in_folder) -> str:
         from jupyter_cache.base import CacheBundleIn
         from jupyter_cache.cache.main import NbArtifacts
 
@@ -247,27 +351,83 @@ class NotebookCache:
         )
         with self._cache() as cache:
             record = cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
-            return record.hashkey
+            hashkey = record.hashkey
+            art_dir = cache._get_artifact_path_cache(hashkey)
+            digests = {
+                "notebook": sha256_file(cache._get_notebook_path_cache(hashkey)),
+                "artifacts": {p.relative_to(art_dir).as_posix(): sha256_file(p)
+                              for p in sorted(art_dir.rglob("*")) if p.is_file()} if art_dir.exists() else {},
+            }
+            dpath = self._digest_file(hashkey)
+            dpath.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dpath.with_name(f".{dpath.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(digests, sort_keys=True), encoding="utf-8")
+            tmp.replace(dpath)
+            return hashkey
 
 
 # ---------------------------------------------------------------------------- step cache
 
 
+DIGESTS_NAME = "_digests.json"
+
+
 class StepCache:
-    """Outputs of a non-notebook step stored by key: ``<root>/<key>/<name>``."""
+    """Outputs of a non-notebook step stored by key: ``<root>/<key>/<name>``.
+
+    Each entry records the sha256 of its files (``_digests.json``); :meth:`get` checks every
+    file against it while copying it back. A damaged entry (a file changed, truncated, missing,
+    or no digests) is discarded with a line in the build output, and the step runs again.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def get(self, key: str, outputs: dict[str, Path]) -> bool:
-        """Copy the cached outputs to their places (atomically); False on a miss."""
+    def _discard(self, key: str, why: str) -> None:
+        say(f"damaged step-cache entry {key[:12]} discarded ({why}); the step runs again")
         entry = self.root / key
-        if not all((entry / name).is_file() for name in outputs):
+        aside = self.root / f".{key}.damaged-{os.getpid()}"
+        try:
+            entry.rename(aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        except OSError:
+            shutil.rmtree(entry, ignore_errors=True)
+
+    def get(self, key: str, outputs: dict[str, Path]) -> bool:
+        """Copy the cached outputs to their places (atomically, each verified); False on a miss."""
+        entry = self.root / key
+        if not entry.is_dir():
             return False
-        for name, dest in outputs.items():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-            shutil.copyfile(entry / name, tmp)
+        try:
+            digests = json.loads((entry / DIGESTS_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self._discard(key, "no readable digests")
+            return False
+        if not all((entry / name).is_file() for name in outputs):
+            missing = [n for n in outputs if not (entry / n).is_file()]
+            self._discard(key, f"missing {', '.join(missing)}")
+            return False
+        staged: list[tuple[Path, Path]] = []
+        ok = False
+        try:
+            for name, dest in outputs.items():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+                staged.append((tmp, dest))
+                h = hashlib.sha256()
+                with open(entry / name, "rb") as src, open(tmp, "wb") as out:
+                    for block in iter(lambda: src.read(_CHUNK), b""):
+                        h.update(block)
+                        out.write(block)
+                if digests.get(name) != h.hexdigest():
+                    self._discard(key, f"{name}: sha256 differs from the one recorded")
+                    return False
+            ok = True
+        finally:
+            if not ok:
+                for tmp, _ in staged:
+                    tmp.unlink(missing_ok=True)
+        for tmp, dest in staged:
             tmp.replace(dest)
         return True
 
@@ -283,10 +443,14 @@ class StepCache:
         tmp = self.root / f".{key}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
+        digests = {}
         for name, src in outputs.items():
             shutil.copyfile(src, tmp / name)
+            digests[name] = sha256_file(tmp / name)
         for name, text in (extra or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
+            digests[name] = sha256_file(tmp / name)
+        (tmp / DIGESTS_NAME).write_text(json.dumps(digests, sort_keys=True), encoding="utf-8")
         try:
             tmp.rename(entry)
         except OSError:  # another process stored it first
@@ -296,9 +460,17 @@ class StepCache:
         """Restore every file stored by :meth:`put_dir` into ``dest``; False on a miss."""
         entry = self.root / key
         names_file = entry / "_names.json"
-        if not names_file.is_file():
+        if not entry.is_dir():
             return False
-        names = json.loads(names_file.read_text(encoding="utf-8"))
+        try:
+            names = json.loads(names_file.read_text(encoding="utf-8"))
+            digests = json.loads((entry / DIGESTS_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self._discard(key, "no readable list of files or digests")
+            return False
+        if sha256_file(names_file) != digests.get("_names.json"):
+            self._discard(key, "_names.json: sha256 differs from the one recorded")
+            return False
         return self.get(key, {n: Path(dest) / n for n in names})
 
     def put_dir(self, key: str, src: Path) -> None:

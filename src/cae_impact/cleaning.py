@@ -55,7 +55,7 @@ from cae_impact.privacy import (
     PSEUDONYM_LENGTH,
     load_pseudonymisation_key,
     mask_free_text,
-    mask_series,
+    mask_series_detail,
     neutralise_formula,
     pseudonymise,
 )
@@ -180,8 +180,13 @@ CLEANING_RULES: tuple[CleaningRule, ...] = (
     CleaningRule(
         "R10",
         "Textes libres",
-        "Dans les réponses en texte libre, les adresses électroniques et les numéros de "
-        "téléphone sont remplacés par « [courriel masqué] » et « [téléphone masqué] ».",
+        "Dans les réponses en texte libre, les caractères de contrôle et invisibles sont "
+        "supprimés ; les adresses électroniques (même écrites avec des espaces, « arobase » "
+        "au lieu de « @ » ou « point » au lieu de « . »), les numéros de téléphone (quel que soit le groupement des "
+        "chiffres, formes internationales comprises), les adresses IP, les liens vers une page "
+        "personnelle et les noms annoncés par « je m'appelle », « signé », « cordialement, »… "
+        "sont remplacés par « [courriel masqué] », « [téléphone masqué] », « [adresse IP "
+        "masquée] », « [lien masqué] » et « [nom masqué] ».",
     ),
     CleaningRule(
         "R11",
@@ -398,7 +403,8 @@ class _Cleaner:
         self.set_aside: Counter[str] = Counter()
         self.merged = 0
         self.blanked: dict[str, Counter[str]] = {}
-        self.masked = {"emails": 0, "phones": 0, "texts_changed": 0}
+        self.masked = {"emails": 0, "phones": 0, "ips": 0, "urls": 0, "names": 0, "controls": 0,
+                       "texts_changed": 0}
         self.relevant: dict[str, pd.Series] = {}
         self.work = raw.frame.copy()
 
@@ -745,11 +751,10 @@ class _Cleaner:
             if question.type != "text":
                 continue
             series = self.work[question.id]
-            masked, n_email, n_phone = mask_series(series)
-            if n_email or n_phone:
-                self.masked["emails"] += n_email
-                self.masked["phones"] += n_phone
-                self.masked["texts_changed"] += int((masked.fillna("") != series.fillna("")).sum())
+            masked, counts, changed = mask_series_detail(series)
+            for kind, n in counts.items():
+                self.masked[kind] = self.masked.get(kind, 0) + n
+            self.masked["texts_changed"] += changed
             self.work[question.id] = masked.astype("string")
 
     # -- R11 -------------------------------------------------------------------------------
@@ -900,6 +905,36 @@ def _build_log(raw, codebook, cae_id, wave, accounting, cleaner, quarantine, pro
     }
 
 
+class UnusableCaeError(RuntimeError):
+    """A CAE keeps fewer usable respondents than the study's minimum: what depends on it stops."""
+
+
+def check_usable(result: CleaningResult, study, label: str = "") -> None:
+    """Raise :class:`UnusableCaeError` when the CAE keeps fewer respondents than ``min_respondents``.
+
+    The message names the CAE, the count, the minimum and the main reasons rows were set aside
+    (English and French), so that the build stops here rather than publish a consortium
+    without the CAE.
+    """
+    minimum = getattr(study, "min_respondents", 1)
+    kept = result.accounting.kept
+    if kept >= minimum:
+        return
+    reasons = sorted(((n, r) for r, n in result.accounting.set_aside.items() if n), reverse=True)
+    why = "; ".join(f"{n} × {REASON_LABELS.get(r, r)}" for n, r in reasons[:3]) or "aucune ligne de réponse"
+    errors = [p.message for p in result.problems if p.severity == "error" and p.code != "nothing_kept"]
+    if errors:
+        why += " ; " + " ; ".join(errors[:2])
+    name = f"{result.cae_id} ({label})" if label else result.cae_id
+    raise UnusableCaeError(
+        f"CAE {name} unusable: {kept} usable respondent(s) of {result.accounting.raw_rows} raw row(s), "
+        f"fewer than the minimum of {minimum} (min_respondents in {getattr(study, 'path', 'the study file')}) "
+        f"— CAE NON UTILISABLE : {kept} répondant(s) exploitable(s), minimum {minimum} ; lignes mises "
+        f"de côté : {why}. Nothing that depends on this CAE is built (its data, the estimation, the "
+        f"consortium report); correct the export, or exclude the CAE with 'exclude_caes' and a reason."
+    )
+
+
 def clean_export(study, cae_id: str, *, codebook=None, key: bytes | None = None) -> CleaningResult:
     """Read and clean the export of one CAE of the study configuration.
 
@@ -915,7 +950,9 @@ def clean_export(study, cae_id: str, *, codebook=None, key: bytes | None = None)
     if key is None:
         key = load_pseudonymisation_key()
     raw = read_export(cae.export, cae.format, mapping=cae.mapping, codebook=codebook)
-    return clean_responses(raw, codebook, cae_id=cae.id, wave=study.wave, key=key)
+    result = clean_responses(raw, codebook, cae_id=cae.id, wave=study.wave, key=key)
+    check_usable(result, study, cae.label)
+    return result
 
 
 # ------------------------------------------------------------------------------------------

@@ -283,15 +283,65 @@ def cmd_clean(args: argparse.Namespace) -> int:
     cae = study.cae(args.cae)
     out = reports / study.wave / cae.id / "notebooks" / CLEANING_NB
     params = build_parameters(study, args, cae=cae.id)
-    record = _run(
-        _notebooks(args) / CLEANING_NB, out, params, cae.id, reports / study.wave / "_failures",
-        inputs=clean_inputs(study, cae.id), cache=_nb_cache(args, study, f"_clean/{cae.id}"),
-        artifacts_dir=processed / study.wave / cae.id, artifact_names=CLEANING_OUTPUTS,
-    )
+    try:
+        record = _run(
+            _notebooks(args) / CLEANING_NB, out, params, cae.id, reports / study.wave / "_failures",
+            inputs=clean_inputs(study, cae.id), cache=_nb_cache(args, study, f"_clean/{cae.id}"),
+            artifacts_dir=processed / study.wave / cae.id, artifact_names=CLEANING_OUTPUTS,
+        )
+    except build.NotebookFailure:
+        withdraw_dependants(study, processed, reports, cae.id)
+        raise
     _write_json(_runs_dir(study, reports) / f"clean__{cae.id}.json", record.as_dict())
     how = "cache hit" if record.cache_hit else "executed"
     _progress(study, "clean", f"{cae.id} ({cae.label}): {CLEANING_NB} {how} in {record.seconds:.1f} s")
     return 0
+
+
+def withdraw_dependants(study: StudyConfig, processed: Path, reports: Path, cae_id: str) -> None:
+    """After a CAE's cleaning failed: remove its cleaned files and what was built on them.
+
+    Its previous cleaned data, the study estimates and the consortium's documents would
+    otherwise still look finished (make keeps a target it did not rewrite), and a later step
+    could use them. The other CAEs' reports are left: they are rebuilt only once every CAE is
+    cleaned (their estimation needs the whole study).
+    """
+    from .pipeline import ESTIMATES_FILE, study_dir
+
+    removed = []
+    for name in CLEANING_OUTPUTS:
+        path = processed / study.wave / cae_id / name
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    stale = [study_dir(study, reports) / ESTIMATES_FILE]
+    cons = reports / study.wave / CONSORTIUM
+    stale += [cons / n for n in ("report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx",
+                                 "manifest.json", "notebooks/.executed")]
+    for path in stale:
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    if removed:
+        print(f"  [clean] {cae_id}: withdrawn, as they depend on it: {', '.join(_rel(p) for p in removed)}",
+              file=sys.stderr, flush=True)
+
+
+def require_complete_consortium(study: StudyConfig, reports: Path) -> None:
+    """Refuse to go on with the consortium when its estimation did not include every CAE."""
+    from .pipeline import WEIGHTING_FILE, study_dir
+
+    path = study_dir(study, reports) / WEIGHTING_FILE
+    if not path.exists():
+        return  # the analysis says the estimates are missing
+    per_cae = json.loads(path.read_text(encoding="utf-8")).get("per_cae", [])
+    present = {str(r.get("cae_id")) for r in per_cae if int(r.get("respondents", 0) or 0) > 0}
+    missing = [c for c in study.cae_ids if c not in present]
+    if missing:
+        raise build.BuildError(
+            f"consortium: the estimation has no respondent of {', '.join(missing)} "
+            f"({_rel(path)}); no consortium document is written without every CAE of "
+            f"{_rel(study.path)} (exclude a CAE explicitly with 'exclude_caes' and a reason)")
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -371,6 +421,11 @@ def cmd_publish_reference(args: argparse.Namespace) -> int:
             "(e.g. data/reference/<study>/<wave>/consortium.csv) or give --to")
     if not path.is_absolute():
         path = PROJECT_ROOT / path
+    from .config import inside
+
+    if not inside(path, PROJECT_ROOT):
+        raise build.BuildError(f"publish-reference: {path} is outside the project ({PROJECT_ROOT}); "
+                               "the reference is written inside it only")
     missing = [p for p in processed_files(study, processed) if not p.exists()]
     if missing:
         raise build.BuildError(f"cleaned data missing ({_rel(missing[0])}): run 'make data-processed' first")
@@ -378,6 +433,9 @@ def cmd_publish_reference(args: argparse.Namespace) -> int:
 
     cb = load_codebook(study.codebook)
     responses = indicators.load_responses(study, processed)
+    from .pipeline import require_every_cae
+
+    require_every_cae(study, responses)
     result = indicators.estimate_study(responses, study, cb)
     w = result.weighting
     git = git_state()
@@ -415,6 +473,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         study.cae(target)
     target_dir = reports / study.wave / target
     nb_dir = target_dir / "notebooks"
+    if target == CONSORTIUM:
+        require_complete_consortium(study, reports)
     # A new analysis makes the previous documents stale: remove them so nothing looks finished.
     for name in ("report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx", "manifest.json"):
         (target_dir / name).unlink(missing_ok=True)
@@ -464,12 +524,18 @@ def cmd_render(args: argparse.Namespace) -> int:
     the server imports them only for builds that render something.
     """
     study, processed, reports = _ctx(args)
+    if args.target == CONSORTIUM:
+        require_complete_consortium(study, reports)
     requested = [args.to] if isinstance(args.to, str) else list(args.to)
     formats = [fmt for fmt in ("html", "pdf", "docx") if fmt in requested]
     for i, fmt in enumerate(formats):
         code = _render_one(args, study, processed, reports, fmt, formats[i:])
         if code is not None:
             return code
+    from .manifest import MANIFEST_NAME, record_outputs
+
+    if (reports / study.wave / args.target / MANIFEST_NAME).exists():
+        record_outputs(study, args.target, reports)  # the documents' digests, for make verify
     return 0
 
 
@@ -526,9 +592,42 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .index import write_index
 
     study, processed, reports = _ctx(args)
+    (reports / "index.html").unlink(missing_ok=True)  # written again only if nothing is found
+    scan_published(study, processed, reports, args)
     path = write_index(study, reports)
     print(f"  [index] {_rel(path)}")
     return 0
+
+
+def scan_published(study: StudyConfig, processed: Path, reports: Path, args: argparse.Namespace | None = None) -> None:
+    """Search every published file of the wave for personal data; BuildError (saying where) if any.
+
+    Everything under ``reports/<wave>/`` (HTML, PDF, DOCX, XLSX, CSV, executed notebooks,
+    manifests) and ``data/processed/<wave>/``: any e-mail, phone or IP address, and every
+    identifier, e-mail, phone and IP of the raw exports.
+    """
+    from .privacy_scan import collect_raw_identifiers, published_files, scan_tree
+
+    start = time.perf_counter()
+    folders = [reports / study.wave, processed / study.wave]
+    needles = collect_raw_identifiers(study)
+    findings = scan_tree(folders, needles, cache_dir=_cache_root(args) / "scan" if args is not None else None)
+    n_files = len(published_files(folders))
+    if findings:
+        unique = list(dict.fromkeys((f.path, f.kind, f.value_hint) for f in findings))
+        files = list(dict.fromkeys(p for p, _, _ in unique))
+        print(f"  [scan] personal data found (données personnelles trouvées) in {len(files)} published "
+              f"file(s):", file=sys.stderr)
+        for path, kind, hint in unique[:50]:
+            print(f"    {_rel(path)}: {kind} {hint}", file=sys.stderr)
+        if len(unique) > 50:
+            print(f"    … and {len(unique) - 50} more", file=sys.stderr)
+        raise build.BuildError(
+            f"personal data found in {len(files)} published file(s) of wave {study.wave} (first: "
+            f"{_rel(files[0])}): nothing is published, reports/index.html is not written; find how it "
+            "got there (a study label, a verbatim the masking missed) and rebuild")
+    print(f"  [scan] no personal data in the {n_files} published files of wave {study.wave} "
+          f"({time.perf_counter() - start:.1f} s)", flush=True)
 
 
 def cmd_build_summary(args: argparse.Namespace) -> int:
@@ -541,11 +640,21 @@ def cmd_build_summary(args: argparse.Namespace) -> int:
             found.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             found.append({"target": path.stem.split("__")[0], "notebook": path.name, "error": "unreadable report"})
+    # a record of a target no longer in the study (a CAE removed, a mistyped --cae) is stale
+    known = {*study.targets, "study"}
+    found = [f for f in found if f.get("target") in known]
+    status = getattr(args, "status", 0) or 0
+    if not found and status:
+        print(f"==> build summary: the build FAILED (exit status {status}) outside any recorded step: "
+              "see the error lines above", file=sys.stderr)
+        return 1
     if not found:
         print(f"==> build summary: no failure ({len(study.targets)} targets of wave {study.wave})")
         return 0
     targets = sorted({f.get("target", "?") for f in found})
-    print(f"==> build summary: {len(found)} notebook(s) failed in {len(targets)} target(s) "
+    n_steps = sum(str(f.get("notebook", "")).startswith("step ") for f in found)
+    what = f"{len(found) - n_steps} notebook(s) failed" + (f", {n_steps} step(s) failed" if n_steps else "")
+    print(f"==> build summary: {what} in {len(targets)} target(s) "
           f"({', '.join(targets)}); error reports in {_rel(folder)}/", file=sys.stderr)
     for f in found:
         cell = f" cell {f['cell_number']}" if f.get("cell_number") is not None else ""
@@ -705,7 +814,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="one or more formats (made in the order html, pdf, docx)")
     s.set_defaults(func=cmd_render)
     sub.add_parser("index", help="write reports/index.html").set_defaults(func=cmd_index)
-    sub.add_parser("build-summary", help="count the failures of the last build").set_defaults(func=cmd_build_summary)
+    s = sub.add_parser("build-summary", help="count the failures of the last build")
+    s.add_argument("--status", type=int, default=0, help="exit status of the build (non-zero: it failed)")
+    s.set_defaults(func=cmd_build_summary)
     s = sub.add_parser("verify", help="re-execute without the cache and compare with the build")
     s.add_argument("--target", help="one target (default: every target)")
     s.set_defaults(func=cmd_verify)
@@ -722,28 +833,112 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+BUILD_STEPS = ("clean", "estimate", "analyse", "render", "index", "publish-reference")
+"""Commands the build runs: a failure of one of them is recorded for the build summary."""
+
+
+def _step_record(args: argparse.Namespace) -> Path | None:
+    """Where a build step's failure is recorded (``reports/<wave>/_failures/<who>__step-<cmd>.json``)."""
+    if getattr(args, "command", None) not in BUILD_STEPS:
+        return None
+    try:
+        study = load_study(args.study)
+    except Exception:  # noqa: BLE001 - the study itself is what failed: record under the root
+        folder = Path(args.reports_root)
+        wave = None
+    else:
+        folder = Path(args.reports_root)
+        wave = study.wave
+    if not folder.is_absolute():
+        folder = PROJECT_ROOT / folder
+    who = getattr(args, "cae", None) or getattr(args, "target", None) or "study"
+    base = folder / wave / "_failures" if wave else folder / "_failures"
+    return base / f"{who}__step-{args.command}.json"
+
+
+def _record_step_failure(args: argparse.Namespace, message: str) -> None:
+    path = _step_record(args)
+    if path is None:
+        return
+    who = getattr(args, "cae", None) or getattr(args, "target", None) or "study"
+    try:
+        _write_json(path, {"target": who, "notebook": f"step {args.command}", "cell_number": None,
+                           "error": message, "traceback": ""})
+    except OSError:
+        pass  # the disk that failed the step may refuse this too: the message was printed
+
+
+def _clear_step_failure(args: argparse.Namespace) -> None:
+    path = _step_record(args)
+    if path is not None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError in words: the file, and the cause (disk full, permission, missing file)."""
+    import errno
+
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    causes = {errno.ENOSPC: "disque plein / no space left on device",
+              errno.EDQUOT: "quota disque dépassé / disk quota exceeded",
+              errno.EACCES: "permission refusée / permission denied",
+              errno.EROFS: "système de fichiers en lecture seule / read-only file system",
+              errno.ENOENT: "fichier introuvable / file not found"}
+    cause = causes.get(exc.errno, exc.strerror or str(exc))
+    return f"{cause}{where}"
+
+
+KNOWN_NOTEBOOK_ERRORS = ("ExportError", "UnusableCaeError", "StudyConfigError", "EstimationError",
+                         "InputLimitError")
+"""Errors a notebook raises on purpose, with a located message: no traceback is shown for them."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run a sub-command; known failures print a located message, not a traceback."""
+    """Entry point: run a sub-command; failures print a located message, not a traceback.
+
+    A failure of a build step (:data:`BUILD_STEPS`) is also recorded under
+    ``reports/<wave>/_failures/`` so that the build summary names it, whatever its cause (a
+    notebook, an unusable CAE, a full disk, a personal-data finding).
+    """
     args = make_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
     except build.NotebookFailure as failure:
         print(str(failure), file=sys.stderr)
-        if failure.traceback:
+        known = failure.error.split(":", 1)[0].strip() in KNOWN_NOTEBOOK_ERRORS
+        if failure.traceback and not known:
             tail = "\n".join(failure.traceback.strip().splitlines()[-6:])
             print("  last lines of the traceback:\n" + "\n".join("    " + ln for ln in tail.splitlines()), file=sys.stderr)
         return 1
-    except (build.BuildError, StudyConfigError, FileNotFoundError) as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
+    except KeyboardInterrupt:
+        print("ERROR: interrupted", file=sys.stderr)
+        _record_step_failure(args, "interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure says what and where, no traceback
         from .indicators import EstimationError  # imported here: it pulls pandas and scipy
         from .published import ReferenceError
 
-        if not isinstance(exc, (EstimationError, ReferenceError)):
-            raise
-        print(f"ERROR: {exc}", file=sys.stderr)
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            message = f"{args.command}: {describe_os_error(exc)}"
+        elif isinstance(exc, (build.BuildError, StudyConfigError, FileNotFoundError, EstimationError,
+                              ReferenceError)) or type(exc).__name__ in KNOWN_NOTEBOOK_ERRORS:
+            message = str(exc)
+        else:
+            if os.environ.get("CAE_IMPACT_DEBUG"):
+                raise
+            message = (f"{args.command}: unexpected {type(exc).__name__}: {exc} "
+                       "(set CAE_IMPACT_DEBUG=1 for the traceback)")
+        print(f"ERROR: {message}", file=sys.stderr)
+        _record_step_failure(args, message)
         return 2
+    if code:
+        _record_step_failure(args, f"{args.command} exited with status {code}")
+    else:
+        _clear_step_failure(args)
+    return code
 
 
 if __name__ == "__main__":

@@ -1186,9 +1186,13 @@ def load_codebook(path: str | Path | None = None) -> Codebook:
         path = PROJECT_ROOT / path
     if not path.exists():
         raise CodebookError(f"{path}: codebook not found")
+    from .config import safe_yaml_load
+
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
+        raw = safe_yaml_load(path, CodebookError, _UniqueKeyLoader)
     except CodebookError as exc:
+        if str(exc).startswith(str(path)):
+            raise
         raise CodebookError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise CodebookError(f"{path}: not valid YAML: {exc}") from exc

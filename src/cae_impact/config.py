@@ -33,9 +33,71 @@ STAGES = ("cape", "cesa", "associe")
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
+DEFAULT_MIN_RESPONDENTS = 5
+"""Fewest usable respondents a CAE must keep after cleaning (``min_respondents`` in the study
+file): below it, no figure of the CAE could be published (cells under ``min_cell_count`` are
+hidden) and the consortium would be estimated without it, so the cleaning step fails."""
+
+MAX_YAML_BYTES = 5_000_000
+"""Largest study file or codebook read (a study file is a few kB, the codebook ~100 kB)."""
+
 
 class StudyConfigError(ValueError):
     """The study configuration is invalid; the message names the file and the entry."""
+
+
+def check_yaml_text(text: str, path: Path, error: type[Exception] = None) -> None:
+    """Refuse a YAML file that is too large or whose aliases could expand, before it is loaded.
+
+    An alias repeats a node; nested aliases of lists or mappings (« billion laughs ») make a few
+    hundred bytes expand into billions of entries when the data are walked. Only aliases of
+    scalars are accepted (the codebook names its sources once, ``&national_report``): each adds
+    one value, so the data stay as large as the file. Refused with the line, in milliseconds.
+    """
+    error = error or StudyConfigError
+    if len(text) > MAX_YAML_BYTES:
+        raise error(f"{path}: file of {len(text):,} characters, more than the limit of "
+                    f"{MAX_YAML_BYTES:,} (MAX_YAML_BYTES) for a study file or codebook")
+    if "&" not in text and "*" not in text:
+        return
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    collections: set[str] = set()
+    try:
+        for event in yaml.parse(text, Loader=loader):
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)) and event.anchor:
+                collections.add(event.anchor)
+            elif isinstance(event, yaml.AliasEvent) and event.anchor in collections:
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise error(f"{path}: line {line}: alias *{event.anchor} repeats a list or mapping; "
+                            "aliases of lists and mappings are refused in a study file or codebook "
+                            "(their expansion is unbounded: « billion laughs »); write the values out")
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from exc
+
+
+def safe_yaml_load(path: Path, error: type[Exception] = None, loader=None):
+    """Load a YAML file with a safe loader, after :func:`check_yaml_text` (size, no aliases)."""
+    error = error or StudyConfigError
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if size > MAX_YAML_BYTES:
+        raise error(f"{path}: file of {size:,} bytes, more than the limit of {MAX_YAML_BYTES:,} "
+                    "(MAX_YAML_BYTES) for a study file or codebook")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    check_yaml_text(text, path, error)
+    loader = loader or getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+
+
+def inside(path: Path, *roots: Path) -> bool:
+    """True when ``path`` (symbolic links resolved) is inside one of ``roots``."""
+    real = Path(path).resolve()
+    return any(real.is_relative_to(Path(r).resolve()) for r in roots)
 
 
 @dataclass(frozen=True)
@@ -89,6 +151,13 @@ class StudyConfig:
     consortium_reference: Path | None = None
     """The published consortium figures a CAE report is compared with (:mod:`cae_impact.published`);
     None: the consortium of the same build (« live »)."""
+    min_respondents: int = DEFAULT_MIN_RESPONDENTS
+    """Fewest usable respondents a CAE must keep after cleaning (see DEFAULT_MIN_RESPONDENTS)."""
+    excluded: tuple[tuple[CaeConfig, str], ...] = ()
+    """CAEs listed in ``caes`` but left out of this study by ``exclude_caes`` (id, reason): not
+    cleaned, no report, not in the consortium, which says so on its cover and method annex."""
+    data_dir: Path | None = None
+    """A folder outside the project where exports may be read (``data_dir``); None: inside only."""
 
     @property
     def cae_ids(self) -> list[str]:
@@ -177,11 +246,30 @@ def load_study(path: str | Path | None = None, root: Path | None = None) -> Stud
     if not path.exists():
         raise StudyConfigError(f"{path}: study configuration not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_yaml_load(path)
     except yaml.YAMLError as exc:
         raise StudyConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise StudyConfigError(f"{path}: expected a mapping at the top level")
+    data_dir = raw.get("data_dir")
+    if data_dir is not None:
+        if not isinstance(data_dir, str) or not data_dir.strip():
+            raise StudyConfigError(f"{path}: data_dir: expected the path of a folder, got {data_dir!r}")
+        data_dir = (root / data_dir.strip()).resolve()
+        if not data_dir.is_dir():
+            raise StudyConfigError(f"{path}: data_dir: {data_dir} is not a folder")
+    own = (root, PROJECT_ROOT) if Path(root).resolve() != PROJECT_ROOT.resolve() else (root,)
+    readable = (*own, data_dir) if data_dir else own
+
+    def contained(value: str, where: str, roots: tuple[Path, ...] = readable) -> Path:
+        target = root / str(value)
+        if not inside(target, *roots):
+            allowed = " or ".join(str(Path(r).resolve()) for r in roots)
+            hint = ("" if data_dir or roots != readable else
+                    "; to read exports from a folder outside the project, name it in 'data_dir'")
+            raise StudyConfigError(f"{path}: {where}: {value!r} resolves to {target.resolve()}, outside "
+                                   f"{allowed}{hint}")
+        return target
     wave = str(_require(raw, "wave", "top level", path))
     if not _ID_RE.match(wave):
         raise StudyConfigError(f"{path}: wave {wave!r}: use letters, digits and '-' only")
@@ -218,10 +306,10 @@ def load_study(path: str | Path | None = None, root: Path | None = None) -> Stud
             CaeConfig(
                 id=cid,
                 label=label,
-                export=root / str(_require(c, "export", where, path)),
+                export=contained(_require(c, "export", where, path), f"{where}.export"),
                 format=fmt,
                 population=_parse_population(_require(c, "population", where, path), where, path),
-                mapping=(root / str(mapping)) if mapping else None,
+                mapping=contained(mapping, f"{where}.mapping") if mapping else None,
             )
         )
     rep = raw.get("report") or {}
@@ -238,14 +326,41 @@ def load_study(path: str | Path | None = None, root: Path | None = None) -> Stud
             f"{path}: consortium_reference: expected 'live' or the path of a file written by "
             f"'make publish-reference', got {reference!r}"
         )
+    minimum = raw.get("min_respondents", DEFAULT_MIN_RESPONDENTS)
+    if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 1:
+        raise StudyConfigError(f"{path}: min_respondents: expected an integer of 1 or more, got {minimum!r}")
+    excluded_raw = raw.get("exclude_caes") or []
+    if not isinstance(excluded_raw, list):
+        raise StudyConfigError(f"{path}: exclude_caes: expected a list of {{id, reason}}")
+    excluded: list[tuple[CaeConfig, str]] = []
+    by_id = {c.id: c for c in caes}
+    for i, entry in enumerate(excluded_raw):
+        where = f"exclude_caes[{i}]"
+        cid = str(_require(entry, "id", where, path))
+        reason = entry.get("reason")
+        if cid not in by_id:
+            raise StudyConfigError(f"{path}: {where}: {cid!r} is not a CAE of 'caes' ({', '.join(by_id)})")
+        if not isinstance(reason, str) or not reason.strip():
+            raise StudyConfigError(f"{path}: {where} ({cid}): say why the CAE is excluded in 'reason' "
+                                   "(it is printed on the consortium report)")
+        excluded.append((by_id.pop(cid), reason.strip()))
+    if excluded and not by_id:
+        raise StudyConfigError(f"{path}: exclude_caes: every CAE is excluded")
+    caes = [c for c in caes if c.id in by_id]
+    codebook = contained(str(raw.get("codebook", "config/codebook.yaml")), "codebook")
+    reference_path = (None if reference.strip() == "live"
+                      else contained(reference.strip(), "consortium_reference", own))
     return StudyConfig(
         path=path,
         study=str(raw.get("study", "study")),
         title=str(raw.get("title", "")),
         wave=wave,
         synthetic=bool(raw.get("synthetic", False)),
-        codebook=root / str(raw.get("codebook", "config/codebook.yaml")),
+        codebook=codebook,
         caes=tuple(caes),
         report=options,
-        consortium_reference=None if reference.strip() == "live" else root / reference.strip(),
+        consortium_reference=reference_path,
+        min_respondents=minimum,
+        excluded=tuple(excluded),
+        data_dir=data_dir,
     )

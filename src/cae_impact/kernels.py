@@ -189,9 +189,31 @@ def _launcher_index(argv: list[str]) -> int:
     return -1
 
 
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (``PR_SET_PDEATHSIG``).
+
+    A kernel is in a session of its own (signals meant for it must not reach the server), so
+    a ``kill -9`` of the build's process group does not reach it: without this, a killed
+    build left its running kernels alive, orphaned. If the parent is already gone, exit now.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _become_kernel(request: dict[str, Any]) -> None:
     """In the forked child: turn this process into the ipykernel the request describes."""
     try:
+        die_with_parent()  # a killed server (or build) takes its kernels with it
         os.setsid()  # its own process group: signals to the kernel never reach the server
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -276,6 +298,7 @@ def serve(socket_path: str) -> None:
     """
     import select
 
+    die_with_parent(signal.SIGTERM)  # the build that started the server was killed: stop too
     path = Path(socket_path)
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

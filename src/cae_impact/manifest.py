@@ -71,10 +71,13 @@ def input_files(study: StudyConfig, processed: Path, reports: Path) -> dict[str,
         raw.append(cae.export)
         if cae.mapping:
             raw.append(cae.mapping)
+    cleaning = [processed / study.wave / c / name for c in study.cae_ids
+                for name in ("quarantine.csv", "cleaning_log.json")]
     return {
         "raw_exports": raw,
         "configuration": [study.path, study.codebook],
         "processed": processed_files(study, processed),
+        "cleaning_outputs": cleaning,
         "estimates": study_files(study, reports),
         "references": external_files(),
         "consortium_reference": reference_files(study),
@@ -83,7 +86,7 @@ def input_files(study: StudyConfig, processed: Path, reports: Path) -> dict[str,
 
 def _hash_roles(study: StudyConfig, processed: Path, reports: Path) -> dict[str, dict[str, str]]:
     roles = input_files(study, processed, reports)
-    roots = {"processed": processed, "estimates": reports}
+    roots = {"processed": processed, "cleaning_outputs": processed, "estimates": reports}
     return {role: hash_files(paths, roots.get(role, PROJECT_ROOT)) for role, paths in roles.items()}
 
 
@@ -129,8 +132,41 @@ def write_manifest(study: StudyConfig, target: str, processed: Path, reports: Pa
     return path
 
 
+PUBLISHED_NAMES = ("report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx")
+"""The documents of a target, beside its manifest; with the executed notebooks (``notebooks/``)."""
+
+
+def published_outputs(target_dir: Path) -> list[Path]:
+    """Every published file of a target: its documents, tables and executed notebooks."""
+    files = [target_dir / n for n in PUBLISHED_NAMES if (target_dir / n).is_file()]
+    nb_dir = target_dir / "notebooks"
+    if nb_dir.is_dir():
+        files += sorted(p for p in nb_dir.glob("*.ipynb")
+                        if not p.name.startswith(".") and not p.name.endswith(".FAILED.ipynb"))
+    return files
+
+
+def record_outputs(study: StudyConfig, target: str, reports: Path) -> Path:
+    """Put the sha256 of every published file of the target in its manifest (after rendering).
+
+    ``make verify`` then fails on any changed, swapped, removed or added document.
+    """
+    path = reports / study.wave / target / MANIFEST_NAME
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    target_dir = path.parent
+    payload["outputs"] = hash_files(published_outputs(target_dir), target_dir)
+    tmp = path.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def check_manifest(study: StudyConfig, target: str, processed: Path, reports: Path) -> list[str]:
-    """Differences between a target's manifest and the files on disk (empty when consistent)."""
+    """Differences between a target's manifest and the files on disk (empty when consistent).
+
+    Every input, and every published file of the target (:func:`published_outputs`): a changed
+    or missing one, and one that is not in the manifest, are each named.
+    """
     path = reports / study.wave / target / MANIFEST_NAME
     if not path.exists():
         return [f"{path}: no manifest (build the target first)"]
@@ -143,8 +179,14 @@ def check_manifest(study: StudyConfig, target: str, processed: Path, reports: Pa
             if actual != digest:
                 problems.append(f"{role} file {name}: sha256 {actual[:12]} differs from the manifest's {digest[:12]}")
     target_dir = reports / study.wave / target
-    for name, digest in recorded.get("outputs", {}).items():
+    outputs = recorded.get("outputs", {})
+    for name, digest in outputs.items():
         actual = hash_files([target_dir / name], target_dir).get(name, "missing")
         if actual != digest:
-            problems.append(f"output {name}: sha256 {actual[:12]} differs from the manifest's {digest[:12]}")
+            what = "missing" if actual == "missing" else f"sha256 {actual[:12]} differs from the manifest's {digest[:12]}"
+            problems.append(f"output {target_dir / name}: {what}")
+    for extra in published_outputs(target_dir):
+        name = str(extra.resolve().relative_to(target_dir.resolve()))
+        if name not in outputs:
+            problems.append(f"output {extra}: published but not in the manifest (added or not built by this build)")
     return problems

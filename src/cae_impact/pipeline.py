@@ -318,6 +318,19 @@ def load_reference(study: StudyConfig):
     return None if study.consortium_reference is None else load(study.consortium_reference)
 
 
+def require_every_cae(study: StudyConfig, responses) -> None:
+    """Raise EstimationError naming every CAE of the study with no cleaned respondent (issue 15)."""
+    from .indicators import EstimationError
+
+    present = set(responses["cae_id"].astype(str).unique()) if len(responses) else set()
+    missing = [c for c in study.cae_ids if c not in present]
+    if missing:
+        raise EstimationError(
+            f"no usable respondent for {', '.join(missing)} in the cleaned data: the study is not "
+            f"estimated without them (the consortium would leave them out). Check their cleaning, "
+            f"or exclude them in {study.path.name} with 'exclude_caes' and a reason.")
+
+
 def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path) -> Path:
     """Estimate every indicator of every target (disclosure applied study-wide) and save it.
 
@@ -336,6 +349,7 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
     reference = load_reference(study)
     cb = load_codebook(study.codebook)
     responses = indicators.load_responses(study, processed_root)
+    require_every_cae(study, responses)  # issue 15: no CAE left out silently
     result = indicators.estimate_study(responses, study, cb)
     table = result.table
     out = study_dir(study, reports_root)
@@ -380,7 +394,9 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
     note = _reference_note(reference)
     for target in study.targets:
         if target != CONSORTIUM and not (table["target"] == target).any():
-            continue
+            raise indicators.EstimationError(  # issue 15: was a silent 'continue'
+                f"{target}: no estimate for this CAE of {study.path.name}; its report and the consortium "
+                "are not written without it")
         if reference is not None and target != CONSORTIUM:
             own = published.compare_with_reference(table[table["target"] == target], reference, target)
             rows = pd.concat([own, published.reference_report_rows(reference, list(table.columns))],

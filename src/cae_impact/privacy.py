@@ -9,8 +9,12 @@ answers. The cleaning step uses this module so that nothing personal reaches ``d
   the untracked file ``.secrets/pseudonymisation.key`` at the project root, created on first use.
   Without the key, a pseudonym cannot be traced back to the identifier, even by someone who can
   enumerate every plausible token or e-mail address.
-- :func:`mask_free_text` replaces e-mail addresses and phone numbers in free text by
-  « [courriel masqué] » and « [téléphone masqué] ».
+- :func:`mask_free_text` removes control characters from free text and replaces e-mail
+  addresses, phone numbers, IP addresses, personal links and names introduced by « je
+  m'appelle », « signé », « cordialement, »… by French placeholders (« [courriel masqué] »,
+  « [téléphone masqué] », « [adresse IP masquée] », « [lien masqué] », « [nom masqué] »),
+  whatever the spelling people use to dodge filters (``nom arobase orange point fr``,
+  ``06 12 345 678``, ``0033 (0)6…``).
 - :func:`neutralise_formula` makes a cell that a spreadsheet would run as a formula (``=``, ``+``,
   ``-``, ``@`` …) inert, for every CSV or XLSX file the project writes (CSV/formula injection).
 """
@@ -41,29 +45,112 @@ MIN_KEY_LENGTH = 16
 
 EMAIL_MASK = "[courriel masqué]"
 PHONE_MASK = "[téléphone masqué]"
+IP_MASK = "[adresse IP masquée]"
+URL_MASK = "[lien masqué]"
+NAME_MASK = "[nom masqué]"
+
+_TLDS = (
+    "fr|com|net|org|eu|be|ch|lu|ca|de|es|it|pt|uk|io|info|biz|me|re|gp|mq|gf|yt|nc|pf|pm|wf|tf|"
+    "ma|dz|tn|sn|ci|cm|mg|mu|bj|bf|ml|ne|tg|ga|cd|cg|ht|us|nl|pro|gouv\\.fr|asso\\.fr|coop|"
+    "online|site|email|mail|tech|xyz|app|dev|co|cloud"
+)
+"""Top-level domains accepted after an obfuscated dot (« point », « dot », « . » with spaces):
+a closed list, so that ordinary words after « at » or « point » are never taken for a domain."""
+
+_AT = r"(?:\s*[@＠﹫]\s*|\s*[\[(<{]\s*(?:at|arobase|@|＠)\s*[\])>}]\s*|\s+(?:at|arobase|arrobase|arobas)\s+)"
+_DOT_PLAIN = r"\."
+_DOT_OBF = r"(?:\s*\.\s*|\s*[\[(<{]\s*(?:dot|point|\.)\s*[\])>}]\s*|\s+(?:dot|point)\s+)"
+_LOCAL = r"[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*"
+_LABEL = r"[\w](?:[\w-]{0,61}[\w])?"
 
 EMAIL_RE = re.compile(
-    r"(?<![\w.+-])[\w.+-]+(?:@|\s*\[at\]\s*|\s*\(at\)\s*)[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b",
+    r"(?<![\w.+-])" + _LOCAL + _AT
+    + r"(?:"
+    # plain domain: labels joined by '.', any TLD of letters
+    + _LABEL + r"(?:" + _DOT_PLAIN + _LABEL + r")*" + _DOT_PLAIN + r"[A-Za-z]{2,24}(?![\w-])"
+    + r"|"
+    # obfuscated domain: labels joined by « point », « dot », « [.] » or a spaced dot, known TLDs
+    + _LABEL + r"(?:" + _DOT_OBF + _LABEL + r")*?" + _DOT_OBF + r"(?:" + _TLDS + r")(?![\w-])"
+    + r")",
     re.IGNORECASE,
 )
-"""E-mail addresses, including the ``name [at] domain.fr`` spelling used to dodge spam filters."""
+"""E-mail addresses as people type them: ``nom@orange.fr``, ``nom @ orange.fr``, ``nom [at]
+orange [dot] fr``, ``nom arobase orange point fr``, ``nom(at)orange.fr``."""
 
+_SEP = r"[ \t\u00a0\u202f\u2009.\-/_·•()]{0,3}"
+_NDIGIT = r"(?:" + _SEP + r"\d)"
 PHONE_RE = re.compile(
-    r"(?<![\w+])"
+    r"(?<!\d)(?<!\d[.,])"
     r"(?:"
-    # French numbers: 0X XX XX XX XX, +33 X XX XX XX XX, 0033 (0)X..., space, dot or dash as separator
-    r"(?:(?:\+|00)\s?33[\s.\-]?(?:\(0\)[\s.\-]?)?|0)[1-9](?:[\s.\-]?\d{2}){4}"
+    # international: +CC, 00CC or (+CC), an optional (0), then 7 to 13 digits, any grouping
+    r"(?:\(\s*)?(?:\+|\b00)\s*\d{1,3}(?:\s*\))?[ \t\u00a0\u202f.\-/]{0,3}(?:\(\s*0\s*\)[ \t\u00a0\u202f.\-/]{0,3})?"
+    r"\d" + _NDIGIT + r"{6,12}"
     r"|"
-    # other international numbers: +CC then 6 to 14 digits with optional separators
-    r"(?:\+|00)[1-9]\d{0,2}(?:[\s.\-]?\(?\d\)?){6,14}"
+    # French national: 0 then a digit 1-9, then 8 more digits, any grouping and separators
+    r"\(?0\)?[ \-]?[1-9]" + _NDIGIT + r"{8}"
+    r"|"
+    # French number in international form without its + (« 33 6 12 34 56 78 »)
+    r"\b33[ .\-]?[1-9]" + _NDIGIT + r"{8}"
     r")"
-    r"(?![\w])"
+    r"(?!\d)(?![.,]\d)"
 )
-"""Phone numbers: French national and international formats, with or without separators.
+"""Phone numbers with any grouping and separators (``06 12 345 678``, ``06.12.34.56.78``,
+``+33 6 12 34 56 78``, ``0033 (0)6…``, ``+44 20 7946 0958``). Amounts, years and dates do not
+match: a national number starts with 0 and has ten digits, an international one starts with
+``+`` or ``00``."""
 
-Amounts and years (« 2 000 € », « 2019 ») do not match: a French number starts with 0 or an
-international prefix and has exactly ten digits.
-"""
+_IPV4_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+IPV4_RE = re.compile(r"(?<![\d.])" + _IPV4_OCTET + r"(?:\s?\.\s?" + _IPV4_OCTET + r"){3}(?![\d])(?!\.\d)")
+IPV6_CANDIDATE_RE = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::{1,2}[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])")
+
+URL_RE = re.compile(
+    r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"'«»]+"
+    r"|(?<![\w.-])(?:[\w-]+\.)+(?:" + _TLDS + r")/[^\s<>\"'«»]+",
+    re.IGNORECASE,
+)
+"""Links; only those with a path (``facebook.com/jean.dupont``) or a query are masked."""
+
+_CAP = r"[A-ZÀ-ÖØ-Þ][\w'’-]*"
+_WORD = r"[^\W\d_][\w'’-]*"
+_STOP = {
+    "et", "je", "j", "suis", "ai", "mais", "depuis", "à", "a", "au", "aux", "en", "dans", "pour", "avec",
+    "la", "le", "les", "l", "un", "une", "des", "du", "de", "d", "qui", "que", "qu", "ne", "n", "pas", "très", "tres", "bien", "mon", "ma", "mes", "ton", "ta", "son", "sa", "ses", "notre", "votre", "nos",
+    "vos", "leur", "leurs", "ce", "cet", "cette", "ces", "il", "elle", "on", "nous", "vous", "ils", "elles",
+    "tout", "toute", "tous", "toutes", "toi", "moi", "lui", "eux", "par", "sur", "sous", "chez", "ou",
+    "où", "donc", "car", "ni", "or", "si", "y", "c", "s", "est", "sont", "était", "merci", "bonne",
+    "bon", "beaucoup", "encore", "aussi", "plus", "moins", "comme", "vraiment", "of", "the",
+    "and", "infiniment", "d'avance", "avance",
+}
+_NAME_CUES = re.compile(
+    r"(?P<cue>\b(?:je\s+m['’]\s?appel+e|je\s+me\s+nomme|mon\s+nom\s+(?:est|c['’]est)|moi\s*,?\s+c['’]est"
+    r"|mon\s+prénom\s+(?:est|c['’]est))\s*:?\s+)"
+    r"(?P<name>" + _WORD + r"(?:[ \t-]+" + _WORD + r"){0,2})",
+    re.IGNORECASE,
+)
+_CLOSING_CUES = re.compile(
+    r"(?P<cue>\b(?:cordialement|bien\s+cordialement|bien\s+à\s+(?:vous|toi)|salutations(?:\s+distinguées)?"
+    r"|amicalement|amitiés|bisous|bises|merci(?:\s+(?:beaucoup|encore|infiniment))?|signé|signée|signature)"
+    r"\s*[,.:;!\-–—]*\s*)"
+    r"(?P<name>" + _WORD + r"(?:[ \t.-]+" + _WORD + r"){0,2})"
+    r"(?P<end>\s*[.!]*\s*(?:$|\n))",
+    re.IGNORECASE,
+)
+_SIGNED_CUES = re.compile(
+    r"(?P<cue>\bsign[ée]e?\s*(?:par\s+)?[:,\-–—]\s*)(?P<name>" + _WORD + r"(?:[ \t-]+" + _WORD + r"){0,2})",
+    re.IGNORECASE,
+)
+_TITLE_CUES = re.compile(
+    r"(?P<cue>\b(?:M\.|Mr\.?|Mme\.?|Mlle\.?|Madame|Monsieur|Mademoiselle|Me|Dr\.?|Docteur)\s+)"
+    r"(?P<name>" + _CAP + r"(?:[ \t-]+(?:(?:de|du|d['’]|le|la)\s+)?" + _CAP + r"){0,2})"
+)
+
+CONTROL_RE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u206f\ufeff\ufff9-\ufffb]"
+)
+"""Control and invisible characters removed from free text (NUL, escapes, zero-width and bidi
+marks: they can hide a phone number from a reader or break a document)."""
+
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
 """First characters that make Excel, LibreOffice or Google Sheets read a cell as a formula or a
@@ -135,47 +222,192 @@ def pseudonymise(identifier: str, key: bytes, *, scope: str = "") -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()[:PSEUDONYM_LENGTH]
 
 
-def mask_free_text(text: str) -> str:
-    """Replace e-mail addresses and phone numbers in ``text`` by French placeholders.
+def strip_controls(text: str) -> str:
+    r"""``text`` without control or invisible characters; line breaks kept, tabs as spaces.
 
-    >>> mask_free_text("Écrivez-moi à jeanne.d@exemple.fr ou au 06 12 34 56 78.")
-    'Écrivez-moi à [courriel masqué] ou au [téléphone masqué].'
-    >>> mask_free_text("CA passé de 2 000 € à 35 000 € en 2019")
-    'CA passé de 2 000 € à 35 000 € en 2019'
+    >>> strip_controls("a\x00b\u200bc\td\r\ne")
+    'abc d\ne'
     """
     if not text:
         return text
-    text = EMAIL_RE.sub(EMAIL_MASK, text)
-    return PHONE_RE.sub(PHONE_MASK, text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    return CONTROL_RE.sub("", text)
+
+
+def _is_date_like(candidate: str) -> bool:
+    """A « phone » that is a date followed by a time or a number (``05/06/2023 10h``)."""
+    return re.match(r"\(?0?\d[/.\-]\d{1,2}[/.\-](?:19|20)\d{2}", candidate.strip("( ")) is not None
+
+
+def _ipv6(candidate: str) -> bool:
+    import ipaddress
+
+    if candidate.count(":") < 2:
+        return False
+    try:
+        ipaddress.IPv6Address(candidate.split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _url_is_personal(url: str) -> bool:
+    """A link with a path or a query (a profile, a shared document), not a bare site address."""
+    rest = re.sub(r"^(?:[a-z]+://)?", "", url, flags=re.IGNORECASE)
+    rest = rest.rstrip(".,;:!?)]}»")
+    if "/" not in rest and "?" not in rest:
+        return False
+    path = rest.split("/", 1)[1] if "/" in rest else rest.split("?", 1)[1]
+    return bool(path.strip("/#"))
+
+
+def _name_words(name: str, limit: int = 3) -> str:
+    """The leading words of ``name`` that can be a first or last name (no grammatical words)."""
+    kept: list[str] = []
+    for word in re.split(r"([ \t.-]+)", name):
+        if not word or re.fullmatch(r"[ \t.-]+", word):
+            if kept:
+                kept.append(word)
+            continue
+        if word.lower().strip("'’") in _STOP or len(kept) >= 2 * limit - 1:
+            break
+        kept.append(word)
+    while kept and re.fullmatch(r"[ \t.-]+", kept[-1]):
+        kept.pop()
+    return "".join(kept)
+
+
+def mask_free_text_counts(text: str) -> tuple[str, dict[str, int]]:
+    """Mask personal data in ``text``; return the masked text and what was masked, by kind.
+
+    Kinds: ``emails``, ``phones``, ``ips``, ``urls``, ``names``; control characters are removed
+    first (``controls`` counts the texts that had some).
+    """
+    counts = {"emails": 0, "phones": 0, "ips": 0, "urls": 0, "names": 0, "controls": 0}
+    if not text:
+        return text, counts
+    cleaned = strip_controls(text)
+    if cleaned != text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " "):
+        counts["controls"] = 1
+    text = cleaned
+
+    def sub(pattern: re.Pattern, kind: str, mask: str, keep=None):
+        nonlocal text
+
+        def repl(m: re.Match) -> str:
+            if keep is not None and keep(m.group(0)):
+                return m.group(0)
+            counts[kind] += 1
+            return mask
+
+        text = pattern.sub(repl, text)
+
+    sub(URL_RE, "urls", URL_MASK, keep=lambda u: not _url_is_personal(u))
+    sub(EMAIL_RE, "emails", EMAIL_MASK)
+    sub(IPV6_CANDIDATE_RE, "ips", IP_MASK, keep=lambda c: not _ipv6(c))
+    sub(IPV4_RE, "ips", IP_MASK)
+    sub(PHONE_RE, "phones", PHONE_MASK, keep=_is_date_like)
+
+    def name_repl(require_end: bool):
+        def repl(m: re.Match) -> str:
+            words = _name_words(m.group("name"))
+            if not words or (require_end and words != m.group("name")):
+                return m.group(0)
+            counts["names"] += 1
+            return m.group(0).replace(m.group("cue") + words, m.group("cue") + NAME_MASK, 1)
+        return repl
+
+    text = _NAME_CUES.sub(name_repl(False), text)
+    text = _SIGNED_CUES.sub(name_repl(False), text)
+    text = _CLOSING_CUES.sub(name_repl(True), text)
+    text = _TITLE_CUES.sub(name_repl(False), text)
+    return text, counts
+
+
+def mask_free_text(text: str) -> str:
+    """Replace personal data in ``text`` by French placeholders (see :func:`mask_free_text_counts`).
+
+    >>> mask_free_text("Écrivez-moi à jeanne.d@exemple.fr ou au 06 12 34 56 78.")
+    'Écrivez-moi à [courriel masqué] ou au [téléphone masqué].'
+    >>> mask_free_text("nom arobase orange point fr, 06 12 345 678")
+    '[courriel masqué], [téléphone masqué]'
+    >>> mask_free_text("CA passé de 2 000 € à 35 000 € en 2019")
+    'CA passé de 2 000 € à 35 000 € en 2019'
+    """
+    return mask_free_text_counts(text)[0]
+
+
+def find_personal_data_spans(text: str) -> list[tuple[str, str, int, int]]:
+    """Every e-mail, phone number and IP address in ``text``: ``(kind, value, start, end)``.
+
+    Positions are those of ``text`` with its control characters removed (:func:`strip_controls`).
+    """
+    if not text:
+        return []
+    text = strip_controls(text)
+    found: list[tuple[str, str, int, int]] = []
+
+    def blank(t: str, pattern: re.Pattern) -> str:
+        return pattern.sub(lambda m: " " * len(m.group(0)), t)
+
+    for m in EMAIL_RE.finditer(text):
+        found.append(("email", m.group(0), m.start(), m.end()))
+    rest = blank(blank(text, URL_RE), EMAIL_RE)
+    for m in IPV6_CANDIDATE_RE.finditer(rest):
+        if _ipv6(m.group(0)):
+            found.append(("ip", m.group(0), m.start(), m.end()))
+    for m in IPV4_RE.finditer(rest):
+        found.append(("ip", m.group(0), m.start(), m.end()))
+    rest = blank(rest, IPV4_RE)
+    for m in PHONE_RE.finditer(rest):
+        if not _is_date_like(m.group(0)):
+            found.append(("phone", m.group(0), m.start(), m.end()))
+    return found
+
+
+def find_personal_data(text: str) -> list[tuple[str, str]]:
+    """Every e-mail, phone number and IP address found in ``text``: ``(kind, value)`` pairs."""
+    return [(kind, value) for kind, value, _, _ in find_personal_data_spans(text)]
 
 
 def count_personal_data(text: str) -> tuple[int, int]:
     """Number of e-mail addresses and of phone numbers found in ``text``."""
-    if not text:
-        return 0, 0
-    return len(EMAIL_RE.findall(text)), len(PHONE_RE.findall(EMAIL_RE.sub(" ", text)))
+    found = find_personal_data(text)
+    return sum(k == "email" for k, _ in found), sum(k == "phone" for k, _ in found)
 
 
 def contains_personal_data(text: str) -> bool:
-    """True when ``text`` holds an e-mail address or a phone number."""
-    return bool(text) and (EMAIL_RE.search(text) is not None or PHONE_RE.search(text) is not None)
+    """True when ``text`` holds an e-mail address, a phone number or an IP address."""
+    return bool(text) and bool(find_personal_data(str(text)))
+
+
+def mask_series_detail(values: pd.Series) -> tuple[pd.Series, dict[str, int], int]:
+    """Mask every non-missing string of a Series: the masked Series, counts by kind, texts changed."""
+    total = {"emails": 0, "phones": 0, "ips": 0, "urls": 0, "names": 0, "controls": 0}
+    present = values.dropna()
+    if present.empty:
+        return values, total, 0
+    as_text = present.astype(str)
+    masked = {}
+    changed = 0
+    for idx, value in as_text.items():
+        new, counts = mask_free_text_counts(value)
+        for k, v in counts.items():
+            total[k] += v
+        if new != value:
+            changed += 1
+            masked[idx] = new
+    if not masked:
+        return values, total, 0
+    out = values.copy()
+    out.loc[list(masked)] = list(masked.values())
+    return out, total, changed
 
 
 def mask_series(values: pd.Series) -> tuple[pd.Series, int, int]:
     """Mask every non-missing string of a Series; return it with the e-mail and phone counts."""
-    present = values.dropna()
-    if present.empty:
-        return values, 0, 0
-    as_text = present.astype(str)
-    n_email = int(as_text.str.count(EMAIL_RE.pattern, flags=re.IGNORECASE).sum())
-    no_email = as_text.str.replace(EMAIL_RE, EMAIL_MASK, regex=True)
-    n_phone = int(no_email.str.count(PHONE_RE.pattern).sum())
-    if n_email == 0 and n_phone == 0:
-        return values, 0, 0
-    masked = no_email.str.replace(PHONE_RE, PHONE_MASK, regex=True)
-    out = values.copy()
-    out.loc[masked.index] = masked
-    return out, n_email, n_phone
+    out, counts, _ = mask_series_detail(values)
+    return out, counts["emails"], counts["phones"]
 
 
 def neutralise_formula(value: object) -> object:

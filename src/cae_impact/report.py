@@ -236,6 +236,28 @@ def mark_long_tables(body: str, rows: int = LONG_TABLE_ROWS) -> str:
     return _TABLE_FIG_RE.sub(repl, body)
 
 
+def exclusion_note(study: StudyConfig | None) -> str:
+    """The French sentence saying which CAEs the study excludes (``exclude_caes``), and why."""
+    excluded = getattr(study, "excluded", ()) if study is not None else ()
+    if not excluded:
+        return ""
+    parts = [f"{c.label} ({reason})" for c, reason in excluded]
+    return (f"Périmètre : {len(excluded)} CAE inscrite(s) à l'étude en est exclue(s) et n'entre(nt) "
+            f"pas dans les chiffres du consortium : {' ; '.join(parts)}.")
+
+
+def add_exclusion_to_method(annex_html: str, study: StudyConfig | None) -> str:
+    """The annexes with :func:`exclusion_note` first in the method annex (consortium report)."""
+    note = exclusion_note(study)
+    if not note:
+        return annex_html
+    para = f'<p class="excluded-caes"><strong>{html.escape(note)}</strong></p>'
+    m = re.search(r'<h\d id="annexe-methode"[^>]*>.*?</h\d>', annex_html, flags=re.S)
+    if m is None:
+        return para + annex_html
+    return annex_html[: m.end()] + para + annex_html[m.end():]
+
+
 def wrap_document(body: str, meta: ReportMeta, annex_html: str = "", front_html: str = "") -> str:
     """Wrap the report body in the full document: cover, table of contents, banner, CSS.
 
@@ -274,6 +296,7 @@ def wrap_document(body: str, meta: ReportMeta, annex_html: str = "", front_html:
   <p class="cover-wave">Vague d'enquête {e(meta.wave)}</p>
   <p class="cover-date">Produit le {e(meta.date)}</p>
   {'<p class="cover-synthetic">Données synthétiques — démonstration</p>' if meta.synthetic else ''}
+  {f'<p class="cover-excluded">{e(exclusion_note(meta.study))}</p>' if meta.is_consortium and exclusion_note(meta.study) else ''}
   <p class="cover-credit">Méthode CAE-IMPACT conçue par Coopérer Pour Entreprendre et Ellyx.</p>
 </header>
 {toc}
@@ -341,6 +364,8 @@ def render_html(notebook_paths: list[Path], meta: ReportMeta, out: Path, annex_h
             annex_html = annexes.build_annexes(meta.study, meta.target, reports_root=reports_root,
                                                processed_root=processed_root, codebook=cb,
                                                manifest_path=out.parent / "manifest.json")
+    if meta.is_consortium and meta.study is not None:
+        annex_html = add_exclusion_to_method(annex_html or "", meta.study)
     write_atomic(out, wrap_document(body, meta, annex_html or "", front_html or ""))
     return out
 

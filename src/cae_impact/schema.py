@@ -20,16 +20,14 @@ import re
 import pandas as pd
 import pandera.pandas as pa
 
-from cae_impact.privacy import EMAIL_RE, PHONE_RE, PSEUDONYM_LENGTH
+from cae_impact.privacy import PSEUDONYM_LENGTH, contains_personal_data
 
 PSEUDONYM_RE = re.compile(rf"^[0-9a-f]{{{PSEUDONYM_LENGTH}}}$")
 
 
 def _no_personal_data(series: pd.Series) -> pd.Series:
     text = series.astype("string")
-    found = text.str.contains(EMAIL_RE.pattern, flags=re.IGNORECASE, regex=True) | text.str.contains(
-        PHONE_RE.pattern, regex=True
-    )
+    found = text.map(lambda v: contains_personal_data(str(v)), na_action="ignore")
     return ~found.fillna(False).astype(bool)
 
 

@@ -96,7 +96,13 @@ def load_mapping(path: str | Path, codebook) -> ColumnMapping:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("cp1252", errors="replace")
+    from cae_impact.config import check_yaml_text
+
+    def refuse(message: str) -> ExportError:
+        return ExportError(f"fichier de correspondance refusé : {message.split(': ', 1)[-1]}", path=path)
+
     try:
+        check_yaml_text(text, path, refuse)  # size, and no alias of a list or mapping (« billion laughs »)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -28,7 +28,21 @@ SEPARATORS = (";", ",", "\t", "|")
 """Field separators tried on CSV exports, in order of preference on a tie."""
 
 MAX_FIELD_CHARS = 1_000_000
-"""Longest field accepted; a longer one means a quote was opened and never closed."""
+"""Longest field accepted (CSV or XLSX cell): a longer one is refused with its line, column and
+length (an unclosed quote is reported as such, not as a long field)."""
+
+MAX_EXPORT_BYTES = 200_000_000
+"""Largest export file read (a survey export is a few MB; a national one tens of MB)."""
+
+MAX_XLSX_INFLATED_BYTES = 150_000_000
+"""Largest total uncompressed size of an XLSX workbook's parts, read from the zip's central
+directory before anything is decompressed (a « zip bomb » inflates 1 MB into 1 GB)."""
+
+MAX_XLSX_SHARED_STRINGS_BYTES = 30_000_000
+"""Largest uncompressed shared-strings part: openpyxl holds every shared string in memory."""
+
+MAX_XLSX_PARTS = 10_000
+"""Most parts (files) in an XLSX workbook's zip."""
 
 SNIFF_RECORDS = 50
 """Records parsed with each candidate separator to choose one."""
@@ -109,17 +123,64 @@ def decode_text(data: bytes, path: Path) -> tuple[str, str]:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return _decode_or_fail(data, "utf-16", path), "utf-16"
     nul = data.find(b"\x00", 0, 65536)
-    if nul >= 0:
+    if nul >= 0 and _looks_binary(data):
         raise ExportError(
             "fichier binaire ou encodé en UTF-16 sans marque d'ordre : ré-exportez-le en CSV UTF-8",
             path=path,
             line=data.count(b"\n", 0, nul) + 1,
         )
+    text, encoding, _ = decode_lines(data, path)
+    return text, encoding
+
+
+def _looks_binary(data: bytes) -> bool:
+    """NUL bytes everywhere (UTF-16 without BOM, a binary file), not a stray one typed in a cell.
+
+    A few NUL characters in a text export are kept (cleaning removes control characters from
+    free text; elsewhere they make a value unreadable, quarantined): refusing the whole export
+    for one of them would make a CAE unusable for a typing accident.
+    """
+    sample = data[:65536]
+    n = sample.count(b"\x00")
+    return n > max(8, len(sample) // 100)
+
+
+def decode_lines(data: bytes, path: Path, *, utf8_declared: bool = False) -> tuple[str, str, list[int]]:
+    """Decode a CSV export (no BOM) as UTF-8, line by line; return text, encoding, repaired lines.
+
+    A file that is UTF-8 except for a few lines (one cell pasted from a Windows-1252 file) stays
+    UTF-8: only the lines that are not valid UTF-8 are decoded as Windows-1252, and their
+    numbers are returned (the caller reports them). A file with no valid UTF-8 accent at all and
+    some that are not UTF-8 is a Windows-1252 file (French Excel « CSV »): decoded as such.
+    """
     try:
-        return data.decode("utf-8"), "utf-8"
+        return data.decode("utf-8"), "utf-8", []
     except UnicodeDecodeError:
         pass
-    return _decode_or_fail(data, "cp1252", path), "cp1252"
+    lines = data.split(b"\n")
+    good_utf8 = 0
+    bad: list[int] = []
+    for number, line in enumerate(lines, start=1):
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+            good_utf8 += 1
+        except UnicodeDecodeError:
+            bad.append(number)
+    if not utf8_declared and (good_utf8 == 0 or len(bad) > 4 * good_utf8):
+        return _decode_or_fail(data, "cp1252", path), "cp1252", []
+    parts = []
+    bad_set = set(bad)
+    for number, line in enumerate(lines, start=1):
+        if number in bad_set:
+            try:
+                parts.append(line.decode("cp1252"))
+            except UnicodeDecodeError:
+                parts.append(line.decode("utf-8", errors="replace"))
+        else:
+            parts.append(line.decode("utf-8"))
+    return "\n".join(parts), "utf-8", bad
 
 
 def _decode_or_fail(data: bytes, encoding: str, path: Path, *, declared: bool = False) -> str:
@@ -213,7 +274,14 @@ def read_csv_table(
         declared = "utf-8-sig" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else encoding
         text, encoding = _decode_or_fail(data, declared, path, declared=True), declared
     else:
-        text, encoding = decode_text(data, path)
+        repaired: list[int] = []
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_binary(data):
+            text, encoding = decode_text(data, path)
+        elif data.startswith(b"\xef\xbb\xbf"):  # UTF-8 announced: only its stray lines are repaired
+            text, _, repaired = decode_lines(data[3:], path, utf8_declared=True)
+            encoding = "utf-8-sig"
+        else:
+            text, encoding, repaired = decode_lines(data, path)
     if not text.strip():
         raise ExportError("fichier vide : aucun en-tête ni aucune réponse", path=path)
     _check_not_document(text, path)
@@ -228,7 +296,10 @@ def read_csv_table(
             path=path,
             line=header_line,
         )
-    csv.field_size_limit(MAX_FIELD_CHARS)
+    # The csv module's own limit would report a long field as an unclosed quote: the limit is
+    # checked here, with the field's line, column and length (the text is bounded by
+    # MAX_EXPORT_BYTES, so an unclosed quote cannot take more memory than the file).
+    csv.field_size_limit(max(len(text) + 1, MAX_FIELD_CHARS))
     header: list[str] | None = None
     rows: list[list[str]] = []
     lines: list[int] = []
@@ -237,6 +308,7 @@ def read_csv_table(
     start = 0
     try:
         for start, end, record in _parse_records(text, sep):
+            _check_field_lengths(record, header, start, path)
             if header is None:
                 if start < header_line:
                     continue
@@ -287,9 +359,71 @@ def read_csv_table(
         blank_records=blank,
         malformed=malformed,
     )
+    if encoding in ("utf-8", "utf-8-sig") and "repaired" in locals() and repaired:
+        shown = ", ".join(str(n) for n in repaired[:10]) + (" …" if len(repaired) > 10 else "")
+        table.problems.append(Problem(
+            "warning", "not_utf8_lines",
+            f"{len(repaired)} ligne(s) du fichier ne sont pas en UTF-8 (lignes {shown}) : lues en "
+            f"Windows-1252, le reste du fichier en UTF-8 ; vérifiez leurs accents et ré-exportez en UTF-8",
+            lines=tuple(repaired)))
     _check_malformed_share(table)
     _report_mojibake(table)
     return table
+
+
+def _check_field_lengths(record: list[str], header: list[str] | None, line: int, path: Path) -> None:
+    for j, value in enumerate(record):
+        if len(value) > MAX_FIELD_CHARS:
+            column = header[j] if header is not None and j < len(header) else f"n° {j + 1}"
+            n, limit = f"{len(value):,}".replace(",", " "), f"{MAX_FIELD_CHARS:,}".replace(",", " ")
+            raise ExportError(
+                f"champ de {n} caractères, plus que la limite de {limit} (MAX_FIELD_CHARS) : une "
+                f"réponse ne peut pas être aussi longue ; raccourcissez-la ou retirez-la / field of "
+                f"{n} characters, over the limit of {limit}",
+                path=path, line=line, column=column)
+
+
+def check_xlsx_limits(data: bytes, path: Path) -> None:
+    """Refuse a workbook whose parts would inflate beyond the limits, before decompressing it.
+
+    The sizes are read from the zip's central directory; Python's zip reader never returns
+    more bytes than a part declares, so the check bounds what openpyxl can be made to read.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ExportError(f"classeur XLSX illisible ou endommagé ({type(exc).__name__}) : ré-exportez-le",
+                          path=path) from exc
+    if len(infos) > MAX_XLSX_PARTS:
+        raise ExportError(f"classeur XLSX de {len(infos)} parties, plus que la limite de {MAX_XLSX_PARTS} "
+                          "(MAX_XLSX_PARTS) : refusé sans être lu", path=path)
+    total = sum(i.file_size for i in infos)
+    mb = 1_000_000
+    if total > MAX_XLSX_INFLATED_BYTES:
+        raise ExportError(
+            f"classeur XLSX qui occuperait {total / mb:.0f} Mo une fois décompressé ({len(data) / mb:.1f} Mo "
+            f"compressé), plus que la limite de {MAX_XLSX_INFLATED_BYTES / mb:.0f} Mo (MAX_XLSX_INFLATED_BYTES) : "
+            "refusé sans être décompressé (« bombe zip » ou export anormal) / workbook inflating to "
+            f"{total / mb:.0f} MB, over the limit", path=path)
+    shared = {i.filename for i in infos if i.filename.lower().endswith("sharedstrings.xml")}
+    types = next((i for i in infos if i.filename == "[Content_Types].xml"), None)
+    if types is not None and types.file_size < 1_000_000:  # the part a workbook declares, whatever its name
+        import re
+
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            declared = z.read(types).decode("utf-8", errors="replace")
+        for m in re.finditer(r'<Override\b[^>]*>', declared):
+            if "sharedStrings" in m.group(0):
+                name = re.search(r'PartName="/?([^"]+)"', m.group(0))
+                if name:
+                    shared.add(name.group(1))
+    for info in infos:
+        if info.filename in shared and info.file_size > MAX_XLSX_SHARED_STRINGS_BYTES:
+            raise ExportError(
+                f"textes partagés du classeur ({info.filename}) de {info.file_size / mb:.0f} Mo décompressés, plus "
+                f"que la limite de {MAX_XLSX_SHARED_STRINGS_BYTES / mb:.0f} Mo (MAX_XLSX_SHARED_STRINGS_BYTES) : "
+                "refusé sans être lu / shared strings over the limit", path=path)
 
 
 def _check_malformed_share(table: Table) -> None:
@@ -363,6 +497,7 @@ def read_xlsx_table(path: Path, data: bytes, *, sheet: str | None = None, header
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
 
+    check_xlsx_limits(data, path)
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
@@ -388,6 +523,7 @@ def read_xlsx_table(path: Path, data: bytes, *, sheet: str | None = None, header
         width = 0
         for number, values in enumerate(worksheet.iter_rows(values_only=True), start=1):
             texts = [cell_text(v) for v in values]
+            _check_field_lengths(texts, header, number, path)
             if header is None:
                 if number < header_line or not any(texts):
                     continue
@@ -438,6 +574,10 @@ def read_table(
     if path.is_dir():
         raise ExportError("c'est un dossier, pas un fichier d'export", path=path)
     try:
+        size = path.stat().st_size
+        if size > MAX_EXPORT_BYTES:
+            raise ExportError(f"fichier de {size / 1e6:.0f} Mo, plus que la limite de {MAX_EXPORT_BYTES / 1e6:.0f} Mo "
+                              "(MAX_EXPORT_BYTES) : refusé sans être lu", path=path)
         data = path.read_bytes()
     except OSError as exc:
         raise ExportError(f"fichier illisible ({exc.strerror or exc})", path=path) from exc
