@@ -176,3 +176,24 @@ def test_the_lp_bounds_are_those_of_enumeration_on_a_tiny_table():
                  if fw + fm == 3 and hw + hm == 3 and fw + hw == 3 and fm + hm == 3]
     r = _cell(res, target="cae-1", breakdown="sex", group="f", category="w")
     assert (r["count_min"], r["count_max"]) == (min(fw_values), max(fw_values)) == (0, 3)
+
+
+def test_a_cae_whose_respondents_are_all_women_is_protected():
+    """Every table by sex says the men's group is empty: the tables themselves pin the share of
+    women at 100 %, which the rules give only as a band. The protection hides more until
+    nothing hidden or banded can be pinned."""
+    truth = {t: {g: dict(c) for g, c in groups.items()} for t, groups in TRUTH.items()}
+    truth["cae-1"]["h"] = {c: 0 for c in FREQ.codes}
+    truth["cae-3"] = {"f": {"w": 9, "m": 7, "r": 6, "n": 5, "dk": 1}, "h": {"w": 8, "m": 6, "r": 7, "n": 9, "dk": 0}}
+    table = _table(truth)
+    flagged = dc.secondary_suppression(dc.primary_suppression(table))
+    sizes = {t: sum(sum(v.values()) for v in truth[t].values()) for t in truth}
+    sizes["consortium"] = sum(sizes.values())
+    before = secrecy.audit_table(flagged, CODEBOOK, INDICATORS, group_codes=GROUPS,
+                                 sample_sizes=sizes)
+    assert not before.exposed.empty
+    out, after = secrecy.protect_table(flagged, CODEBOOK, INDICATORS, group_codes=GROUPS,
+                                       sample_sizes=sizes)
+    assert after.exposed.empty
+    women = out[(out["indicator_id"] == "profile_sex") & (out["target"] == "cae-1")]
+    assert women["suppressed"].all()  # 100 % is never printed

@@ -270,22 +270,42 @@ def audit_published(study: StudyConfig, reports_root: Path):
     from . import indicators, secrecy
 
     key = ["indicator_id", "target", "breakdown", "group", "category"]
+
+    def read(path: Path) -> pd.DataFrame:
+        out = pd.read_csv(path, dtype={"group": str, "category": str}, keep_default_na=False,
+                          na_values=[""])
+        for col in ("group", "category"):
+            out[col] = out[col].fillna("")
+        return out
+
+    # Each target's own rows from its own file (a CAE report's consortium rows may be the
+    # published reference, which the reference file carries as well).
     frames = []
     for target in study.targets:
         path = reports_root / study.wave / target / "indicators.csv"
         if path.exists():
-            frames.append(pd.read_csv(path, dtype={"group": str, "category": str}, keep_default_na=False,
-                                      na_values=[""]))
-    if study.consortium_reference is not None and Path(study.consortium_reference).exists():
-        frames.append(pd.read_csv(study.consortium_reference, dtype={"group": str, "category": str},
-                                  keep_default_na=False, na_values=[""]))
+            rows = read(path)
+            frames.append(rows[rows["target"] == target])
     if not frames:
         raise FileNotFoundError(f"{reports_root / study.wave}: no indicators.csv to audit; build the reports first")
     table = pd.concat(frames, ignore_index=True)
-    for col in ("group", "category"):
-        table[col] = table[col].fillna("")
-    table["suppressed"] = table["suppressed"].astype(str).str.lower().isin(["true", "1"])
-    table = table.drop_duplicates(subset=key).reset_index(drop=True)
+    separate = None
+    ref_path = study.consortium_reference
+    if ref_path is not None and Path(ref_path).exists():
+        # The published reference is the same set of figures when it is current; an older one
+        # (figures of other data, e.g. before a late export) is another publication, attacked
+        # on its own.
+        ref = read(ref_path)
+        ours = table[table["target"] == CONSORTIUM].set_index(key)
+        theirs = ref.set_index(key)
+        common = theirs.index.intersection(ours.index)
+        cols = ["n_count", "n_unweighted", "suppressed"]
+        same = len(common) == len(theirs) and ours.loc[common, cols].astype(str).equals(
+            theirs.loc[common, cols].astype(str))
+        if same:
+            table = pd.concat([table, ref], ignore_index=True)
+        else:
+            separate = ref
     cb = load_codebook(study.codebook)
     weighting = study_dir(study, reports_root) / WEIGHTING_FILE
     sizes = {}
@@ -293,10 +313,22 @@ def audit_published(study: StudyConfig, reports_root: Path):
         payload = json.loads(weighting.read_text(encoding="utf-8"))
         sizes = {r["cae_id"]: r["respondents"] for r in payload.get("per_cae", [])}
         sizes[CONSORTIUM] = sum(sizes.values())
-    inputs = indicators.secrecy_inputs(cb, table)
-    return secrecy.audit_table(table, cb, inputs["indicators"], consortium=CONSORTIUM,
-                               min_count=study.report.min_cell_count, sample_sizes=sizes,
-                               group_codes=inputs["group_codes"])
+    results = []
+    for part, part_sizes in ((table, sizes), (separate, {})):
+        if part is None:
+            continue
+        part = part.copy()
+        part["suppressed"] = part["suppressed"].astype(str).str.lower().isin(["true", "1"])
+        part = part.drop_duplicates(subset=key).reset_index(drop=True)
+        inputs = indicators.secrecy_inputs(cb, part)
+        results.append(secrecy.audit_table(part, cb, inputs["indicators"], consortium=CONSORTIUM,
+                                           min_count=study.report.min_cell_count,
+                                           sample_sizes=part_sizes,
+                                           group_codes=inputs["group_codes"]))
+    if len(results) == 1:
+        return results[0]
+    return secrecy.AuditResult(pd.concat([r.cells for r in results], ignore_index=True),
+                               sum(r.n_lp for r in results))
 
 
 def secrecy_summary(table, audit) -> dict:

@@ -576,6 +576,7 @@ def protect_table(table: pd.DataFrame, codebook: Codebook, indicators: Mapping[s
     """
     out = table.reset_index(drop=True).copy()
     final = None
+    breakdown_questions = {bd for bd, _g in (group_codes or {})}
     for _ in range(max_passes):
         out = _protect_pass(out, codebook, indicators, consortium=consortium, min_count=min_count,
                             sample_sizes=sample_sizes, group_codes=group_codes, reason=reason,
@@ -584,6 +585,28 @@ def protect_table(table: pd.DataFrame, codebook: Codebook, indicators: Mapping[s
                             sample_sizes=sample_sizes, group_codes=group_codes)
         if final.exposed.empty:
             break
+        # Left exposed: a count given by the sizes of groups that other tables publish (a CAE
+        # whose respondents are all women: every table by sex says so). The target's whole
+        # question is hidden, and its breakdown by that question if it is one; the next pass
+        # protects the cells hidden so.
+        for r in final.exposed.itertuples():
+            ind = indicators.get(str(r.indicator_id))
+            if ind is None:
+                continue
+            key = question_key(ind)
+            same_question = out["indicator_id"].map(
+                lambda i: i in indicators and question_key(indicators[i]) == key)
+            hide = (out["target"] == r.target) & same_question
+            if key[0] == "question" and key[1] in breakdown_questions:
+                hide |= (out["target"] == r.target) & (out["breakdown"] == key[1])
+            coded = pd.Series(False, index=out.index)
+            for col in ("band_low", "band_high"):  # a coded cell of it loses its band too
+                if col in out.columns:
+                    coded |= out[col].notna()
+                    out.loc[hide, col] = np.nan
+            newly = hide & (~out["suppressed"].map(_truthy) | coded)
+            out.loc[newly, "suppressed"] = True
+            out.loc[newly, "suppression_reason"] = reason
     return out, final
 
 
