@@ -638,7 +638,9 @@ def build_limesurvey_structure(cb: Codebook) -> str:
 
 
 def write_questionnaire(cb: Codebook, out_dir: str | Path, pdf: bool = True) -> dict[str, Path]:
-    """Write ``questionnaire.xlsx`` (XLSForm), ``questionnaire_limesurvey.txt`` (LimeSurvey survey
+    """Write the questionnaire for every tool, and for print.
+
+    ``questionnaire.xlsx`` (XLSForm), ``questionnaire_limesurvey.txt`` (LimeSurvey survey
     structure), ``questionnaire.html`` and ``questionnaire.pdf``.
 
     Returns the written paths by kind (``xlsform``, ``limesurvey``, ``html``, ``pdf``). The XLSX is byte for

@@ -595,7 +595,7 @@ def protect_table(table: pd.DataFrame, codebook: Codebook, indicators: Mapping[s
                 continue
             key = question_key(ind)
             same_question = out["indicator_id"].map(
-                lambda i: i in indicators and question_key(indicators[i]) == key)
+                lambda i, key=key: i in indicators and question_key(indicators[i]) == key)
             hide = (out["target"] == r.target) & same_question
             if key[0] == "question" and key[1] in breakdown_questions:
                 hide |= (out["target"] == r.target) & (out["breakdown"] == key[1])
@@ -627,7 +627,6 @@ def _protect_pass(table: pd.DataFrame, codebook: Codebook, indicators: Mapping[s
     """
     attack = _Attack(table, codebook, indicators, consortium=consortium, min_count=min_count,
                      sample_sizes=sample_sizes, group_codes=group_codes)
-    t = attack.table
     # A hidden cell the primary rules do not protect (5 or more respondents on each side, on a
     # base where a share is published) may be shown again when the published figures give it
     # exactly. Never shown: small counts or complements, small bases, coded cells.

@@ -33,6 +33,7 @@ class ToolValidation:
 
     @property
     def usable(self) -> bool:
+        """True when the export can be used and no answer was lost."""
         return bool(self.report.usable) and not self.unreadable
 
     def format_text(self) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cae_impact.ingest import googleforms, kobo, limesurvey
+from cae_impact.ingest import kobo, limesurvey
 from cae_impact.ingest.base import RawExport
 
 SETTING_ADVICE = {
@@ -71,6 +71,7 @@ class Unreadable:
 
     @property
     def total(self) -> int:
+        """Answers that could not be read, in all."""
         return sum(self.by_question.values()) + sum(self.columns.values())
 
     def __bool__(self) -> bool:
