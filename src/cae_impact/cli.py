@@ -441,9 +441,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                            "writers": [cachemod.sha256_text(p.read_text(encoding="utf-8")) for p in writers]})
     tables_hit = steps is not None and steps.get(key, tables)
     if not tables_hit:
-        from .indicators import write_indicator_files  # scipy: only when the tables are made
-
         from .codebook import load_codebook
+        from .indicators import write_indicator_files  # scipy: only when the tables are made
 
         write_indicator_files(pd.read_parquet(rows_path), target_dir, load_codebook(study.codebook))
         if steps is not None:

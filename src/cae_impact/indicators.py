@@ -875,10 +875,10 @@ def _fix_zip_timestamps(path: Path) -> None:
 
 def _write_xlsx(frame: pd.DataFrame, path: Path, sheet_name: str = "Indicateurs",
                 codebook: Codebook | None = None) -> None:
-    """The analyst's workbook (:func:`cae_impact.tables_fr.write_xlsx`): French headers, domain
-    names, number formats, frozen header, autofilter, and the « Dictionnaire » sheet.
+    """The analyst's workbook (:func:`cae_impact.tables_fr.write_xlsx`).
 
-    openpyxl's write-only workbook streams rows; fixed document dates. ``frame`` is the machine
+    French headers, domain names, number formats, frozen header, autofilter, and the
+    « Dictionnaire » sheet; openpyxl's write-only workbook streams rows; fixed document dates. ``frame`` is the machine
     table (already neutralised against formulas); ``sheet_name`` is kept for callers.
     """
     from . import tables_fr
