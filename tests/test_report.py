@@ -358,3 +358,63 @@ def test_report_content_digest_skips_schema_validation_and_keeps_its_value(tmp_p
 
     monkeypatch.setattr(nbformat.v4.nbbase, "validate", no_validation)
     assert report.report_content_digest([a, b]) == expected.hexdigest()
+
+
+_PHONE_PROBE = """<script>
+const out = [];
+for (const cell of document.querySelectorAll('table.data td, table.data th')) {
+  const range = document.createRange(); range.selectNodeContents(cell);
+  const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+  out.push([cell.textContent.split(/\\s+/).filter(Boolean).length, lines, cell.textContent].join('|'));
+}
+const outer = window.parent.document.body;
+outer.setAttribute('data-cells', JSON.stringify(out));
+outer.setAttribute('data-page-width', document.documentElement.scrollWidth);
+outer.setAttribute('data-view-width', window.innerWidth);
+</script>"""
+
+
+def test_html_on_a_phone_never_breaks_words_and_tables_scroll(tmp_path):
+    """At 390 px wide, no table cell writes a word one letter a line; the page itself stays 390 px."""
+    import json
+    import shutil
+    import subprocess
+
+    import pandas as pd
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless Chromium")
+    label = "Part des entrepreneurs demandeurs d’emploi ou allocataires du RSA juste avant leur entrée"
+    essentials = present.table_html(
+        pd.DataFrame({"Indicateur": [label] * 3, "CAE 5": ["62 %", "31 %", "s"], "Consortium": ["60 %", "34 %", "s"],
+                      "Écart significatif ?": ["non", "oui", "—"]}),
+        numeric_columns=["CAE 5", "Consortium"], css_class="data essentials")
+    wide = present.table_html(
+        pd.DataFrame({"CAE": ["CAE 5"], "Entrepreneurs (registre)": ["260"], "Répondants retenus": ["99"],
+                      "Taux de réponse": ["38 %"], "Taille effective": ["89"], "Intervalle de confiance à 95 %": ["[34 % ; 55 %]"]}),
+        caption="Population", numeric_columns=["Entrepreneurs (registre)", "Répondants retenus", "Taux de réponse",
+                                                "Taille effective"])
+    page = report.wrap_document(present.heading_html("Chapitre", 1) + essentials + wide, META)
+    # Headless Chromium's window is at least 500 px wide: the page is laid out in a 390 px
+    # frame (srcdoc: same origin, so the probe reports to the outer page).
+    import html as html_mod
+
+    inner = page.replace("</body>", _PHONE_PROBE + "</body>")
+    path = tmp_path / "phone.html"
+    path.write_text(f'<!DOCTYPE html><html><body style="margin:0"><iframe width="390" height="2000" '
+                    f'style="border:0" srcdoc="{html_mod.escape(inner, quote=True)}"></iframe></body></html>',
+                    encoding="utf-8")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=390,2000",
+                          "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    cells = json.loads(html_unescape(re.search(r'data-cells="([^"]*)"', dom).group(1)))
+    assert re.search(r'data-view-width="390"', dom) and len(cells) > 20
+    broken = [c for c in cells if int(c.split("|")[1]) > max(1, int(c.split("|")[0]))]
+    assert not broken, f"words broken inside at 390 px: {broken}"
+    assert int(re.search(r'data-page-width="(\d+)"', dom).group(1)) <= 390, "wide tables scroll in their figure"
+
+
+def html_unescape(text):
+    import html
+
+    return html.unescape(text)
