@@ -157,6 +157,7 @@ def test_indicator_xlsx_is_for_a_french_analyst(tmp_path, demo, estimates):
     est, unit = headers.index("Estimation"), headers.index("Unité")
     formats = {(r[unit].value, r[est].number_format) for r in rows if r[est].value is not None}
     assert ("%", "0.0%") in formats and ("€", '#,##0\\ "€"') in formats
+    assert {r[headers.index("Ventilation")].value for r in rows} <= set(tables_fr.BREAKDOWNS.values())
     n = headers.index("Répondants (base)")
     assert all(isinstance(r[n].value, int) and r[n].number_format == "0" for r in rows if r[n].value is not None)
     se = headers.index("Erreur type")

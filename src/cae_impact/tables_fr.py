@@ -95,6 +95,10 @@ KINDS = {"share": "part", "distribution": "répartition", "any_of": "au moins un
          "median": "médiane", "paired_difference": "avant / maintenant"}
 COMPARISONS = {"consortium": "reste du consortium", "groups": "entre groupes", "before": "avant l’entrée en CAE"}
 PROFILE_DOMAIN = "profile"
+# The profile variables results are broken down by (as the reports name them, chapters.py).
+BREAKDOWNS = {"total": "Ensemble", "sex": "Sexe", "diploma": "Diplôme", "prior_status": "Situation avant la CAE",
+              "seniority": "Ancienneté dans la CAE", "sector": "Secteur", "age_band": "Âge",
+              "contract_stage": "Statut dans la CAE"}
 
 # Excel number formats (the file stores them with « . » and « , »; Excel shows them in the
 # reader's locale: 45,3 % and 1 234 € in French Excel).
@@ -175,7 +179,7 @@ def french_frame(table: pd.DataFrame, codebook: Any | None = None) -> tuple[pd.D
             elif col.source == "kind":
                 v = KINDS.get(v, v)
             elif col.source == "breakdown":
-                v = "Ensemble" if v == "total" else v
+                v = BREAKDOWNS.get(v, v)
             elif col.source == "comparison":
                 v = COMPARISONS.get(v, v)
             elif col.source in ("significant", "flag_caution", "suppressed"):
