@@ -848,6 +848,8 @@ def make_reference_docx(out: Path = REFERENCE_DOCX) -> Path:
         st.font.size = Pt(size)
         st.font.bold = name != "Subtitle"
         st.font.color.rgb = accent
+    # A chapter starts a page, as in the PDF (the cover and the « Sommaire » share the first).
+    styles["Heading 1"].paragraph_format.page_break_before = True
     for name in ("Caption", "Table Caption", "Image Caption"):
         if name in styles:
             styles[name].font.size = Pt(9)
