@@ -160,6 +160,7 @@ def test_indicator_xlsx_is_for_a_french_analyst(tmp_path, demo, estimates):
     assert {r[headers.index("Ventilation")].value for r in rows} <= set(tables_fr.BREAKDOWNS.values())
     n = headers.index("Répondants (base)")
     assert all(isinstance(r[n].value, int) and r[n].number_format == "0" for r in rows if r[n].value is not None)
+    assert not [c.value for r in rows for c in r if isinstance(c.value, float) and c.value != c.value]
     se = headers.index("Erreur type")
     assert rows[0][se].value == 0.0
     for letter in ("A", "B", "C"):
@@ -199,7 +200,9 @@ def test_excel_csv_opens_in_french_excel(tmp_path, demo, estimates):
     assert len(back) == len(table) and len(back.columns) == len(head)
     np.testing.assert_allclose(back["Estimation"].to_numpy(float), table["estimate"].to_numpy(float),
                                rtol=1e-8, atol=1e-9, equal_nan=True)
-    assert not any("e-" in line for line in text.splitlines()[1:] if "." not in line)
+    fields = [f for line in text.splitlines() for f in line.split(";")]
+    assert "nan" not in fields and "None" not in fields, "a missing value is an empty cell"
+    assert ";;" in text
     machine = csv.read_text(encoding="utf-8")
     assert machine.splitlines()[0].startswith("indicator_id,indicator_label,domain_id")
     assert not machine.startswith("\ufeff")

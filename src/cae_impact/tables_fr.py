@@ -238,7 +238,7 @@ def write_xlsx(table: pd.DataFrame, path: Path, codebook: Any | None = None,
 
     frame, units = french_frame(table, codebook)
     if neutralise is not None:
-        frame = neutralise(frame)
+        frame = _none_for_missing(neutralise(frame))
     columns = _columns_of(frame)
     book = Workbook(write_only=True)
     book.properties.creator = "cae-impact"
@@ -310,8 +310,13 @@ def write_xlsx(table: pd.DataFrame, path: Path, codebook: Any | None = None,
     book.save(path)
 
 
+def _none_for_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """None in every missing cell (``Series.map`` turns None into NaN)."""
+    return frame.astype(object).where(frame.notna(), None)
+
+
 def _csv_cell(v: Any) -> str:
-    if v is None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     if isinstance(v, bool):
         return "oui" if v else "non"
@@ -329,7 +334,7 @@ def excel_csv(table: pd.DataFrame, codebook: Any | None = None, neutralise: Any 
     """The French table as French Excel opens it: UTF-8 with BOM, « ; », decimal comma, CRLF."""
     frame, _ = french_frame(table, codebook)
     if neutralise is not None:
-        frame = neutralise(frame)
+        frame = _none_for_missing(neutralise(frame))
     lines = [";".join(_csv_cell(h) for h in frame.columns)]
     lines += [";".join(_csv_cell(v) for v in row) for row in frame.itertuples(index=False, name=None)]
     return ("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8")
