@@ -460,12 +460,14 @@ _TAG_RE = re.compile(r"<[^>]+>")
 
 
 def column_widths(table_inner: str, measure: _TextMeasure | None = None,
-                  available_em: float = _TEXT_WIDTH_EM, padding_em: float = _CELL_PADDING_EM
-                  ) -> list[float] | None:
+                  available_em: float = _TEXT_WIDTH_EM, padding_em: float = _CELL_PADDING_EM,
+                  min_text_em: float = 0.0) -> list[float] | None:
     """Column widths (percent of the table) of an HTML table, as CSS automatic layout gives them.
 
     Min-content of a cell is its widest word (its whole text when ``class="num"``, which does not
-    wrap), max-content its whole text; header cells are bold. When the max-content widths fit,
+    wrap), max-content its whole text; header cells are bold. ``min_text_em`` widens the
+    min-content of a text cell to that width (or its whole text when shorter), so that a label
+    beside many number columns is not squeezed to its longest word. When the max-content widths fit,
     columns share the width in proportion to them; otherwise each column gets its min-content
     width plus a share of the rest in proportion to (max - min). ``None`` for a table this does
     not model (spanning cells, ragged rows).
@@ -489,6 +491,7 @@ def column_widths(table_inner: str, measure: _TextMeasure | None = None,
                 widest = whole
             else:
                 widest = max((measure.width(w, bold) for w in text.split()), default=0.0)
+                widest = max(widest, min(whole, min_text_em))
             mins[i] = max(mins[i], widest + padding_em)
             maxs[i] = max(maxs[i], whole + padding_em)
     if not mins:
@@ -601,6 +604,7 @@ def docx_html(markup: str) -> str:
 # for the renderer's own rounding.
 _DOCX_TEXT_WIDTH_EM = 170 / 25.4 * 72 / 10
 _DOCX_PADDING_EM = 2 * 0.19 / 2.54 * 72 / 10 + 0.5
+_DOCX_MIN_TEXT_EM = 13.0  # a label column is at least ~4.5 cm wide when its text is longer
 _NUM_CELL_RE = re.compile(r'<(t[hd])([^>]*?)\bclass="num"([^>]*)>')
 
 
@@ -617,7 +621,8 @@ def docx_table_layout(markup: str) -> str:
     def table(m: re.Match[str]) -> str:
         cls, inner = m.group(1), m.group(2)
         inner = _NUM_CELL_RE.sub(r'<\1\2class="num" style="text-align:right"\3>', inner)
-        widths = None if "<colgroup" in inner else column_widths(inner, measure, _DOCX_TEXT_WIDTH_EM, _DOCX_PADDING_EM)
+        widths = None if "<colgroup" in inner else column_widths(
+            inner, measure, _DOCX_TEXT_WIDTH_EM, _DOCX_PADDING_EM, _DOCX_MIN_TEXT_EM)
         if widths is None:
             return f'<table class="{cls}">{inner}</table>'
         cols = "".join(f'<col style="width:{w:.2f}%"/>' for w in widths)
