@@ -361,3 +361,22 @@ def test_consortium_of_max_named_caes_names_every_cae(study, cb):
     # the demo study (7 CAEs): the consortium's rows are every CAE and the consortium
     demo = view(study, cb, CONSORTIUM, [])
     assert demo.shown_targets == study.targets and demo.compared_caes == study.cae_ids
+
+
+def test_frequency_scale_is_drawn_unfavourable_left(study, cb, monkeypatch):
+    """The codebook lists « Fréquemment » first; the diverging chart gets « Jamais » first."""
+    from cae_impact import charts
+
+    scale = cb.scale_of(cb.indicator("peer_exchange_distribution").rule["question"])
+    assert scale.choices[0].code == "frequemment"  # questionnaire order: favourable first
+    seen = {}
+    real = charts.diverging_likert
+
+    def spy(df, **kw):
+        seen.update(kw)
+        return real(df, **kw)
+
+    monkeypatch.setattr(charts, "diverging_likert", spy)
+    v = view(study, cb, study.cae_ids[0], many_rows(study, lambda k: 0.5))
+    assert chapters.indicator_chart(v, cb.indicator("peer_exchange_distribution"))
+    assert seen["categories"] == ["jamais", "rarement", "regulierement", "frequemment"]

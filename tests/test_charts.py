@@ -515,3 +515,41 @@ def test_profile_accepts_codebook_reference_objects(table):
     assert "IGAS-IGF" in texts and "champ\u00a0: entrepreneurs des CAE, 2020" in texts
     assert "≈\u202f70\u202f%" in texts
     assert list(res.data["series"]) == ["Ensemble du consortium", "Référence nationale"]
+
+
+LONG_TITLE = ("Part des entrepreneurs ayant acquis ou renforcé des compétences démocratiques et coopératives "
+              "grâce à la CAE, au numérique, par le travail en collectif et dans les instances de la coopérative")
+
+
+def test_no_chart_title_is_clipped_at_the_right_margin(table):
+    """Every kind of chart, with a long title: no text of the figure goes past its edges."""
+    made = {
+        "likert": charts.diverging_likert(table, **LIKERT, title=LONG_TITLE),
+        "dot": charts.dot_interval(table, indicator_id="decisive", title=LONG_TITLE),
+        "before_after": charts.before_after(table, indicator_id="income", title=LONG_TITLE),
+        "profile": charts.profile_comparison(table, ITEMS, target="cae-3", title=LONG_TITLE),
+    }
+    for name, (fig, _alt) in made.items():
+        assert charts.clipped_texts(fig) == [], name
+        legend_title = fig.legends[0].get_title().get_text()
+        assert "\n" in legend_title and legend_title.replace("\n", " ").startswith(LONG_TITLE[:60]), name
+
+
+def test_wrap_to_width_measures_the_bold_title():
+    text = charts.wrap_to_width(LONG_TITLE, 300, 10.5, "bold")
+    assert text.replace("\n", " ") == LONG_TITLE
+    assert all(charts._text_width_pt(line, 10.5, "bold") <= 300 for line in text.split("\n"))
+    # 80 characters of bold 10.5 pt text are wider than the figure: the old character wrap clipped
+    assert charts._text_width_pt(LONG_TITLE[:80], 10.5, "bold") > charts.FIG_WIDTH * 72 - charts.TITLE_MARGIN_PT
+
+
+def test_likert_legend_reads_in_the_drawn_order(rendered):
+    """Legend entries left to right are the segments left to right: unfavourable first."""
+    lik = rendered["likert"]
+    ax = lik.figure.axes[0]
+    colours = [t.get_facecolor() for t in lik.figure.legends[0].get_patches()]
+    names = [t.get_text() for t in lik.figure.legends[0].get_texts()]
+    row0 = sorted((r for r in ax.patches if isinstance(r, Rectangle) and r.get_width() > 0
+                   and abs(r.get_y() + r.get_height() / 2) < 1e-9), key=lambda r: r.get_x())
+    assert [r.get_facecolor() for r in row0] == colours[:len(row0)]
+    assert names[0] == "Jamais" and names[3] == "Fréquemment"

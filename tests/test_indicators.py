@@ -110,20 +110,102 @@ def test_indicator_files_neutralise_formulas(tmp_path):
 
 
 def test_indicator_xlsx_holds_the_csv_values(tmp_path, estimates):
-    """The spreadsheet holds what the CSV holds: same columns, values, types; empty = missing."""
+    """The spreadsheet holds what the CSV holds, under French headers; empty = missing."""
     import openpyxl
+
+    from cae_impact import tables_fr
 
     table = I.report_table(estimates.table, "cae-2", 0.05)
     csv, xlsx = I.write_indicator_files(table, tmp_path)
     from_csv = pd.read_csv(csv, keep_default_na=False, na_values=[""])
-    from_xlsx = pd.read_excel(xlsx, sheet_name="indicateurs", keep_default_na=False, na_values=[""])
-    assert list(from_xlsx.columns) == list(table.columns)
-    pd.testing.assert_frame_equal(from_xlsx, from_csv, check_dtype=False, rtol=1e-9)
-    ws = openpyxl.load_workbook(xlsx).active
+    from_xlsx = pd.read_excel(xlsx, sheet_name=tables_fr.SHEET_DATA, keep_default_na=False, na_values=[""])
+    header = {c.source: c.header for c in tables_fr.COLUMNS}
+    assert len(from_xlsx) == len(from_csv)
+    for col in ("estimate", "ci_low", "ci_high", "se", "p_value", "p_adjusted", "n_unweighted", "base_weighted"):
+        np.testing.assert_allclose(from_xlsx[header[col]].to_numpy(float), from_csv[col].to_numpy(float),
+                                   rtol=1e-8, atol=1e-9, equal_nan=True)
+    assert from_xlsx[header["indicator_id"]].tolist() == from_csv["indicator_id"].tolist()
+    ws = openpyxl.load_workbook(xlsx)[tables_fr.SHEET_DATA]
     assert ws["A1"].font.bold and ws.max_row == len(table) + 1
-    col = list(table.columns).index("p_value") + 1
+    col = list(from_xlsx.columns).index(header["p_value"]) + 1
     cells = [r[0] for r in ws.iter_rows(min_row=2, min_col=col, max_col=col, values_only=True)]
     assert [v is None for v in cells] == table["p_value"].isna().tolist()
+
+
+def test_indicator_xlsx_is_for_a_french_analyst(tmp_path, demo, estimates):
+    """French headers, domain names, number formats, frozen header, filter, widths, dictionary."""
+    import openpyxl
+
+    from cae_impact import tables_fr
+
+    study, cb, _ = demo
+    table = I.report_table(estimates.table, "cae-2", 0.05)
+    table.loc[table.index[0], "se"] = 1.26e-17  # a float that must not show as such
+    _, xlsx = I.write_indicator_files(table, tmp_path, cb)
+    book = openpyxl.load_workbook(xlsx)
+    assert book.sheetnames == [tables_fr.SHEET_DATA, tables_fr.SHEET_DICTIONARY]
+    ws = book[tables_fr.SHEET_DATA]
+    headers = [c.value for c in ws[1]]
+    assert "Indicateur" in headers and "Domaine" in headers and "Estimation" in headers
+    assert not [h for h in headers if "_" in h], headers  # no snake_case
+    assert ws.freeze_panes == "C2"
+    assert ws.auto_filter.ref == f"A1:{ws.cell(1, len(headers)).column_letter}{ws.max_row}"
+    rows = list(ws.iter_rows(min_row=2))
+    dom = headers.index("Domaine")
+    names = {f"{d.number}. {d.title}" for d in cb.domains} | {"Profil des répondants"}
+    assert {r[dom].value for r in rows} <= names
+    est, unit = headers.index("Estimation"), headers.index("Unité")
+    formats = {(r[unit].value, r[est].number_format) for r in rows if r[est].value is not None}
+    assert ("%", "0.0%") in formats and ("€", '#,##0\\ "€"') in formats
+    assert {r[headers.index("Ventilation")].value for r in rows} <= set(tables_fr.BREAKDOWNS.values())
+    n = headers.index("Répondants (base)")
+    assert all(isinstance(r[n].value, int) and r[n].number_format == "0" for r in rows if r[n].value is not None)
+    assert not [c.value for r in rows for c in r if isinstance(c.value, float) and c.value != c.value]
+    se = headers.index("Erreur type")
+    assert rows[0][se].value == 0.0
+    for letter in ("A", "B", "C"):
+        assert 8 <= ws.column_dimensions[letter].width <= 60
+    assert ws.column_dimensions["B"].width > ws.column_dimensions["A"].width  # labels are wide
+    dico = [[c.value for c in r] for r in book[tables_fr.SHEET_DICTIONARY].iter_rows()]
+    explained = {r[0] for r in dico}
+    assert set(headers) <= explained  # every column is explained
+    assert "s" in explained and "suppression secondaire" in explained and "effectif < 5" in explained
+
+
+def test_published_code_of_hidden_and_banded_cells():
+    from cae_impact import tables_fr
+
+    frame = pd.DataFrame({"indicator_id": ["a", "b", "c"], "unit": ["pct"] * 3, "estimate": [np.nan, np.nan, 0.4],
+                          "suppressed": [True, True, False],
+                          "suppression_reason": ["effectif < 5", "valeur en tranche", ""],
+                          "band_low": [np.nan, 0.9, np.nan], "band_high": [np.nan, np.nan, np.nan]})
+    fr, _ = tables_fr.french_frame(frame)
+    assert fr["Valeur publiée"].tolist() == ["s", "≥ 90\u202f%", None]
+    assert fr["Masquée"].tolist() == ["oui", "oui", "non"]
+
+
+def test_excel_csv_opens_in_french_excel(tmp_path, demo, estimates):
+    """indicateurs_excel.csv: BOM, « ; », decimal comma; indicators.csv unchanged beside it."""
+    from cae_impact import tables_fr
+
+    study, cb, _ = demo
+    table = I.report_table(estimates.table, "cae-2", 0.05)
+    csv, _ = I.write_indicator_files(table, tmp_path, cb)
+    raw = (tmp_path / tables_fr.EXCEL_CSV_NAME).read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    text = raw.decode("utf-8-sig")
+    head = text.splitlines()[0].split(";")
+    assert head[:3] == ["Code indicateur", "Indicateur", "Domaine"]
+    back = pd.read_csv(tmp_path / tables_fr.EXCEL_CSV_NAME, sep=";", decimal=",", encoding="utf-8-sig")
+    assert len(back) == len(table) and len(back.columns) == len(head)
+    np.testing.assert_allclose(back["Estimation"].to_numpy(float), table["estimate"].to_numpy(float),
+                               rtol=1e-8, atol=1e-9, equal_nan=True)
+    fields = [f for line in text.splitlines() for f in line.split(";")]
+    assert "nan" not in fields and "None" not in fields, "a missing value is an empty cell"
+    assert ";;" in text
+    machine = csv.read_text(encoding="utf-8")
+    assert machine.splitlines()[0].startswith("indicator_id,indicator_label,domain_id")
+    assert not machine.startswith("\ufeff")
 
 
 def test_register_smaller_than_respondents_is_an_error(demo):

@@ -88,6 +88,12 @@ def documents(tmp_path_factory):
     ax.bar(["a", "b"], [1, 2])
     outputs = [present.heading_html("Chapitre", 1),
                present.table_html(pd.DataFrame({"Indicateur": ["a"], "Part": ["85 %"]}), caption="Résultats"),
+               present.heading_html("Annexe", 1),
+               present.table_html(pd.DataFrame({
+                   "Indicateur": ["Part des entrepreneurs pour qui la CAE a été décisive dans l’activation de "
+                                  "leur projet entrepreneurial et son accélération"] * 2,
+                   "CAE 3": ["85 %", "12 345 €"], "Consortium": ["81 %", "9 876 €"], "n": ["1 234", "98"]}),
+                   caption="Largeurs", numeric_columns=["CAE 3", "Consortium", "n"]),
                present.figure_html(fig, alt="Barres a et b", caption="Un graphique"),
                annexes.verbatims_box([EVIL, "Une réponse : vraiment utile !"])]
     nb = executed_nb(tmp / "n.ipynb", outputs)
@@ -120,13 +126,65 @@ def test_docx_tables_images_headings_toc_and_plain_text(documents):
     assert len(d.inline_shapes) >= 1, "the chart is an embedded image"
     styles = {p.style.name for p in d.paragraphs}
     assert "Heading 1" in styles
-    xml = d.element.xml
-    assert 'TOC \\o' in xml or "TOC \\\\o" in xml or "w:instrText" in xml and "TOC" in xml, "Word TOC field"
     text = "\n".join(p.text for p in d.paragraphs)
     assert "<script>alert(1)</script>" in text and "<img src=x onerror=alert(2)>" in text
     assert "**gras** =1+1" in text and "Données synthétiques" in text
     assert "Sommaire" not in text.split("Chapitre")[-1], "the HTML contents list is not repeated"
     assert d.styles["Heading 1"].font.color.rgb is not None, "reference document styles applied"
+
+
+def test_docx_header_footer_with_page_numbers_and_synthetic_label(documents):
+    import docx
+
+    _, _, out = documents
+    section = docx.Document(str(out)).sections[0]
+    assert "CAE 3" in section.header.paragraphs[0].text and "DONNÉES SYNTHÉTIQUES" in section.header.paragraphs[0].text
+    foot = section.footer.paragraphs[0]
+    instructions = [t.text.strip() for t in foot._p.iter(f"{report._W}instrText")]
+    assert instructions == ["PAGE", "NUMPAGES"]
+    assert foot.text.startswith("Page ") and " sur " in foot.text
+
+
+def test_docx_table_of_contents_has_its_entries_written(documents):
+    """The « Sommaire » lists the chapters with a page field each, without a refresh."""
+    import docx
+
+    _, _, out = documents
+    d = docx.Document(str(out))
+    xml = d.element.xml
+    assert "TOC \\o" not in xml, "no empty TOC field left"
+    texts = [p.text for p in d.paragraphs]
+    at = texts.index("Sommaire")
+    assert texts[at + 1:at + 3] == ["Chapitre\t", "Annexe\t"]
+    links = d.paragraphs[at + 1]._p.findall(f"{report._W}hyperlink")
+    mark = links[0].get(f"{report._W}anchor")
+    assert f"PAGEREF {mark} \\h" in xml
+    heading = next(p for p in d.paragraphs if p.style.name == "Heading 1" and p.text == "Chapitre")
+    assert heading._p.find(f"{report._W}bookmarkStart").get(f"{report._W}name") == mark
+
+
+def test_docx_columns_fit_their_content_and_numbers_are_right_aligned(documents):
+    import docx
+
+    _, _, out = documents
+    table = next(t for t in docx.Document(str(out)).tables if t.cell(0, 0).text == "Indicateur" and len(t.columns) == 4)
+    grid = [int(c.get(f"{report._W}w")) for c in table._tbl.iter(f"{report._W}gridCol")]
+    assert grid[0] > 2.5 * max(grid[1:]), f"the label column is the wide one: {grid}"
+    assert min(grid) > 0.08 * sum(grid), "a number column holds its widest number"
+    for row in table.rows:
+        assert row.cells[0].paragraphs[0].alignment in (None, 0)
+        for cell in row.cells[1:]:
+            assert cell.paragraphs[0].alignment == 2, "numbers on the right"  # WD_ALIGN_PARAGRAPH.RIGHT
+
+
+def test_docx_table_layout_gives_widths_and_alignment():
+    html = ('<table class="data"><caption>C</caption><thead><tr><th>Libellé</th><th class="num">n</th></tr></thead>'
+            '<tbody><tr><td>Un libellé assez long pour occuper la ligne</td><td class="num">12</td></tr></tbody></table>')
+    out = report.docx_table_layout(html)
+    widths = [float(w) for w in re.findall(r'width:([0-9.]+)%', out)]
+    assert len(widths) == 2 and widths[0] > 4 * widths[1]
+    assert out.index("<colgroup>") > out.index("</caption>")
+    assert out.count('style="text-align:right"') == 2
 
 
 def test_html_alt_text_and_linked_toc(documents):
@@ -300,3 +358,63 @@ def test_report_content_digest_skips_schema_validation_and_keeps_its_value(tmp_p
 
     monkeypatch.setattr(nbformat.v4.nbbase, "validate", no_validation)
     assert report.report_content_digest([a, b]) == expected.hexdigest()
+
+
+_PHONE_PROBE = """<script>
+const out = [];
+for (const cell of document.querySelectorAll('table.data td, table.data th')) {
+  const range = document.createRange(); range.selectNodeContents(cell);
+  const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+  out.push([cell.textContent.split(/\\s+/).filter(Boolean).length, lines, cell.textContent].join('|'));
+}
+const outer = window.parent.document.body;
+outer.setAttribute('data-cells', JSON.stringify(out));
+outer.setAttribute('data-page-width', document.documentElement.scrollWidth);
+outer.setAttribute('data-view-width', window.innerWidth);
+</script>"""
+
+
+def test_html_on_a_phone_never_breaks_words_and_tables_scroll(tmp_path):
+    """At 390 px wide, no table cell writes a word one letter a line; the page itself stays 390 px."""
+    import json
+    import shutil
+    import subprocess
+
+    import pandas as pd
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless Chromium")
+    label = "Part des entrepreneurs demandeurs d’emploi ou allocataires du RSA juste avant leur entrée"
+    essentials = present.table_html(
+        pd.DataFrame({"Indicateur": [label] * 3, "CAE 5": ["62 %", "31 %", "s"], "Consortium": ["60 %", "34 %", "s"],
+                      "Écart significatif ?": ["non", "oui", "—"]}),
+        numeric_columns=["CAE 5", "Consortium"], css_class="data essentials")
+    wide = present.table_html(
+        pd.DataFrame({"CAE": ["CAE 5"], "Entrepreneurs (registre)": ["260"], "Répondants retenus": ["99"],
+                      "Taux de réponse": ["38 %"], "Taille effective": ["89"], "Intervalle de confiance à 95 %": ["[34 % ; 55 %]"]}),
+        caption="Population", numeric_columns=["Entrepreneurs (registre)", "Répondants retenus", "Taux de réponse",
+                                                "Taille effective"])
+    page = report.wrap_document(present.heading_html("Chapitre", 1) + essentials + wide, META)
+    # Headless Chromium's window is at least 500 px wide: the page is laid out in a 390 px
+    # frame (srcdoc: same origin, so the probe reports to the outer page).
+    import html as html_mod
+
+    inner = page.replace("</body>", _PHONE_PROBE + "</body>")
+    path = tmp_path / "phone.html"
+    path.write_text(f'<!DOCTYPE html><html><body style="margin:0"><iframe width="390" height="2000" '
+                    f'style="border:0" srcdoc="{html_mod.escape(inner, quote=True)}"></iframe></body></html>',
+                    encoding="utf-8")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=390,2000",
+                          "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    cells = json.loads(html_unescape(re.search(r'data-cells="([^"]*)"', dom).group(1)))
+    assert re.search(r'data-view-width="390"', dom) and len(cells) > 20
+    broken = [c for c in cells if int(c.split("|")[1]) > max(1, int(c.split("|")[0]))]
+    assert not broken, f"words broken inside at 390 px: {broken}"
+    assert int(re.search(r'data-page-width="(\d+)"', dom).group(1)) <= 390, "wide tables scroll in their figure"
+
+
+def html_unescape(text):
+    import html
+
+    return html.unescape(text)

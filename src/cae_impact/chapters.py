@@ -417,7 +417,10 @@ def indicator_chart(view: View, ind: Indicator) -> str:
     note = None
     if ind.kind == "distribution":
         scale = view.codebook.scale_of(ind.rule["question"])
-        cats = [c.code for c in scale.choices if not c.missing]
+        # The codebook lists an ordered scale in questionnaire order, the most favourable answer
+        # first (« Oui, tout à fait », « Fréquemment »); the diverging chart wants the least
+        # favourable first: drawn on the left, and first in its legend.
+        cats = charts.unfavourable_first([c.code for c in scale.choices if not c.missing])
         missing = [c.code for c in scale.choices if c.missing]
         labels = {c.code: c.label for c in scale.choices}
         targets = view.shown_targets

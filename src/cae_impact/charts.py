@@ -229,6 +229,60 @@ def _wrap(text: str, width: int) -> str:
     )
 
 
+def _text_width_pt(text: str, size: float, weight: str = "normal") -> float:
+    """Width of one line of text in points, in the charts' font (DejaVu Sans)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    prop = FontProperties(family=STYLE["font.sans-serif"], size=size, weight=weight)
+    width, _, _ = TextToPath().get_text_width_height_descent(text, prop, ismath=False)
+    return float(width)
+
+
+def wrap_to_width(text: str, width_pt: float, size: float, weight: str = "normal") -> str:
+    """Wrap ``text`` between words so that no line is wider than ``width_pt`` points.
+
+    Characters-per-line wrapping clipped bold titles at the right margin (« …numérique, p »):
+    a line is measured in the font it is drawn in. A single word wider than the line stays whole.
+    """
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if line and _text_width_pt(candidate, size, weight) > width_pt:
+                lines.append(line)
+                line = word
+            else:
+                line = candidate
+        lines.append(line)
+    return "\n".join(lines)
+
+
+# Room the title leaves on the right of the figure, in points (the legend's border and padding,
+# the constrained layout's pads, and rounding).
+TITLE_MARGIN_PT = 24.0
+TITLE_SIZE = 10.5
+
+
+def clipped_texts(fig: Figure, tolerance_px: float = 0.5) -> list[str]:
+    """The visible texts of a drawn figure that go past its edges (titles, labels, captions)."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    out = []
+    for artist in fig.findobj(Text):
+        if not artist.get_visible() or not artist.get_text().strip():
+            continue
+        ext = artist.get_window_extent(renderer)
+        if (ext.x0 < box.x0 - tolerance_px or ext.x1 > box.x1 + tolerance_px
+                or ext.y0 < box.y0 - tolerance_px or ext.y1 > box.y1 + tolerance_px):
+            out.append(artist.get_text())
+    return out
+
+
 def caption_text(
     *,
     source: str = DEFAULT_SOURCE,
@@ -275,9 +329,10 @@ def _finish(
         handles,
         names,
         loc="outside upper left",
-        title=_wrap(french_typography(title), 80),
+        title=wrap_to_width(french_typography(title), fig.get_figwidth() * 72 - TITLE_MARGIN_PT,
+                            TITLE_SIZE, "bold"),
         alignment="left",
-        title_fontproperties={"weight": "bold", "size": 10.5},
+        title_fontproperties={"weight": "bold", "size": TITLE_SIZE},
         borderaxespad=0.2,
         borderpad=0.2,
         **legend_kw,
@@ -417,6 +472,20 @@ def _value_fmt(unit: str, decimals: int):
 
 
 # --- diverging Likert ------------------------------------------------------------------------
+
+
+def unfavourable_first(codes_in_questionnaire_order: Sequence[str]) -> list[str]:
+    """The choices of an ordered scale as :func:`diverging_likert` takes them.
+
+    Questionnaires (and the codebook) list an agreement or frequency scale from its most
+    favourable answer; the diverging chart draws the unfavourable answers left of zero and the
+    favourable ones right, its legend read in the same order, so it wants the least favourable
+    first.
+
+    >>> unfavourable_first(["frequemment", "regulierement", "rarement", "jamais"])
+    ['jamais', 'rarement', 'regulierement', 'frequemment']
+    """
+    return list(reversed(list(codes_in_questionnaire_order)))
 
 
 def diverging_likert(

@@ -476,7 +476,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     if target == CONSORTIUM:
         require_complete_consortium(study, reports)
     # A new analysis makes the previous documents stale: remove them so nothing looks finished.
-    for name in ("report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx", "manifest.json"):
+    for name in ("report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx",
+                 "indicateurs_excel.csv", "manifest.json"):
         (target_dir / name).unlink(missing_ok=True)
     failures = reports / study.wave / "_failures"
     jobs = analysis_jobs(args, study, target, nb_dir)
@@ -493,13 +494,17 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     # the step cache when those are unchanged (a markdown edit, a touch, another CAE's data).
     rows_path, _ = target_files(study, reports, target)
     steps = _step_cache(args)
-    tables = {name: target_dir / name for name in ("indicators.csv", "indicators.xlsx")}
-    key = cachemod.key_of({"step": "indicators", "target": target, **cachemod.fingerprint([rows_path])})
+    tables = {name: target_dir / name for name in ("indicators.csv", "indicators.xlsx", "indicateurs_excel.csv")}
+    # The tables' layout is code: a change to their writers makes them again.
+    writers = [Path(__file__).with_name(n) for n in ("indicators.py", "tables_fr.py")]
+    key = cachemod.key_of({"step": "indicators", "target": target, **cachemod.fingerprint([rows_path]),
+                           "writers": [cachemod.sha256_text(p.read_text(encoding="utf-8")) for p in writers]})
     tables_hit = steps is not None and steps.get(key, tables)
     if not tables_hit:
+        from .codebook import load_codebook
         from .indicators import write_indicator_files  # scipy: only when the tables are made
 
-        write_indicator_files(pd.read_parquet(rows_path), target_dir)
+        write_indicator_files(pd.read_parquet(rows_path), target_dir, load_codebook(study.codebook))
         if steps is not None:
             steps.put(key, tables)
     manifest.write_manifest(study, target, processed, reports, records, _runs_dir(study, reports),

@@ -873,40 +873,34 @@ def _fix_zip_timestamps(path: Path) -> None:
             dst.writestr(fixed, data)
 
 
-def _write_xlsx(frame: pd.DataFrame, path: Path, sheet_name: str) -> None:
-    """One sheet: a bold header row, then the rows; empty cells for missing values.
+def _write_xlsx(frame: pd.DataFrame, path: Path, sheet_name: str = "Indicateurs",
+                codebook: Codebook | None = None) -> None:
+    """The analyst's workbook (:func:`cae_impact.tables_fr.write_xlsx`).
 
-    openpyxl's write-only workbook streams rows (three times as fast as ``DataFrame.to_excel``,
-    which goes cell by cell through a full workbook); fixed document dates.
+    French headers, domain names, number formats, frozen header, autofilter, and the
+    « Dictionnaire » sheet; openpyxl's write-only workbook streams rows; fixed document dates. ``frame`` is the machine
+    table (already neutralised against formulas); ``sheet_name`` is kept for callers.
     """
-    import datetime as dt
+    from . import tables_fr
+    from .privacy import neutralise_frame
 
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
-    book = Workbook(write_only=True)
-    book.properties.creator = "cae-impact"
-    book.properties.created = book.properties.modified = dt.datetime(2000, 1, 1)
-    sheet = book.create_sheet(sheet_name)
-    bold = Font(bold=True)
-    header = []
-    for col in frame.columns:
-        cell = WriteOnlyCell(sheet, value=str(col))
-        cell.font = bold
-        header.append(cell)
-    sheet.append(header)
-    values = frame.astype(object).where(frame.notna(), None)
-    for row in values.itertuples(index=False, name=None):
-        sheet.append([v.item() if isinstance(v, np.generic) else v for v in row])
-    book.save(path)
+    tables_fr.write_xlsx(frame, path, codebook, neutralise=neutralise_frame)
 
 
-def write_indicator_files(table: pd.DataFrame, folder: Path) -> tuple[Path, Path]:
-    """Write ``indicators.csv`` (UTF-8, comma-separated) and ``indicators.xlsx`` atomically.
+def write_indicator_files(table: pd.DataFrame, folder: Path, codebook: Codebook | None = None
+                          ) -> tuple[Path, Path]:
+    """Write the indicator tables of a report atomically; return (``indicators.csv``, ``.xlsx``).
+
+    * ``indicators.csv``: the machine table (CONTRACTS.md §5; UTF-8, comma-separated, point
+      decimal), read by tools and ``make verify``;
+    * ``indicators.xlsx``: the same rows for an analyst in Excel (:mod:`cae_impact.tables_fr`;
+      domain names from ``codebook`` when given);
+    * ``indicateurs_excel.csv``: that French table as French Excel opens it (BOM, « ; »,
+      decimal comma).
 
     Text cells that a spreadsheet would read as a formula are neutralised.
     """
+    from . import tables_fr
     from .privacy import neutralise_frame
     from .report import write_atomic
 
@@ -914,9 +908,11 @@ def write_indicator_files(table: pd.DataFrame, folder: Path) -> tuple[Path, Path
     safe = neutralise_frame(table)
     csv_path = folder / "indicators.csv"
     write_atomic(csv_path, safe.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
+    write_atomic(folder / tables_fr.EXCEL_CSV_NAME,
+                 tables_fr.excel_csv(safe, codebook, neutralise=neutralise_frame))
     xlsx_path = folder / "indicators.xlsx"
     tmp = folder / ".indicators.xlsx.tmp"
-    _write_xlsx(safe, tmp, sheet_name="indicateurs")
+    _write_xlsx(safe, tmp, codebook=codebook)
     _fix_zip_timestamps(tmp)
     tmp.replace(xlsx_path)
     return csv_path, xlsx_path

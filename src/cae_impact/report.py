@@ -485,11 +485,14 @@ _TAG_RE = re.compile(r"<[^>]+>")
 
 
 def column_widths(table_inner: str, measure: _TextMeasure | None = None,
-                  available_em: float = _TEXT_WIDTH_EM) -> list[float] | None:
+                  available_em: float = _TEXT_WIDTH_EM, padding_em: float = _CELL_PADDING_EM,
+                  min_text_em: float = 0.0) -> list[float] | None:
     """Column widths (percent of the table) of an HTML table, as CSS automatic layout gives them.
 
     Min-content of a cell is its widest word (its whole text when ``class="num"``, which does not
-    wrap), max-content its whole text; header cells are bold. When the max-content widths fit,
+    wrap), max-content its whole text; header cells are bold. ``min_text_em`` widens the
+    min-content of a text cell to that width (or its whole text when shorter), so that a label
+    beside many number columns is not squeezed to its longest word. When the max-content widths fit,
     columns share the width in proportion to them; otherwise each column gets its min-content
     width plus a share of the rest in proportion to (max - min). ``None`` for a table this does
     not model (spanning cells, ragged rows).
@@ -513,8 +516,9 @@ def column_widths(table_inner: str, measure: _TextMeasure | None = None,
                 widest = whole
             else:
                 widest = max((measure.width(w, bold) for w in text.split()), default=0.0)
-            mins[i] = max(mins[i], widest + _CELL_PADDING_EM)
-            maxs[i] = max(maxs[i], whole + _CELL_PADDING_EM)
+                widest = max(widest, min(whole, min_text_em))
+            mins[i] = max(mins[i], widest + padding_em)
+            maxs[i] = max(maxs[i], whole + padding_em)
     if not mins:
         return None
     if sum(maxs) <= available_em:
@@ -617,7 +621,218 @@ def docx_html(markup: str) -> str:
         inner = re.sub(r'<figcaption class="note">(.*?)</figcaption>', r'<p class="note">\1</p>', m.group(1), flags=re.S)
         return f'<div class="table">{inner}</div>'
 
-    return _DOCX_TABLE_FIG_RE.sub(table_fig, markup)
+    return docx_table_layout(_DOCX_TABLE_FIG_RE.sub(table_fig, markup))
+
+
+# Word's text width: A4 less 2 cm margins each side (templates/reference.docx), in em of the
+# 10 pt table text; a cell's margins (0.19 cm each side in Word and LibreOffice) and some slack
+# for the renderer's own rounding.
+_DOCX_TEXT_WIDTH_EM = 170 / 25.4 * 72 / 10
+_DOCX_PADDING_EM = 2 * 0.19 / 2.54 * 72 / 10 + 0.5
+_DOCX_MIN_TEXT_EM = 13.0  # a label column is at least ~4.5 cm wide when its text is longer
+_NUM_CELL_RE = re.compile(r'<(t[hd])([^>]*?)\bclass="num"([^>]*)>')
+
+
+def docx_table_layout(markup: str) -> str:
+    """Column widths and right-aligned numbers for pandoc, which reads both from the HTML.
+
+    Every ``table.data`` gets a ``<colgroup>`` of the widths CSS automatic layout would give on a
+    Word page (:func:`column_widths`: a label column is as wide as its words allow, a number
+    column as its widest number), so no label wraps over many lines in equal columns; cells of
+    class ``num`` (and so their columns) are aligned right.
+    """
+    measure = _TextMeasure()
+
+    def table(m: re.Match[str]) -> str:
+        cls, inner = m.group(1), m.group(2)
+        inner = _NUM_CELL_RE.sub(r'<\1\2class="num" style="text-align:right"\3>', inner)
+        widths = None if "<colgroup" in inner else column_widths(
+            inner, measure, _DOCX_TEXT_WIDTH_EM, _DOCX_PADDING_EM, _DOCX_MIN_TEXT_EM)
+        if widths is None:
+            return f'<table class="{cls}">{inner}</table>'
+        cols = "".join(f'<col style="width:{w:.2f}%"/>' for w in widths)
+        cap = re.match(r"\s*<caption>.*?</caption>", inner, re.S)
+        at = cap.end() if cap else 0
+        return f'<table class="{cls}">{inner[:at]}<colgroup>{cols}</colgroup>{inner[at:]}</table>'
+
+    return _TABLE_RE.sub(table, markup)
+
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def _docx_field(paragraph, instruction: str, placeholder: str = "", dirty: bool = False) -> None:
+    """Append a Word field (``PAGE``, ``NUMPAGES``, ``PAGEREF x``) to a python-docx paragraph."""
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    def run_with(child) -> None:
+        r = OxmlElement("w:r")
+        r.append(child)
+        paragraph._p.append(r)
+
+    begin = OxmlElement("w:fldChar")
+    begin.set(qn("w:fldCharType"), "begin")
+    if dirty:
+        begin.set(qn("w:dirty"), "true")
+    run_with(begin)
+    instr = OxmlElement("w:instrText")
+    instr.set(qn("xml:space"), "preserve")
+    instr.text = f" {instruction} "
+    run_with(instr)
+    sep = OxmlElement("w:fldChar")
+    sep.set(qn("w:fldCharType"), "separate")
+    run_with(sep)
+    text = OxmlElement("w:t")
+    text.text = placeholder
+    run_with(text)
+    end = OxmlElement("w:fldChar")
+    end.set(qn("w:fldCharType"), "end")
+    run_with(end)
+
+
+def _docx_header_footer(doc, running: str) -> None:
+    """The running header (target, wave, synthetic label) and « Page X sur Y » in the footer."""
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+    from docx.shared import Pt, RGBColor
+
+    grey = RGBColor(0x5B, 0x65, 0x70)
+    for section in doc.sections:
+        section.header.is_linked_to_previous = False
+        section.footer.is_linked_to_previous = False
+        head = section.header.paragraphs[0]
+        head.text = ""
+        head.alignment = WD_ALIGN_PARAGRAPH.CENTER
+        run = head.add_run(running)
+        run.font.size, run.font.color.rgb = Pt(8), grey
+        foot = section.footer.paragraphs[0]
+        foot.text = ""
+        foot.alignment = WD_ALIGN_PARAGRAPH.RIGHT
+        for part in ("Page ", ("PAGE", "1"), " sur ", ("NUMPAGES", "1")):
+            if isinstance(part, str):
+                foot.add_run(part)
+            else:
+                _docx_field(foot, *part)
+        for r in foot._p.iter(f"{_W}r"):
+            rpr = r.find(f"{_W}rPr")
+            if rpr is None:
+                rpr = OxmlElement("w:rPr")
+                r.insert(0, rpr)
+            for tag, val in (("w:color", "5B6570"), ("w:sz", "16")):
+                el = OxmlElement(tag)
+                el.set(qn("w:val"), val)
+                rpr.append(el)
+
+
+def docx_toc_entries(doc) -> list[tuple[object, str]]:
+    """(paragraph element, text) of every « Heading 1 » paragraph of a document, in order."""
+    entries = []
+    for p in doc.element.body.iter(f"{_W}p"):
+        style = p.find(f"{_W}pPr/{_W}pStyle")
+        if style is None or style.get(f"{_W}val") != "Heading1":
+            continue
+        text = "".join(t.text or "" for t in p.iter(f"{_W}t")).strip()
+        if text:
+            entries.append((p, text))
+    return entries
+
+
+def _docx_fill_toc(doc) -> int:
+    """Replace pandoc's empty TOC field by the chapters' entries; return how many.
+
+    pandoc writes a TOC field with no result: Word and LibreOffice show an empty « Sommaire »
+    until the reader refreshes it. It becomes plain paragraphs instead, one per chapter: a link
+    to the chapter's bookmark, a dotted tab and a ``PAGEREF`` field for its page, which
+    LibreOffice computes on opening and Word when it updates the fields (the fields are marked
+    ``dirty`` so that it does on opening). LibreOffice does not compute a ``PAGEREF`` inside a
+    TOC field's result, hence no TOC field.
+    """
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    body = doc.element.body
+    sdt = next((el for el in body.iter(f"{_W}sdt")
+                if el.find(f".//{_W}docPartGallery") is not None
+                and el.find(f".//{_W}docPartGallery").get(f"{_W}val") == "Table of Contents"), None)
+    entries = docx_toc_entries(doc)
+    if sdt is None or not entries:
+        return 0
+    title = sdt.find(f"{_W}sdtContent/{_W}p")  # « Sommaire », style TOCHeading
+    anchor = sdt
+    if title is not None:
+        sdt.addnext(title)
+        anchor = title
+    ids = [int(el.get(f"{_W}id")) for el in body.iter(f"{_W}bookmarkStart") if el.get(f"{_W}id", "").isdigit()]
+    next_id = max(ids, default=0) + 1
+    for k, (heading, text) in enumerate(entries, 1):
+        # A bookmark of our own inside the heading paragraph (« _Toc » names are hidden in
+        # Word): LibreOffice loses pandoc's body-level bookmark of the last section.
+        mark = f"_Toc{k:04d}"
+        start, stop = OxmlElement("w:bookmarkStart"), OxmlElement("w:bookmarkEnd")
+        start.set(qn("w:id"), str(next_id))
+        start.set(qn("w:name"), mark)
+        stop.set(qn("w:id"), str(next_id))
+        next_id += 1
+        ppr_h = heading.find(f"{_W}pPr")
+        if ppr_h is not None:
+            ppr_h.addnext(start)
+        else:
+            heading.insert(0, start)
+        heading.append(stop)
+        p = OxmlElement("w:p")
+        ppr = OxmlElement("w:pPr")
+        tabs = OxmlElement("w:tabs")
+        tab = OxmlElement("w:tab")
+        tab.set(qn("w:val"), "right")
+        tab.set(qn("w:leader"), "dot")
+        tab.set(qn("w:pos"), str(int(17 / 2.54 * 1440) - 10))
+        tabs.append(tab)
+        spacing = OxmlElement("w:spacing")
+        spacing.set(qn("w:before"), "0")
+        spacing.set(qn("w:after"), "60")
+        ppr.append(tabs)
+        ppr.append(spacing)
+        p.append(ppr)
+        link = OxmlElement("w:hyperlink")
+        link.set(qn("w:anchor"), mark)
+        link.set(qn("w:history"), "1")
+        r = OxmlElement("w:r")
+        t = OxmlElement("w:t")
+        t.set(qn("xml:space"), "preserve")
+        t.text = text
+        r.append(t)
+        r.append(OxmlElement("w:tab"))
+        link.append(r)
+        p.append(link)
+        _docx_field(type("P", (), {"_p": link})(), f"PAGEREF {mark} \\h", "", dirty=True)
+        anchor.addnext(p)
+        anchor = p
+    body.remove(sdt)
+    return len(entries)
+
+
+def finish_docx(path: Path, running: str) -> None:
+    """Header, footer and table of contents of pandoc's DOCX; fixed zip dates (reproducible)."""
+    import io
+    import zipfile
+
+    import docx
+
+    doc = docx.Document(str(path))
+    _docx_header_footer(doc, running)
+    _docx_fill_toc(doc)
+    raw = io.BytesIO()
+    doc.save(raw)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in sorted(src.namelist(), key=lambda n: (n != "[Content_Types].xml", n)):
+            info = zipfile.ZipInfo(name, date_time=_FIXED_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            dst.writestr(info, src.read(name))
+    path.write_bytes(buf.getvalue())
 
 
 _FIXED_ZIP_TIME = (2026, 1, 1, 0, 0, 0)
@@ -663,6 +878,8 @@ def make_reference_docx(out: Path = REFERENCE_DOCX) -> Path:
         st.font.size = Pt(size)
         st.font.bold = name != "Subtitle"
         st.font.color.rgb = accent
+    # A chapter starts a page, as in the PDF (the cover and the « Sommaire » share the first).
+    styles["Heading 1"].paragraph_format.page_break_before = True
     for name in ("Caption", "Table Caption", "Image Caption"):
         if name in styles:
             styles[name].font.size = Pt(9)
@@ -689,8 +906,11 @@ def make_reference_docx(out: Path = REFERENCE_DOCX) -> Path:
 def render_docx(html_path: Path, out: Path, reference_doc: Path | None = None) -> Path:
     """Render the HTML report to DOCX with pandoc: Word heading styles, real tables, images.
 
-    The Word document has a title block, a table-of-contents field (« Sommaire », chapters;
-    Word fills it on opening or with F9) and the styles of ``templates/reference.docx``.
+    The Word document has a title block, a table of contents whose entries are written in
+    (« Sommaire », chapters, page numbers as fields), the running header (with the synthetic
+    label) and « Page X sur Y » in the footer (:func:`finish_docx`), tables whose columns fit
+    their content with numbers on the right (:func:`docx_table_layout`), and the styles of
+    ``templates/reference.docx``.
     """
     import pypandoc
 
@@ -716,6 +936,8 @@ def render_docx(html_path: Path, out: Path, reference_doc: Path | None = None) -
         if ref.exists():
             args += ["--reference-doc", str(ref)]
         pypandoc.convert_file(str(tmp_html), "docx", format="html", outputfile=str(tmp), extra_args=args)
+        running = re.search(r'data-running-header="([^"]*)"', markup)
+        finish_docx(tmp, html.unescape(running.group(1)) if running else title)
         tmp.replace(out)
     finally:
         tmp_html.unlink(missing_ok=True)
