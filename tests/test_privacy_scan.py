@@ -87,3 +87,21 @@ def test_index_step_fails_and_writes_no_index_when_anything_is_found(tmp_path, c
     leak.write_text("<p>Mon numéro : [téléphone masqué]</p>", encoding="utf-8")
     assert cli.main(["--reports-root", str(reports), "--processed-root", str(processed), "index"]) == 0
     assert (reports / "index.html").exists()
+
+
+def test_numbers_are_not_phones_but_a_phone_in_a_text_cell_is(tmp_path):
+    """A published indicator such as 33.702020202 (an XLSX number cell, or a decimal in a CSV)
+    is not a telephone number; a phone typed in a text cell still is."""
+    from openpyxl import Workbook
+
+    from cae_impact import privacy_scan as ps
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append([33.702020202, 0.6972621798, "valeur 12,5"])
+    sheet.append(["appelez le 06 12 34 56 78"])
+    path = tmp_path / "t.xlsx"
+    book.save(path)
+    found = ps.find_in_text(ps.file_text(path))
+    assert found == [("phone", "06 12 34 56 78")]
+    assert ps.find_in_text("estimate,33.702020202,0.3840500198") == []

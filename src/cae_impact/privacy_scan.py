@@ -97,13 +97,20 @@ def collect_raw_identifiers(study: StudyConfig) -> dict[str, set[str]]:
     return found
 
 
+#: a worksheet cell of a number (no ``t`` attribute, or ``t="n"``) and its value
+_NUMBER_CELL = re.compile(r'<c\b(?![^>]*\bt="(?:s|str|inlineStr|b|e)")[^>]*>\s*<v>[^<]*</v>\s*</c>')
+
+
 def _zip_xml_text(path: Path) -> str:
     """The text of the XML parts of an XLSX or DOCX, markup replaced by spaces."""
     parts = []
     with zipfile.ZipFile(path) as z:
         for n in z.namelist():
             if n.endswith(".xml") or n.endswith(".rels"):
-                parts.append(z.read(n).decode("utf-8", errors="ignore"))
+                xml = z.read(n).decode("utf-8", errors="ignore")
+                if n.startswith("xl/worksheets/"):  # a number cell holds a number, not text
+                    xml = _NUMBER_CELL.sub(" ", xml)
+                parts.append(xml)
     return "\n".join(html.unescape(re.sub(r"<[^>]*>", " ", p)) for p in parts)
 
 
@@ -166,10 +173,14 @@ def _embedded(text: str, start: int, end: int) -> bool:
     return before.isalnum() or after.isalnum()
 
 
+#: a decimal number (« 33.702020202 », « 12,5 »): digits, one separator, digits; never a phone
+_DECIMAL = re.compile(r"^[+-]?\d{1,3}[.,]\d{3,}$|^[+-]?\d+[.,]\d{1,2}$")
+
+
 def _spans(text: str) -> list[tuple[str, str, int, int]]:
     """Personal data in a built file's text; a phone glued to letters or digits is not counted."""
     return [(kind, value, start, end) for kind, value, start, end in find_personal_data_spans(text)
-            if not (kind == "phone" and _embedded(text, start, end))]
+            if not (kind == "phone" and (_embedded(text, start, end) or _DECIMAL.match(value.strip())))]
 
 
 def find_in_text(text: str) -> list[tuple[str, str]]:
