@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import charts, present, references
-from .chapters import SUPPRESSED, View, cae_detail_text, census_note, fmt_value
+from .chapters import SUPPRESSED_LEGEND, View, cae_detail_text, census_note, fmt_value
 from .config import CONSORTIUM
 from .frenchfmt import format_int, format_number, format_pct, french_typography
 
@@ -129,14 +129,19 @@ def variable_table(view: View, variable: str) -> str:
     scale = view.codebook.scale_of(variable)
     targets = [view.target] if view.is_consortium else [view.target, CONSORTIUM]
     lines = []
+    missing = [c.label for c in scale.choices if c.missing]
     for choice in scale.choices:
+        if choice.missing:  # out of the base of the distribution, as in a share
+            continue
         line = {"Réponse": choice.label}
         for tgt in targets:
             r = view.row(ind_id, tgt, category=choice.code)
             line[view.labels[tgt]] = fmt_value(r, "pct") if r is not None else "—"
         lines.append(line)
     n = view.rows(ind_id)["n_unweighted"].max()
-    note = (f"Champ : {view.field()} ; n = {format_int(n)} répondants à la question. "
-            f"{SUPPRESSED} : non diffusé (secret statistique). Parts pondérées.")
+    left_out = (" Les réponses « " + " », « ".join(missing) + " » ne sont pas comptées."
+                if missing else "")
+    note = (f"Champ : {view.field()} ; n = {format_int(n)} répondants à la question.{left_out} "
+            f"{SUPPRESSED_LEGEND}. Parts pondérées.")
     return present.table_html(
         pd.DataFrame(lines), caption=q.text, note=note, numeric_columns=[view.labels[t] for t in targets])
