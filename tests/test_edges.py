@@ -227,3 +227,14 @@ def test_the_degenerate_variance_rule_on_unpublished_rows():
     assert I.degenerate_variance({"estimate": 0.0, "se": 0.0, "kind": "share", "unit": "pct"})
     assert not I.degenerate_variance({"estimate": 0.6, "se": 0.05, "kind": "share", "unit": "pct"})
     assert not I.degenerate_variance({"estimate": 1.0, "se": 0.0}, census=True)
+
+
+def test_above_the_threshold_the_estimation_does_not_run_the_attack(edge, monkeypatch):
+    """A national study: rule-based suppression only (the attack's time grows with the square
+    of the number of CAEs); the result says the attack was not run."""
+    study, cb, data, _table = edge
+    small = I.estimate_study(data, study, cb, indicators=[cb.indicator("cae_decisive")])
+    assert small.audit is not None and small.audit.exposed.empty
+    monkeypatch.setattr(I, "SECRECY_AUDIT_MAX_CAES", 2)
+    big = I.estimate_study(data, study, cb, indicators=[cb.indicator("cae_decisive")])
+    assert big.audit is None

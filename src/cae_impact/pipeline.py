@@ -383,6 +383,11 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
     responses = indicators.load_responses(study, processed_root)
     require_every_cae(study, responses)  # issue 15: no CAE left out silently
     result = indicators.estimate_study(responses, study, cb)
+    if result.audit is None:
+        print(f"  [estimate] note: {len(study.caes)} CAEs, more than "
+              f"{indicators.SECRECY_AUDIT_MAX_CAES}: the secrecy attack was not run with the "
+              "estimation (rule-based suppression only); run 'make audit-secrecy' on the "
+              "published files", flush=True)
     table = result.table
     out = study_dir(study, reports_root)
     out.mkdir(parents=True, exist_ok=True)
