@@ -88,6 +88,21 @@ def test_google_other_option_reads_as_autre_and_keeps_the_text_whole(codebook):
     assert typed.get("training_topics") == {"Anglais, prise de parole en public"}
 
 
+def test_google_other_text_reaches_the_cleaned_data_masked(codebook, tmp_path):
+    """The text typed after « Autre » is kept in the cleaned data (``<question>__autre_texte``),
+    whole, and masked like every free text: a phone typed there never gets through."""
+    src = (FIXTURES / "googleforms" / "forms.csv").read_text(encoding="utf-8")
+    path = tmp_path / "forms.csv"
+    path.write_text(src.replace("Ébéniste, restauration de meubles",
+                                "Ébéniste, restauration de meubles, tél 06 12 34 56 78"), encoding="utf-8")
+    _fmt, _raw, result = _clean(path, codebook)
+    got = result.responses
+    sector = got.loc[got["sector"] == "autre", "sector__autre_texte"].dropna().tolist()
+    assert sector and all(t.startswith("Ébéniste, restauration de meubles, tél ") for t in sector)
+    assert not any("06 12 34 56 78" in t for t in sector)
+    assert set(got["training_topics__autre_texte"].dropna()) == {"Anglais, prise de parole en public"}
+
+
 # ------------------------------------------------------------------------------------ validate
 def _validate(path, capsys, *extra):
     from cae_impact.validate import main

@@ -747,15 +747,19 @@ class _Cleaner:
     # -- R10 -------------------------------------------------------------------------------
 
     def free_text(self) -> None:
-        for question in self.cb.questions.values():
-            if question.type != "text":
-                continue
-            series = self.work[question.id]
+        others = self.cb.other_text_columns()
+        for qid, column in others.items():  # what was typed after « Autre » (the export's own)
+            typed = self.raw.other_texts.get(qid, {})
+            self.work[column] = pd.Series(
+                [typed.get(i) for i in self.work.index], index=self.work.index, dtype="string")
+        texts = [q.id for q in self.cb.questions.values() if q.type == "text"]
+        for column in [*texts, *others.values()]:
+            series = self.work[column]
             masked, counts, changed = mask_series_detail(series)
             for kind, n in counts.items():
                 self.masked[kind] = self.masked.get(kind, 0) + n
             self.masked["texts_changed"] += changed
-            self.work[question.id] = masked.astype("string")
+            self.work[column] = masked.astype("string")
 
     # -- R11 -------------------------------------------------------------------------------
 
@@ -795,6 +799,8 @@ class _Cleaner:
                     columns[f"{qid}__{code}"] = ticked.mask(~answered)
             else:
                 columns[qid] = self.work[qid].astype(dtypes[qid])
+        for column in self.cb.other_text_columns().values():
+            columns[column] = self.work[column].astype("string")
         frame = pd.DataFrame(columns, index=self.work.index)
         frame = frame.loc[self.work.sort_values("_line").index].reset_index(drop=True)
         return frame[list(dtypes)].astype(dtypes)

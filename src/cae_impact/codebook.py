@@ -89,6 +89,11 @@ class Section:
     intro: str = ""
 
 
+#: the choice code of « Autre » and the suffix of the column that keeps the typed text
+OTHER_CHOICE = "autre"
+OTHER_TEXT_SUFFIX = "__autre_texte"
+
+
 @dataclass(frozen=True)
 class Choice:
     """One answer of a scale.
@@ -337,6 +342,7 @@ class Codebook:
             "wave": "string",
             "submitted_at": "datetime64[ns]",
         }
+        others = self.other_text_columns()
         for q in self.questions.values():
             if q.type == "multiple":
                 for code in self.scale_of(q.id).codes:
@@ -345,7 +351,23 @@ class Codebook:
                 cols[q.id] = "Float64"
             else:
                 cols[q.id] = "string"
+            if q.id in others:
+                cols[others[q.id]] = "string"
         return cols
+
+    def other_text_columns(self) -> dict[str, str]:
+        """The free-text column of each choice question that has an « autre » (other) choice.
+
+        What a respondent typed after « Autre » (Google Forms' built-in option, Kobo's
+        ``or_other``, LimeSurvey's « Autre ») is kept there, masked like every free text; the
+        question itself gets the ``autre`` code.
+        """
+        out = {}
+        for q in self.questions.values():
+            if q.type in CHOICE_TYPES and q.scale_id is not None \
+                    and OTHER_CHOICE in self.scale_of(q.id).codes:
+                out[q.id] = f"{q.id}{OTHER_TEXT_SUFFIX}"
+        return out
 
     def is_relevant(self, question_id: str, answers: Mapping[str, Any]) -> bool:
         """Evaluate a question's skip logic on one respondent's canonical answers.

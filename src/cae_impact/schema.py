@@ -68,6 +68,13 @@ def processed_schema(codebook, *, cae_id: str | None = None, wave: str | None = 
         else:
             codes = codebook.scale_of(question.id).codes
             columns[question.id] = pa.Column(dtypes[question.id], pa.Check.isin(codes), nullable=True)
+        other = codebook.other_text_columns().get(question.id)
+        if other is not None:  # what was typed after « Autre »: a free text
+            columns[other] = pa.Column(
+                dtypes[other],
+                pa.Check(_no_personal_data, element_wise=False, error="unmasked e-mail or phone number"),
+                nullable=True,
+            )
     return pa.DataFrameSchema(
         columns,
         strict=True,
