@@ -180,7 +180,7 @@ CLEANING_RULES: tuple[CleaningRule, ...] = (
     CleaningRule(
         "R10",
         "Textes libres",
-        "Dans les réponses en texte libre, les caractères de contrôle et invisibles sont "
+        "Dans les réponses en texte libre (y compris le texte saisi après « Autre », gardé dans la colonne `<question>__autre_texte`), les caractères de contrôle et invisibles sont "
         "supprimés ; les adresses électroniques (même écrites avec des espaces, « arobase » "
         "au lieu de « @ » ou « point » au lieu de « . »), les numéros de téléphone (quel que soit le groupement des "
         "chiffres, formes internationales comprises), les adresses IP, les liens vers une page "
