@@ -22,12 +22,10 @@ and phone numbers typed in free text are masked before the frame is built.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import secrets
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -40,7 +38,6 @@ import pandas as pd
 
 from cae_impact.config import PROJECT_ROOT
 from cae_impact.ingest import (
-    ADAPTERS,
     FORMAT_LABELS,
     AnswerMatcher,
     ExportError,
@@ -1101,39 +1098,12 @@ def validate_export(
 
 
 def main_validate(argv: list[str] | None = None) -> int:
-    """``cae-impact validate EXPORT [--format F] [--mapping M]``: print the report.
+    """The cleaning's own check as a command line (:func:`cae_impact.validate.run_cli`).
 
-    Returns 0 when the export is usable, 1 when it is not, 2 for a usage error, an invalid
-    codebook or an internal error (printed in French, never as a bare traceback).
+    ``cae-impact validate`` itself runs :func:`cae_impact.validate.main`, which adds the
+    tool's export setting and the answers that could not be read.
     """
-    parser = argparse.ArgumentParser(
-        prog="cae-impact validate",
-        description="Vérifie un export d'enquête avant son envoi : bilan des lignes et problèmes relevés.",
-    )
-    parser.add_argument("export", help="fichier exporté (CSV ou XLSX)")
-    parser.add_argument("--format", choices=tuple(ADAPTERS), help="format de l'export (reconnu sinon)")
-    parser.add_argument("--mapping", help="fichier de correspondance des colonnes (format spreadsheet)")
-    parser.add_argument("--codebook", help="référentiel (défaut : config/codebook.yaml)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    from cae_impact.codebook import CodebookError, load_codebook
+    from cae_impact.validate import run_cli
 
-    try:
-        codebook = load_codebook(args.codebook)
-    except CodebookError as exc:
-        sys.stdout.write(f"ERREUR — référentiel invalide : {exc}\n")
-        return 2
-    try:
-        report = validate_export(args.export, args.format, args.mapping, codebook)
-    except Exception as exc:  # a bug, not the file: say so instead of a bare traceback
-        sys.stdout.write(
-            f"ERREUR INTERNE en vérifiant {args.export} : {type(exc).__name__}: {exc}\n"
-            "Ce n'est pas forcément un problème du fichier : transmettez ce message à l'équipe "
-            "CAE-IMPACT avec la version du logiciel.\n"
-        )
-        return 2
-    sys.stdout.write(report.format_text())
-    return 0 if report.usable else 1
+    return run_cli(argv, validate_export)
 

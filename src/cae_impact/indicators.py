@@ -748,10 +748,11 @@ class StudyEstimates:
     audit: secrecy.AuditResult | None = None
 
 
-def secrecy_inputs(codebook: Codebook, table: pd.DataFrame) -> dict[str, Any]:
-    """What the secrecy attack needs beside the table: indicator rules, group codes, sample sizes.
+def secrecy_inputs(codebook: Codebook) -> dict[str, Any]:
+    """What the secrecy attack needs beside the table.
 
-    Sample sizes are the respondents of each target, which the annexes publish.
+    Every indicator's rule by id (profile indicators included) and the answer codes of each
+    breakdown group.
     """
     inds = {i.id: i for i in [*codebook.indicators, *profile_indicators(codebook)]}
     group_codes: dict[tuple[str, str], list[str]] = {}
@@ -785,7 +786,7 @@ def estimate_study(responses: pd.DataFrame, study: StudyConfig, codebook: Codebo
     opts = study.report
     sizes = data["cae_id"].astype(str).value_counts().to_dict()
     sizes[CONSORTIUM] = len(data)
-    inputs = secrecy_inputs(codebook, table)
+    inputs = secrecy_inputs(codebook)
     found: list[secrecy.AuditResult] = []
 
     def protect(flagged: pd.DataFrame) -> pd.DataFrame:

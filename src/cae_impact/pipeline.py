@@ -313,6 +313,7 @@ def audit_published(study: StudyConfig, reports_root: Path):
         payload = json.loads(weighting.read_text(encoding="utf-8"))
         sizes = {r["cae_id"]: r["respondents"] for r in payload.get("per_cae", [])}
         sizes[CONSORTIUM] = sum(sizes.values())
+    inputs = indicators.secrecy_inputs(cb)
     results = []
     for part, part_sizes in ((table, sizes), (separate, {})):
         if part is None:
@@ -320,7 +321,6 @@ def audit_published(study: StudyConfig, reports_root: Path):
         part = part.copy()
         part["suppressed"] = part["suppressed"].astype(str).str.lower().isin(["true", "1"])
         part = part.drop_duplicates(subset=key).reset_index(drop=True)
-        inputs = indicators.secrecy_inputs(cb, part)
         results.append(secrecy.audit_table(part, cb, inputs["indicators"], consortium=CONSORTIUM,
                                            min_count=study.report.min_cell_count,
                                            sample_sizes=part_sizes,

@@ -816,7 +816,6 @@ def _docx_fill_toc(doc) -> int:
 def finish_docx(path: Path, running: str) -> None:
     """Header, footer and table of contents of pandoc's DOCX; fixed zip dates (reproducible)."""
     import io
-    import zipfile
 
     import docx
 
@@ -825,6 +824,20 @@ def finish_docx(path: Path, running: str) -> None:
     _docx_fill_toc(doc)
     raw = io.BytesIO()
     doc.save(raw)
+    path.write_bytes(_fixed_zip(raw))
+
+
+_FIXED_ZIP_TIME = (2026, 1, 1, 0, 0, 0)
+
+
+def _fixed_zip(raw) -> bytes:
+    """A DOCX container with its parts in a fixed order and fixed dates and modes.
+
+    The same document then gives the same bytes.
+    """
+    import io
+    import zipfile
+
     buf = io.BytesIO()
     with zipfile.ZipFile(raw) as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
         for name in sorted(src.namelist(), key=lambda n: (n != "[Content_Types].xml", n)):
@@ -832,10 +845,7 @@ def finish_docx(path: Path, running: str) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             dst.writestr(info, src.read(name))
-    path.write_bytes(buf.getvalue())
-
-
-_FIXED_ZIP_TIME = (2026, 1, 1, 0, 0, 0)
+    return buf.getvalue()
 
 
 def make_reference_docx(out: Path = REFERENCE_DOCX) -> Path:
@@ -848,7 +858,6 @@ def make_reference_docx(out: Path = REFERENCE_DOCX) -> Path:
     import io
     import subprocess
     import tempfile
-    import zipfile
 
     import docx
     import pypandoc
@@ -892,14 +901,8 @@ def make_reference_docx(out: Path = REFERENCE_DOCX) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "ref.docx"
         doc.save(str(raw))
-        buf = io.BytesIO()
-        with zipfile.ZipFile(raw) as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
-            for name in sorted(src.namelist(), key=lambda n: (n != "[Content_Types].xml", n)):
-                info = zipfile.ZipInfo(name, date_time=_FIXED_ZIP_TIME)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                dst.writestr(info, src.read(name))
-    write_atomic(out, buf.getvalue())
+        data = _fixed_zip(raw)
+    write_atomic(out, data)
     return out
 
 

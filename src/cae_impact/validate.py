@@ -89,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     Returns 0 when the export is usable, 1 when it is not, 2 for a usage error, an invalid
     codebook or an internal error (printed in French, never as a bare traceback).
     """
+    return run_cli(argv, validate_export)
+
+
+def run_cli(argv: list[str] | None, validate) -> int:
+    """The ``validate`` command line around a validation function (see :func:`main`).
+
+    ``validate(path, format, mapping, codebook)`` returns a report with ``format_text()`` and
+    ``usable``; :func:`cae_impact.cleaning.main_validate` runs the cleaning's own check with it.
+    """
     from cae_impact.ingest import ADAPTERS
 
     parser = argparse.ArgumentParser(
@@ -111,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"ERREUR — référentiel invalide : {exc}\n")
         return 2
     try:
-        result = validate_export(args.export, args.format, args.mapping, codebook)
+        result = validate(args.export, args.format, args.mapping, codebook)
     except Exception as exc:  # a bug, not the file: say so instead of a bare traceback
         sys.stdout.write(
             f"ERREUR INTERNE en vérifiant {args.export} : {type(exc).__name__}: {exc}\n"
