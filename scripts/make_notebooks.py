@@ -34,6 +34,15 @@ def shown(src):
     return new_code_cell(src)
 
 
+def evidence(src):
+    """A cell the reviewer sees in the executed notebook and the report leaves out."""
+    return new_code_cell(src, metadata={"tags": ["evidence"]})
+
+
+def evidence_note(text):
+    return new_markdown_cell(text, metadata={"tags": ["evidence"]})
+
+
 cleaning = nb([
     new_markdown_cell(
         "# Étape 01 — Nettoyage des réponses d'une CAE\n\n"
@@ -77,9 +86,15 @@ effect = nb([
         "                              processed_root=processed_root, reports_root=reports_root)\n"
         "ctx"
     ),
-    shown("analysis = pipeline.analyse_domain(ctx)\npipeline.show_domain_intro(ctx, analysis)"),
-    shown("for indicator in analysis.indicators:\n    pipeline.show_indicator(ctx, analysis, indicator)"),
-    shown("pipeline.show_domain_findings(ctx, analysis)"),
+    shown("analysis = pipeline.analyse_domain(ctx)\npipeline.show_chapter(ctx, analysis)"),
+    evidence_note(
+        "## Pièces justificatives (hors rapport)\n\n"
+        "Les cellules suivantes ne sont pas reprises dans le rapport : elles donnent, pour chaque "
+        "indicateur du domaine, sa règle dans le référentiel et ses résultats non arrondis "
+        "(estimation, erreur type, intervalle, effectifs, test, p-values brute et ajustée, motif "
+        "de non-diffusion)."
+    ),
+    evidence("pipeline.show_evidence(ctx, analysis)"),
 ])
 
 profile = nb([
@@ -100,8 +115,14 @@ profile = nb([
         "                               processed_root=processed_root, reports_root=reports_root)\n"
         "ctx"
     ),
-    shown("profile = pipeline.analyse_profile(ctx)\npipeline.show_profile_intro(ctx, profile)"),
-    shown("for variable in profile.variables:\n    pipeline.show_profile_variable(ctx, profile, variable)"),
+    shown("profile = pipeline.analyse_profile(ctx)\npipeline.show_front(ctx, profile)"),
+    shown("pipeline.show_profile(ctx, profile)"),
+    evidence_note(
+        "## Pièces justificatives (hors rapport)\n\n"
+        "Échantillon, taux de réponse, pondération, et la répartition des entrepreneurs sur chaque "
+        "question de profil : ces cellules ne sont pas reprises dans le rapport."
+    ),
+    evidence("pipeline.show_profile_evidence(ctx, profile)"),
 ])
 
 for name, n in [("01_cleaning", cleaning), ("02_effect", effect), ("03_profile", profile)]:

@@ -133,21 +133,21 @@ def _view(edge, target, census):
 
 
 def test_no_significantly_on_a_degenerate_or_calibrated_figure(edge):
-    from cae_impact import chapters
+    from cae_impact import story
 
     study, cb, _data, _table = edge
     for target, ind in ((SMALL, "cae_decisive"), ("cae-3", "associe_share"), ("cae-4", "women_share")):
         view = _view(edge, target, census=False)
-        text = chapters.indicator_text(view, cb.indicator(ind))
-        assert "significativement" not in text, (target, ind)
-        if "non diffusé" not in text and "ou plus" not in text and "moins de" not in text:
-            assert "test statistique" in text, (target, ind)
-        table = chapters.key_figures_table(view, [cb.indicator(ind)])
-        assert ">oui<" not in table and ">non<" not in table
+        fig = story.figure_of(view, cb.indicator(ind))
+        assert fig.verdict in ("untested", "hidden"), (target, ind, fig.verdict)
+        text = story.Writer(view).figure_sentence(fig)
+        assert "nettement" not in text and "écart net" not in text, (target, ind)
+        table = story.key_figures_table(story.Writer(view), view, [fig], cb.domain(cb.indicator(ind).domain_id))
+        assert "nettement" not in table
 
 
 def test_a_census_cae_is_described_as_one(edge):
-    from cae_impact import chapters, narrative, pipeline, profile
+    from cae_impact import narrative, pipeline, profile, story
 
     study, cb, _data, table = edge
     per_cae = [{"cae_id": CENSUS, "population": 40, "respondents": 40},
@@ -156,50 +156,42 @@ def test_a_census_cae_is_described_as_one(edge):
     assert not pipeline.is_census({"per_cae": per_cae}, SMALL)
     assert not pipeline.is_census({"per_cae": per_cae}, CONSORTIUM)
     view = _view(edge, CENSUS, census=True)
-    texts = " ".join(chapters.indicator_text(view, cb.indicator(i)) for i in INDICATORS)
+    texts = " ".join(story.chapter_html(view, d) for d in cb.domains)
     texts = texts.replace("\u202f", " ").replace("\xa0", " ").replace("’", "'")
-    assert "marge d'erreur" not in texts  # said once, in the sample section
-    assert "registres" not in texts and "intervalle de confiance" not in texts
-    assert " de 1 à 1" not in texts
-    tables = chapters.breakdown_table(view, cb.indicator("cae_decisive"))
-    assert "Intervalle de confiance" not in tables and "ont répondu" in tables
+    assert "marge d'erreur" not in texts  # said once, in « La CAE en bref »
+    assert "intervalle de confiance" not in texts and " de 1 à 1" not in texts
+    lines = " ".join(story.method_lines(view)).replace("’", "'")
+    assert "n'ont pas de marge d'erreur" in lines
     weighting = {"per_cae": [{"cae_id": CENSUS, "label": study.target_label(CENSUS), "population": 40,
                               "respondents": 40, "response_rate": 1.0, "effective_n": 40.0}],
                  "notes": [], "consortium": {"effective_n": 300.0}}
     sample = profile.sample_section(view, weighting).replace("\u202f", " ").replace("\xa0", " ")
-    assert narrative.CENSUS_TEXT[1:].replace("'", "&#x27;") in sample.replace("’", "'")
+    assert narrative.CENSUS_TEXT[1:].replace("'", "&#x27;") in sample.replace("’", "&#x27;")
 
 
 def test_an_untested_change_gets_no_verdict(edge):
     """The consortium's « before / now » change is tested in the consortium's report only: a
-    CAE's report gives it no verdict (not « non significatif »), and its note says why."""
-    import matplotlib.text
-
-    from cae_impact import chapters, charts
+    CAE's report gives it no verdict, and the chart's note says why."""
+    from cae_impact import story
 
     _study, cb, _data, _table = edge
     view = _view(edge, "cae-3", census=False)
-    html = chapters.indicator_chart(view, cb.indicator("income_change"))
+    html = story.before_after_chart(view, cb.indicator("income_change"))
     html = html.replace("\u202f", " ").replace("\xa0", " ")
-    consortium = html[html.index("Consortium (n"):]
-    consortium = consortium[:consortium.index(".")]
-    assert "significatif" not in consortium and "€" in consortium
-    data = view.select("income_change", view.shown_targets)
-    fig, _alt = charts.before_after(data, indicator_id="income_change", order=view.shown_targets,
-                                    bar_labels=view.labels, title="t", field="f", unit="eur")
-    texts = " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
-    assert "Écart non testé dans ce rapport pour : Consortium" in texts.replace("\xa0", " ")
+    assert "testée dans le rapport du consortium, pas dans celui-ci" in html
+    sentence = story.change_sentence(story.Writer(view), view, cb.indicator("income_change"))
+    assert "consortium" not in sentence
 
 
 def test_the_consortium_report_says_why_a_cae_verdict_can_differ(edge):
     """A CAE's test against the consortium is corrected with different families in the CAE's
     report and in the consortium's: the consortium's chart note says so."""
-    from cae_impact import chapters
+    from cae_impact import story
 
     _study, cb, _data, _table = edge
     view = _view(edge, CONSORTIUM, census=False)
-    html = chapters.indicator_chart(view, cb.indicator("cae_decisive"))
-    assert "le verdict peut y être différent" in html.replace("\u202f", " ").replace("\xa0", " ")
+    html = story.cae_chart(view, cb.indicator("cae_decisive"))
+    assert "pas dans son propre rapport" in html.replace("\u202f", " ").replace("\xa0", " ")
 
 
 def test_published_comparison_does_not_test_a_degenerate_row_even_if_marked(edge):

@@ -113,7 +113,7 @@ def table():
 
 def plain(text):
     """The text with no-break spaces as plain spaces, for readable assertions."""
-    return text.replace(NBSP, " ").replace(NNBSP, " ")
+    return text.replace(NBSP, " ").replace(NNBSP, " ").replace("\u2019", "'")
 
 
 def test_example_paragraph_not_significant(table):

@@ -82,7 +82,7 @@ def test_diploma_bands(refs):
 def test_comparability_caveat():
     long, short = comparability_caveat(), comparability_caveat(short=True)
     for text in (long, short):
-        assert "contrefactuel" in text and "immatriculent pas d'entreprise" in text
+        assert "contrefactuel" in text and "immatriculent pas d’entreprise" in text
     assert "populations" in long and len(short) < len(long)
     assert "\u00a0:" in long  # French typography applied
 

@@ -81,7 +81,7 @@ def documents(tmp_path_factory):
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from cae_impact import annexes
+    from cae_impact import story
 
     tmp = tmp_path_factory.mktemp("docs")
     fig, ax = plt.subplots(figsize=(3, 2))
@@ -95,7 +95,7 @@ def documents(tmp_path_factory):
                    "CAE 3": ["85 %", "12 345 €"], "Consortium": ["81 %", "9 876 €"], "n": ["1 234", "98"]}),
                    caption="Largeurs", numeric_columns=["CAE 3", "Consortium", "n"]),
                present.figure_html(fig, alt="Barres a et b", caption="Un graphique"),
-               annexes.verbatims_box([EVIL, "Une réponse : vraiment utile !"])]
+               story.verbatim_box([EVIL, "Une réponse : vraiment utile !"], "Qu’est-ce qui a changé ?")]
     nb = executed_nb(tmp / "n.ipynb", outputs)
     html = report.render_html([nb], META, tmp / "report.html")
     pdf = report.render_pdf(html, tmp / "report.pdf")
@@ -113,7 +113,7 @@ def test_pdf_is_a4_and_respondent_text_is_plain(documents):
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     flat = " ".join(text.split())
     assert "<script>alert(1)</script>" in flat and "<img src=x onerror=alert(2)>" in flat
-    assert "**gras** =1+1" in flat and "Paroles d'entrepreneurs" in flat
+    assert "**gras** =1+1" in flat and "Paroles d’entrepreneurs" in flat
     assert "Page 1 / " in flat and "Figure 1" in flat
 
 
@@ -418,3 +418,23 @@ def html_unescape(text):
     import html
 
     return html.unescape(text)
+
+
+def test_editorial_content_goes_on_the_cover_and_after_the_chapters(tmp_path):
+    """The demo's CAE 4 has an editorial file: its word and funders on the cover, its
+    « Ce que la CAE en retient » after the chapters and before the annexes."""
+    import dataclasses
+
+    from cae_impact.config import load_study
+
+    study = load_study()
+    meta = dataclasses.replace(report.report_meta(study, "cae-4"), date="1er décembre 2026")
+    nb = executed_nb(tmp_path / "n.ipynb", [present.heading_html("7. Innovation", 1)])
+    text = report.render_html([nb], meta, tmp_path / "r.html", reports_root=tmp_path / "reports",
+                              processed_root=tmp_path / "processed").read_text(encoding="utf-8")
+    cover = text[text.index('<header class="cover">'):text.index("</header>")]
+    assert "Le mot de la direction" in cover and "Avec le soutien de" in cover
+    assert "Ce que la CAE en retient" in text[text.index('<nav class="toc"'):text.index("</nav>")]
+    main = text[text.index("<main>"):]
+    order = [main.index(s) for s in ("7. Innovation", 'id="retient"', "Annexe A")]
+    assert order == sorted(order)

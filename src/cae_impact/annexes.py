@@ -67,35 +67,6 @@ def select_verbatims(texts: Sequence[object], *, max_quotes: int = VERBATIM_MAX,
     return pool[:max_quotes]
 
 
-def verbatims_box(quotes: Sequence[str], question_text: str = "") -> str:
-    """« Paroles d'entrepreneurs »: quotes shown as plain text (escaped), '' when there are none."""
-    if not quotes:
-        return ""
-    intro = (f"Réponses libres à la question « {question_text.strip()} », citées telles quelles "
-             "(données personnelles masquées)." if question_text else
-             "Réponses libres, citées telles quelles (données personnelles masquées).")
-    items = "".join(f'<blockquote class="verbatim"><p>« {present.esc(q)} »</p></blockquote>' for q in quotes)
-    return (f'<aside class="box verbatims"><p class="box-title">Paroles d\'entrepreneurs</p>'
-            f'<p class="note">{present.esc(intro)}</p>{items}</aside>')
-
-
-def target_verbatims(study: StudyConfig, codebook: Codebook, target: str, processed_root: Path) -> str:
-    """The verbatim box of a CAE report; never for the consortium (a quote could single someone out)."""
-    if target == CONSORTIUM:
-        return ""
-    path = processed_root / study.wave / target / "responses.parquet"
-    if not path.exists():
-        return ""
-    frame = pd.read_parquet(path)
-    for qid in VERBATIM_QUESTIONS:
-        if qid not in frame.columns:
-            continue
-        quotes = select_verbatims(frame[qid].tolist())
-        if quotes:
-            return verbatims_box(quotes, codebook.question(qid).text)
-    return ""
-
-
 # ----------------------------------------------------------------------------- annex A: method
 
 
@@ -104,6 +75,13 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
     opts = study.report
     per_cae = pd.DataFrame(weighting.get("per_cae", []))
     parts = [present.heading_html("Annexe A — Méthode", 1, anchor="annexe-methode")]
+    parts.append(present.paragraph_html(
+        "En bref : tous les entrepreneurs inscrits ont été invités à répondre ; les réponses sont "
+        "pondérées pour représenter l'ensemble des inscrits ; chaque chiffre est donné avec sa marge "
+        "d'erreur ; un écart n'est dit net (significatif) qu'après un test qui tient compte du nombre "
+        "de comparaisons faites ; les chiffres qui concerneraient moins de 5 personnes ne sont pas "
+        "diffusés. Cette annexe donne le détail, avec les termes techniques, pour les lecteurs qui "
+        "veulent vérifier.", "lead"))
     parts.append(present.heading_html("Échantillon et taux de réponse", 2))
     if not per_cae.empty:
         shown = per_cae if target == CONSORTIUM else per_cae[per_cae["cae_id"] == target]
@@ -376,15 +354,23 @@ def questionnaire_rows(codebook: Codebook) -> list[tuple[str, pd.DataFrame]]:
 
 
 def questionnaire_annex(codebook: Codebook) -> str:
-    """Annex C: every question of the questionnaire, by section, with its answer choices."""
+    """Annex C: every question of the questionnaire, by section, in a compact numbered list.
+
+    The answer choices of each question are in the printable questionnaire and in the
+    « Dictionnaire » sheet of indicators.xlsx: listing them here took seven pages.
+    """
     parts = [present.heading_html("Annexe C — Le questionnaire", 1, anchor="annexe-questionnaire")]
     parts.append(present.paragraph_html(
         f"Questionnaire CAE-IMPACT, version {codebook.version}, commun à toutes les CAE. Les questions "
-        "sont posées dans cet ordre ; certaines ne le sont qu'à une partie des répondants (filtres)."))
+        "sont posées dans cet ordre ; certaines ne le sont qu'à une partie des répondants. Les réponses "
+        "proposées à chaque question figurent dans le questionnaire imprimable diffusé avec l'enquête."))
+    items = []
     for title, frame in questionnaire_rows(codebook):
-        parts.append(present.heading_html(title, 2))
-        parts.append(present.table_html(frame, caption=f"Questions — {title}", css_class="data questionnaire",
-                                        numeric_columns=["N°"]))
+        questions = "".join(f'<li value="{present.esc(r["N°"])}">{present.esc(r["Question"])}</li>'
+                            for _, r in frame.iterrows())
+        items.append(f'<section class="q-section"><p class="q-title">{present.esc(title)}</p>'
+                     f'<ol class="questions">{questions}</ol></section>')
+    parts.append(f'<div class="questionnaire-list">{"".join(items)}</div>')
     return "".join(parts)
 
 
@@ -535,20 +521,3 @@ def build_annexes(study: StudyConfig, target: str, *, reports_root: Path, proces
         questionnaire_annex(cb),
         provenance_annex(prov),
     ])
-
-
-def build_front(study: StudyConfig, target: str, *, reports_root: Path, processed_root: Path,
-                codebook: Codebook | None = None) -> str:
-    """« L'essentiel » (findings with this report's numbers) and the verbatim box of a CAE."""
-    from .chapters import View, essentials_section
-    from .codebook import load_codebook
-    from .pipeline import target_files
-
-    cb = codebook or load_codebook(study.codebook)
-    path, _ = target_files(study, reports_root, target)
-    parts = []
-    if path.exists():
-        table = pd.read_parquet(path)
-        parts.append(essentials_section(View(study, cb, target, table), cb.findings))
-    parts.append(target_verbatims(study, cb, target, processed_root))
-    return "".join(parts)

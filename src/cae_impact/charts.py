@@ -146,6 +146,8 @@ STYLE: dict[str, Any] = {
 """Style applied (locally, with ``rc_context``) while a chart is built and saved."""
 
 __all__ = [
+    "PanelLine",
+    "domain_panel",
     "DPI",
     "FIG_WIDTH",
     "OKABE_ITO",
@@ -330,14 +332,15 @@ def _finish(
         names,
         loc="outside upper left",
         title=wrap_to_width(french_typography(title), fig.get_figwidth() * 72 - TITLE_MARGIN_PT,
-                            TITLE_SIZE, "bold"),
+                            TITLE_SIZE, "bold") if title else None,
         alignment="left",
         title_fontproperties={"weight": "bold", "size": TITLE_SIZE},
         borderaxespad=0.2,
         borderpad=0.2,
         **legend_kw,
     )
-    fig.supxlabel(caption, x=0.01, ha="left", fontsize=7, color="0.3", linespacing=1.35)
+    if caption:
+        fig.supxlabel(caption, x=0.01, ha="left", fontsize=7, color="0.3", linespacing=1.35)
 
 
 def _pct_formatter(decimals: int = 0, absolute: bool = False) -> FuncFormatter:
@@ -491,6 +494,7 @@ def unfavourable_first(codes_in_questionnaire_order: Sequence[str]) -> list[str]
 def diverging_likert(
     df: pd.DataFrame,
     *,
+    bare: bool = False,
     categories: Sequence[str],
     labels: Mapping[str, str] | None = None,
     neutral: str | None = None,
@@ -786,8 +790,8 @@ def diverging_likert(
         handles = [Patch(facecolor=colours[c], edgecolor="white") for c in legend_codes]
         _finish(
             fig,
-            title,
-            caption,
+            "" if bare else title,
+            "" if bare else caption,
             handles,
             [_wrap(labels.get(c, c), per_entry) for c in legend_codes],
             handlelength=1.2,
@@ -848,6 +852,7 @@ def _mark_suppressed_row(ax: Any, i: int, transform: Any, value_x: float, band: 
 def dot_interval(
     df: pd.DataFrame,
     *,
+    bare: bool = False,
     indicator_id: str | None = None,
     category: str | None = None,
     by: str = "target",
@@ -1049,7 +1054,7 @@ def dot_interval(
         if ref_value is not None:
             handles.append(Line2D([], [], color="0.15", linestyle=(0, (4, 3)), linewidth=0.8))
             names.append(f"{ref_label} : {fmt(ref_value)}")
-        _finish(fig, title, caption, handles, names, handlelength=2.0, columnspacing=1.2)
+        _finish(fig, "" if bare else title, "" if bare else caption, handles, names, handlelength=2.0, columnspacing=1.2)
 
     alt = _dot_alt(title, lines, ref_label, ref_value, fmt, decimals, unit, level)
     return ChartResult(fig, alt, pd.DataFrame(drawn))
@@ -1108,6 +1113,7 @@ def _dot_alt(title, lines, ref_label, ref_value, fmt, decimals, unit, level) -> 
 def before_after(
     df: pd.DataFrame,
     *,
+    bare: bool = False,
     indicator_id: str | None = None,
     by: str = "target",
     target: str | None = None,
@@ -1320,7 +1326,7 @@ def before_after(
             Line2D([], [], marker="o", color=c_before, linestyle="none", markersize=6),
             Line2D([], [], marker="D", color=c_after, linestyle="none", markersize=5.5),
         ]
-        _finish(fig, title, caption, handles, [before_label, after_label])
+        _finish(fig, "" if bare else title, "" if bare else caption, handles, [before_label, after_label])
 
     alt = _before_after_alt(title, lines, before_label, after_label, fmt, fmt_plus)
     return ChartResult(fig, alt, pd.DataFrame(drawn))
@@ -1362,6 +1368,7 @@ def profile_comparison(
     df: pd.DataFrame,
     items: Sequence[ProfileItem],
     *,
+    bare: bool = False,
     target: str,
     consortium: str = CONSORTIUM,
     references: pd.DataFrame | None = None,
@@ -1574,7 +1581,7 @@ def profile_comparison(
             ax.axhline(i - 0.5, color="0.88", linewidth=0.5)
         handles = [Patch(facecolor=c) for c in colours]
         handles.append(Patch(facecolor=REFERENCE_COLOUR, hatch="////", edgecolor="white"))
-        _finish(fig, title, caption, handles, [*series_labels, reference_label], handlelength=1.4)
+        _finish(fig, "" if bare else title, "" if bare else caption, handles, [*series_labels, reference_label], handlelength=1.4)
 
     alt = _profile_alt(
         title, records, series, series_labels, reference_label, decimals, caution_base
@@ -1698,3 +1705,93 @@ def figure_to_data_uri(fig: Figure, *, fmt: str = "png", dpi: int = 150) -> str:
     _save(fig, buf, fmt, dpi)
     mime = "image/png" if fmt == "png" else "image/svg+xml"
     return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# --- the chapter chart: every share of a domain, target against its comparison -------------------
+
+
+@dataclass(frozen=True)
+class PanelLine:
+    """One line of :func:`domain_panel`: an indicator's share for the target and its comparison.
+
+    ``value``/``low``/``high`` are None when the target's figure is not published (``band``
+    then holds its band, e.g. « < 20 % », or is empty for a hidden figure); ``reference`` is the
+    comparison's share (the consortium), None when absent or hidden; ``significant`` is the
+    corrected test of the target against it (None when not tested).
+    """
+
+    label: str
+    value: float | None
+    low: float | None
+    high: float | None
+    n: float | None
+    reference: float | None = None
+    significant: bool | None = None
+    band: str = ""
+
+
+def domain_panel(lines: Sequence[PanelLine], *, target_label: str, reference_label: str | None,
+                 caution_base: int = 30) -> ChartResult:
+    """Dots with intervals, one line per indicator: the target, and its comparison as a diamond.
+
+    The chart carries no title and no source (the report prints them as text above and under
+    it). A line whose difference with the comparison is significant is drawn in vermilion, the
+    others in blue; a figure not published shows its band or « s » and no dot.
+    """
+    k = len(lines)
+    with _style():
+        fig = _new_figure(0.42 * k + 0.75)
+        ax = fig.add_subplot()
+        right = ax.get_yaxis_transform()
+        drawn = []
+        any_sig = False
+        for i, ln in enumerate(lines):
+            if ln.reference is not None:
+                ax.plot([ln.reference], [i], marker="D", markersize=6.5, markerfacecolor="white",
+                        markeredgecolor="0.2", markeredgewidth=1.1, linestyle="none", zorder=4)
+            if ln.value is None:
+                _mark_suppressed_row(ax, i, right, 1.02, ln.band)
+                drawn.append({"label": ln.label, "value": np.nan, "reference": ln.reference})
+                continue
+            sig = bool(ln.significant)
+            any_sig |= sig
+            colour = OKABE_ITO["vermilion"] if sig else OKABE_ITO["blue"]
+            if ln.low is not None and ln.high is not None and ln.high > ln.low:
+                ax.hlines(i, ln.low, ln.high, color=colour, linewidth=2.2, alpha=0.55, zorder=2)
+            ax.plot([ln.value], [i], marker="o", color=colour, markersize=6.5, linestyle="none", zorder=5)
+            caution = ln.n is not None and ln.n < caution_base
+            ax.text(1.02, i, format_pct(ln.value) + ("*" if caution else ""), transform=right,
+                    ha="left", va="center", fontsize=8.5, fontweight="bold", color=colour)
+            drawn.append({"label": ln.label, "value": ln.value, "reference": ln.reference})
+        ax.set_xlim(0, 1)
+        ax.xaxis.set_major_locator(FixedLocator(np.round(np.arange(0, 1.0001, 0.2), 2)))
+        ax.xaxis.set_major_formatter(_pct_formatter(0))
+        # The bases are printed under the chart, as text (« Champ »), not in the image.
+        labels = [_tick_label(ln.label, None, ln.n is not None and ln.n < caution_base, width=34)
+                  for ln in lines]
+        ax.set_yticks(range(k), labels)
+        ax.set_ylim(k - 0.5, -0.6)
+        ax.spines["left"].set_visible(False)
+        ax.grid(axis="x", color="0.9", linewidth=0.6)
+        ax.set_axisbelow(True)
+        handles = [Line2D([], [], color=OKABE_ITO["blue"], marker="o", linewidth=2.2, markersize=5)]
+        names = [f"{target_label} (et marge d’erreur)"]
+        if any_sig:
+            handles.append(Line2D([], [], color=OKABE_ITO["vermilion"], marker="o", linewidth=2.2,
+                                  markersize=5))
+            names.append("écart net avec " + ("le " + reference_label.lower()
+                                               if reference_label == "Consortium" else reference_label))
+        if reference_label and any(ln.reference is not None for ln in lines):
+            handles.append(Line2D([], [], marker="D", markerfacecolor="white", markeredgecolor="0.2",
+                                  linestyle="none", markersize=5.5))
+            names.append(reference_label)
+        _finish(fig, "", "", handles, names, handlelength=1.8, columnspacing=1.2)
+    alt_parts = []
+    for ln in lines:
+        if ln.value is None:
+            alt_parts.append(f"{ln.label} : {ln.band or 'non diffusé'}")
+        else:
+            ref = f" ({reference_label} : {format_pct(ln.reference)})" if ln.reference is not None else ""
+            alt_parts.append(f"{ln.label} : {format_pct(ln.value)}{ref}")
+    alt = french_typography(f"Graphique en points, {target_label} : " + " ; ".join(alt_parts) + ".")
+    return ChartResult(fig, alt, pd.DataFrame(drawn))

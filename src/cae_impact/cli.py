@@ -239,9 +239,14 @@ def analyse_inputs(study: StudyConfig, processed: Path, reports: Path, target: s
     codebook, the national references. Nothing of another CAE for a CAE compared with a published consortium reference: a change
     to another CAE's data leaves the key, and the executed notebooks, as they were.
     """
+    from .editorial import editorial_path
     from .pipeline import target_files
 
-    return [*target_files(study, reports, target), study.path, study.codebook, *external_files()]
+    # A CAE's chapters quote its cleaned free answers (verbatims); « La CAE en bref » prints the
+    # context of its editorial file.
+    own = [processed / study.wave / target / "responses.parquet"] if target != CONSORTIUM else []
+    return [*target_files(study, reports, target), study.path, study.codebook, *external_files(),
+            *own, editorial_path(study, target)]
 
 
 def render_inputs(study: StudyConfig, processed: Path, reports: Path, target: str) -> list[Path]:

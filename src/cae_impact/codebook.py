@@ -78,6 +78,8 @@ class Finding:
     text: str
     domain_ids: tuple[str, ...]
     indicator_ids: tuple[str, ...]
+    #: a few words naming the theme in « L’essentiel » (« Accès aux droits »)
+    short: str = ""
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,23 @@ class Indicator:
     breakdowns: tuple[str, ...] = ()
     published: PublishedFigure | None = None
     references: tuple[Reference, ...] = ()
+    #: short label for charts and key figures (« Femmes », « CAE décisive »); the label if empty
+    short: str = ""
+    #: for a share, the verb phrase completing « 62 % des entrepreneurs de la CAE 3 … »
+    #: (« jugent la CAE décisive dans l’activation de leur projet »); for a mean, a median or a
+    #: change, the noun phrase of the quantity (« le revenu mensuel net moyen »)
+    statement: str = ""
+    #: who the share counts, plural (« anciens demandeurs d’emploi »); « entrepreneurs » if empty
+    population: str = ""
+    #: which way is good news: ``higher`` (default), ``lower`` (« jamais d’échange »), or
+    #: ``none`` for a description of the public (share of women): « points forts » and
+    #: « points de vigilance » use it, the tests do not
+    favourable: str = "higher"
+
+    @property
+    def short_label(self) -> str:
+        """The short label, or the label."""
+        return self.short or self.label
 
     @property
     def kind(self) -> str:
@@ -945,6 +964,13 @@ def _parse_published(
     )
 
 
+def _favourable(ctx: _Ctx, ind: dict, where: str) -> str:
+    value = ind.get("favourable", "higher")
+    if value not in ("higher", "lower", "none"):
+        raise ctx.fail(where, f"favourable {value!r} is not one of higher, lower, none")
+    return str(value)
+
+
 def _parse_rule(
     ctx: _Ctx, raw: Any, where: str, questions: dict[str, Question], scales: dict[str, Scale]
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -1069,6 +1095,10 @@ def _parse_indicators(
                 breakdowns=breakdowns,
                 published=_parse_published(ctx, published, where, questions, scales) if published is not None else None,
                 references=_parse_references(ctx, ind.get("references"), where),
+                short=ctx.text(ind, "short", where, required=False),
+                statement=ctx.text(ind, "statement", where, required=False),
+                population=ctx.text(ind, "population", where, required=False),
+                favourable=_favourable(ctx, ind, where),
             )
         )
     return indicators
@@ -1105,7 +1135,8 @@ def _parse_findings(
                     f"indicator {ind_id!r} belongs to domain {by_id[ind_id].domain_id}, "
                     f"not one of the finding's domains ({', '.join(fdomains)})",
                 )
-        findings.append(Finding(fid, ctx.text(f, "text", where), fdomains, findicators))
+        findings.append(Finding(fid, ctx.text(f, "text", where), fdomains, findicators,
+                                ctx.text(f, "short", where, required=False)))
     return findings
 
 

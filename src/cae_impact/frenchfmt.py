@@ -313,6 +313,12 @@ _PERCENT = re.compile(rf"(?<=\d)[{_SPACES}]?%")
 _ENTITY_BEFORE = re.compile(r"&#?\w+$")
 
 
+#: a straight apostrophe between letters (« l'entrée ») becomes the typographic one (« l’entrée »)
+_APOSTROPHE = re.compile(r"(?<=[^\W\d_])'(?=[^\W\d_])")
+#: « Bac+3 » is written « Bac + 3 » (no-break spaces)
+_BAC = re.compile(r"\b([Bb])ac ?\+ ?(\d)")
+
+
 def french_typography(text: str) -> str:
     r"""Apply French spacing to prose: no-break spaces before « : ; ? ! », inside guillemets, before %.
 
@@ -338,6 +344,8 @@ def french_typography(text: str) -> str:
             return m.group(0)
         return NNBSP + m.group(1)
 
+    text = _APOSTROPHE.sub("\u2019", text)
+    text = _BAC.sub(lambda m: f"{m.group(1)}ac{NBSP}+{NBSP}{m.group(2)}", text)
     text = _HIGH_PUNCT.sub(_high, text)
     text = _COLON.sub(NBSP + ":", text)
     text = _OPEN_GUILLEMET.sub("«" + NBSP, text)

@@ -10,7 +10,7 @@ and ``narrative``), ``save_*`` write the step's outputs atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .codebook import Codebook, load_codebook
@@ -515,16 +515,28 @@ def load_weighting(ctx: TargetContext) -> dict:
 
 @dataclass
 class DomainAnalysis:
-    """One effect domain for one target: its indicators and the report's rows."""
+    """One effect domain for one target: its indicators, the report's rows, its verbatims."""
 
     view: object
     domain: object
     indicators: list
     findings: list
+    verbatims: list = field(default_factory=list)
+    verbatim_question: str = ""
+
+
+#: the free-text question quoted in a chapter of a CAE's report (domain id -> question id)
+CHAPTER_VERBATIMS = {"d3": "cae_change_text"}
+CHAPTER_QUOTES = 2
 
 
 def analyse_domain(ctx: TargetContext) -> DomainAnalysis:
-    """Gather the domain's indicators and the target's report table (tests adjusted)."""
+    """Gather the domain's indicators, the target's report table (tests adjusted), its verbatims.
+
+    A CAE's chapter may quote its entrepreneurs' free answers (:data:`CHAPTER_VERBATIMS`); the
+    consortium's never does (a quote could single someone out among few CAEs).
+    """
+    from .annexes import select_verbatims
     from .chapters import View
 
     table = load_report_table(ctx)
@@ -532,39 +544,56 @@ def analyse_domain(ctx: TargetContext) -> DomainAnalysis:
     domain = ctx.codebook.domain(ctx.domain)
     inds = ctx.codebook.indicators_of_domain(ctx.domain)
     findings = [f for f in ctx.codebook.findings if ctx.domain in f.domain_ids]
-    return DomainAnalysis(view, domain, inds, findings)
+    quotes, question = [], ""
+    qid = CHAPTER_VERBATIMS.get(ctx.domain)
+    if qid and not ctx.is_consortium and ctx.processed_path(ctx.target).exists():
+        import pandas as pd
+
+        frame = pd.read_parquet(ctx.processed_path(ctx.target), columns=None)
+        if qid in frame.columns:
+            quotes = select_verbatims(frame[qid].tolist(), max_quotes=CHAPTER_QUOTES)
+            question = ctx.codebook.question(qid).text
+    return DomainAnalysis(view, domain, inds, findings, quotes, question)
 
 
 def _show(markup: str) -> None:
     from IPython.display import HTML, display
 
-    if markup:
-        display(HTML(markup))
+    display(HTML(markup))
 
 
-def show_domain_intro(ctx: TargetContext, analysis: DomainAnalysis) -> None:
-    """Chapter title, what the domain covers, the findings it supports, its key figures."""
-    from . import chapters
+def show_chapter(ctx: TargetContext, analysis: DomainAnalysis) -> None:
+    """The chapter as the report prints it: its finding, key figures, charts, a verbatim."""
+    from . import story
 
-    _show(chapters.domain_intro(analysis.view, analysis.domain, analysis.findings))
-    _show(chapters.key_figures_table(analysis.view, analysis.indicators))
-
-
-def show_indicator(ctx: TargetContext, analysis: DomainAnalysis, indicator) -> None:
-    """One indicator: heading, paragraph, chart, breakdown table."""
-    from . import chapters, present
-
-    _show(present.heading_html(indicator.label, 2))
-    _show(chapters.indicator_text(analysis.view, indicator))
-    _show(chapters.indicator_chart(analysis.view, indicator))
-    _show(chapters.breakdown_table(analysis.view, indicator))
+    _show(story.chapter_html(analysis.view, analysis.domain, verbatims=analysis.verbatims,
+                             verbatim_question=analysis.verbatim_question))
 
 
-def show_domain_findings(ctx: TargetContext, analysis: DomainAnalysis) -> None:
-    """The findings of the national report that the domain supports, with this report's numbers."""
-    from . import chapters
+def show_evidence(ctx: TargetContext, analysis: DomainAnalysis) -> None:
+    """For the reviewer (not in the report): each indicator's rule and unformatted results.
 
-    _show(chapters.findings_section(analysis.view, analysis.findings))
+    Estimate, standard error, interval, unweighted and weighted bases, the test, its raw and
+    adjusted p-values, whether it is significant, and why a cell is hidden or banded; then the
+    figures as the chapter reads them (value shown, verdict against the consortium).
+    """
+    import pandas as pd
+    from IPython.display import Markdown, display
+
+    from . import story
+
+    pd.set_option("display.max_columns", None)
+    pd.set_option("display.max_rows", 500)
+    pd.set_option("display.width", 250)
+
+    display(Markdown(f"### Pièces justificatives — domaine {analysis.domain.number} "
+                     f"({analysis.view.labels[ctx.target]})"))
+    for ind in analysis.indicators:
+        display(Markdown(f"**{ind.id}** — {ind.label}  \nRègle du référentiel : `{story.rule_text(ind)}`"
+                         + (f"  \nQuestions : {', '.join(ind.question_ids)}" if ind.question_ids else "")))
+        display(story.evidence_frame(analysis.view, ind))
+    figures = story.figure_list(analysis.view)
+    display(figures[figures["domain"] == analysis.domain.id].reset_index(drop=True))
 
 
 # ------------------------------------------------------------------------------ step 03: profile
@@ -589,16 +618,32 @@ def analyse_profile(ctx: TargetContext) -> ProfileAnalysis:
     return ProfileAnalysis(view, weighting, list(ctx.codebook.profile_question_ids))
 
 
-def show_profile_intro(ctx: TargetContext, profile: ProfileAnalysis) -> None:
-    """Sample and response, weighting, and the profile compared with national references."""
+def show_front(ctx: TargetContext, profile: ProfileAnalysis) -> None:
+    """« L’essentiel » and « La CAE en bref » (with the CAE’s own context, when it wrote one)."""
+    from . import editorial, story
+
+    _show(story.essentials_html(profile.view))
+    _show(story.brief_html(profile.view, profile.weighting,
+                           editorial.load(ctx.study, ctx.target).get("context")))
+    if ctx.is_consortium:
+        _show(story.synthesis_html(profile.view))
+
+
+def show_profile(ctx: TargetContext, profile: ProfileAnalysis) -> None:
+    """The profile chapter: one chart against the consortium and the French references."""
+    from . import profile as prof
+
+    _show(prof.profile_chapter(profile.view))
+    if ctx.is_consortium:
+        from . import story
+
+        _show(story.national_memo_html(profile.view))
+
+
+def show_profile_evidence(ctx: TargetContext, profile: ProfileAnalysis) -> None:
+    """For the reviewer (not in the report): response and weighting, every profile distribution."""
     from . import profile as prof
 
     _show(prof.sample_section(profile.view, profile.weighting))
-    _show(prof.national_comparison(profile.view))
-
-
-def show_profile_variable(ctx: TargetContext, profile: ProfileAnalysis, variable: str) -> None:
-    """The distribution of one profile variable for the target (and the consortium)."""
-    from . import profile as prof
-
-    _show(prof.variable_table(profile.view, variable))
+    for variable in profile.variables:
+        _show(prof.variable_table(profile.view, variable))

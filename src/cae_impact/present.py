@@ -56,11 +56,14 @@ def table_html(
     note: str | None = None,
     numeric_columns: Iterable[str] = (),
     css_class: str = "data",
+    lecture: str | None = None,
+    champ: str | None = None,
+    source: str | None = None,
 ) -> str:
     """Return an HTML table of already formatted (string) cells, every cell escaped.
 
-    ``numeric_columns`` are right-aligned. ``note`` is printed under the table (source, field,
-    base n, suppression rule).
+    ``numeric_columns`` are right-aligned. ``note`` is printed under the table (suppression
+    rule, symbols), then the « Lecture », « Champ » and « Source » lines (:func:`sources_html`).
     """
     numeric = set(numeric_columns)
     parts = [f'<figure class="table"><table class="{esc(css_class)}">']
@@ -78,8 +81,9 @@ def table_html(
             parts.append(f"<td{align}>{esc('' if value is None or (isinstance(value, float) and pd.isna(value)) else value)}</td>")
         parts.append("</tr>")
     parts.append("</tbody></table>")
-    if note:
-        parts.append(f'<figcaption class="note">{esc(note)}</figcaption>')
+    below = (f'<p class="note">{esc(note)}</p>' if note else "") + sources_html(lecture, champ, source)
+    if below:
+        parts.append(f'<figcaption class="note">{below}</figcaption>')
     parts.append("</figure>")
     return "".join(parts)
 
@@ -127,6 +131,31 @@ def figure_html(fig: Any, *, alt: str, caption: str, note: str | None = None, dp
         f'<figure class="chart"><img src="data:image/png;base64,{data}" alt="{esc(alt)}"/>'
         f"<figcaption>{esc(caption)}</figcaption>{note_html}</figure>"
     )
+
+
+def sources_html(lecture: str | None, champ: str | None, source: str | None) -> str:
+    """The « Lecture : », « Champ : », « Source : » lines printed under a chart or a table."""
+    lines = [("Lecture", lecture), ("Champ", champ), ("Source", source)]
+    items = "".join(f'<p class="src"><span class="src-key">{k} :</span> {esc(v)}</p>'
+                    for k, v in lines if v)
+    return f'<div class="sources">{items}</div>' if items else ""
+
+
+def chart_html(fig: Any, *, alt: str, title: str, lecture: str | None, champ: str | None,
+               source: str | None, note: str | None = None, dpi: int = 150) -> str:
+    """A chart of the report: its title above, the image, then the lines under it.
+
+    The title states what the chart shows; the note and the « Lecture », « Champ », « Source »
+    lines are text under the image (not in it).
+    """
+    import matplotlib.pyplot as plt
+
+    data = base64.b64encode(png_bytes(fig, dpi=dpi)).decode("ascii")
+    plt.close(fig)
+    note_html = f'<p class="note">{esc(note)}</p>' if note else ""
+    return (f'<figure class="chart"><figcaption>{esc(title)}</figcaption>'
+            f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}"/>'
+            f"{note_html}{sources_html(lecture, champ, source)}</figure>")
 
 
 def show_heading(text: str, level: int = 2, anchor: str | None = None) -> None:

@@ -145,3 +145,121 @@ def variable_table(view: View, variable: str) -> str:
             f"{SUPPRESSED_LEGEND}. Parts pondérées.")
     return present.table_html(
         pd.DataFrame(lines), caption=q.text, note=note, numeric_columns=[view.labels[t] for t in targets])
+
+
+#: the profile questions of the chapter's table (the others are in the notebooks' evidence)
+CHAPTER_TABLE_QUESTIONS = ("contract_stage", "seniority", "prior_status")
+
+
+def profile_chapter(view: View) -> str:
+    """The profile chapter: a title with the key numbers, one chart, one table.
+
+    The chart sets the target against the consortium and the French references; the table gives
+    the entrepreneurs' situation in the CAE.
+    """
+    from . import story
+
+    w = story.Writer(view)
+    figs = {ind: story.figure_of(view, view.codebook.indicator(ind))
+            for ind, _ in PROFILE_ITEMS if _has(view, ind)}
+    bits = []
+    for ind, label in (("women_share", "de femmes"), ("under40_share", "de moins de 40 ans"),
+                       ("bac3plus_share", "de diplômés du supérieur long (Bac + 3 ou plus)")):
+        f = figs.get(ind)
+        if f is not None and not f.hidden:
+            bits.append(f"{format_pct(f.value)} {label}")
+    who = "du consortium" if view.is_consortium else w.where
+    title = "Profil des entrepreneurs"
+    if bits:
+        title += " : " + ", ".join(bits[:-1]) + (" et " if len(bits) > 1 else "") + bits[-1]
+    parts = [present.heading_html(french_typography(title), 1, anchor="profil")]
+    sentences = []
+    for ind in ("women_share", "under40_share", "bac3plus_share", "former_jobseeker_share"):
+        f = figs.get(ind)
+        if f is not None:
+            sentences.append(w.figure_sentence(f))
+    intro = (f"Qui sont les entrepreneurs {who} ? Leur profil est comparé "
+             + ("" if view.is_consortium else "à celui du consortium et ")
+             + "à celui de l’ensemble des créateurs d’entreprise en France (INSEE), qui n’est "
+             "qu’un repère : ces créateurs ne sont pas des entrepreneurs salariés.")
+    parts.append(present.paragraph_html(french_typography(intro)))
+    if sentences:
+        parts.append(present.paragraph_html(french_typography(" ".join(sentences))))
+    detail = cae_detail_text(view)
+    if detail:
+        parts.append(present.paragraph_html(detail))
+    items = [charts.ProfileItem(ind, label) for ind, label in PROFILE_ITEMS if _has(view, ind)]
+    if items:
+        fig, alt = charts.profile_comparison(
+            view.table, items, target=view.target, target_labels=view.labels,
+            title="", source=view.source, field=view.field(), synthetic=view.study.synthetic,
+            caution_base=view.study.report.caution_base, bare=True)
+        first = figs.get("women_share")
+        lecture = (story.cap(w.subject(first, with_n=False)) + "." if first is not None and not first.hidden
+                   else None)
+        ns = [f.n for f in figs.values() if f.n is not None]
+        champ = f"{view.field()} ayant répondu" + (
+            f" (de {format_int(min(ns))} à {format_int(max(ns))} répondants selon la question)" if ns else "")
+        parts.append(present.chart_html(
+            fig, alt=french_typography(alt),
+            title=french_typography(f"Le profil des entrepreneurs {who} face aux repères nationaux"),
+            lecture=lecture, champ=champ + ".",
+            source=story.source_line(view) + " ; INSEE, Sine et statistiques de créations d’entreprises "
+                   "(repères nationaux, voir l’annexe)."))
+    parts.append(situation_table(view))
+    return "".join(p for p in parts if p)
+
+
+def _has(view: View, ind: str) -> bool:
+    try:
+        view.codebook.indicator(ind)
+    except KeyError:
+        return False
+    return not view.select(ind, breakdown=None).empty
+
+
+def situation_table(view: View) -> str:
+    """Statut, ancienneté et situation avant la CAE : the target (and the consortium), one table."""
+    targets = [view.target] if view.is_consortium else [view.target, CONSORTIUM]
+    lines = []
+    ns = {t: [] for t in targets}
+    for variable in CHAPTER_TABLE_QUESTIONS:
+        ind_id = f"profile_{variable}"
+        if view.select(ind_id).empty:
+            continue
+        q = view.codebook.question(variable)
+        scale = view.codebook.scale_of(variable)
+        first = True
+        for choice in scale.choices:
+            if choice.missing:
+                continue
+            line = {"Caractéristique": _QUESTION_NAMES.get(variable, q.text) if first else "",
+                    "Réponse": choice.label}
+            first = False
+            for tgt in targets:
+                r = view.row(ind_id, tgt, category=choice.code)
+                line[view.labels[tgt]] = fmt_value(r, "pct") if r is not None else "—"
+            lines.append(line)
+        for tgt in targets:
+            rows = view.rows(ind_id, tgt)
+            if len(rows):
+                ns[tgt].append(rows["n_unweighted"].max())
+    if not lines:
+        return ""
+    champ = "; ".join(
+        f"{view.field(t)} ({format_int(min(v))} répondants)" if v and min(v) == max(v) else
+        f"{view.field(t)} (de {format_int(min(v))} à {format_int(max(v))} répondants selon la question)"
+        for t, v in ns.items() if v)
+    first = lines[0]
+    lecture = (f"{first[view.labels[view.target]]} des entrepreneurs "
+               f"{'du consortium' if view.is_consortium else 'de la ' + view.labels[view.target]} "
+               f"sont au stade « {first['Réponse']} ».")
+    return present.table_html(
+        pd.DataFrame(lines), caption="Situation des entrepreneurs dans la CAE", note=SUPPRESSED_LEGEND + ".",
+        numeric_columns=[view.labels[t] for t in targets], lecture=french_typography(lecture),
+        champ=champ + ".", source=f"enquête CAE-IMPACT, vague {view.study.wave}"
+        + (" (données synthétiques)." if view.study.synthetic else "."))
+
+
+_QUESTION_NAMES = {"contract_stage": "Statut dans la CAE", "seniority": "Ancienneté",
+                   "prior_status": "Situation avant la CAE", "sector": "Secteur d’activité"}

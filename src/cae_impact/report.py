@@ -26,7 +26,8 @@ from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig
 from .frenchfmt import french_typography
 
 TEMPLATES = Path(__file__).parent / "templates"
-REMOVE_TAGS = {"remove-cell", "parameters", "injected-parameters"}
+#: cells the report leaves out; ``evidence`` cells stay in the executed notebooks for reviewers
+REMOVE_TAGS = {"remove-cell", "parameters", "injected-parameters", "evidence"}
 
 
 def notebook_order(domain_ids: list[str]) -> list[str]:
@@ -195,7 +196,7 @@ class ReportMeta:
 def report_meta(study: StudyConfig, target: str) -> ReportMeta:
     """Build the report's metadata for a target (with the study, so the annexes can be built)."""
     return ReportMeta(
-        title="Mesure de l'impact social — CAE-IMPACT",
+        title="Mesure de l’impact social — CAE-IMPACT",
         target_label=study.target_label(target),
         wave=study.wave,
         synthetic=study.synthetic,
@@ -258,14 +259,22 @@ def add_exclusion_to_method(annex_html: str, study: StudyConfig | None) -> str:
     return annex_html[: m.end()] + para + annex_html[m.end():]
 
 
-def wrap_document(body: str, meta: ReportMeta, annex_html: str = "", front_html: str = "") -> str:
+def wrap_document(body: str, meta: ReportMeta, annex_html: str = "", front_html: str = "",
+                  editorial=None) -> str:
     """Wrap the report body in the full document: cover, table of contents, banner, CSS.
 
-    ``front_html`` (« L'essentiel ») comes right after the table of contents, ``annex_html``
-    after the chapters; French typography is applied to every text node.
+    ``front_html`` comes right after the table of contents, ``annex_html`` after the chapters;
+    ``editorial`` (:class:`cae_impact.editorial.Editorial`) puts the director's word and the
+    funders on the cover and « Ce que la CAE en retient » after the chapters. French typography
+    is applied to every text node.
     """
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    body = typeset(mark_long_tables(number_figures(front_html + body + (annex_html or ""))))
+    takeaways = ""
+    if editorial is not None and editorial.get("takeaways"):
+        title = "Ce que le consortium en retient" if meta.is_consortium else "Ce que la CAE en retient"
+        takeaways = (f'<h1 id="retient">{title}</h1>'
+                     f'<div class="editorial takeaways">{editorial.get("takeaways")}</div>')
+    body = typeset(mark_long_tables(number_figures(front_html + body + takeaways + (annex_html or ""))))
     body, toc = add_toc(body)
     e = html.escape
     scope = "Rapport du consortium" if meta.is_consortium else "Rapport d'impact de la CAE"
@@ -297,6 +306,7 @@ def wrap_document(body: str, meta: ReportMeta, annex_html: str = "", front_html:
   <p class="cover-date">Produit le {e(meta.date)}</p>
   {'<p class="cover-synthetic">Données synthétiques — démonstration</p>' if meta.synthetic else ''}
   {f'<p class="cover-excluded">{e(exclusion_note(meta.study))}</p>' if meta.is_consortium and exclusion_note(meta.study) else ''}
+  {_cover_editorial(editorial)}
   <p class="cover-credit">Méthode CAE-IMPACT conçue par Coopérer Pour Entreprendre et Ellyx.</p>
 </header>
 {toc}
@@ -306,6 +316,20 @@ def wrap_document(body: str, meta: ReportMeta, annex_html: str = "", front_html:
 </body>
 </html>
 """
+
+
+def _cover_editorial(editorial) -> str:
+    """The director's word and the funders on the cover (already inert HTML), or ''."""
+    if editorial is None:
+        return ""
+    parts = []
+    if editorial.get("word"):
+        parts.append('<section class="cover-word"><h2 class="cover-word-title">Le mot de la direction</h2>'
+                     f'{typeset(editorial.get("word"))}</section>')
+    if editorial.get("funders"):
+        parts.append('<section class="cover-funders"><p class="cover-funders-title">Avec le soutien de</p>'
+                     f'{typeset(editorial.get("funders"))}</section>')
+    return "".join(parts)
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -357,16 +381,19 @@ def render_html(notebook_paths: list[Path], meta: ReportMeta, out: Path, annex_h
         cb = load_codebook(meta.study.codebook)
         reports_root = reports_root or _reports_root_of(out, meta)
         processed_root = processed_root or _processed_root_of(reports_root, meta)
-        if front_html is None:
-            front_html = annexes.build_front(meta.study, meta.target, reports_root=reports_root,
-                                             processed_root=processed_root, codebook=cb)
+        front_html = front_html or ""
         if annex_html is None:
             annex_html = annexes.build_annexes(meta.study, meta.target, reports_root=reports_root,
                                                processed_root=processed_root, codebook=cb,
                                                manifest_path=out.parent / "manifest.json")
     if meta.is_consortium and meta.study is not None:
         annex_html = add_exclusion_to_method(annex_html or "", meta.study)
-    write_atomic(out, wrap_document(body, meta, annex_html or "", front_html or ""))
+    ed = None
+    if meta.study is not None and meta.target is not None:
+        from . import editorial
+
+        ed = editorial.load(meta.study, meta.target)
+    write_atomic(out, wrap_document(body, meta, annex_html or "", front_html or "", editorial=ed))
     return out
 
 
