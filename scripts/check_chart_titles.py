@@ -1,5 +1,8 @@
 """Draw every chart of a built study's reports and list the texts that go past a figure's edge.
 
+The report's chart titles are text above the image (never clipped); the images still hold
+axis labels, legends and value labels, which this checks.
+
 Usage: python scripts/check_chart_titles.py [--study config/study.yaml] [--reports-root reports]
 Runs the notebooks' chart code in-process (no kernel) for every target, the profile and every
 effect domain, with the estimates already under ``reports/``; exits 1 when a text is clipped.
@@ -29,16 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     study = load_study(args.study)
     found: list[tuple[str, str, list[str]]] = []
     counted = {"charts": 0}
-    original = present.figure_html
+    original = present.chart_html
 
-    def checking(fig, *, alt, caption, note=None, dpi=150):
+    def checking(fig, *, title, **kw):
         counted["charts"] += 1
         clipped = charts.clipped_texts(fig)
         if clipped:
-            found.append((where["now"], caption, clipped))
-        return original(fig, alt=alt, caption=caption, note=note, dpi=dpi)
+            found.append((where["now"], title, clipped))
+        return original(fig, title=title, **kw)
 
-    present.figure_html = checking
+    present.chart_html = checking
     where = {"now": ""}
     common = dict(study=args.study, processed_root=args.processed_root, reports_root=args.reports_root)
     from cae_impact.codebook import load_codebook
@@ -49,17 +52,13 @@ def main(argv: list[str] | None = None) -> int:
             where["now"] = f"{target}/profile"
             ctx = pipeline.profile_context(target=target, **common)
             prof = pipeline.analyse_profile(ctx)
-            pipeline.show_profile_intro(ctx, prof)
-            for variable in prof.variables:
-                pipeline.show_profile_variable(ctx, prof, variable)
+            pipeline.show_front(ctx, prof)
+            pipeline.show_profile(ctx, prof)
             for domain in domains:
                 where["now"] = f"{target}/{domain}"
                 ctx = pipeline.effect_context(target=target, domain=domain, **common)
                 analysis = pipeline.analyse_domain(ctx)
-                pipeline.show_domain_intro(ctx, analysis)
-                for indicator in analysis.indicators:
-                    pipeline.show_indicator(ctx, analysis, indicator)
-                pipeline.show_domain_findings(ctx, analysis)
+                pipeline.show_chapter(ctx, analysis)
     print(f"{counted['charts']} charts drawn, {len(found)} with a text past the figure's edge")
     for place, caption, texts in found:
         print(f"  {place}: {caption[:60]!r}: {[t[:50] for t in texts]}")

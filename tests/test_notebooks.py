@@ -258,3 +258,78 @@ def test_unusable_cae_stops_the_build_and_no_consortium_is_written(tmp_path):
     assert not (tmp_path / "processed" / wave / "cae-3" / "responses.parquet").exists()
     assert not list((tmp_path / "reports").rglob("report.*")), "no document without every CAE"
     assert "build summary" in result.stdout + err and "cae-3" in err
+
+
+def _body(doc: str) -> str:
+    """The report's body: from <main> to the method annex, images left out."""
+    main = doc[doc.index("<main>"):]
+    return re.sub(r"<img[^>]*>", "", main[:main.index('id="annexe-methode"')])
+
+
+def test_report_body_reads_as_a_report(built):
+    """Story first: no term of the method annex in the body, « Lecture / Champ / Source » under
+    every chart and table, typographic apostrophes, no sentence repeated more than three times,
+    and a report of the right size (a CAE: at most 24 pages before the annexes, 8 of annexes;
+    the consortium: 50 pages in all)."""
+    import html as htmlmod
+    from collections import Counter
+
+    from test_story import JARGON
+
+    folder, _, _ = built
+    wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]
+    for target in (*FIXTURE_CAES, "consortium"):
+        out = folder / "reports" / wave / target
+        body = _body((out / "report.html").read_text(encoding="utf-8"))
+        text = htmlmod.unescape(re.sub(r"<[^>]+>", " ", body))
+        for term in JARGON:
+            assert term.lower() not in text.lower(), (target, term)
+        assert "'" not in text, (target, text[max(0, text.find("'") - 60):text.find("'") + 20])
+        figures = re.findall(r'<figure class="(?:chart|table[^"]*)">.*?</figure>', body, flags=re.S)
+        assert len(figures) >= 14, target
+        for fig in figures:
+            flat = htmlmod.unescape(re.sub(r"<[^>]+>", " ", fig)).replace("\xa0", " ")
+            assert all(f"{k} :" in flat for k in ("Lecture", "Champ", "Source")), (target, flat[:120])
+        sentences = []
+        for para in re.findall(r"<(?:p|li)(?: class=\"(?:lead|chapter-intro)\")?>(.*?)</(?:p|li)>", body, flags=re.S):
+            para = htmlmod.unescape(re.sub(r"<[^>]+>", "", para))
+            sentences += [re.sub(r"[\d\u202f\xa0 ]+", " ", s).strip()
+                          for s in re.split(r"(?<=[.!?])\s+", para) if len(s) > 30]
+        repeated = [(s, n) for s, n in Counter(sentences).most_common(3) if n > 3]
+        assert not repeated, (target, repeated)
+        pages = subprocess.run(["pdftotext", "-layout", str(out / "report.pdf"), "-"], capture_output=True,
+                               text=True, check=True).stdout.split("\f")
+        pages = [p for p in pages if p.strip()]
+        annex = next(i for i, p in enumerate(pages) if re.search(r"Annexe A\s+—\s+Méthode\s*\n", p)
+                     and "Sommaire" not in p)
+        if target == "consortium":
+            assert len(pages) <= 50, len(pages)
+        else:
+            assert annex <= 24 and len(pages) - annex <= 8, (target, annex, len(pages))
+
+
+def test_executed_notebooks_hold_the_evidence(built):
+    """The chapter notebooks keep, for reviewers, each indicator's rule and unformatted results
+    (cells tagged « evidence », which the report leaves out)."""
+    folder, _, _ = built
+    wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]
+    nb = nbformat.read(folder / "reports" / wave / "cae-1" / "notebooks" / "02_effect_d3.ipynb", as_version=4)
+    evidence = [c for c in nb.cells if "evidence" in c.metadata.get("tags", [])]
+    assert evidence
+    shown = json.dumps([c.get("outputs", []) for c in evidence], ensure_ascii=False)
+    for needle in ("Règle du référentiel", "p_adjusted", "suppression_reason", "cae_decisive", "verdict"):
+        assert needle in shown, needle
+    report_html = (folder / "reports" / wave / "cae-1" / "report.html").read_text(encoding="utf-8")
+    assert "Règle du référentiel" not in report_html and "p_adjusted" not in report_html
+
+
+def test_no_chart_text_is_clipped(built):
+    """Every chart of the fixture study's reports, drawn again: no text past the figure's edge."""
+    import sys
+
+    folder, study, _ = built
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_chart_titles.py"), "--study", str(study),
+                             "--reports-root", str(folder / "reports"), "--processed-root", str(folder / "processed")],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "0 with a text past" in result.stdout and int(result.stdout.split()[0]) >= 20

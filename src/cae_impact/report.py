@@ -221,7 +221,7 @@ def typeset(markup: str) -> str:
 
 
 _TABLE_FIG_RE = re.compile(r'<figure class="table">(.*?)</figure>', re.S)
-LONG_TABLE_ROWS = 16
+LONG_TABLE_ROWS = 10
 
 
 def mark_long_tables(body: str, rows: int = LONG_TABLE_ROWS) -> str:
@@ -310,12 +310,36 @@ def wrap_document(body: str, meta: ReportMeta, annex_html: str = "", front_html:
   <p class="cover-credit">Méthode CAE-IMPACT conçue par Coopérer Pour Entreprendre et Ellyx.</p>
 </header>
 {toc}
+{reading_guide(meta)}
 <main>
 {body}
 </main>
 </body>
 </html>
 """
+
+
+def reading_guide(meta: ReportMeta) -> str:
+    """« Comment lire ce rapport », under the table of contents."""
+    who = "du consortium" if meta.is_consortium else "de la CAE"
+    against = ("les CAE entre elles et avec le reste du consortium" if meta.is_consortium
+               else "la CAE à l’ensemble du consortium")
+    items = [
+        f"« L’essentiel » résume en une page ce que disent les entrepreneurs {who}, thème par thème.",
+        "Chaque chapitre porte sur l’un des sept effets mesurés par la méthode CAE-IMPACT ; son titre "
+        "énonce le résultat principal, ses chiffres clés comparent " + against + ".",
+        "Sous chaque graphique et chaque tableau, « Lecture » dit comment le lire, « Champ » qui est "
+        "compté et sur combien de répondants, « Source » d’où viennent les chiffres.",
+        "« Nettement » signale un écart trop grand pour tenir au hasard des réponses ; les autres "
+        "écarts ne sont pas présentés comme des différences.",
+        "Les tableaux détaillés (chaque indicateur selon le profil des répondants, avec marges "
+        "d’erreur et tests) sont dans le fichier indicators.xlsx et dans les carnets d’analyse "
+        "joints au rapport ; les annexes décrivent la méthode, la qualité des données, le "
+        "questionnaire et la provenance des chiffres.",
+    ]
+    lis = "".join(f"<li>{html.escape(french_typography(i), quote=False)}</li>" for i in items)
+    return (f'<aside class="box reading-guide"><p class="box-title">Comment lire ce rapport</p>'
+            f"<ul>{lis}</ul></aside>")
 
 
 def _cover_editorial(editorial) -> str:
@@ -570,7 +594,7 @@ def add_column_widths(markup: str) -> str:
 
     def repl(m: re.Match[str]) -> str:
         cls, inner = m.group(1), m.group(2)
-        widths = column_widths(inner, measure) if cls == "data" else None
+        widths = column_widths(inner, measure) if cls in ("data", "data compact") else None
         if widths is None:
             return m.group(0)
         cols = "".join(f'<col style="width:{w:.2f}%"/>' for w in widths)

@@ -223,11 +223,23 @@ class Writer:
         pop = ind.population or "entrepreneurs"
         return f"{pop} {self.where}" if with_target else pop
 
-    def subject(self, f: Figure, *, with_n: bool = True, with_target: bool = True) -> str:
-        """« 62 % des entrepreneurs de la CAE 4 (55 répondants) jugent … » (a share)."""
+    def subject(self, f: Figure, *, with_n: bool = True, with_target: bool = True,
+                vary: bool = False) -> str:
+        """« 62 % des entrepreneurs de la CAE 4 (55 répondants) jugent … » (a share).
+
+        ``vary``: the running text rotates three word orders (« Dans la CAE 4, 62 % des
+        entrepreneurs … », « Parmi les entrepreneurs de la CAE 4 (55 répondants), 62 % … »).
+        """
         n = f" ({format_int(f.n)} répondants)" if with_n and f.n is not None else ""
         value = f.band if f.hidden else format_pct(f.value)
         statement = f.ind.statement or f"sont concernés ({f.ind.short_label.lower()})"
+        if vary and with_target:
+            pop = f.ind.population or "entrepreneurs"
+            form = self.pick("subject", ["plain", "dans", "parmi"])
+            if form == "dans":
+                return f"dans {self.name}, {value} des {pop}{n} {statement}"
+            if form == "parmi":
+                return f"parmi les {pop} {self.where}{n}, {value} {statement}"
         return f"{value} des {self.who(f.ind, with_target=with_target)}{n} {statement}"
 
     def quantity(self, f: Figure, *, with_n: bool = True) -> str:
@@ -244,7 +256,8 @@ class Writer:
                 "personnes sont concernées.",
                 f"« {f.ind.short_label} » : chiffre non diffusé pour {self.name}, faute d’un nombre "
                 "suffisant de répondants."])
-        base = cap(self.subject(f, with_n=with_n) if f.unit == "pct" else self.quantity(f, with_n=with_n))
+        base = cap(self.subject(f, with_n=with_n, vary=True) if f.unit == "pct"
+                   else self.quantity(f, with_n=with_n))
         c = f.ref_shown()
         verdict = f.verdict
         if self.view.is_consortium or f.ref is None:
@@ -699,9 +712,15 @@ def _chapter_text(w: Writer, view: View, figures: Sequence[Figure], inds: Sequen
         text = " ".join(group_sentence(w, g) for g in gaps[:MAX_GROUP_SENTENCES])
         if len(gaps) > MAX_GROUP_SENTENCES:
             more = len(gaps) - MAX_GROUP_SENTENCES
-            text += (" Un autre écart net selon le profil des entrepreneurs figure" if more == 1 else
-                     f" {plural(more, 'autre écart net', 'autres écarts nets')} selon le profil des "
-                     "entrepreneurs figurent") + " dans les tableaux détaillés."
+            count = "un autre" if more == 1 else plural(more, "autre", "autres")
+            text += " " + cap(w.pick("more-gaps", [
+                f"{count} écart{'s' if more > 1 else ''} net{'s' if more > 1 else ''} selon le profil "
+                "des entrepreneurs figure" + ("nt" if more > 1 else "") + " dans les tableaux détaillés.",
+                f"les tableaux détaillés donnent {count} écart{'s' if more > 1 else ''} "
+                f"net{'s' if more > 1 else ''} entre groupes d’entrepreneurs.",
+                f"on trouvera {count} écart{'s' if more > 1 else ''} net{'s' if more > 1 else ''} selon "
+                "le profil dans les tableaux détaillés.",
+            ]))
         out.append(text)
     rest = [f for f in figures if f.ind.id not in told and f.ind.kind != "paired_difference"]
     shown_rest = [f for f in rest if not f.hidden]
@@ -987,31 +1006,32 @@ def method_lines(view: View) -> list[str]:
 
 
 def synthesis_html(view: View) -> str:
-    """Consortium report: for each CAE and domain, the indicators nettement above / below the rest."""
+    """Consortium report: for each domain and CAE, the indicators nettement above / below the rest."""
     if not view.compared_caes:
         return ""
     rows = []
-    for cae in view.compared_caes:
-        line = {"CAE": view.labels[cae]}
-        for d in view.codebook.domains:
+    for d in view.codebook.domains:
+        line = {"Domaine": f"{d.number}. {d.short_title}"}
+        for cae in view.compared_caes:
             up = down = 0
             for ind in domain_indicators(view, d):
                 for c, direction, _ in cae_differences(view, ind):
                     if c == cae:
                         up += direction == "up"
                         down += direction == "down"
-            line[d.short_title] = (f"+{up}" if up else "") + (" " if up and down else "") + (f"−{down}" if down else "") or "0"
+            line[view.labels[cae]] = " ".join(x for x in (f"+{up}" if up else "", f"−{down}" if down else "") if x) or "0"
         rows.append(line)
     frame = pd.DataFrame(rows)
     parts = [present.heading_html("Synthèse : les CAE face au consortium", 1, anchor="synthese"),
              present.paragraph_html(french_typography(
-                 "Pour chaque CAE et chaque domaine, le nombre d’indicateurs où la CAE se situe nettement "
+                 "Pour chaque domaine et chaque CAE, le nombre d’indicateurs où la CAE se situe nettement "
                  "au-dessus (+) ou en dessous (−) du reste du consortium. Un écart n’est pas un "
-                 "classement : les CAE n’accueillent pas les mêmes publics."))]
+                 "classement : les CAE n’accueillent pas les mêmes publics, et un chiffre plus élevé "
+                 "n’est pas toujours meilleur (part de femmes, délai avant la première facture)."))]
     parts.append(present.table_html(
         frame, caption="Écarts nets de chaque CAE avec le reste du consortium, par domaine",
-        numeric_columns=[d.short_title for d in view.codebook.domains],
-        lecture=french_typography("« +2 » : deux indicateurs du domaine sont nettement plus élevés dans la CAE que dans le reste du consortium ; « 0 » : aucun écart net."),
+        numeric_columns=[view.labels[c] for c in view.compared_caes],
+        lecture=french_typography("« +2 » : deux indicateurs du domaine sont nettement plus élevés dans la CAE que dans le reste du consortium ; « +1 −1 » : un plus élevé, un plus bas ; « 0 » : aucun écart net."),
         champ="entrepreneurs des CAE du consortium.", source=source_line(view) + "."))
     return "".join(parts)
 
@@ -1034,7 +1054,7 @@ def national_memo_html(view: View) -> str:
                  "chiffres ci-dessous. Ils sont rappelés pour mémoire : ils portent sur d’autres CAE, à "
                  "une autre date, avec un autre questionnaire ; ils ne sont pas comparés par un test."))]
     parts.append(present.table_html(
-        pd.DataFrame(rows), caption="Chiffres du rapport national et de cette enquête",
+        pd.DataFrame(rows), caption="Chiffres du rapport national et de cette enquête", css_class="data compact",
         numeric_columns=[f"Consortium {view.study.wave}", "Répondants"],
         lecture=french_typography(f"{rows[0]['Indicateur']} : « {rows[0]['Rapport national 2019-2020']} » dans le rapport national ; {rows[0][f'Consortium {view.study.wave}']} dans le consortium en {view.study.wave}."),
         champ="entrepreneurs des CAE du consortium ; rapport national : entrepreneurs des 7 CAE de l’expérimentation.",
