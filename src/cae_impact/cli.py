@@ -606,6 +606,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     scan_published(study, processed, reports, args)
     path = write_index(study, reports)
     print(f"  [index] {_rel(path)}")
+    from .editorial import editorial_path, missing_targets
+
+    missing = missing_targets(study)
+    if missing:
+        print(f"  [editorial] no editorial file (director's word, context, takeaways, funders) for "
+              f"{len(missing)} target(s): {', '.join(missing)} — write "
+              f"{_rel(editorial_path(study, missing[0]).parent)}/<target>.md (config/editorial/README.md)")
     return 0
 
 

@@ -656,6 +656,9 @@ _DOCX_TABLE_FIG_RE = re.compile(r'<figure class="table(?: long)?">(.*?)</figure>
 _TITLE_RE = re.compile(r"<title>(.*?)</title>", re.S)
 
 
+_DOCX_CHART_FIG_RE = re.compile(r'<figure class="chart">(.*?)</figure>', re.S)
+
+
 def docx_html(markup: str) -> str:
     """The HTML given to pandoc: without the cover, the HTML contents and the running header.
 
@@ -669,9 +672,21 @@ def docx_html(markup: str) -> str:
     # A <figure> becomes a one-cell layout table in Word: tables are given as plain tables,
     # their note as a paragraph under them.
     def table_fig(m: re.Match[str]) -> str:
-        inner = re.sub(r'<figcaption class="note">(.*?)</figcaption>', r'<p class="note">\1</p>', m.group(1), flags=re.S)
+        inner = re.sub(r'<figcaption class="note">(.*?)</figcaption>', r'<div class="note">\1</div>', m.group(1), flags=re.S)
         return f'<div class="table">{inner}</div>'
 
+    # A chart likewise: its title a paragraph above the image, its lines paragraphs under it
+    # (inside a <figure>, pandoc set the lines beside a shrunken image).
+    def chart_fig(m: re.Match[str]) -> str:
+        inner = m.group(1)
+        title = re.search(r"<figcaption>(.*?)</figcaption>", inner, flags=re.S)
+        rest = inner.replace(title.group(0), "") if title else inner
+        img = re.search(r"<img\b[^>]*>", rest)
+        below = rest.replace(img.group(0), "") if img else rest
+        head = f'<p class="chart-title"><strong>{title.group(1)}</strong></p>' if title else ""
+        return f'<div class="chart">{head}<p>{img.group(0) if img else ""}</p>{below}</div>'
+
+    markup = _DOCX_CHART_FIG_RE.sub(chart_fig, markup)
     return docx_table_layout(_DOCX_TABLE_FIG_RE.sub(table_fig, markup))
 
 
@@ -873,6 +888,9 @@ def finish_docx(path: Path, running: str) -> None:
     doc = docx.Document(str(path))
     _docx_header_footer(doc, running)
     _docx_fill_toc(doc)
+    for paragraph in doc.paragraphs:  # a chart's or table's title stays with it on the page
+        if paragraph.text.startswith(("Figure ", "Tableau ")):
+            paragraph.paragraph_format.keep_with_next = True
     raw = io.BytesIO()
     doc.save(raw)
     path.write_bytes(_fixed_zip(raw))
