@@ -465,8 +465,10 @@ def provenance_annex(prov: Mapping) -> str:
         ("Version du code (commit git)", str(prov.get("git_commit", "—"))
          + (" — modifications non enregistrées" if dirty else "")),
     ]
-    for name, version in (prov.get("packages") or {}).items():
-        rows.append((f"Logiciel : {name}", version))
+    packages = prov.get("packages") or {}
+    if packages:  # one row: the versions are for re-running, not for reading
+        rows.append(("Logiciels (versions)", ", ".join(f"{name} {version}" for name, version in packages.items()
+                                                       if version != "absent")))
     parts.append(present.table_html(pd.DataFrame(rows, columns=["Élément", "Valeur"]),
                                     caption="Provenance du rapport", css_class="data provenance"))
     exports = prov.get("raw_exports") or []

@@ -19,8 +19,8 @@ from .frenchfmt import format_int, format_number, format_pct, french_typography
 PROFILE_ITEMS = (
     ("women_share", "Femmes"),
     ("under40_share", "Moins de 40 ans"),
-    ("bac3plus_share", "Diplômés Bac+3 ou plus"),
-    ("former_jobseeker_share", "Demandeurs d'emploi ou au RSA avant la CAE"),
+    ("bac3plus_share", "Diplômés Bac\u00a0+\u00a03 ou plus"),
+    ("former_jobseeker_share", "Demandeurs d’emploi ou au RSA avant la CAE"),
 )
 
 
