@@ -384,7 +384,12 @@ def _group_noun(label: str) -> str:
 
 
 def group_sentence(w: Writer, g: GroupGap) -> str:
-    """One sentence on a significant difference between groups."""
+    """One sentence on a breakdown whose groups differ significantly, with its extreme groups.
+
+    The test is over all the groups of the breakdown; the sentence says that the answers differ
+    by it, and gives the lowest and highest of the published groups (hidden groups are not
+    named), without claiming that these two groups differ from each other.
+    """
     unit = str(g.high["unit"])
     hi = fmt_number(float(g.high["estimate"]), unit, g.ind)
     lo = fmt_number(float(g.low["estimate"]), unit, g.ind)
@@ -392,13 +397,31 @@ def group_sentence(w: Writer, g: GroupGap) -> str:
     by = _BREAKDOWN_NAMES.get(g.breakdown, g.breakdown)
     a, b = _group_noun(str(g.high["group_label"])), _group_noun(str(g.low["group_label"]))
     return w.pick("group", [
-        f"Selon {by}, l’écart est net pour « {g.ind.short_label} » : {hi} pour {a} ({hn} répondants) "
-        f"contre {lo} pour {b} ({ln}).",
-        f"« {g.ind.short_label} » varie nettement selon {by} : de {lo} pour {b} ({ln} répondants) à "
-        f"{hi} pour {a} ({hn}).",
-        f"Sur « {g.ind.short_label} », l’écart entre {a} et {b} est net : {hi} ({hn} répondants) "
-        f"contre {lo} ({ln}).",
+        f"Les réponses à « {g.ind.short_label} » diffèrent nettement selon {by} : de {lo} pour {b} "
+        f"({ln} répondants) à {hi} pour {a} ({hn}).",
+        f"Selon {by}, « {g.ind.short_label} » varie nettement : {hi} pour {a} ({hn} répondants), "
+        f"{lo} pour {b} ({ln}).",
+        f"« {g.ind.short_label} » n’est pas le même selon {by}, un écart net : de {lo} ({b}, {ln} "
+        f"répondants) à {hi} ({a}, {hn}).",
     ])
+
+
+def told_gaps(gaps: Sequence[GroupGap]) -> list[GroupGap]:
+    """The group differences worth a sentence: the published groups differ by 5 points (or 5 %) at least.
+
+    A significant test whose published groups are close means the difference lies with groups
+    that are hidden: it is left to the detailed tables.
+    """
+    out = []
+    for g in gaps:
+        unit = str(g.high["unit"])
+        if unit == "pct":
+            wide = g.gap >= 0.05
+        else:
+            wide = g.gap >= 0.05 * max(abs(float(g.high["estimate"])), abs(float(g.low["estimate"])), 1e-9)
+        if wide:
+            out.append(g)
+    return out
 
 
 # --- change since the entry in the CAE ----------------------------------------------------------
@@ -451,7 +474,8 @@ def source_line(view: View) -> str:
     return text + (" (données synthétiques)" if view.study.synthetic else "")
 
 
-def panel_chart(w: Writer, view: View, figures: Sequence[Figure], *, title: str) -> str:
+def panel_chart(w: Writer, view: View, figures: Sequence[Figure], *, title: str,
+                explain: bool = True) -> str:
     """Every share of the chapter: the target's dot and interval, the consortium's diamond."""
     shares = [f for f in figures if f.unit == "pct" and f.ind.kind != "paired_difference"]
     if len(shares) < 2:
@@ -476,7 +500,7 @@ def panel_chart(w: Writer, view: View, figures: Sequence[Figure], *, title: str)
         lecture = cap(w.subject(first, with_n=False)) + (
             f" ; dans l’ensemble du consortium, c’est {first.ref_shown()}." if first.ref is not None else ".")
         lecture += (" Le trait autour du point montre la marge d’erreur due à l’échantillon."
-                    if not view.census else "")
+                    if explain and not view.census else "")
     champ = champ_of_bases(view, shares, label)
     if not view.is_consortium:
         ns = [float(f.ref["n_unweighted"]) for f in shares if f.ref is not None and not is_missing(f.ref.get("n_unweighted"))]
@@ -646,7 +670,8 @@ def chapter_html(view: View, domain: Domain, *, writer: Writer | None = None,
     parts.extend(present.paragraph_html(french_typography(p)) for p in paragraphs)
     parts.append(key_figures_table(w, view, key_figures(view, figures), domain))
     chart_title = _panel_title(w, view, figures, domain)
-    parts.append(panel_chart(w, view, figures, title=french_typography(chart_title)))
+    parts.append(panel_chart(w, view, figures, title=french_typography(chart_title),
+                             explain=domain.number == 1))
     parts.append(second_chart(w, view, inds, figures))
     if verbatims:
         parts.append(verbatim_box(verbatims, verbatim_question))
@@ -707,7 +732,7 @@ def _chapter_text(w: Writer, view: View, figures: Sequence[Figure], inds: Sequen
     if changes:
         out.append(" ".join(changes))
         told.update(i.id for i in inds if i.kind == "paired_difference")
-    gaps = group_gaps(view, inds)
+    gaps = told_gaps(group_gaps(view, inds))
     if gaps:
         text = " ".join(group_sentence(w, g) for g in gaps[:MAX_GROUP_SENTENCES])
         if len(gaps) > MAX_GROUP_SENTENCES:
@@ -955,7 +980,7 @@ def brief_html(view: View, weighting: Mapping, context_html: str = "") -> str:
             f"{format_pct(r['response_rate'])}.")
     sectors = top_sectors(view)
     if sectors:
-        head += f" Ils exercent surtout dans {sectors}."
+        head += f" Leurs principaux secteurs d’activité : {sectors}."
     parts.append(present.paragraph_html(french_typography(head), "lead"))
     if context_html:
         parts.append(f'<div class="editorial context">{context_html}</div>')
@@ -978,7 +1003,7 @@ def top_sectors(view: View, k: int = 3) -> str:
     bits = [f"{str(r['category_label'])[:1].lower()}{str(r['category_label'])[1:]} ({format_pct(r['estimate'])})"
             for _, r in shown.head(k).iterrows()]
     n = format_int(rows["n_unweighted"].max())
-    return (", ".join(bits[:-1]) + " et " + bits[-1] if len(bits) > 1 else bits[0]) + f" ({n} répondants)"
+    return "; ".join(bits) + f" ({n} répondants)"
 
 
 def method_lines(view: View) -> list[str]:
