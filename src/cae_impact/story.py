@@ -465,7 +465,7 @@ def champ_of_bases(view: View, figures: Sequence[Figure], target_label: str) -> 
         return ""
     lo, hi = int(min(ns)), int(max(ns))
     bases = f"{format_int(lo)} répondants" if lo == hi else f"de {format_int(lo)} à {format_int(hi)} répondants selon l’indicateur"
-    return f"entrepreneurs {de(target_label) if not target_label.startswith('CAE') else 'de la ' + target_label} ayant répondu à la question ({bases})"
+    return f"{view.field()} ayant répondu à la question ({bases})"
 
 
 def source_line(view: View) -> str:
@@ -608,6 +608,11 @@ def cae_sentence(w: Writer, view: View, ind: Indicator, diffs) -> str:
                      f"{format_int(r['n_unweighted'])} répondants)")
     listed = ", ".join(parts[:-1]) + (" et " if len(parts) > 1 else "") + parts[-1]
     more = f" ; {plural(len(diffs) - 4, 'autre CAE', 'autres CAE')} également" if len(diffs) > 4 else ""
+    if len(diffs) == 1:
+        return w.pick("one-cae", [
+            f"Sur « {ind.short_label} », une CAE se distingue nettement du reste du consortium : {listed}.",
+            f"Pour « {ind.short_label} », {listed} s’écarte nettement des autres CAE.",
+        ])
     return w.pick("caes", [
         f"Sur « {ind.short_label} », des CAE se distinguent nettement du reste du consortium : {listed}{more}.",
         f"« {ind.short_label} » varie nettement d’une CAE à l’autre : {listed}{more}.",
