@@ -225,12 +225,28 @@ questionnaire: $(VENV_STAMP)
 	$(PY) -m cae_impact.questionnaire $(REPORTS_ROOT)/questionnaire
 
 # ---------------------------------------------------------------- quality
-## test: run every test tier (unit, notebooks on a fixture study, conventions)
-.PHONY: test
+## test: run every test tier (unit, oracle, integration, conventions; tests/conftest.py)
+.PHONY: test test-unit test-oracle test-integration test-conventions
 test: $(VENV_STAMP)
 	$(PY) -m pytest -q
 
-## test-fast: unit and convention tests only (no notebook execution)
+## test-unit: tier 1, functions and modules in memory (about a minute)
+test-unit: $(VENV_STAMP)
+	$(PY) -m pytest -q -m unit
+
+## test-oracle: tier 2, the estimation against R's survey package outputs, and the simulations
+test-oracle: $(VENV_STAMP)
+	$(PY) -m pytest -q -m oracle
+
+## test-integration: tier 3, the build on a fixture study (Make, papermill, kernels, documents)
+test-integration: $(VENV_STAMP)
+	$(PY) -m pytest -q -m integration
+
+## test-conventions: tier 4, the project's rules (stripped notebooks, layers, layout)
+test-conventions: $(VENV_STAMP)
+	$(PY) -m pytest -q -m conventions
+
+## test-fast: every tier but the notebook builds and the slow simulations
 .PHONY: test-fast
 test-fast: $(VENV_STAMP)
 	$(PY) -m pytest -q -m "not notebook and not slow"

@@ -19,16 +19,10 @@ from cae_impact.cleaning import (
     validate_export,
     write_processed,
 )
-from cae_impact.codebook import load_codebook
 from cae_impact.ingest import ExportError, read_export
 
 CORPUS = Path(__file__).parent / "fixtures" / "malformed"
 KEY = b"test-key-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def cb():
-    return load_codebook()
 
 
 def refused(cb, name: str, fmt: str = "limesurvey", **kwargs) -> ExportError:

@@ -3,21 +3,9 @@
 import json
 
 import pandas as pd
-import pytest
 
 from cae_impact import annexes, chapters
-from cae_impact.codebook import load_codebook
-from cae_impact.config import CONSORTIUM, load_study
-
-
-@pytest.fixture(scope="module")
-def study():
-    return load_study()
-
-
-@pytest.fixture(scope="module")
-def cb(study):
-    return load_codebook(study.codebook)
+from cae_impact.config import CONSORTIUM
 
 
 def row(ind, target, est, *, unit="pct", suppressed=False, significant=True, n=80, category=""):

@@ -24,7 +24,6 @@ from cae_impact.cleaning import (
     validate_export,
     write_processed,
 )
-from cae_impact.codebook import load_codebook
 from cae_impact.config import load_study
 from cae_impact.ingest import read_export, read_table
 from cae_impact.privacy import EMAIL_RE, PHONE_RE
@@ -60,11 +59,6 @@ def limesurvey(tmp_path: Path, rows: list[dict[str, str]], header: list[str] = H
         for r in rows:
             writer.writerow([r.get(h, "") for h in header])
     return path
-
-
-@pytest.fixture(scope="module")
-def cb():
-    return load_codebook()
 
 
 def clean(tmp_path, cb, rows, header=HEADER):

@@ -20,11 +20,6 @@ from cae_impact.codebook import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def cb():
-    return load_codebook()
-
-
 # ---------------------------------------------------------------------------------------------
 # The project's codebook
 # ---------------------------------------------------------------------------------------------

@@ -8,13 +8,7 @@ import openpyxl
 import pytest
 from pyxform.xls2xform import convert
 
-from cae_impact.codebook import load_codebook
 from cae_impact.questionnaire import build_xlsform, render_html, workbook_bytes, write_questionnaire
-
-
-@pytest.fixture(scope="module")
-def cb():
-    return load_codebook()
 
 
 @pytest.fixture(scope="module")

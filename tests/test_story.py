@@ -16,23 +16,12 @@ import pytest
 
 from cae_impact import editorial, story
 from cae_impact.chapters import View
-from cae_impact.codebook import load_codebook
-from cae_impact.config import CONSORTIUM, load_study
+from cae_impact.config import CONSORTIUM
 
 #: terms of the method annex that the body must not use
 JARGON = ("Rao-Scott", "Benjamini", "Hochberg", "post-strat", "Kish", "logit", "linéarisation",
           "Taylor", "svyciprop", "Wald", "p-value", "erreur-type", "erreur type", "degrés de liberté",
           "Korn", "Woodruff", "calage", "intervalle de confiance")
-
-
-@pytest.fixture(scope="module")
-def study():
-    return load_study()
-
-
-@pytest.fixture(scope="module")
-def cb(study):
-    return load_codebook(study.codebook)
 
 
 def row(ind, target, est, *, unit="pct", suppressed=False, significant=True, n=80, category="",
