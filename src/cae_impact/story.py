@@ -1049,7 +1049,7 @@ def synthesis_html(view: View) -> str:
                     if c == cae:
                         up += direction == "up"
                         down += direction == "down"
-            line[view.labels[cae]] = " ".join(x for x in (f"+{up}" if up else "", f"−{down}" if down else "") if x) or "0"
+            line[view.labels[cae].replace(" ", "\u00a0")] = " ".join(x for x in (f"+{up}" if up else "", f"−{down}" if down else "") if x) or "0"
         rows.append(line)
     frame = pd.DataFrame(rows)
     parts = [present.heading_html("Synthèse : les CAE face au consortium", 1, anchor="synthese"),
@@ -1060,7 +1060,7 @@ def synthesis_html(view: View) -> str:
                  "n’est pas toujours meilleur (part de femmes, délai avant la première facture)."))]
     parts.append(present.table_html(
         frame, caption="Écarts nets de chaque CAE avec le reste du consortium, par domaine",
-        numeric_columns=[view.labels[c] for c in view.compared_caes],
+        numeric_columns=[view.labels[c].replace(" ", "\u00a0") for c in view.compared_caes],
         lecture=french_typography("« +2 » : deux indicateurs du domaine sont nettement plus élevés dans la CAE que dans le reste du consortium ; « +1 −1 » : un plus élevé, un plus bas ; « 0 » : aucun écart net."),
         champ="entrepreneurs des CAE du consortium.", source=source_line(view) + "."))
     return "".join(parts)
