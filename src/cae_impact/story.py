@@ -856,8 +856,29 @@ def likert_chart(view: View, ind: Indicator) -> str:
         champ += f" ({format_int(n)} répondants)"
     lecture = (f"réponses à la question « {q.text} » ; les réponses les moins favorables sont à gauche, "
                "les plus favorables à droite.")
-    return present.chart_html(fig, alt=french_typography(alt), title=french_typography(ind.label),
+    return present.chart_html(fig, alt=french_typography(alt), title=french_typography(likert_title(view, ind)),
                               lecture=cap(lecture), champ=champ + ".", source=source_line(view) + ".")
+
+
+def likert_title(view: View, ind: Indicator) -> str:
+    """« Fréquence des échanges … : 58 % répondent « Fréquemment » ou « Régulièrement » ».
+
+    The favourable half of the scale is its first half in questionnaire order (the codebook
+    lists the most favourable answer first); the share is the sum of the published categories,
+    and the title is the indicator's label alone when one of them is hidden.
+    """
+    scale = view.codebook.scale_of(ind.rule["question"])
+    answers = [c for c in scale.choices if not c.missing]
+    favourable = answers[: len(answers) // 2]
+    total = 0.0
+    for c in favourable:
+        r = view.row(ind.id, category=c.code)
+        if r is None or bool(truthy(r.get("suppressed"))) or is_missing(r.get("estimate")):
+            return ind.label
+        total += float(r["estimate"])
+    names = " ou ".join(f"« {c.label} »" for c in favourable)
+    who = "des entrepreneurs du consortium" if view.is_consortium else f"des entrepreneurs {Writer(view).where}"
+    return f"{ind.short_label} : {format_pct(total)} {who} répondent {names}"
 
 
 def verbatim_box(quotes: Sequence[str], question: str) -> str:
