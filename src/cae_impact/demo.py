@@ -868,7 +868,9 @@ def _sections_order(cb: Codebook) -> list[str]:
 
 
 def draw_submissions(
-    cb: Codebook, pop: Population, cae_index: int, params: CaeParams, seed: int, id_prefix: str = ""
+    cb: Codebook, pop: Population, cae_index: int, params: CaeParams, seed: int, id_prefix: str = "",
+    *, chosen: np.ndarray | None = None, identities: Mapping[int, Mapping[str, str]] | None = None,
+    number_offset: int = 0,
 ) -> tuple[list[Submission], dict[str, int]]:
     """Draw one CAE's respondents and turn them into export rows, with realistic mess.
 
@@ -878,12 +880,21 @@ def draw_submissions(
     respondents are a simple random sample of its members); about 2.5 % more start it and give
     up; about 1.5 % of respondents submit twice. Item non-response, out-of-range numbers and free
     texts (a few with contact details) are added.
+
+    A later wave (:mod:`cae_impact.demo_waves`) gives its respondents (``chosen``: person
+    indices) and, for those who answered an earlier wave, the identity they answered it with
+    (``identities``): the same token, identifier or e-mail, hence the same pseudonym once
+    cleaned with the same key. ``number_offset`` shifts the questionnaire numbers of the others.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, cae_index]))
     members = np.flatnonzero(pop.cae == cae_index)
     n_resp = min(params.respondents, len(members))
     keys = np.log(rng.random(len(members))) / np.exp(pop.propensity[members])
     ranked = members[np.argsort(-keys, kind="stable")]
+    if chosen is not None:
+        chosen = np.asarray(chosen, dtype=int)
+        ranked = np.concatenate([chosen, ranked[~np.isin(ranked, chosen)]])
+        n_resp = len(chosen)
     respondents = ranked[:n_resp]
     n_partial = min(max(1, round(0.025 * n_resp)), len(ranked) - n_resp)
     partials = ranked[n_resp : n_resp + n_partial]
@@ -904,11 +915,16 @@ def draw_submissions(
     persons = [persons[k] for k in order]
     subs: list[Submission] = []
     used: set[str] = set()
+    for known in (identities or {}).values():
+        used |= {known["token"], known["rid"], known["email"], "#" + known["number"]}
     for seq, (i, kind) in enumerate(persons, start=1):
-        identity = _identity(rng, seq, id_prefix)
-        while {identity["token"], identity["rid"], identity["email"]} & used:  # one person, one identity
-            identity = _identity(rng, seq, id_prefix)
-        used |= {identity["token"], identity["rid"], identity["email"]}
+        if identities is not None and i in identities:
+            identity = dict(identities[i])
+        else:
+            identity = _identity(rng, seq + number_offset, id_prefix)
+            while {identity["token"], identity["rid"], identity["email"], "#" + identity["number"]} & used:
+                identity = _identity(rng, seq + number_offset, id_prefix)  # one person, one identity
+        used |= {identity["token"], identity["rid"], identity["email"], "#" + identity["number"]}
         answers = _person_answers(cb, pop, i)
         for q in cb.questions.values():
             if answers[q.id] is not None and not q.required and rng.random() < 0.012:
