@@ -797,13 +797,6 @@ class Evolution:
     trend: pd.DataFrame | None = None
 
 
-def evolution_context(*, study: str, target: str, processed_root: str, reports_root: str):
-    """The notebook 04 context: the target's context of the other notebooks (validated parameters)."""
-    from .pipeline import profile_context
-
-    return profile_context(study=study, target=target, processed_root=processed_root, reports_root=reports_root)
-
-
 def load_evolution(ctx) -> Evolution:
     """A target's change rows, the waves' description, the comparability list (and the trend)."""
     from .pipeline import ParameterError
@@ -854,7 +847,7 @@ def _label(row: Mapping[str, Any]) -> str:
     label = str(row["indicator_label"])
     cat = str(row.get("category") or "")
     if cat and row.get("kind") == "paired_difference":
-        label += {"before": " (avant la CAE)", "after": " (aujourd’hui)", "difference": " (évolution avant / aujourd’hui)"}[cat]
+        label += {"before": " : avant la CAE", "after": " : aujourd’hui", "difference": ""}[cat]
     elif cat:
         label += f" : {row.get('category_label') or cat}"
     return label.replace("'", "’")
@@ -916,17 +909,20 @@ def lead_sentences(ev: Evolution) -> list[str]:
 
 def _field_line(ev: Evolution) -> str:
     prev, cur = ev.info["previous_wave"], ev.info["wave"]
-    who = ("les entrepreneurs du consortium" if ev.target == CONSORTIUM
-           else f"les entrepreneurs de la {ev.study.target_label(ev.target)}")
-    return (f"Champ : {who} ayant répondu à l’enquête de {prev} et à celle de {cur} "
+    who = ("entrepreneurs des CAE du consortium" if ev.target == CONSORTIUM
+           else f"entrepreneurs de la {ev.study.target_label(ev.target)}")
+    return (f"Champ : {who}, d’après les répondants de l’enquête {prev} et ceux de l’enquête {cur} "
             "(deux échantillons ; une partie des entrepreneurs a répondu aux deux).")
 
 
 def _source_line(ev: Evolution) -> str:
     prev, cur = ev.info["previous_wave"], ev.info["wave"]
     synth = " (données synthétiques)" if ev.study.synthetic else ""
-    return (f"Source : enquêtes CAE-IMPACT {prev} (chiffres publiés le {ev.info.get('previous_published', '')}) "
-            f"et {cur}{synth}, estimations pondérées.")
+    from .frenchfmt import format_date_fr
+
+    published = ev.info.get("previous_published") or ""
+    when = f" (chiffres publiés le {format_date_fr(published)})" if published else ""
+    return f"Source : enquêtes CAE-IMPACT {prev}{when} et {cur}{synth}, estimations pondérées."
 
 
 def change_chart(ev: Evolution):
