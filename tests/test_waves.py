@@ -300,3 +300,11 @@ def test_study_2027_names_its_previous_wave():
     assert s.previous_waves[0].figures == ROOT / "data" / "reference" / "demo" / "2026" / "wave.csv"
     assert "cae-7" not in s.cae_ids and "cae-8" in s.cae_ids
     assert load_study(ROOT / "config" / "study.yaml").previous_waves == ()
+
+
+def test_demo_2026_published_figures_pass_the_secrecy_attack():
+    """The file a later wave reads publishes no hidden count (the LP attack of the secrecy audit)."""
+    result = waves.audit_previous_wave(waves.load_wave_figures(DEMO_FIGURES), load_codebook())
+    s = result.summary()
+    assert s["hidden_counts"] > 0
+    assert not s["exposed"], result.exposed.head()

@@ -45,9 +45,9 @@ def _make(folder: Path, study: Path, *goals: str) -> subprocess.CompletedProcess
 
 
 def _section(html: str) -> str:
-    """« Évolution depuis … »: from its heading to the next chapter."""
+    """« Évolution depuis … »: from its heading to the end of its notebook cell's output."""
     start = html.index('id="evolution"')
-    end = html.find("<h2", start)
+    end = html.find('<div class="cell', start)
     return html[start:end if end > 0 else len(html)]
 
 

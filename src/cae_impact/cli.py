@@ -830,6 +830,27 @@ def cmd_audit_secrecy(args: argparse.Namespace) -> int:
         print("==> secrecy audit FAILED: hidden counts can be recovered from the published files",
               file=sys.stderr)
         return 1
+    if study.previous_waves:  # issue 18: the earlier waves' published figures, and the changes
+        from .codebook import load_codebook
+        from .waves import audit_previous_wave, check_changes_from_published, load_wave_figures
+
+        for prev in study.previous_waves:
+            figures = load_wave_figures(prev.figures)
+            s = audit_previous_wave(figures, load_codebook(study.codebook)).summary()
+            print(f"  [secrecy] wave {prev.wave} ({_rel(prev.figures)}): {s['hidden_counts']} hidden count(s), "
+                  f"{s['pinned']} pinned, {s['bounded_1_4']} bounded inside 1-4")
+            if s["exposed"]:
+                print(f"==> secrecy audit FAILED: the published figures of wave {prev.wave} expose hidden counts",
+                      file=sys.stderr)
+                return 1
+        problems = check_changes_from_published(study, reports)
+        if problems:
+            for line in problems[:20]:
+                print(f"    {line}", file=sys.stderr)
+            print("==> secrecy audit FAILED: a change is not a difference of published figures", file=sys.stderr)
+            return 1
+        print(f"  [secrecy] changes since wave {study.previous_waves[-1].wave}: each a difference of two "
+              "published figures, none where a level is hidden")
     print("==> secrecy audit OK: no hidden count can be pinned or bounded inside 1-4")
     return 0
 

@@ -53,6 +53,7 @@ from .demo import (
     draw_submissions,
     indicator_value,
     population_frame,
+    sheet_numbers,
     simulate_population,
     update_study_population,
 )
@@ -151,7 +152,9 @@ def generate_wave2(root: Path | None = None, seed: int = WAVE2_SEED, *,
     identity1: dict[str, dict[int, dict[str, str]]] = {}
     for i, cae in enumerate(s1.caes):
         subs, _ = draw_submissions(cb1, pop1, i, params1[i], DEMO_SEED)
-        identity1[cae.id] = {s.person: s.identity for s in subs if s.kind == "complete"}
+        numbers = sheet_numbers(subs)  # a staff spreadsheet identifies by questionnaire number
+        identity1[cae.id] = {s.person: {**s.identity, "sheet_number": str(numbers[s.person])}
+                             for s in subs if s.kind == "complete"}
 
     # ---- the 2027 population -----------------------------------------------------------------
     continuing = [c for c in s2.cae_ids if c in s1.cae_ids]
@@ -195,8 +198,11 @@ def generate_wave2(root: Path | None = None, seed: int = WAVE2_SEED, *,
             link = chosen[np.isin(chosen, members[answered])]
             pos = {int(m): int(o) for m, o in zip(members, olds, strict=True)}
             identities = {int(i): identity1[cae.id][pos[int(i)]] for i in link}
+            reserved = {x for ident in identity1[cae.id].values() for x in (ident["token"], ident["rid"], ident["email"])}
             subs, counts = draw_submissions(cb2, pop2, k, p, seed, chosen=chosen, identities=identities,
-                                            number_offset=1000)
+                                            number_offset=1000, reserved=reserved)
+            for sub in subs:  # new questionnaires are numbered after the earlier wave's
+                sub.identity.setdefault("sheet_number", sub.identity["number"])
             linked[cae.id] = len(link)
         else:
             p = NEW_CAE

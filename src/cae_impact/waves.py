@@ -1209,3 +1209,65 @@ def add_change_columns(rows: pd.DataFrame, changes: pd.DataFrame, target: str) -
     merged["previous_wave"] = merged["previous_wave"].fillna("")
     merged["change_note"] = merged["change_note"].fillna("")
     return merged
+
+
+# ============================================================================================
+# 7. Secrecy over the waves
+# ============================================================================================
+
+
+def audit_previous_wave(figures: WaveFigures, cb):
+    """The linear-programming attack (:mod:`cae_impact.secrecy`) on a wave's published figures file.
+
+    The file holds the total rows of every target; the attack uses every relation among them
+    (categories and bases, consortium = sum of the CAEs, bands, the CAEs' respondents).
+    """
+    from . import indicators, secrecy
+
+    table = figures.rows.copy()
+    table["breakdown"] = TOTAL
+    table["group"] = ""
+    table = table.drop_duplicates(subset=["indicator_id", "target", "breakdown", "group", "category"])
+    inputs = indicators.secrecy_inputs(cb)
+    return secrecy.audit_table(table.reset_index(drop=True), cb, inputs["indicators"], consortium=CONSORTIUM,
+                               min_count=int(figures.meta.get("report", {}).get("min_cell_count", 5)),
+                               group_codes=inputs["group_codes"])
+
+
+def check_changes_from_published(study: StudyConfig, reports_root: Path) -> list[str]:
+    """Every published change is the difference of two published figures; a hidden level gives none.
+
+    Compares each change row of ``_waves/changes.parquet`` (scopes ``cae`` and ``consortium``)
+    with the previous wave's published file and this wave's ``indicators.csv`` files. Returns
+    the problems found (empty: the change files publish nothing the two waves did not).
+    """
+    changes = pd.read_parquet(waves_dir(study, reports_root) / CHANGES_FILE)
+    prev = load_wave_figures(study.previous_waves[-1].figures).rows.set_index(["target", *KEY])
+    cur_parts = []
+    for target in study.targets:
+        path = Path(reports_root) / study.wave / target / "indicators.csv"
+        if path.exists():
+            t = pd.read_csv(path, dtype={"category": str, "group": str}, keep_default_na=False, na_values=[""])
+            t["category"] = t["category"].fillna("")
+            t = t[(t["target"] == target) & (t["breakdown"] == TOTAL)]
+            t["suppressed"] = t["suppressed"].astype(str).str.lower().isin(["true", "1"])
+            cur_parts.append(t)
+    cur = pd.concat(cur_parts, ignore_index=True).set_index(["target", *KEY])
+    problems = []
+    for _, r in changes[changes["scope"].isin([SCOPE_CAE, SCOPE_CONSORTIUM])].iterrows():
+        key = (r["target"], r["indicator_id"], r["category"])
+        pkey = key  # categories are mapped one to one (renamed codes keep their published row)
+        c = cur.loc[key] if key in cur.index else None
+        p = prev.loc[pkey] if pkey in prev.index else None
+        hidden = (c is None or bool(c["suppressed"]) or pd.isna(c["estimate"])
+                  or p is None or bool(p["suppressed"]) or pd.isna(p["estimate"]))
+        if hidden:
+            if pd.notna(r["change"]) or pd.notna(r["se"]):
+                problems.append(f"{key}: a change is given where a level is not published")
+            continue
+        if pd.isna(r["change"]):
+            continue
+        if not math.isclose(float(r["change"]), float(c["estimate"]) - float(p["estimate"]), rel_tol=0,
+                            abs_tol=1e-9 * max(1.0, abs(float(c["estimate"])))):  # indicators.csv: 10 digits
+            problems.append(f"{key}: the change is not the difference of the published figures")
+    return problems
