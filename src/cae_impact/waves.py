@@ -925,6 +925,17 @@ def _source_line(ev: Evolution) -> str:
     return f"Source : enquêtes CAE-IMPACT {prev}{when} et {cur}{synth}, estimations pondérées."
 
 
+def _wrap(label: str, width: int = 52, lines: int = 2) -> str:
+    """A chart label on at most ``lines`` lines of ``width`` characters (« … » when cut)."""
+    import textwrap
+
+    parts = textwrap.wrap(label, width)
+    if len(parts) > lines:
+        parts = parts[:lines]
+        parts[-1] = parts[-1][: width - 1].rstrip() + "…"
+    return "\n".join(parts)
+
+
 def change_chart(ev: Evolution):
     """Horizontal bars: the change of each percentage with its 95 % interval, largest moves first."""
     import matplotlib
@@ -941,7 +952,7 @@ def change_chart(ev: Evolution):
     rows = rows.reindex(rows["change"].abs().sort_values(ascending=False).index).head(MAX_CHART_ROWS)
     rows = rows.iloc[::-1]
     sig = _significant(rows).to_numpy()
-    fig, ax = plt.subplots(figsize=(7.2, 0.42 * len(rows) + 1.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7.2, 0.5 * len(rows) + 1.2), layout="constrained")
     y = np.arange(len(rows))
     ch = rows["change"].to_numpy(float) * 100
     lo = rows["ci_low"].to_numpy(float) * 100
@@ -953,7 +964,7 @@ def change_chart(ev: Evolution):
                 elinewidth=0.8, capsize=2)
     ax.axvline(0, color="#1d2733", linewidth=0.8)
     labels = [_label(r) for _, r in rows.iterrows()]
-    ax.set_yticks(y, [lab if len(lab) <= 60 else lab[:57] + "…" for lab in labels], fontsize=7)
+    ax.set_yticks(y, [_wrap(lab) for lab in labels], fontsize=7)
     ax.set_xlabel(f"Évolution {ev.info['previous_wave']} → {ev.info['wave']} (points de pourcentage)", fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
@@ -996,7 +1007,7 @@ def trend_chart(ev: Evolution, indicator_ids: Sequence[str]):
         g = g.set_index("wave").reindex(waves_)
         label = str(g["indicator_label"].dropna().iloc[0]).replace("'", "’")
         ax.plot(range(len(waves_)), g["estimate"].to_numpy(float) * 100, marker="o",
-                color=palette[k % len(palette)], label=label if len(label) <= 70 else label[:67] + "…")
+                color=palette[k % len(palette)], label=_wrap(label, 80))
     ax.set_xticks(range(len(waves_)), waves_, fontsize=8)
     ax.set_ylabel("%", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
@@ -1051,7 +1062,6 @@ def evolution_section(ev: Evolution) -> str:
                "significatifs (en vert les hausses, en rouge les baisses)."),
             ft(_field_line(ev)), ft(_source_line(ev)),
         ])
-        parts.append(heading_html(title, 3))
         parts.append(figure_html(fig, alt=title, caption=title, note=note))
         plt.close(fig)
     rows = _headline_rows(ev)
@@ -1059,14 +1069,14 @@ def evolution_section(ev: Evolution) -> str:
     note = " ".join([
         ft(f"Lecture : « Évolution » est la valeur de {cur} moins celle de {prev} (en points pour les "
            "pourcentages) ; « s » : chiffre non publié (secret statistique : trop peu de répondants) ; "
-           "« Écart significatif ? » tient compte du nombre d’indicateurs comparés."),
+           "« Écart significatif ? » tient compte du nombre d’indicateurs comparés ; « — » : écart non "
+           "testé (chiffre des registres, comme la part de femmes, ou médiane)."),
         ft(_field_line(ev)), ft(_source_line(ev)),
     ])
     n_sig = int(_significant(rows).sum())
     title = ft(f"{n_sig} évolution{'s' if n_sig > 1 else ''} nette{'s' if n_sig > 1 else ''} sur "
                f"{int((~rows['suppressed'].astype(bool)).sum())} indicateurs comparables entre {prev} et {cur}"
                if n_sig else f"Aucune évolution nette entre {prev} et {cur}")
-    parts.append(heading_html(title, 3))
     parts.append(table_html(table, caption=title, note=note,
                             numeric_columns=[prev, cur, "Évolution", "Intervalle à 95 %"]))
     if ev.target == CONSORTIUM:
@@ -1077,7 +1087,7 @@ def evolution_section(ev: Evolution) -> str:
 
 def _consortium_parts(ev: Evolution) -> list[str]:
     from .frenchfmt import french_typography as ft
-    from .present import figure_html, heading_html, paragraph_html, table_html
+    from .present import figure_html, paragraph_html, table_html
 
     prev, cur = ev.info["previous_wave"], ev.info["wave"]
     parts = []
@@ -1113,7 +1123,6 @@ def _consortium_parts(ev: Evolution) -> list[str]:
             })
         if lines:
             title = ft(f"L’évolution du consortium, avec et sans les CAE arrivées ou parties entre {prev} et {cur}")
-            parts.append(heading_html(title, 3))
             parts.append(table_html(pd.DataFrame(lines), caption=title, note=" ".join([
                 ft("Lecture : la première colonne compare les deux consortiums tels que publiés ; la deuxième, "
                    "les mêmes CAE aux deux dates (« s » : non calculable sans un chiffre couvert par le secret "
@@ -1129,7 +1138,6 @@ def _consortium_parts(ev: Evolution) -> list[str]:
 
         waves_ = ", ".join(ev.info.get("waves", []))
         title = ft(f"Les indicateurs du consortium qui ont le plus bougé, à chaque enquête ({waves_})")
-        parts.append(heading_html(title, 3))
         parts.append(figure_html(fig, alt=title, caption=title, note=" ".join([
             ft("Lecture : chaque point est la valeur du consortium à une enquête ; les cinq indicateurs "
                "en pourcentage dont l’écart est le plus grand sont montrés."),
