@@ -104,7 +104,7 @@ lock:
 # ---------------------------------------------------------------- study graph
 # build/study-*.mk defines WAVE, CAES, TARGETS, RAW_<cae> and DEPS_<cae> from the study
 # configuration. It is only needed (and the environment only built) for the build targets.
-NEEDS_STUDY := $(filter reports reports-all data-processed verify publish-reference,$(MAKECMDGOALS))$(CAE_NEEDS_STUDY)
+NEEDS_STUDY := $(filter reports-study reports-all data-processed verify publish-reference publish-wave,$(MAKECMDGOALS))$(CAE_NEEDS_STUDY)
 ifneq ($(NEEDS_STUDY),)
 include $(STUDY_MK)
 endif
@@ -123,12 +123,22 @@ DOCX := $(addsuffix /report.docx,$(REPORT_DIRS))
 # The per-target execution stamps are real outputs, not intermediates to delete after the build.
 .SECONDARY: $(addsuffix /notebooks/.executed,$(REPORT_DIRS))
 
-## reports: build every report (each CAE and the consortium): HTML, PDF, DOCX, indicators
-# Runs the graph in a sub-make on every core (unless -j was given), with a kernel server that
-# forks warm kernels (src/cae_impact/kernels.py), then says how many notebooks and targets
-# failed (reports/<wave>/_failures/), and exits non-zero if any did.
-.PHONY: reports reports-all
-reports:
+## reports: build every report of every wave of STUDIES (each CAE and the consortium): HTML, PDF, DOCX, indicators
+# The waves are built one after the other, oldest first (STUDIES; `make reports STUDY=…` builds
+# one study only). A later wave reads the earlier waves' published figures (data/reference/),
+# never their reports: building it changes no file of reports/<earlier wave>/.
+STUDIES ?= config/study.yaml config/study-2027.yaml
+ifeq ($(origin STUDY),command line)
+STUDIES := $(STUDY)
+endif
+.PHONY: reports reports-study reports-all
+reports: $(VENV_STAMP)
+	@for s in $(STUDIES); do $(MAKE) --no-print-directory reports-study STUDY=$$s || exit $$?; done
+
+# One study: runs the graph in a sub-make on every core (unless -j was given), with a kernel
+# server that forks warm kernels (src/cae_impact/kernels.py), then says how many notebooks and
+# targets failed (reports/<wave>/_failures/), and exits non-zero if any did.
+reports-study:
 	@rm -f $(CAE_BUILD_PROGRESS)
 	@if $(MAKE) -q --no-print-directory CAE_NEEDS_STUDY=1 $(HTML) $(PDF) $(DOCX) $(REPORTS_ROOT)/index.html 2>/dev/null; then \
 	  echo "==> reports up to date: $(REPORTS_ROOT)/index.html"; exit 0; fi; \
@@ -164,9 +174,26 @@ $(ESTIMATES): $(PROCESSED) $(STUDY) $(REFERENCE) $(CODE_DEPS)
 publish-reference: $(PROCESSED)
 	$(CLI) publish-reference
 
-# Analysis: notebooks 02 (one per effect domain) and 03 for one target, executed into
-# reports/<wave>/<target>/notebooks/, then indicators.csv and indicators.xlsx.
-$(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(ESTIMATES) $(NOTEBOOKS_DIR)/02_effect.ipynb $(NOTEBOOKS_DIR)/03_profile.ipynb $(STUDY) $(CODE_DEPS)
+## publish-wave: publish the figures of every CAE and the consortium that a later wave compares with (data/reference/<study>/<wave>/wave.csv)
+# With its description wave.json (date, commit, digests, codebook version and indicator
+# signatures). A later wave names the file in its study file (previous_waves).
+.PHONY: publish-wave
+publish-wave: $(PROCESSED)
+	$(CLI) publish-wave
+
+# Changes since the previous wave (a study with previous_waves only): from this wave's study
+# table and the earlier waves' published figures (src/cae_impact/waves.py), into _waves/.
+CHANGES := $(if $(PREVIOUS),$(REPORTS_ROOT)/$(WAVE)/_waves/changes.parquet)
+ifneq ($(CHANGES),)
+$(CHANGES): $(ESTIMATES) $(PREVIOUS) $(STUDY) $(CODE_DEPS)
+	$(CLI) changes
+endif
+EVOLUTION_NB := $(if $(PREVIOUS),$(NOTEBOOKS_DIR)/04_evolution.ipynb)
+
+# Analysis: notebooks 02 (one per effect domain) and 03 for one target (and 04, the evolution
+# since the previous wave, when there is one), executed into reports/<wave>/<target>/notebooks/,
+# then indicators.csv and indicators.xlsx.
+$(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(ESTIMATES) $(CHANGES) $(NOTEBOOKS_DIR)/02_effect.ipynb $(NOTEBOOKS_DIR)/03_profile.ipynb $(EVOLUTION_NB) $(STUDY) $(CODE_DEPS)
 	$(CLI) analyse --target $*
 	touch $@
 
@@ -213,11 +240,30 @@ verify-r: $(VENV_STAMP)
 	$(PY) scripts/responses_to_csv.py $(PROCESSED_ROOT) $$($(PY) -m cae_impact.cli --study $(STUDY) make-include | sed -n 's/^WAVE := //p') $(BUILD_ROOT)/verify-r
 	Rscript scripts/verify_with_r.R $$($(PY) -m cae_impact.cli --study $(STUDY) make-include | sed -n 's/^WAVE := //p') $(REPORTS_ROOT) $(BUILD_ROOT)/verify-r
 
+## verify-r-changes: recompute the changes between two waves with R's survey package (needs R, as verify-r)
+# PREV_WAVE/CUR_WAVE and their codebooks default to the demo's 2026 and 2027 waves.
+PREV_WAVE ?= 2026
+CUR_WAVE ?= 2027
+PREV_CODEBOOK ?= config/codebook.yaml
+CUR_CODEBOOK ?= config/codebook-2027.yaml
+.PHONY: verify-r-changes
+verify-r-changes: $(VENV_STAMP)
+	@command -v Rscript >/dev/null || { echo "R is not installed: apt-get install r-base-core r-cran-survey r-cran-yaml" >&2; exit 1; }
+	rm -rf $(BUILD_ROOT)/verify-r-changes
+	$(PY) scripts/responses_to_csv.py $(PROCESSED_ROOT) $(PREV_WAVE) $(BUILD_ROOT)/verify-r-changes/$(PREV_WAVE)
+	$(PY) scripts/responses_to_csv.py $(PROCESSED_ROOT) $(CUR_WAVE) $(BUILD_ROOT)/verify-r-changes/$(CUR_WAVE)
+	Rscript scripts/verify_changes_with_r.R $(PREV_WAVE) $(CUR_WAVE) $(PREV_CODEBOOK) $(CUR_CODEBOOK) $(REPORTS_ROOT) $(BUILD_ROOT)/verify-r-changes
+
 # ---------------------------------------------------------------- data and questionnaire
 ## data: regenerate the synthetic demo study's raw exports (deterministic, committed)
 .PHONY: data
 data: $(VENV_STAMP)
 	$(PY) -m cae_impact.demo --study config/study.yaml --root .
+
+## data-wave2: regenerate the demo's second wave (2027) exports and its truth of change (deterministic, committed)
+.PHONY: data-wave2
+data-wave2: $(VENV_STAMP)
+	$(PY) -m cae_impact.demo_waves
 
 ## questionnaire: generate the XLSForm (Kobo/ODK), the LimeSurvey structure and the printable questionnaire (HTML, PDF)
 .PHONY: questionnaire

@@ -17,8 +17,9 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PARAM_LINE = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<type>str|int|float|bool) = (?P<value>.+?)  # \S.*$")
 
 
-def test_three_pipeline_notebooks_exist():
-    assert [p.name for p in NOTEBOOKS] == ["01_cleaning.ipynb", "02_effect.ipynb", "03_profile.ipynb"]
+def test_four_pipeline_notebooks_exist():
+    assert [p.name for p in NOTEBOOKS] == ["01_cleaning.ipynb", "02_effect.ipynb", "03_profile.ipynb",
+                                           "04_evolution.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -79,6 +80,9 @@ def test_build_parameters_are_declared_in_notebooks():
         "02_effect.ipynb": cli.build_parameters(study, args, target="consortium", reports_root="reports", domain="d1"),
         "03_profile.ipynb": cli.build_parameters(study, args, target="consortium", reports_root="reports"),
     }
+    # 04 (evolution since the previous wave) runs for a study with previous_waves only
+    passed["04_evolution.ipynb"] = cli.build_parameters(load_study(ROOT / "config" / "study-2027.yaml"), args,
+                                                        target="consortium", reports_root="reports")
     for name, params in passed.items():
         declared = set(pm.inspect_notebook(str(ROOT / "notebooks" / name)))
         assert set(params) <= declared, f"{name}: {set(params) - declared} not declared"

@@ -151,7 +151,8 @@ def _step_cache(args: argparse.Namespace) -> cachemod.StepCache | None:
 
 def total_notebooks(study: StudyConfig) -> int:
     """Notebook executions of a full build: one cleaning per CAE, 02 per domain and 03 per target."""
-    return len(study.caes) + len(study.targets) * (len(_domain_ids(study)) + 1)
+    per_target = len(_domain_ids(study)) + 1 + (1 if study.previous_waves else 0)
+    return len(study.caes) + len(study.targets) * per_target
 
 
 def _progress(study: StudyConfig, label: str, message: str) -> None:
@@ -241,11 +242,14 @@ def analyse_inputs(study: StudyConfig, processed: Path, reports: Path, target: s
     """
     from .editorial import editorial_path
     from .pipeline import target_files
+    from .waves import target_change_file
 
     # A CAE's chapters quote its cleaned free answers (verbatims); « La CAE en bref » prints the
-    # context of its editorial file.
+    # context of its editorial file; a later wave reads its changes since the previous one.
     own = [processed / study.wave / target / "responses.parquet"] if target != CONSORTIUM else []
-    return [*target_files(study, reports, target), study.path, study.codebook, *external_files(),
+    changes = [target_change_file(study, reports, target), target_change_file(study, reports, target).with_name(
+        "waves.json")] if study.previous_waves else []
+    return [*target_files(study, reports, target), *changes, study.path, study.codebook, *external_files(),
             *own, editorial_path(study, target)]
 
 
@@ -278,6 +282,9 @@ def cmd_make_include(args: argparse.Namespace) -> int:
         deps = [_rel(cae.export)] + ([_rel(cae.mapping)] if cae.mapping else [])
         lines.append(f"DEPS_{cae.id} := {' '.join(deps)}")
     lines.append(f"REFERENCE := {' '.join(_rel(p) for p in reference_files(study))}")
+    from .waves import change_inputs
+
+    lines.append(f"PREVIOUS := {' '.join(_rel(p) for p in change_inputs(study))}")
     print("\n".join(lines))
     return 0
 
@@ -456,12 +463,68 @@ def cmd_publish_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish_wave(args: argparse.Namespace) -> int:
+    """Publish the figures a later wave compares with (:mod:`cae_impact.waves`), for every target.
+
+    Estimates the study afresh from the cleaned data (as ``publish-reference``), then writes the
+    total figures of each CAE and of the consortium, secrecy applied, to ``--to`` or
+    ``data/reference/<study>/<wave>/wave.csv``, with ``wave.json`` (date, commit, digests,
+    codebook version and indicator signatures).
+    """
+    import datetime as dt
+
+    from . import indicators, waves
+    from .codebook import load_codebook
+    from .config import inside
+    from .manifest import git_state
+    from .pipeline import consortium_summary, require_every_cae
+
+    study, processed, reports = _ctx(args)
+    path = Path(args.to) if args.to else waves.default_figures_path(study)
+    if not path.is_absolute():
+        path = PROJECT_ROOT / path
+    if not inside(path, PROJECT_ROOT):
+        raise build.BuildError(f"publish-wave: {path} is outside the project ({PROJECT_ROOT})")
+    missing = [p for p in processed_files(study, processed) if not p.exists()]
+    if missing:
+        raise build.BuildError(f"cleaned data missing ({_rel(missing[0])}): run 'make data-processed' first")
+    cb = load_codebook(study.codebook)
+    responses = indicators.load_responses(study, processed)
+    require_every_cae(study, responses)
+    result = indicators.estimate_study(responses, study, cb)
+    git = git_state()
+    date = os.environ.get("CAE_PUBLISH_DATE") or dt.date.today().isoformat()
+    waves.write_wave_figures(result.table, study, cb, path, consortium=consortium_summary(result.weighting), source={
+        "published": date,
+        "cleaned_data": cachemod.file_hashes(processed_files(study, processed), processed),
+        "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
+    })
+    print(f"==> figures of wave {study.wave} published to {_rel(path)} ({date}): a later wave compares "
+          "with them (previous_waves in its study file)")
+    return 0
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    """Compute the wave's changes since its previous wave (reports/<wave>/_waves/)."""
+    from . import waves
+
+    study, processed, reports = _ctx(args)
+    start = time.perf_counter()
+    path = waves.run_changes(study, reports)
+    print(f"  [changes] {_rel(path)} in {time.perf_counter() - start:.1f} s", flush=True)
+    return 0
+
+
 def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str, nb_dir: Path) -> list[tuple[Path, Path, dict[str, str]]]:
     """The notebooks of a target's analysis: 02 once per effect domain, then 03."""
     common = build_parameters(study, args, target=target, reports_root=_rel(PROJECT_ROOT / args.reports_root))
     jobs = [(_notebooks(args) / EFFECT_NB, nb_dir / f"02_effect_{d}.ipynb", {**common, "domain": d})
             for d in _domain_ids(study)]
     jobs.append((_notebooks(args) / PROFILE_NB, nb_dir / PROFILE_NB, common))
+    if study.previous_waves:  # issue 18: the evolution since the previous wave
+        from .waves import EVOLUTION_NB
+
+        jobs.append((_notebooks(args) / EVOLUTION_NB, nb_dir / EVOLUTION_NB, common))
     return jobs
 
 
@@ -502,14 +565,27 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     tables = {name: target_dir / name for name in ("indicators.csv", "indicators.xlsx", "indicateurs_excel.csv")}
     # The tables' layout is code: a change to their writers makes them again.
     writers = [Path(__file__).with_name(n) for n in ("indicators.py", "tables_fr.py")]
-    key = cachemod.key_of({"step": "indicators", "target": target, **cachemod.fingerprint([rows_path]),
+    # A wave with a previous one: each total row also carries its change (issue 18).
+    change_files = []
+    if study.previous_waves:
+        from .waves import target_change_file
+
+        change_files = [target_change_file(study, reports, target)]
+        writers.append(Path(__file__).with_name("waves.py"))
+    key = cachemod.key_of({"step": "indicators", "target": target,
+                           **cachemod.fingerprint([rows_path, *change_files]),
                            "writers": [cachemod.sha256_text(p.read_text(encoding="utf-8")) for p in writers]})
     tables_hit = steps is not None and steps.get(key, tables)
     if not tables_hit:
         from .codebook import load_codebook
         from .indicators import write_indicator_files  # scipy: only when the tables are made
 
-        write_indicator_files(pd.read_parquet(rows_path), target_dir, load_codebook(study.codebook))
+        rows = pd.read_parquet(rows_path)
+        if change_files:
+            from .waves import add_change_columns
+
+            rows = add_change_columns(rows, pd.read_parquet(change_files[0]), target)
+        write_indicator_files(rows, target_dir, load_codebook(study.codebook))
         if steps is not None:
             steps.put(key, tables)
     manifest.write_manifest(study, target, processed, reports, records, _runs_dir(study, reports),
@@ -567,7 +643,7 @@ def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, r
     start = time.perf_counter()
     if fmt == "html":
         nb_dir = target_dir / "notebooks"
-        paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study))]
+        paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study), bool(study.previous_waves))]
         sources = render_inputs(study, processed, reports, args.target)
         report.require_notebooks(paths)
         # The notebooks count by what reaches the report, not by their bytes.
@@ -766,6 +842,27 @@ def cmd_audit_secrecy(args: argparse.Namespace) -> int:
         print("==> secrecy audit FAILED: hidden counts can be recovered from the published files",
               file=sys.stderr)
         return 1
+    if study.previous_waves:  # issue 18: the earlier waves' published figures, and the changes
+        from .codebook import load_codebook
+        from .waves import audit_previous_wave, check_changes_from_published, load_wave_figures
+
+        for prev in study.previous_waves:
+            figures = load_wave_figures(prev.figures)
+            s = audit_previous_wave(figures, load_codebook(study.codebook)).summary()
+            print(f"  [secrecy] wave {prev.wave} ({_rel(prev.figures)}): {s['hidden_counts']} hidden count(s), "
+                  f"{s['pinned']} pinned, {s['bounded_1_4']} bounded inside 1-4")
+            if s["exposed"]:
+                print(f"==> secrecy audit FAILED: the published figures of wave {prev.wave} expose hidden counts",
+                      file=sys.stderr)
+                return 1
+        problems = check_changes_from_published(study, reports)
+        if problems:
+            for line in problems[:20]:
+                print(f"    {line}", file=sys.stderr)
+            print("==> secrecy audit FAILED: a change is not a difference of published figures", file=sys.stderr)
+            return 1
+        print(f"  [secrecy] changes since wave {study.previous_waves[-1].wave}: each a difference of two "
+              "published figures, none where a level is hidden")
     print("==> secrecy audit OK: no hidden count can be pinned or bounded inside 1-4")
     return 0
 
@@ -822,6 +919,10 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("publish-reference", help="publish the consortium figures the CAE reports compare with")
     s.add_argument("--to", help="file to write (default: consortium_reference of the study file)")
     s.set_defaults(func=cmd_publish_reference)
+    s = sub.add_parser("publish-wave", help="publish the figures a later wave compares with")
+    s.add_argument("--to", default=None, help="file to write (default data/reference/<study>/<wave>/wave.csv)")
+    s.set_defaults(func=cmd_publish_wave)
+    sub.add_parser("changes", help="compute the changes since the previous wave").set_defaults(func=cmd_changes)
     s = sub.add_parser("analyse", help="execute notebooks 02 and 03 for one target")
     s.add_argument("--target", required=True)
     s.set_defaults(func=cmd_analyse)

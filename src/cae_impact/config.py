@@ -137,6 +137,14 @@ class ReportOptions:
 
 
 @dataclass(frozen=True)
+class PreviousWave:
+    """An earlier wave a study compares with, by its published figures (``make publish-wave``)."""
+
+    wave: str
+    figures: Path
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """A loaded, validated study configuration."""
 
@@ -158,6 +166,9 @@ class StudyConfig:
     cleaned, no report, not in the consortium, which says so on its cover and method annex."""
     data_dir: Path | None = None
     """A folder outside the project where exports may be read (``data_dir``); None: inside only."""
+    previous_waves: tuple[PreviousWave, ...] = ()
+    """Earlier waves, oldest first, named by their published figures (:mod:`cae_impact.waves`):
+    the reports say what changed since the last one; the consortium shows the trend over all."""
 
     @property
     def cae_ids(self) -> list[str]:
@@ -350,6 +361,20 @@ def load_study(path: str | Path | None = None, root: Path | None = None) -> Stud
     codebook = contained(str(raw.get("codebook", "config/codebook.yaml")), "codebook")
     reference_path = (None if reference.strip() == "live"
                       else contained(reference.strip(), "consortium_reference", own))
+    previous_raw = raw.get("previous_waves") or []
+    if not isinstance(previous_raw, list):
+        raise StudyConfigError(f"{path}: previous_waves: expected a list of {{wave, figures}}")
+    previous: list[PreviousWave] = []
+    for i, entry in enumerate(previous_raw):
+        where = f"previous_waves[{i}]"
+        pwave = str(_require(entry, "wave", where, path))
+        if not _ID_RE.match(pwave) or pwave == wave:
+            raise StudyConfigError(f"{path}: {where}: wave {pwave!r} must be an id other than this wave's")
+        figures = _require(entry, "figures", where, path)
+        if not isinstance(figures, str) or not figures.strip():
+            raise StudyConfigError(f"{path}: {where}.figures: expected the path of a file written by "
+                                   "'make publish-wave'")
+        previous.append(PreviousWave(wave=pwave, figures=contained(figures.strip(), f"{where}.figures", own)))
     return StudyConfig(
         path=path,
         study=str(raw.get("study", "study")),
@@ -363,4 +388,5 @@ def load_study(path: str | Path | None = None, root: Path | None = None) -> Stud
         min_respondents=minimum,
         excluded=tuple(excluded),
         data_dir=data_dir,
+        previous_waves=tuple(previous),
     )

@@ -868,7 +868,9 @@ def _sections_order(cb: Codebook) -> list[str]:
 
 
 def draw_submissions(
-    cb: Codebook, pop: Population, cae_index: int, params: CaeParams, seed: int, id_prefix: str = ""
+    cb: Codebook, pop: Population, cae_index: int, params: CaeParams, seed: int, id_prefix: str = "",
+    *, chosen: np.ndarray | None = None, identities: Mapping[int, Mapping[str, str]] | None = None,
+    number_offset: int = 0, reserved: Iterable[str] = (),
 ) -> tuple[list[Submission], dict[str, int]]:
     """Draw one CAE's respondents and turn them into export rows, with realistic mess.
 
@@ -878,12 +880,22 @@ def draw_submissions(
     respondents are a simple random sample of its members); about 2.5 % more start it and give
     up; about 1.5 % of respondents submit twice. Item non-response, out-of-range numbers and free
     texts (a few with contact details) are added.
+
+    A later wave (:mod:`cae_impact.demo_waves`) gives its respondents (``chosen``: person
+    indices) and, for those who answered an earlier wave, the identity they answered it with
+    (``identities``): the same token, identifier or e-mail, hence the same pseudonym once
+    cleaned with the same key. ``number_offset`` shifts the questionnaire numbers of the others,
+    and ``reserved`` identifiers (the earlier wave's other respondents') are not drawn again.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, cae_index]))
     members = np.flatnonzero(pop.cae == cae_index)
     n_resp = min(params.respondents, len(members))
     keys = np.log(rng.random(len(members))) / np.exp(pop.propensity[members])
     ranked = members[np.argsort(-keys, kind="stable")]
+    if chosen is not None:
+        chosen = np.asarray(chosen, dtype=int)
+        ranked = np.concatenate([chosen, ranked[~np.isin(ranked, chosen)]])
+        n_resp = len(chosen)
     respondents = ranked[:n_resp]
     n_partial = min(max(1, round(0.025 * n_resp)), len(ranked) - n_resp)
     partials = ranked[n_resp : n_resp + n_partial]
@@ -903,12 +915,17 @@ def draw_submissions(
     order = rng.permutation(len(persons))
     persons = [persons[k] for k in order]
     subs: list[Submission] = []
-    used: set[str] = set()
+    used: set[str] = set(reserved)
+    for known in (identities or {}).values():
+        used |= {known["token"], known["rid"], known["email"], "#" + known["number"]}
     for seq, (i, kind) in enumerate(persons, start=1):
-        identity = _identity(rng, seq, id_prefix)
-        while {identity["token"], identity["rid"], identity["email"]} & used:  # one person, one identity
-            identity = _identity(rng, seq, id_prefix)
-        used |= {identity["token"], identity["rid"], identity["email"]}
+        if identities is not None and i in identities:
+            identity = dict(identities[i])
+        else:
+            identity = _identity(rng, seq + number_offset, id_prefix)
+            while {identity["token"], identity["rid"], identity["email"], "#" + identity["number"]} & used:
+                identity = _identity(rng, seq + number_offset, id_prefix)  # one person, one identity
+        used |= {identity["token"], identity["rid"], identity["email"], "#" + identity["number"]}
         answers = _person_answers(cb, pop, i)
         for q in cb.questions.values():
             if answers[q.id] is not None and not q.required and rng.random() < 0.012:
@@ -1368,6 +1385,23 @@ def _excel_number(value: float, rng: np.random.Generator, money: bool) -> str:
     return text.replace(",", "\u00a0").replace(".", ",")
 
 
+def sheet_numbers(subs: list[Submission]) -> dict[int, int]:
+    """Each person's questionnaire number in a staff spreadsheet.
+
+    The order in which the questionnaires were received; a person whose identity carries a
+    ``sheet_number`` (a later wave: the number of the first one, so that the CAE's register of
+    questionnaires links them) keeps it.
+    """
+    numbers: dict[int, int] = {}
+    kept = sorted((s for s in subs if s.submitted or s.kind == "partial"), key=lambda s: s.submitted or s.started)
+    for s in kept:
+        if "sheet_number" in s.identity:
+            numbers.setdefault(s.person, int(s.identity["sheet_number"]))
+        else:
+            numbers.setdefault(s.person, len(numbers) + 1)
+    return numbers
+
+
 def _sheet_rows(cb: Codebook, subs: list[Submission], layout: SheetLayout, seed: int,
                 ) -> tuple[list[str], list[list[Any]], dict[str, Any]]:
     """Header, rows (python values) and mapping entries of a staff spreadsheet."""
@@ -1380,10 +1414,9 @@ def _sheet_rows(cb: Codebook, subs: list[Submission], layout: SheetLayout, seed:
     notes = ["Questionnaire rempli par téléphone", "Réponses recopiées depuis le papier", "Questionnaire reçu par courrier",
              "Page 3 illisible", "Rappeler pour compléter"]
     rows: list[list[Any]] = []
-    numbers: dict[int, int] = {}
+    numbers = sheet_numbers(subs)
     kept = sorted((s for s in subs if s.submitted or s.kind == "partial"), key=lambda s: s.submitted or s.started)
     for s in kept:
-        numbers.setdefault(s.person, len(numbers) + 1)
         received = (s.submitted or s.started).date() + timedelta(days=int(rng.integers(0, 9)))
         ident: Any = f"Q{numbers[s.person]:03d}" if layout.format == "csv" else numbers[s.person]
         date_cell: Any = received.strftime("%d/%m/%Y") if layout.format == "csv" else datetime.combine(received, datetime.min.time())

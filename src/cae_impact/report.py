@@ -30,9 +30,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 REMOVE_TAGS = {"remove-cell", "parameters", "injected-parameters", "evidence"}
 
 
-def notebook_order(domain_ids: list[str]) -> list[str]:
-    """File names of a target's executed notebooks, in report order (profile, then domains)."""
-    return ["03_profile.ipynb", *[f"02_effect_{d}.ipynb" for d in domain_ids]]
+def notebook_order(domain_ids: list[str], evolution: bool = False) -> list[str]:
+    """File names of a target's executed notebooks, in report order (profile, evolution since the previous wave when there is one, then domains)."""
+    return ["03_profile.ipynb", *(["04_evolution.ipynb"] if evolution else []), *[f"02_effect_{d}.ipynb" for d in domain_ids]]
 
 
 def _report_cells(nb: nbformat.NotebookNode, *, validate: bool = True) -> list[nbformat.NotebookNode]:

@@ -88,6 +88,22 @@ COLUMNS: list[Column] = [
            "plus).", "pct"),
     Column("band_high", "Tranche : moins de", "Valeur publiée en tranche « moins de » (< 20 % : moins de "
            "2 sur 10).", "pct"),
+    # A wave with a previous one (issue 18, cae_impact.waves): the total rows' change since then.
+    Column("previous_wave", "Vague précédente", "L’enquête précédente avec laquelle la valeur est comparée."),
+    Column("previous_estimate", "Valeur à la vague précédente", "La valeur publiée par l’enquête précédente "
+           "(vide : non publiée, ou indicateur non comparable).", "value"),
+    Column("change", "Évolution", "Valeur de cette enquête moins celle de l’enquête précédente (pour une part : "
+           "en points de pourcentage) ; vide quand l’une des deux valeurs n’est pas publiée.", "value"),
+    Column("change_ci_low", "Évolution : IC 95 % bas", "Borne basse de l’intervalle de confiance à 95 % de "
+           "l’évolution.", "value"),
+    Column("change_ci_high", "Évolution : IC 95 % haut", "Borne haute de l’intervalle de confiance à 95 % de "
+           "l’évolution.", "value"),
+    Column("change_p_adjusted", "Évolution : p ajustée", "Probabilité critique de l’évolution, corrigée pour le "
+           "nombre d’évolutions testées dans le rapport (Benjamini-Hochberg).", "p"),
+    Column("change_significant", "Évolution significative", "« oui » quand la p ajustée de l’évolution est "
+           "inférieure au seuil de l’étude (5 %)."),
+    Column("change_note", "Évolution : remarque", "Pourquoi l’évolution n’est pas donnée ou pas testée "
+           "(indicateur non comparable, valeur non publiée, chiffre des registres, médiane)."),
 ]
 
 UNITS = {"pct": "%", "eur": "€", "number": "nombre"}
@@ -182,7 +198,7 @@ def french_frame(table: pd.DataFrame, codebook: Any | None = None) -> tuple[pd.D
                 v = BREAKDOWNS.get(v, v)
             elif col.source == "comparison":
                 v = COMPARISONS.get(v, v)
-            elif col.source in ("significant", "flag_caution", "suppressed"):
+            elif col.source in ("significant", "flag_caution", "suppressed", "change_significant"):
                 v = _yes_no(v)
             elif col.fmt in ("int",) and v is not None and not (isinstance(v, float) and math.isnan(v)):
                 v = int(round(float(v)))
