@@ -125,6 +125,35 @@ profile = nb([
     evidence("pipeline.show_profile_evidence(ctx, profile)"),
 ])
 
-for name, n in [("01_cleaning", cleaning), ("02_effect", effect), ("03_profile", profile)]:
+evolution = nb([
+    new_markdown_cell(
+        "<!-- Étape 04 : évolution d'une cible (une CAE ou le consortium) depuis la vague précédente, "
+        "à partir des chiffres publiés de cette vague (src/cae_impact/waves.py). -->",
+        metadata={"tags": ["remove-cell"]},
+    ),
+    params(
+        'study: str = "config/study-2027.yaml"  # study configuration (with previous_waves), relative to the project root\n'
+        'target: str = "cae-1"  # a CAE id from the study configuration, or "consortium"\n'
+        'processed_root: str = "data/processed"  # root of the cleaned data\n'
+        'reports_root: str = "reports"  # root of the reports\n'
+    ),
+    hidden(
+        "from cae_impact import pipeline, waves\n\n"
+        "ctx = pipeline.profile_context(study=study, target=target,\n"
+        "                               processed_root=processed_root, reports_root=reports_root)\n"
+        "ctx"
+    ),
+    shown("waves.show_evolution(ctx)"),
+    evidence_note(
+        "## Pièces justificatives (hors rapport)\n\n"
+        "Chaque évolution non arrondie (valeurs des deux vagues, erreurs-types, degrés de liberté, "
+        "intervalle, p-values brute et ajustée, motif de non-diffusion) et la comparabilité des "
+        "indicateurs entre les deux versions du référentiel."
+    ),
+    evidence("waves.show_evolution_evidence(ctx)"),
+])
+
+for name, n in [("01_cleaning", cleaning), ("02_effect", effect), ("03_profile", profile),
+                ("04_evolution", evolution)]:
     nbformat.write(n, ROOT / "notebooks" / f"{name}.ipynb")
     print("wrote", name)

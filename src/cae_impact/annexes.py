@@ -517,8 +517,11 @@ def build_annexes(study: StudyConfig, target: str, *, reports_root: Path, proces
         prov["raw_exports"] = [e for e in prov.get("raw_exports", []) if e.get("cae") == label] + [{
             "cae": f"Chiffres publiés du consortium ({format_date_fr(reference['published'])})",
             "file": reference.get("path", ""), "sha256": reference.get("sha256", "")}]
+    from .waves import method_paragraphs
+
     return "".join([
         method_annex(study, weighting, target),
+        method_paragraphs(study, reports_root),
         data_quality_annex(logs, weighting.get("secrecy")),
         questionnaire_annex(cb),
         provenance_annex(prov),

@@ -247,8 +247,9 @@ def analyse_inputs(study: StudyConfig, processed: Path, reports: Path, target: s
     # A CAE's chapters quote its cleaned free answers (verbatims); « La CAE en bref » prints the
     # context of its editorial file; a later wave reads its changes since the previous one.
     own = [processed / study.wave / target / "responses.parquet"] if target != CONSORTIUM else []
-    changes = [target_change_file(study, reports, target), target_change_file(study, reports, target).with_name(
-        "waves.json")] if study.previous_waves else []
+    folder = target_change_file(study, reports, target).parent
+    changes = [target_change_file(study, reports, target), folder / "waves.json", folder / "comparability.csv",
+               folder / "trend.parquet"] if study.previous_waves else []
     return [*target_files(study, reports, target), *changes, study.path, study.codebook, *external_files(),
             *own, editorial_path(study, target)]
 

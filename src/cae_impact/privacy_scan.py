@@ -167,10 +167,14 @@ def file_text(path: Path) -> str:
 
 
 def _embedded(text: str, start: int, end: int) -> bool:
-    """A match glued to letters or digits (a digest, a base64 run): not typed personal data."""
+    """A match glued to letters or digits (a digest, a base64 run): not typed personal data.
+
+    « + », « / » and « = » count as glued too: they are base64 characters, and a run of an
+    embedded image can hold « …//15++… » followed by digits.
+    """
     before = text[start - 1] if start > 0 else " "
     after = text[end] if end < len(text) else " "
-    return before.isalnum() or after.isalnum()
+    return before.isalnum() or after.isalnum() or before in "+/=" or after in "+/="
 
 
 #: a decimal number (« 33.702020202 », « 12,5 »): digits, one separator, digits; never a phone

@@ -853,17 +853,6 @@ def _label(row: Mapping[str, Any]) -> str:
     return label.replace("'", "’")
 
 
-def _subject(row: Mapping[str, Any]) -> str:
-    """The indicator as the subject of a sentence: « la part des entrepreneurs … »."""
-    label = _label(row)
-    first = label.split(" ", 1)[0]
-    if first in ("Part", "Proportion"):
-        return "la " + label[0].lower() + label[1:]
-    if first in ("Délai", "Revenu", "Nombre", "Écart"):
-        return "le " + label[0].lower() + label[1:]
-    return f"« {label} »"
-
-
 def _headline_rows(ev: Evolution) -> pd.DataFrame:
     """The report's own change rows: the CAE's, or the published consortium's; one per figure shown."""
     scope = SCOPE_CONSORTIUM if ev.target == CONSORTIUM else SCOPE_CAE
@@ -876,55 +865,6 @@ def _significant(rows: pd.DataFrame) -> pd.Series:
     return rows["significant"].fillna(False).astype(bool) & ~rows["suppressed"].astype(bool)
 
 
-def lead_sentences(ev: Evolution) -> list[str]:
-    """What moved first (significant changes, largest first), then one sentence for the rest."""
-    from .frenchfmt import french_typography
-
-    prev, cur = ev.info["previous_wave"], ev.info["wave"]
-    rows = _headline_rows(ev)
-    shown = rows[~rows["suppressed"].astype(bool)]
-    sig = shown[_significant(shown)]
-    sig = sig.reindex(sig["change"].abs().sort_values(ascending=False).index)
-    out = []
-    n = len(shown)
-    if sig.empty:
-        out.append(f"Entre {prev} et {cur}, aucun des {n} indicateurs comparables n’a changé de façon nette : "
-                   "les écarts observés restent dans la marge d’incertitude des deux enquêtes.")
-        return [french_typography(s) for s in out]
-    for _, r in sig.head(MAX_LEAD).iterrows():
-        verb = "augmenté" if r["change"] > 0 else "diminué"
-        out.append(f"Depuis {prev}, {_subject(r)} a significativement {verb} : de "
-                   f"{_fmt_level(r['previous_estimate'], r['unit'])} à {_fmt_level(r['current_estimate'], r['unit'])} "
-                   f"({_fmt_change(r['change'], r['unit'])}).")
-    more = len(sig) - MAX_LEAD
-    if more > 0:
-        out.append(f"{more} autre{'s' if more > 1 else ''} indicateur{'s' if more > 1 else ''} "
-                   f"{'ont' if more > 1 else 'a'} aussi nettement bougé (tableau ci-dessous).")
-    rest = n - len(sig)
-    if rest > 0:
-        out.append(f"Les {rest} autres indicateurs comparables n’ont pas bougé de façon nette : leurs écarts "
-                   "restent dans la marge d’incertitude des deux enquêtes.")
-    return [french_typography(s) for s in out]
-
-
-def _field_line(ev: Evolution) -> str:
-    prev, cur = ev.info["previous_wave"], ev.info["wave"]
-    who = ("entrepreneurs des CAE du consortium" if ev.target == CONSORTIUM
-           else f"entrepreneurs de la {ev.study.target_label(ev.target)}")
-    return (f"Champ : {who}, d’après les répondants de l’enquête {prev} et ceux de l’enquête {cur} "
-            "(deux échantillons ; une partie des entrepreneurs a répondu aux deux).")
-
-
-def _source_line(ev: Evolution) -> str:
-    prev, cur = ev.info["previous_wave"], ev.info["wave"]
-    synth = " (données synthétiques)" if ev.study.synthetic else ""
-    from .frenchfmt import format_date_fr
-
-    published = ev.info.get("previous_published") or ""
-    when = f" (chiffres publiés le {format_date_fr(published)})" if published else ""
-    return f"Source : enquêtes CAE-IMPACT {prev}{when} et {cur}{synth}, estimations pondérées."
-
-
 def _wrap(label: str, width: int = 52, lines: int = 2) -> str:
     """A chart label on at most ``lines`` lines of ``width`` characters (« … » when cut)."""
     import textwrap
@@ -934,57 +874,6 @@ def _wrap(label: str, width: int = 52, lines: int = 2) -> str:
         parts = parts[:lines]
         parts[-1] = parts[-1][: width - 1].rstrip() + "…"
     return "\n".join(parts)
-
-
-def change_chart(ev: Evolution):
-    """Horizontal bars: the change of each percentage with its 95 % interval, largest moves first."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .frenchfmt import french_typography
-
-    rows = _headline_rows(ev)
-    rows = rows[(rows["unit"] == "pct") & ~rows["suppressed"].astype(bool) & rows["change"].notna()]
-    if rows.empty:
-        return None, ""
-    rows = rows.reindex(rows["change"].abs().sort_values(ascending=False).index).head(MAX_CHART_ROWS)
-    rows = rows.iloc[::-1]
-    sig = _significant(rows).to_numpy()
-    fig, ax = plt.subplots(figsize=(7.2, 0.5 * len(rows) + 1.2), layout="constrained")
-    y = np.arange(len(rows))
-    ch = rows["change"].to_numpy(float) * 100
-    lo = rows["ci_low"].to_numpy(float) * 100
-    hi = rows["ci_high"].to_numpy(float) * 100
-    colors = np.where(sig, np.where(ch > 0, "#1b7a4b", "#b5462f"), "#9aa5b1")
-    ax.barh(y, ch, color=colors, height=0.6)
-    ok = ~np.isnan(lo)
-    ax.errorbar(ch[ok], y[ok], xerr=[ch[ok] - lo[ok], hi[ok] - ch[ok]], fmt="none", ecolor="#1d2733",
-                elinewidth=0.8, capsize=2)
-    ax.axvline(0, color="#1d2733", linewidth=0.8)
-    labels = [_label(r) for _, r in rows.iterrows()]
-    ax.set_yticks(y, [_wrap(lab) for lab in labels], fontsize=7)
-    ax.set_xlabel(f"Évolution {ev.info['previous_wave']} → {ev.info['wave']} (points de pourcentage)", fontsize=8)
-    ax.tick_params(axis="x", labelsize=7)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
-        lambda v, _: ("+" if v > 0 else "") + f"{v:.0f}".replace("-", "\u2212")))
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    n_sig = int(sig.sum())
-    if n_sig == 0:
-        title = f"Aucun indicateur n’a nettement bougé depuis {ev.info['previous_wave']}"
-    else:
-        ups = int((sig & (ch > 0)).sum())
-        downs = n_sig - ups
-        parts = []
-        if ups:
-            parts.append(f"{ups} en hausse")
-        if downs:
-            parts.append(f"{downs} en baisse")
-        title = (f"{n_sig} indicateur{'s' if n_sig > 1 else ''} {'ont' if n_sig > 1 else 'a'} nettement bougé "
-                 f"depuis {ev.info['previous_wave']} : {' et '.join(parts)}")
-    return fig, french_typography(title)
 
 
 def trend_chart(ev: Evolution, indicator_ids: Sequence[str]):
@@ -1003,91 +892,279 @@ def trend_chart(ev: Evolution, indicator_ids: Sequence[str]):
     waves_ = sorted(t["wave"].unique())
     fig, ax = plt.subplots(figsize=(7.2, 3.4), layout="constrained")
     palette = ["#0b5d7a", "#b5462f", "#1b7a4b", "#7a5c0b", "#5b3a8a", "#9aa5b1"]
-    for k, (_, g) in enumerate(t.groupby("indicator_id", sort=False)):
+    for k, (iid, g) in enumerate(t.groupby("indicator_id", sort=False)):
         g = g.set_index("wave").reindex(waves_)
-        label = str(g["indicator_label"].dropna().iloc[0]).replace("'", "’")
+        label = _short(ev, {"indicator_id": iid, "category": ""})
         ax.plot(range(len(waves_)), g["estimate"].to_numpy(float) * 100, marker="o",
                 color=palette[k % len(palette)], label=_wrap(label, 80))
     ax.set_xticks(range(len(waves_)), waves_, fontsize=8)
     ax.set_ylabel("%", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=6.5, loc="lower left", frameon=False)
+    ax.legend(fontsize=7.5, loc="lower left", frameon=False)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return fig
 
 
-def _change_table(ev: Evolution, rows: pd.DataFrame) -> pd.DataFrame:
-    from .frenchfmt import MISSING
+#: at most this many rows in the body's table of changes (all are in the evidence and indicators.xlsx)
+MAX_TABLE_ROWS = 8
+
+
+def _short(ev: Evolution, row: Mapping[str, Any]) -> str:
+    """The indicator's short label from the codebook (« Moins isolés »), else its label."""
+    from .codebook import load_codebook
+
+    try:
+        label = load_codebook(ev.study.codebook).indicator(str(row["indicator_id"])).short_label
+    except KeyError:
+        return _label(row)
+    cat = str(row.get("category") or "")
+    if cat and row.get("kind") != "paired_difference":
+        label += f" : {row.get('category_label') or cat}"
+    return label
+
+
+def _n_text(row: Mapping[str, Any]) -> str:
+    """« 57 et 56 répondants »: the bases of the two waves."""
+    from .frenchfmt import format_int
+
+    a, b = row.get("previous_n_unweighted"), row.get("current_n_unweighted")
+    if pd.isna(a) or pd.isna(b):
+        return ""
+    return f"{format_int(a)} et {format_int(b)} répondants"
+
+
+def _verdict(row: Mapping[str, Any]) -> str:
+    """« hausse nette », « baisse nette », « pas d’évolution nette », « non testée », « non diffusée »."""
+    if bool(row["suppressed"]):
+        return "non diffusée"
+    sig = row.get("significant")
+    if pd.isna(sig) or not bool(row.get("tested", True)):
+        return "non testée"
+    if bool(sig):
+        return "hausse nette" if float(row["change"]) > 0 else "baisse nette"
+    return "pas d’évolution nette"
+
+
+def _moves(ev: Evolution) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the report's shown change rows, the significant ones largest first)."""
+    rows = _headline_rows(ev)
+    shown = rows[~rows["suppressed"].astype(bool)]
+    sig = shown[_significant(shown)]
+    return shown, sig.reindex(sig["change"].abs().sort_values(ascending=False).index)
+
+
+def evolution_lead(ev: Evolution) -> list[str]:
+    """What moved first (significant changes, largest first, with both bases), then the rest."""
+    from .frenchfmt import french_typography
 
     prev, cur = ev.info["previous_wave"], ev.info["wave"]
+    shown, sig = _moves(ev)
+    n = len(shown)
+    if sig.empty:
+        return [french_typography(
+            f"Entre {prev} et {cur}, aucun des {n} indicateurs comparables n’a bougé nettement : les "
+            "écarts observés restent dans la marge d’erreur des deux enquêtes. Le graphique montre les "
+            "plus grands.")]
+    forms = [
+        "Depuis {prev}, « {x} » a nettement {verb} : de {a} à {b} ({d} ; {n}).",
+        "« {x} » {verb2} nettement entre {prev} et {cur} : {a}, puis {b} ({d} ; {n}).",
+        "En {cur}, « {x} » atteint {b}, contre {a} en {prev} : {what} ({n}).",
+    ]
     out = []
-    for _, r in rows.iterrows():
-        hidden = bool(r["suppressed"])
-        sig = r.get("significant")
-        out.append({
-            "Indicateur": _label(r),
-            prev: "s" if r["previous_suppressed"] else _fmt_level(r["previous_estimate"], r["unit"]),
-            cur: "s" if r["current_suppressed"] else _fmt_level(r["current_estimate"], r["unit"]),
-            "Évolution": "s" if hidden else _fmt_change(r["change"], r["unit"]),
-            "Intervalle à 95 %": MISSING if hidden else _fmt_interval(r["ci_low"], r["ci_high"], r["unit"]),
-            "Écart significatif ?": (MISSING if hidden or pd.isna(sig) else ("oui" if bool(sig) else "non")),
-        })
-    return pd.DataFrame(out)
+    for k, (_, r) in enumerate(sig.head(MAX_LEAD).iterrows()):
+        up = float(r["change"]) > 0
+        out.append(forms[k % len(forms)].format(
+            prev=prev, cur=cur, x=_short(ev, r), verb="augmenté" if up else "diminué",
+            verb2="progresse" if up else "recule", a=_fmt_level(r["previous_estimate"], r["unit"]),
+            b=_fmt_level(r["current_estimate"], r["unit"]), d=_fmt_change(r["change"], r["unit"]),
+            n=_n_text(r), what=("une hausse nette de " if up else "une baisse nette de ")
+            + _fmt_change(abs(r["change"]), r["unit"]).lstrip("+")))
+    more = len(sig) - MAX_LEAD
+    if more > 0:
+        out.append(f"{more} autre{'s' if more > 1 else ''} indicateur{'s' if more > 1 else ''} "
+                   f"{'ont' if more > 1 else 'a'} aussi nettement bougé (tableau ci-dessous).")
+    rest = n - len(sig)
+    if rest > 0:
+        out.append(f"Les {rest} autres indicateurs comparables n’ont pas bougé nettement : leurs écarts "
+                   "restent dans la marge d’erreur des deux enquêtes.")
+    return [french_typography(" ".join(out))]
+
+
+def _title(ev: Evolution) -> str:
+    prev = ev.info["previous_wave"]
+    _, sig = _moves(ev)
+    if sig.empty:
+        return f"Évolution depuis {prev} : pas de changement net"
+    r = sig.iloc[0]
+    word = "en hausse" if float(r["change"]) > 0 else "en baisse"
+    more = len(sig) - 1
+    tail = (f", et {more} autre{'s' if more > 1 else ''} évolution{'s' if more > 1 else ''} "
+            f"nette{'s' if more > 1 else ''}") if more else ""
+    return f"Évolution depuis {prev} : « {_short(ev, r)} » {word} ({_fmt_change(r['change'], r['unit'])}){tail}"
+
+
+def _champ(ev: Evolution) -> str:
+    prev, cur = ev.info["previous_wave"], ev.info["wave"]
+    who = ("entrepreneurs des CAE du consortium" if ev.target == CONSORTIUM
+           else f"entrepreneurs de la {ev.study.target_label(ev.target)}")
+    return (f"{who} ayant répondu à l’enquête de {prev} et à celle de {cur} (deux échantillons ; une "
+            "partie des entrepreneurs a répondu aux deux).")
+
+
+def _source(ev: Evolution) -> str:
+    from .frenchfmt import format_date_fr
+
+    prev, cur = ev.info["previous_wave"], ev.info["wave"]
+    synth = " (données synthétiques)" if ev.study.synthetic else ""
+    published = ev.info.get("previous_published") or ""
+    when = f" (chiffres publiés le {format_date_fr(published)})" if published else ""
+    return f"enquêtes CAE-IMPACT {prev}{when} et {cur}{synth}."
+
+
+def change_panel(ev: Evolution):
+    """The largest changes of the percentages, a bar each with its margin of error: (fig, alt, rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.ticker
+    from matplotlib.figure import Figure as MplFigure
+
+    from .charts import OKABE_ITO, STYLE, _tick_label
+    from .frenchfmt import french_typography
+
+    rows = _headline_rows(ev)
+    rows = rows[(rows["unit"] == "pct") & ~rows["suppressed"].astype(bool) & rows["change"].notna()]
+    if rows.empty:
+        return None, "", rows
+    rows = rows.reindex(rows["change"].abs().sort_values(ascending=False).index).head(MAX_CHART_ROWS)
+    sig = _significant(rows).to_numpy()
+    with matplotlib.rc_context(STYLE):
+        fig = MplFigure(figsize=(6.7, 0.36 * len(rows) + 0.8), layout="constrained")
+        ax = fig.add_subplot()
+        y = np.arange(len(rows))
+        ch = rows["change"].to_numpy(float) * 100
+        lo = rows["ci_low"].to_numpy(float) * 100
+        hi = rows["ci_high"].to_numpy(float) * 100
+        colours = np.where(sig, np.where(ch > 0, OKABE_ITO["bluish_green"], OKABE_ITO["vermilion"]), "#b8c2cc")
+        ax.barh(y, ch, color=colours, height=0.55)
+        ok = ~np.isnan(lo)
+        ax.errorbar(ch[ok], y[ok], xerr=[ch[ok] - lo[ok], hi[ok] - ch[ok]], fmt="none", ecolor="0.25",
+                    elinewidth=0.8, capsize=2)
+        ax.axvline(0, color="0.2", linewidth=0.8)
+        ax.set_yticks(y, [_tick_label(_short(ev, r), None, False, width=34) for _, r in rows.iterrows()])
+        ax.set_ylim(len(rows) - 0.5, -0.6)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+            lambda v, _: ("+" if v > 0 else "") + f"{v:.0f}".replace("-", "\u2212") + " pts"))
+        ax.grid(axis="x", color="0.9", linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.spines["left"].set_visible(False)
+    alt = french_typography("Barres horizontales, évolution en points : " + " ; ".join(
+        f"{_short(ev, r)} {_fmt_change(r['change'], r['unit'])}" for _, r in rows.iterrows()) + ".")
+    return fig, alt, rows
 
 
 def evolution_section(ev: Evolution) -> str:
-    """« Évolution depuis <vague> » as HTML (escaped, French typography): lead, chart, table, notes."""
+    """« Évolution depuis <vague> » in the report's style.
+
+    A title stating what moved, what moved first, one chart of the largest changes and a short
+    table, each with its « Lecture / Champ / Source » lines; the full table is in the notebook's
+    evidence and in indicators.xlsx, the indicators not compared in the method annex.
+    """
     from .frenchfmt import french_typography as ft
-    from .present import figure_html, heading_html, paragraph_html, table_html
+    from .present import chart_html, heading_html, paragraph_html, table_html
 
     prev, cur = ev.info["previous_wave"], ev.info["wave"]
-    parts = [heading_html(ft(f"Évolution depuis {prev}"), 2, "evolution")]
     if ev.target != CONSORTIUM and ev.target not in ev.info.get("common_caes", []):
         label = ev.study.target_label(ev.target)
-        parts.append(paragraph_html(ft(
-            f"La {label} participe pour la première fois à l’enquête en {cur} : il n’y a pas encore "
-            f"d’évolution à mesurer. Ses chiffres de {cur} serviront de point de départ à la prochaine enquête.")))
-        return "".join(parts)
-    for s in lead_sentences(ev):
-        parts.append(paragraph_html(s))
-    fig, title = change_chart(ev)
+        return heading_html(ft(f"Évolution depuis {prev} : première participation"), 1, "evolution") + \
+            paragraph_html(ft(
+                f"La {label} participe pour la première fois à l’enquête en {cur} : il n’y a pas encore "
+                f"d’évolution à mesurer. Ses chiffres de {cur} serviront de point de départ à la prochaine "
+                "enquête."))
+    parts = [heading_html(ft(_title(ev)), 1, "evolution")]
+    parts += [paragraph_html(s) for s in evolution_lead(ev)]
+    fig, alt, drawn = change_panel(ev)
     if fig is not None:
-        import matplotlib.pyplot as plt
-
-        note = " ".join([
-            ft(f"Lecture : chaque barre est l’écart entre {cur} et {prev}, en points ; le trait donne "
-               "l’intervalle de confiance à 95 % de cet écart ; les barres en couleur sont les écarts "
-               "significatifs (en vert les hausses, en rouge les baisses)."),
-            ft(_field_line(ev)), ft(_source_line(ev)),
-        ])
-        parts.append(figure_html(fig, alt=title, caption=title, note=note))
-        plt.close(fig)
-    rows = _headline_rows(ev)
-    table = _change_table(ev, rows)
-    note = " ".join([
-        ft(f"Lecture : « Évolution » est la valeur de {cur} moins celle de {prev} (en points pour les "
-           "pourcentages) ; « s » : chiffre non publié (secret statistique : trop peu de répondants) ; "
-           "« Écart significatif ? » tient compte du nombre d’indicateurs comparés ; « — » : écart non "
-           "testé (chiffre des registres, comme la part de femmes, ou médiane)."),
-        ft(_field_line(ev)), ft(_source_line(ev)),
-    ])
-    n_sig = int(_significant(rows).sum())
-    title = ft(f"{n_sig} évolution{'s' if n_sig > 1 else ''} nette{'s' if n_sig > 1 else ''} sur "
-               f"{int((~rows['suppressed'].astype(bool)).sum())} indicateurs comparables entre {prev} et {cur}"
-               if n_sig else f"Aucune évolution nette entre {prev} et {cur}")
-    parts.append(table_html(table, caption=title, note=note,
-                            numeric_columns=[prev, cur, "Évolution", "Intervalle à 95 %"]))
+        first = drawn.iloc[0]
+        parts.append(chart_html(
+            fig, alt=alt, title=ft(f"Les plus grands écarts entre {prev} et {cur}, en points"),
+            lecture=ft(f"« {_short(ev, first)} » : {_fmt_level(first['previous_estimate'], 'pct')} en {prev}, "
+                       f"{_fmt_level(first['current_estimate'], 'pct')} en {cur}, soit "
+                       f"{_fmt_change(first['change'], 'pct')}. Une barre en couleur est une évolution nette "
+                       "(vert : hausse, orangé : baisse) ; le trait donne la marge d’erreur de l’écart."),
+            champ=ft(_champ(ev)), source=ft(_source(ev))))
+    shown, sig = _moves(ev)
+    table_rows = pd.concat([sig, shown.reindex(shown["change"].abs().sort_values(ascending=False).index)])
+    table_rows = table_rows[~table_rows.index.duplicated()].head(MAX_TABLE_ROWS)
+    lines = [{"Indicateur": _short(ev, r), prev: _fmt_level(r["previous_estimate"], r["unit"]),
+              cur: _fmt_level(r["current_estimate"], r["unit"]), "Évolution": _fmt_change(r["change"], r["unit"]),
+              "Répondants": _n_text(r).replace(" répondants", ""), "Verdict": _verdict(r)}
+             for _, r in table_rows.iterrows()]
+    if lines:
+        first = table_rows.iloc[0]
+        parts.append(table_html(
+            pd.DataFrame(lines), caption=ft(f"Les évolutions nettes et les plus grands écarts, {prev}-{cur}"),
+            numeric_columns=[prev, cur, "Évolution", "Répondants"],
+            note=ft(f"Évolution : valeur de {cur} moins valeur de {prev} (en points pour les parts). Hausse ou "
+                    "baisse nette : écart trop grand pour tenir au hasard des réponses, compte tenu du nombre "
+                    "d’indicateurs comparés. Non testée : chiffre connu par les registres. Toutes les "
+                    "évolutions sont dans le fichier indicators.xlsx."),
+            lecture=ft(f"« {_short(ev, first)} » passe de {_fmt_level(first['previous_estimate'], first['unit'])} "
+                       f"en {prev} à {_fmt_level(first['current_estimate'], first['unit'])} en {cur}."),
+            champ=ft(_champ(ev)), source=ft(_source(ev))))
+    nc = _not_compared(ev)
+    if len(nc):
+        parts.append(paragraph_html(ft(
+            f"{len(nc)} indicateur{'s ne sont' if len(nc) > 1 else ' n’est'} pas comparé{'s' if len(nc) > 1 else ''} "
+            f"entre {prev} et {cur} (question ou réponses modifiées) : la liste et les raisons sont dans "
+            "l’annexe sur la méthode."), "note"))
     if ev.target == CONSORTIUM:
         parts += _consortium_parts(ev)
-    parts += _not_compared_parts(ev)
+    return "".join(parts)
+
+
+def _not_compared(ev: Evolution) -> pd.DataFrame:
+    return ev.comparability[~ev.comparability["comparable"].astype(str).isin(["True", "true", "1"])]
+
+
+def method_paragraphs(study, reports_root) -> str:
+    """The method annex's part on the changes since the previous wave ('' for a first wave)."""
+    from .frenchfmt import french_typography as ft
+    from .present import heading_html, paragraph_html
+
+    if not getattr(study, "previous_waves", None):
+        return ""
+    path = waves_dir(study, reports_root) / COMPARABILITY_FILE
+    if not path.exists():
+        return ""
+    comp = pd.read_csv(path, keep_default_na=False)
+    nc = comp[~comp["comparable"].astype(str).isin(["True", "true", "1"])]
+    parts = [heading_html(ft("Évolutions depuis l’enquête précédente"), 2),
+             paragraph_html(ft(
+                 "Une évolution est la différence entre le chiffre de cette enquête et celui publié à "
+                 "l’enquête précédente (les chiffres publiés, secret statistique déjà appliqué ; aucune "
+                 "donnée individuelle de l’enquête précédente n’est relue). Son erreur-type est la racine "
+                 "de la somme des carrés des erreurs-types des deux enquêtes (enquêtes traitées comme "
+                 "indépendantes, degrés de liberté de Welch) ; une simulation montre que ce calcul est "
+                 "exact ou prudent quand les entrepreneurs déjà interrogés ne répondent pas moins souvent "
+                 "que les autres. Les tests d’une même vague sont corrigés ensemble "
+                 "(Benjamini-Hochberg) ; une évolution n’est dite nette qu’après cette correction. Une "
+                 "évolution n’est pas publiée quand l’un des deux chiffres ne l’est pas ; les chiffres "
+                 "des registres (sexe, statut) ne sont pas testés."))]
+    if len(nc):
+        items = "; ".join(f"{str(r['indicator_label']).replace(chr(39), '’')} ({r['reason']})" for _, r in nc.iterrows())
+        parts.append(paragraph_html(ft(
+            "Un indicateur n’est comparé que si ses questions, ses réponses possibles et les personnes "
+            "interrogées sont les mêmes aux deux enquêtes, ou si le référentiel dit explicitement comment "
+            f"passer de l’un à l’autre. Indicateurs non comparés : {items}.")))
     return "".join(parts)
 
 
 def _consortium_parts(ev: Evolution) -> list[str]:
     from .frenchfmt import french_typography as ft
-    from .present import figure_html, paragraph_html, table_html
+    from .present import chart_html, paragraph_html, table_html
 
     prev, cur = ev.info["previous_wave"], ev.info["wave"]
     parts = []
@@ -1105,7 +1182,10 @@ def _consortium_parts(ev: Evolution) -> list[str]:
             f"aussi sur les seules CAE présentes aux deux enquêtes ({len(ev.info.get('common_caes', []))} CAE), "
             "ce qui isole ce qui a changé dans ces CAE de l’effet de l’arrivée ou du départ d’une CAE.")))
         both = ev.rows[(ev.rows["target"] == CONSORTIUM)]
-        full = _headline_rows(ev).set_index(KEY)
+        shown, sig = _moves(ev)
+        top = pd.concat([sig, shown.reindex(shown["change"].abs().sort_values(ascending=False).index)])
+        top = top[~top.index.duplicated()].head(MAX_TABLE_ROWS)
+        full = top.set_index(KEY)
         com = both[both["scope"] == SCOPE_COMMON].set_index(KEY)
         lines = []
         for key, r in full.iterrows():
@@ -1114,53 +1194,33 @@ def _consortium_parts(ev: Evolution) -> list[str]:
             c = com.loc[key]
             rr = r.to_dict() | {"indicator_id": key[0], "category": key[1]}
             lines.append({
-                "Indicateur": _label(rr),
-                "Évolution, tout le consortium": "s" if r["suppressed"] else _fmt_change(r["change"], r["unit"]),
-                "Évolution, CAE présentes aux deux enquêtes": (
-                    "s" if c["suppressed"] else _fmt_change(c["change"], c["unit"])),
-                "Écart significatif ? (CAE présentes aux deux)": (
-                    "—" if c["suppressed"] or pd.isna(c["significant"]) else ("oui" if bool(c["significant"]) else "non")),
+                "Indicateur": _short(ev, rr),
+                "Tout le consortium": "s" if r["suppressed"] else _fmt_change(r["change"], r["unit"]),
+                "CAE des deux enquêtes": "s" if c["suppressed"] else _fmt_change(c["change"], c["unit"]),
+                "Verdict (CAE des deux enquêtes)": _verdict(c.to_dict() | {"tested": not pd.isna(c["significant"])}),
             })
         if lines:
-            title = ft(f"L’évolution du consortium, avec et sans les CAE arrivées ou parties entre {prev} et {cur}")
-            parts.append(table_html(pd.DataFrame(lines), caption=title, note=" ".join([
-                ft("Lecture : la première colonne compare les deux consortiums tels que publiés ; la deuxième, "
-                   "les mêmes CAE aux deux dates (« s » : non calculable sans un chiffre couvert par le secret "
-                   "statistique, ou médiane)."),
-                ft(_field_line(ev)), ft(_source_line(ev))]),
-                numeric_columns=["Évolution, tout le consortium", "Évolution, CAE présentes aux deux enquêtes"]))
+            title = ft(f"Les évolutions du consortium, avec et sans les CAE arrivées ou parties entre {prev} et {cur}")
+            parts.append(table_html(
+                pd.DataFrame(lines), caption=title,
+                note=ft("« s » : non calculable sans un chiffre couvert par le secret statistique, ou médiane."),
+                lecture=ft("la première colonne compare les deux consortiums tels que publiés ; la deuxième, "
+                           "les mêmes CAE aux deux dates."),
+                champ=ft(_champ(ev)), source=ft(_source(ev)),
+                numeric_columns=["Tout le consortium", "CAE des deux enquêtes"]))
     rows = _headline_rows(ev)
     rows = rows[(rows["unit"] == "pct") & ~rows["suppressed"].astype(bool)]
     top = rows.reindex(rows["change"].abs().sort_values(ascending=False).index).head(5)["indicator_id"].tolist()
     fig = trend_chart(ev, top)
     if fig is not None:
-        import matplotlib.pyplot as plt
-
         waves_ = ", ".join(ev.info.get("waves", []))
         title = ft(f"Les indicateurs du consortium qui ont le plus bougé, à chaque enquête ({waves_})")
-        parts.append(figure_html(fig, alt=title, caption=title, note=" ".join([
-            ft("Lecture : chaque point est la valeur du consortium à une enquête ; les cinq indicateurs "
-               "en pourcentage dont l’écart est le plus grand sont montrés."),
-            ft("Champ : les entrepreneurs des CAE du consortium à chaque enquête."),
-            ft(_source_line(ev))])))
-        plt.close(fig)
+        parts.append(chart_html(
+            fig, alt=title, title=title,
+            lecture=ft("chaque point est la valeur du consortium à une enquête ; les cinq indicateurs en "
+                       "pourcentage dont l’écart est le plus grand sont montrés."),
+            champ=ft("entrepreneurs des CAE du consortium à chaque enquête."), source=ft(_source(ev))))
     return parts
-
-
-def _not_compared_parts(ev: Evolution) -> list[str]:
-    from .frenchfmt import french_typography as ft
-    from .present import heading_html, paragraph_html
-
-    nc = ev.comparability[~ev.comparability["comparable"].astype(str).isin(["True", "true", "1"])]
-    if nc.empty:
-        return [paragraph_html(ft(f"Tous les indicateurs de {ev.info['wave']} sont comparables à ceux de "
-                                  f"{ev.info['previous_wave']} (mêmes questions, mêmes réponses possibles)."))]
-    items = "; ".join(f"{str(r['indicator_label']).replace(chr(39), '’')} ({r['reason']})" for _, r in nc.iterrows())
-    return [heading_html(ft("Indicateurs non comparés"), 3),
-            paragraph_html(ft(f"Un indicateur n’est comparé que si ses questions, ses réponses possibles et les "
-                              f"personnes interrogées sont les mêmes aux deux enquêtes (ou si le questionnaire "
-                              f"dit explicitement comment passer de l’un à l’autre). Ne sont pas comparés : "
-                              f"{items}."))]
 
 
 def show_evolution(ctx) -> None:
@@ -1168,6 +1228,19 @@ def show_evolution(ctx) -> None:
     from IPython.display import HTML, display
 
     display(HTML(evolution_section(load_evolution(ctx))))
+
+
+def show_evolution_evidence(ctx) -> None:
+    """For the reviewer (not in the report): every change row, unformatted, and the comparability."""
+    from IPython.display import Markdown, display
+
+    ev = load_evolution(ctx)
+    display(Markdown(f"### Pièces justificatives — évolutions {ev.info['previous_wave']}-{ev.info['wave']}"))
+    from .pipeline import show_frame
+
+    show_frame(ev.rows.reset_index(drop=True))
+    display(Markdown("Comparabilité des indicateurs entre les deux versions du référentiel :"))
+    show_frame(ev.comparability)
 
 
 # ============================================================================================
