@@ -130,7 +130,7 @@ def _toy(tmp_path):
     folder = tmp_path / "_study"
     folder.mkdir()
     design = pd.DataFrame({
-        "respondent_id": [f"r{i}" for i in range(8)],
+        "respondent_id": [f"pseudo{i:02d}q7x" for i in range(8)],
         "cae_id": ["a"] * 5 + ["b"] * 3,
         "population": [20.0] * 5 + [12.0] * 3,
         "post_stratum": ["a|f|cape", "a|f|cape", "a|m|*", "a|m|*", "a|?|?", "b|*|*", "b|*|*", "b|*|*"],
@@ -181,3 +181,43 @@ def test_secrecy_kinds_of_hand_made_cells(tmp_path):
                                     "en tranche": 1, "secondaire": 1, "cells": 4}
     assert t.loc["b", "masquée (base)"] == 1 and t.loc["b", "cells"] == 1
     assert audit.secrecy_kind(None) == "publiée" and audit.secrecy_kind("autre chose") == "autre"
+
+
+def test_without_register_by_sex_and_stage_the_base_weights_are_audited(tmp_path):
+    """No post_strata.csv (registers without sex × stage counts) and no attack: the margins are
+    the CAEs' totals, the weights before trimming the base weights."""
+    outputs = _toy(tmp_path)
+    (outputs.folder / "post_strata.csv").unlink()
+    design = outputs.design.assign(post_stratum="", weight=[4.0] * 5 + [4.0] * 3)
+    design.to_csv(outputs.folder / "design.csv", index=False)
+    outputs = audit.load_outputs(outputs.folder)
+    assert outputs.post_strata is None and outputs.secrecy_audit is None
+    assert audit.post_strata_table(outputs).empty
+    margins = audit.weighted_margins(outputs)
+    assert set(margins["level"]) == {"cae"} and audit.margins_match(margins)
+    t = audit.trimming_table(outputs)
+    assert (t["trimmed"] == 0).all() and (t["median_weight"] == 4.0).all()
+    assert audit.attack_by_target(outputs).empty
+
+
+@pytest.mark.parametrize("register_by_sex_stage", [True, False])
+def test_every_display_runs_and_shows_no_respondent_id(tmp_path, monkeypatch, register_by_sex_stage):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    outputs = _toy(tmp_path)
+    if not register_by_sex_stage:
+        (outputs.folder / "post_strata.csv").unlink()
+        outputs = audit.load_outputs(outputs.folder)
+    audit.show_response(outputs)
+    audit.show_post_strata(outputs)
+    audit.show_trimming(outputs)
+    audit.show_margins(audit.weighted_margins(outputs))
+    audit.show_weights(outputs)
+    audit.show_design_effects(outputs)
+    audit.show_secrecy(outputs)
+    text = "\n".join(o.data if hasattr(o, "data") else o.to_string() if hasattr(o, "to_string") else str(o)
+                     for o in shown)
+    assert "Attaque par programmation linéaire" in text and "non exécutée" in text
+    assert not [i for i in outputs.design["respondent_id"] if i in text]

@@ -305,7 +305,7 @@ def weights_figure(outputs: StudyOutputs):
     labels = dict(zip(outputs.per_cae["cae_id"], outputs.per_cae["label"], strict=True))
     data = [d.loc[d["cae_id"] == c, "weight"].to_numpy(float) for c in caes]
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(caes) + 1.4))
-    ax.boxplot(data, vert=False, whis=(0, 100), widths=0.5)
+    ax.boxplot(data, orientation="horizontal", whis=(0, 100), widths=0.5)
     trim = trimming_table(outputs).set_index("cae_id")["cap"]
     for i, c in enumerate(caes, 1):
         ax.plot([trim[c]], [i], marker="|", markersize=14, color="#b22222")
