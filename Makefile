@@ -162,8 +162,10 @@ $(PROCESSED_ROOT)/$(WAVE)/%/responses.parquet: $$(DEPS_$$*) $(NOTEBOOKS_DIR)/01_
 # report), and each report's own rows (_study/report__<target>.parquet). A CAE's rows hold its
 # figures and the consortium figures it is compared with: the published reference (REFERENCE,
 # see publish-reference) or, with 'consortium_reference: live', this build's consortium.
+# The step executes notebook 04 (reports/<wave>/_study/notebooks/04_estimation.ipynb): the
+# estimation, then the weighting and secrecy diagnostics a reviewer checks.
 ESTIMATES := $(REPORTS_ROOT)/$(WAVE)/_study/estimates.parquet
-$(ESTIMATES): $(PROCESSED) $(STUDY) $(REFERENCE) $(CODE_DEPS)
+$(ESTIMATES): $(PROCESSED) $(NOTEBOOKS_DIR)/04_estimation.ipynb $(STUDY) $(REFERENCE) $(CODE_DEPS)
 	$(CLI) estimate
 
 ## publish-reference: publish the consortium figures of the cleaned data as the reference the CAE reports compare with

@@ -1,4 +1,4 @@
-"""Write the three pipeline notebooks (run once; afterwards the .ipynb files are the source).
+"""Write the four pipeline notebooks (run once; afterwards the .ipynb files are the source).
 
 Kept so that the notebooks' skeleton (same headings, parameters cell, validation cell) can be
 regenerated consistently; edit the notebooks themselves in JupyterLab for content changes.
@@ -153,7 +153,56 @@ evolution = nb([
     evidence("waves.show_evolution_evidence(ctx)"),
 ])
 
+estimation = nb([
+    new_markdown_cell(
+        "# Étape 04 — Pondération et estimation de la vague\n\n"
+        "Estime chaque indicateur de chaque cible à partir des données nettoyées de toutes les CAE "
+        "(plan de sondage, pondération, secret statistique appliqué à toute la vague), écrit "
+        "`reports/<vague>/_study/`, puis montre ce qu’un statisticien d’enquête vérifie : registre, "
+        "répondants et taux de réponse, post-strates après regroupement, poids écrêtés, marges "
+        "pondérées contre le registre, distribution des poids, effets de plan, et ce que le secret "
+        "statistique a masqué ou codé, et pourquoi. Tout est lu dans les fichiers écrits par "
+        "l’estimation ; seuls des agrégats sont montrés (aucun identifiant de répondant)."
+    ),
+    params(
+        'study: str = "config/study.yaml"  # study configuration, relative to the project root\n'
+        'processed_root: str = "data/processed"  # root of the cleaned data (every CAE of the study)\n'
+        'reports_root: str = "reports"  # root of the reports (the estimation writes <wave>/_study/ there)\n'
+    ),
+    hidden(
+        "from cae_impact import audit, pipeline\n\n"
+        "ctx = audit.estimation_context(study=study, processed_root=processed_root, reports_root=reports_root)\n"
+        "ctx"
+    ),
+    new_markdown_cell("## Estimation\n\n"
+                      "`pipeline.run_estimation` : le calcul que les rapports impriment, et les fichiers "
+                      "qu’il écrit."),
+    shown("pipeline.run_estimation(ctx.study, ctx.processed_root, ctx.reports_root)\n"
+          "outputs = audit.load_outputs(ctx.study_dir)\n"
+          "audit.show_written(ctx)"),
+    new_markdown_cell("## Registre, répondants et taux de réponse"),
+    shown("audit.show_response(outputs)"),
+    new_markdown_cell("## Post-strates après regroupement"),
+    shown("audit.show_post_strata(outputs)"),
+    new_markdown_cell("## Poids écrêtés"),
+    shown("audit.show_trimming(outputs)"),
+    new_markdown_cell("## Marges pondérées contre le registre\n\n"
+                      "La cellule échoue, et l’estimation avec elle, si une marge ne retrouve pas le registre."),
+    shown("margins = audit.weighted_margins(outputs)\n"
+          "audit.show_margins(margins)\n"
+          "assert audit.margins_match(margins), \"les totaux pondérés ne retrouvent pas le registre\""),
+    new_markdown_cell("## Distribution des poids"),
+    shown("audit.show_weights(outputs)"),
+    new_markdown_cell("## Effets de plan (Kish) et tailles effectives"),
+    shown("audit.show_design_effects(outputs)"),
+    new_markdown_cell("## Secret statistique\n\n"
+                      "Cellules masquées (effectif ou base trop faibles), publiées en tranche, ou masquées "
+                      "en suppression secondaire, par cible et par motif ; puis le verdict de l’attaque "
+                      "par programmation linéaire sur tous les chiffres publiés."),
+    shown("audit.show_secrecy(outputs)"),
+])
+
 for name, n in [("01_cleaning", cleaning), ("02_effect", effect), ("03_profile", profile),
-                ("04_evolution", evolution)]:
+                ("04_estimation", estimation), ("04_evolution", evolution)]:
     nbformat.write(n, ROOT / "notebooks" / f"{name}.ipynb")
     print("wrote", name)

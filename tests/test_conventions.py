@@ -19,7 +19,7 @@ PARAM_LINE = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<type>str|int|float|bo
 
 def test_four_pipeline_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == ["01_cleaning.ipynb", "02_effect.ipynb", "03_profile.ipynb",
-                                           "04_evolution.ipynb"]
+                                           "04_estimation.ipynb", "04_evolution.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -48,7 +48,8 @@ def test_parameters_cell_holds_typed_literals_then_validation(path):
         assert m, f"{path.name}: parameters cell line is not 'name: type = literal  # meaning': {line!r}"
         ast.literal_eval(m.group("value"))  # a literal, nothing derived
     validation = "".join(code[1]["source"])
-    assert "pipeline." in validation and "_context(" in validation, f"{path.name}: 2nd cell must validate"
+    assert ("pipeline." in validation or "audit." in validation) and "_context(" in validation, \
+        f"{path.name}: 2nd cell must validate"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -79,6 +80,7 @@ def test_build_parameters_are_declared_in_notebooks():
         "01_cleaning.ipynb": cli.build_parameters(study, args, cae="cae-1"),
         "02_effect.ipynb": cli.build_parameters(study, args, target="consortium", reports_root="reports", domain="d1"),
         "03_profile.ipynb": cli.build_parameters(study, args, target="consortium", reports_root="reports"),
+        "04_estimation.ipynb": cli.estimation_job(args, study, ROOT / "reports")[2],
     }
     # 04 (evolution since the previous wave) runs for a study with previous_waves only
     passed["04_evolution.ipynb"] = cli.build_parameters(load_study(ROOT / "config" / "study-2027.yaml"), args,
@@ -93,6 +95,21 @@ def test_unknown_parameter_is_refused():
 
     with pytest.raises(build.BuildError, match="not declared"):
         cli._check_declared(ROOT / "notebooks" / "02_effect.ipynb", {"targett": "cae-1"})
+
+
+def test_estimation_notebook_shows_the_diagnostics():
+    """Notebook 04 runs the estimation and shows every diagnostic in cells a reader sees (not
+    tagged remove-cell), and asserts the margins in one of them."""
+    nb = json.loads((ROOT / "notebooks" / "04_estimation.ipynb").read_text(encoding="utf-8"))
+    shown = "\n".join("".join(c["source"]) for c in nb["cells"]
+                      if c["cell_type"] == "code" and "remove-cell" not in c["metadata"].get("tags", []))
+    for call in ("pipeline.run_estimation(", "audit.show_response(", "audit.show_post_strata(",
+                 "audit.show_trimming(", "audit.show_margins(", "assert audit.margins_match(",
+                 "audit.show_weights(", "audit.show_design_effects(", "audit.show_secrecy("):
+        assert call in shown, call
+    params = "".join(next(c["source"] for c in nb["cells"] if c["cell_type"] == "code"))
+    assert set(pm.inspect_notebook(str(ROOT / "notebooks" / "04_estimation.ipynb"))) == {
+        "study", "processed_root", "reports_root"}, params
 
 
 _WRITE_CALLS = re.compile(r"(to_csv|to_parquet|to_excel|write_text|write_bytes|open\([^)]*['\"][wa])")

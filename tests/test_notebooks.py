@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import yaml
 
@@ -155,6 +156,9 @@ def test_manifest_beside_each_report(built):
 def test_touch_without_content_change_executes_nothing(built):
     """Make sees newer timestamps (as after a git checkout); the cache makes every recipe a hit."""
     folder, study, _ = built
+    wave = yaml.safe_load(study.read_text())["wave"]
+    estimation = folder / "reports" / wave / "_study" / "notebooks" / "04_estimation.ipynb"
+    before = nbformat.read(estimation, as_version=4)
     study.touch()
     again = make(folder, study, "reports")
     assert again.returncode == 0, again.stderr[-3000:]
@@ -162,6 +166,37 @@ def test_touch_without_content_change_executes_nothing(built):
     assert "[clean]" in out and "[analyse]" in out, "make did re-run the recipes"
     assert " executed in" not in out and "estimated in" not in out and "rendered in" not in out, out[-3000:]
     assert out.count("indicator tables from the cache") == len(FIXTURE_CAES) + 1, out[-3000:]
+    assert re.search(r"\[estimate\] \S+estimates.parquet cache hit", out), out[-3000:]
+    after = nbformat.read(estimation, as_version=4)  # restored from the cache, outputs and all
+    assert [c.get("outputs") for c in after.cells] == [c.get("outputs") for c in before.cells]
+
+
+def test_estimation_notebook_shows_the_diagnostics_without_personal_data(built):
+    """The estimation step executes notebook 04 once per wave into _study/notebooks/: the
+    weighting and secrecy diagnostics, aggregates only (no respondent's pseudonym)."""
+    folder, study, _ = built
+    wave = yaml.safe_load(study.read_text())["wave"]
+    sdir = folder / "reports" / wave / "_study"
+    nb = nbformat.read(sdir / "notebooks" / "04_estimation.ipynb", as_version=4)
+    assert nb.metadata["papermill"]["parameters"]["study"] == str(study)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = json.dumps(outputs, ensure_ascii=False)
+    headings = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for needle in ("Registre, répondants et taux de réponse", "Post-strates après regroupement", "Poids écrêtés",
+                   "Marges pondérées contre le registre", "Distribution des poids", "Effets de plan (Kish)",
+                   "Secret statistique"):
+        assert needle in headings, needle
+    for needle in ("response_rate", "post_stratum", "largest_before", "relative_gap", "p90", "kish_deff",
+                   "effective_n", "suppression secondaire", "en tranche", "Attaque par programmation linéaire",
+                   "aucun effectif exposé", "data:image/png;base64,"):
+        assert needle in text, needle
+    shown = [c for c in nb.cells if c.cell_type == "code" and "remove-cell" not in c.metadata.get("tags", [])]
+    assert any("assert audit.margins_match" in c.source for c in shown)
+    ids = pd.read_csv(sdir / "design.csv", dtype=str)["respondent_id"]
+    assert len(ids) and not [i for i in ids if i in text], "a respondent's pseudonym is in the notebook"
+    m = json.loads((folder / "reports" / wave / "cae-1" / "manifest.json").read_text())
+    assert m["estimation"]["notebook"]["notebook"] == "04_estimation.ipynb"
 
 
 def test_verify_reexecutes_without_cache_and_matches(built):

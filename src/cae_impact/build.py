@@ -405,6 +405,7 @@ def run_notebook(
     artifact_names: tuple[str, ...] = (),
     cwd: Path | None = None,
     kernel_name: str = KERNEL_NAME,
+    lookup: bool = True,
 ) -> RunRecord:
     """Execute ``notebook`` into ``output`` through the content-addressed cache.
 
@@ -412,7 +413,9 @@ def run_notebook(
     ``src/`` and ``requirements.lock`` (see :mod:`cae_impact.cache`). On a hit no kernel starts:
     the cached outputs are merged with the current source's markdown and the files the notebook
     wrote (``artifact_names`` in ``artifacts_dir``) are restored. ``cache=None`` always executes
-    (fresh kernel), as ``make verify`` does.
+    (fresh kernel), as ``make verify`` does. ``lookup=False`` executes even when the cache holds
+    the notebook, and stores it (the estimation step: its files were not restored, so the
+    notebook that writes them must run).
     """
     from . import cache as cachemod
 
@@ -422,7 +425,7 @@ def run_notebook(
     hashable = cachemod.parameterised(source, parameters, kernel_name)
     key = cachemod.NotebookCache.key(hashable)
     output = Path(output)
-    if cache is not None:
+    if cache is not None and lookup:
         merged = cache.lookup(hashable, artifacts_to=artifacts_dir if artifact_names else None)
         if merged is not None:
             output.with_name(f"{output.stem}.FAILED.ipynb").unlink(missing_ok=True)

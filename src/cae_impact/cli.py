@@ -4,7 +4,8 @@ Build steps (called by ``make``; each writes its outputs atomically):
 
 * ``make-include``  print the Make variables of the study (wave, CAEs, their raw files);
 * ``clean --cae C``  execute notebook 01 for one CAE (cleaned data under data/processed/);
-* ``estimate``  estimate every indicator of every target (study-wide);
+* ``estimate``  execute notebook 04: estimate every indicator of every target (study-wide),
+  then show the weighting and secrecy diagnostics;
 * ``analyse --target T``  execute notebooks 02 (one per effect domain) and 03 for a target;
 * ``render --target T --to html|pdf|docx``  render a target's report document;
 * ``index``  write reports/index.html;
@@ -37,6 +38,9 @@ from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig, StudyConfigError, loa
 CLEANING_NB = "01_cleaning.ipynb"
 EFFECT_NB = "02_effect.ipynb"
 PROFILE_NB = "03_profile.ipynb"
+ESTIMATION_NB = "04_estimation.ipynb"
+STUDY_TARGET = "study"
+"""How the build names the estimation in its messages and failure reports (it has no target)."""
 CLEANING_OUTPUTS = ("responses.parquet", "quarantine.csv", "cleaning_log.json")
 
 
@@ -115,13 +119,15 @@ def _check_declared(notebook: Path, params: dict[str, str]) -> None:
 
 def _run(notebook: Path, output: Path, params: dict[str, str], target: str, failures_dir: Path,
          *, inputs: list[Path] = (), cache: cachemod.NotebookCache | None = None,
-         artifacts_dir: Path | None = None, artifact_names: tuple[str, ...] = ()) -> build.RunRecord:
+         artifacts_dir: Path | None = None, artifact_names: tuple[str, ...] = (),
+         lookup: bool = True) -> build.RunRecord:
     _check_declared(notebook, params)
     report = failures_dir / f"{target}__{notebook.stem}.json"
     try:
         record = build.run_notebook(
             notebook, output, params, target=target, inputs=list(inputs), cache=cache,
             artifacts_dir=artifacts_dir, artifact_names=artifact_names, cwd=notebook.parent,
+            lookup=lookup,
         )
     except build.NotebookFailure as failure:
         build.write_failure_report(failure, report)
@@ -150,9 +156,13 @@ def _step_cache(args: argparse.Namespace) -> cachemod.StepCache | None:
 
 
 def total_notebooks(study: StudyConfig) -> int:
-    """Notebook executions of a full build: one cleaning per CAE, 02 per domain and 03 per target."""
+    """Notebook executions of a full build.
+
+    One cleaning per CAE, the estimation (04_estimation), then 02 per domain and 03 per target,
+    and 04_evolution per target when the study has a previous wave.
+    """
     per_target = len(_domain_ids(study)) + 1 + (1 if study.previous_waves else 0)
-    return len(study.caes) + len(study.targets) * per_target
+    return len(study.caes) + 1 + len(study.targets) * per_target
 
 
 def _progress(study: StudyConfig, label: str, message: str) -> None:
@@ -357,25 +367,54 @@ def require_complete_consortium(study: StudyConfig, reports: Path) -> None:
             f"{_rel(study.path)} (exclude a CAE explicitly with 'exclude_caes' and a reason)")
 
 
+def estimation_job(args: argparse.Namespace, study: StudyConfig, reports: Path) -> tuple[Path, Path, dict[str, str]]:
+    """Notebook 04 of a wave: its source, its executed copy (``_study/notebooks/``), its parameters."""
+    from .pipeline import study_dir
+
+    params = build_parameters(study, args, reports_root=_rel(PROJECT_ROOT / args.reports_root))
+    return _notebooks(args) / ESTIMATION_NB, study_dir(study, reports) / "notebooks" / ESTIMATION_NB, params
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
-    """Estimate every indicator of every target (study-wide disclosure control), cached by content."""
-    from .pipeline import CHANGES_FILE, ESTIMATES_FILE, run_estimation, study_dir
+    """Execute notebook 04: the estimation, then its diagnostics, cached by content.
+
+    Every indicator of every target (study-wide disclosure control), then the weighting and
+    secrecy diagnostics a reviewer checks.
+
+    Two caches, one key each over the same inputs (every CAE's cleaned data, the study, the
+    codebook, the reference, the code): the step cache restores the files of ``_study/``, the
+    notebook cache the executed notebook. Both hit: no kernel starts. The files missing from
+    the step cache: the notebook runs (it writes them), whatever the notebook cache holds.
+    """
+    from .pipeline import CHANGES_FILE, ESTIMATES_FILE, WEIGHTING_FILE, study_dir
 
     study, processed, reports = _ctx(args)
     start = time.perf_counter()
-    fp = cachemod.fingerprint(estimate_inputs(study, processed))
+    inputs = estimate_inputs(study, processed)
+    fp = cachemod.fingerprint(inputs)
     key = cachemod.key_of({"step": "estimate", "wave": study.wave, **fp})
     steps = _step_cache(args)
     sdir = study_dir(study, reports)
-    hit = steps is not None and steps.get_dir(key, sdir)
-    if not hit:
-        run_estimation(study, processed, reports)
-        if steps is not None:
-            steps.put_dir(key, sdir)
+    files_hit = steps is not None and steps.get_dir(key, sdir)
+    notebook, out, params = estimation_job(args, study, reports)
+    record = _run(notebook, out, params, STUDY_TARGET, reports / study.wave / "_failures", inputs=inputs,
+                  cache=_nb_cache(args, study, "_study"), lookup=bool(files_hit))
+    if steps is not None and not files_hit:
+        steps.put_dir(key, sdir)
+    hit = bool(files_hit) and record.cache_hit
     _write_json(_runs_dir(study, reports) / "estimate.json", {
-        "cache_key": key, "cache_hit": bool(hit), "seconds": round(time.perf_counter() - start, 3), "inputs": fp})
+        "cache_key": key, "cache_hit": hit, "seconds": round(time.perf_counter() - start, 3), "inputs": fp,
+        "notebook": record.as_dict()})
     how = "cache hit" if hit else "estimated"
-    print(f"  [estimate] {_rel(sdir / ESTIMATES_FILE)} {how} in {time.perf_counter() - start:.1f} s", flush=True)
+    _progress(study, "estimate", f"{_rel(sdir / ESTIMATES_FILE)} {how} in {time.perf_counter() - start:.1f} s "
+              f"({_rel(out)})")
+    weighting = sdir / WEIGHTING_FILE
+    if not hit and weighting.exists():
+        secrecy = json.loads(weighting.read_text(encoding="utf-8")).get("secrecy") or {}
+        if "audit" in secrecy and secrecy["audit"] is None:
+            print(f"  [estimate] note: {len(study.caes)} CAEs: the secrecy attack was not run with the "
+                  "estimation (rule-based suppression only); run 'make audit-secrecy' on the published "
+                  "files", flush=True)
     changes = sdir / CHANGES_FILE
     if hit:
         changes.unlink(missing_ok=True)  # restored files: nothing to compare with
@@ -769,7 +808,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from . import manifest
     from .indicators import write_indicator_files
     from .kernels import ENV_VAR
-    from .pipeline import run_estimation, target_files
+    from .pipeline import target_files
 
     os.environ.pop(ENV_VAR, None)  # kernels are new processes here, never forked from a server
     study, processed, reports = _ctx(args)
@@ -795,7 +834,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for name, digest in fresh_processed.items():
             if built_processed.get(name) != digest:
                 problems.append(f"cleaning {name}: re-cleaned from the raw export, sha256 differs from the build's")
-        run_estimation(study, s_proc, s_rep)
+        nb, out, params = estimation_job(vargs, study, s_rep)
+        _run(nb, out, params, STUDY_TARGET, failures, inputs=[])
         print(f"  [verify] estimated again ({time.perf_counter() - start:.0f} s)", flush=True)
         for target in targets:
             nb_dir = s_rep / study.wave / target / "notebooks"
