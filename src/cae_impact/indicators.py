@@ -507,6 +507,11 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
                 eligible.append(target)
         comps = survey.compare_strata(est.design, variables[0][2], eligible, level=est.level)
         compared = {t: c.p_value for t, c in zip(eligible, comps, strict=True)}
+    # Every target's domains (a CAE, a CAE's group, the consortium's...) estimated together on the
+    # consortium design: the domain estimates of a CAE are those of its own design (strata are
+    # independent, post-strata nested in them), computed in one svy call per set of disjoint
+    # domains whatever the number of CAEs. Medians are estimated domain by domain.
+    plan: list[tuple[str, survey.SurveyDesign, np.ndarray, list[tuple[str, str, str, np.ndarray]]]] = []
     for target in targets:
         design, trows = est.target(target)
         if not len(trows):
@@ -516,14 +521,32 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
         for b in ind.breakdowns:
             for code, label, gmask in est.groups(b):
                 domains.append((b, code, label, gmask[trows]))
-        first_row = len(rows)
+        plan.append((target, design, trows, domains))
+    joint = None
+    if ind.kind != "median" and plan:
+        D_all = np.zeros((len(data), sum(len(p[3]) for p in plan)), dtype=bool)
+        j = 0
+        for _target, _design, trows, domains in plan:
+            for *_, mask in domains:
+                D_all[trows[mask], j] = True
+                j += 1
+        Y_joint = (np.column_stack([before_all, after_all, after_all - before_all]) if paired else Y_all)
         if paired:
-            bl, al = before_all[trows], after_all[trows]
-            for breakdown, group, glabel, mask in domains:
-                rows.extend(_paired_rows(est, design, ind, unit, target, breakdown, group, glabel,
-                                         mask, bl, al, pending_t))
+            Y_joint = np.where(np.isnan(Y_joint).any(axis=1)[:, None], np.nan, Y_joint)
+        joint = survey.domain_means(est.design, Y_joint, D_all)
+    offset = 0
+    for target, design, trows, domains in plan:
+        first_row = len(rows)
+        res = None
+        if joint is not None:
+            res = {k: v[offset:offset + len(domains)] for k, v in joint.items()}
+            offset += len(domains)
+        if paired:
+            for i, (breakdown, group, glabel, _mask) in enumerate(domains):
+                rows.extend(_paired_rows(est, ind, unit, target, breakdown, group, glabel,
+                                         {k: v[i] for k, v in res.items()}, pending_t))
         else:
-            rows.extend(_value_rows(est, design, ind, unit, target, domains, variables, Y_all[trows]))
+            rows.extend(_value_rows(est, design, ind, unit, target, domains, variables, Y_all[trows], res))
         # Tests: the CAE against the rest of the consortium (one per value), groups within target.
         if target in census:
             _census_rows(rows[first_row:])
@@ -614,10 +637,13 @@ def _census_rows(rows: list[dict[str, Any]]) -> None:
 
 def _value_rows(est: _Estimator, design: survey.SurveyDesign, ind: Indicator, unit: str, target: str,
                 domains: list[tuple[str, str, str, np.ndarray]],
-                variables: list[tuple[str, str, np.ndarray]], Y: np.ndarray) -> list[dict[str, Any]]:
+                variables: list[tuple[str, str, np.ndarray]], Y: np.ndarray,
+                res: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
     """The rows of a share, distribution, mean or median for one target.
 
-    Every domain x value; the domains' means and proportions computed together (svy).
+    Every domain x value: ``res`` holds the domains' means (svy's
+    :func:`cae_impact.estimation.domain_means`, computed for every target at once), ``design``
+    is the target's own design (the medians, R's ``nrow`` of the interval of a proportion).
     """
     D = np.column_stack([d[3] for d in domains])
     valid = ~np.isnan(Y)
@@ -626,7 +652,8 @@ def _value_rows(est: _Estimator, design: survey.SurveyDesign, ind: Indicator, un
     counts = np.full(n_base.shape, np.nan)
     if (n_base > 0).any():
         if ind.kind in ("share", "any_of", "distribution", "mean"):
-            res = survey.domain_means(design, Y, D)
+            if res is None:
+                res = survey.domain_means(design, Y, D)
             share = ind.kind != "mean"
             if share:
                 # respondents in the cell: a sum of 0/1 values, exact in any order
@@ -661,26 +688,32 @@ def _value_rows(est: _Estimator, design: survey.SurveyDesign, ind: Indicator, un
     return out
 
 
-def _paired_rows(est: _Estimator, design: survey.SurveyDesign, ind: Indicator, unit: str, target: str,
-                 breakdown: str, group: str, group_label: str, mask: np.ndarray,
-                 before: np.ndarray, after: np.ndarray,
+def _paired_rows(est: _Estimator, ind: Indicator, unit: str, target: str, breakdown: str, group: str,
+                 group_label: str, res: dict[str, np.ndarray],
                  pending: list[tuple[dict[str, Any], float, float]]) -> list[dict[str, Any]]:
-    """Before / now / difference rows of a paired indicator in one domain (test p-value pending)."""
-    base = mask & ~np.isnan(before) & ~np.isnan(after)
+    """Before / now / difference rows of a paired indicator in one domain (test p-value pending).
+
+    ``res``: the domain's means of before, now and their difference on the common base (svy);
+    the test is R's one-sample ``svyttest`` of the difference (df = ``degf - 1``).
+    """
     labels = _PAIRED_LABELS
-    if int(base.sum()) < 2:
+    if int(res["n"][2]) < 2:
         return [_row(ind, unit, target, breakdown, group, group_label, k, v, _empty(), float("nan")) for k, v in labels.items()]
-    res = survey.paired_difference(design, before, after, domain=mask, level=est.level)
+    b, a, d = (survey.Estimate(float(res["estimate"][j]), float(res["se"][j]), float(res["df"][j]),
+                               int(res["n"][j]), float(res["weighted_base"][j])) for j in range(3))
+    df = d.df - 1
+    t = d.estimate / d.se if d.se > 0 else float("nan")
+    q = survey.estimators.t_quantile(est.level, df)
     rows = [
-        _row(ind, unit, target, breakdown, group, group_label, "before", labels["before"], res.before, float("nan")),
-        _row(ind, unit, target, breakdown, group, group_label, "after", labels["after"], res.after, float("nan")),
-        _row(ind, unit, target, breakdown, group, group_label, "difference", labels["difference"], res.difference, float("nan")),
+        _row(ind, unit, target, breakdown, group, group_label, "before", labels["before"], b, float("nan")),
+        _row(ind, unit, target, breakdown, group, group_label, "after", labels["after"], a, float("nan")),
+        _row(ind, unit, target, breakdown, group, group_label, "difference", labels["difference"], d, float("nan")),
     ]
-    rows[2]["ci_low"], rows[2]["ci_high"] = res.ci_low, res.ci_high
+    rows[2]["ci_low"], rows[2]["ci_high"] = d.estimate - q * d.se, d.estimate + q * d.se
     rows[2]["comparison"] = "before"
     rows[2]["test"] = TEST_PAIRED
     rows[2]["p_value"] = float("nan")
-    pending.append((rows[2], res.statistic, res.df))
+    pending.append((rows[2], t, df))
     return rows
 
 

@@ -168,36 +168,37 @@ def domain_means(design: SurveyDesign, Y: np.ndarray, D: np.ndarray, *,
 
     ``Y`` is ``n x k`` (NaN: out of the base), ``D`` ``n x m`` boolean. Returns arrays ``m x k``:
     ``estimate, se, df, n, weighted_base`` (NaN and 0 for an empty domain). Missing values and
-    rows outside a domain stay in the design (R: a domain, ``na.rm`` subsets).
+    rows outside a domain stay in the design (R: a domain, ``na.rm`` subsets). Disjoint domains
+    are estimated together (one svy ``by`` per set of disjoint domains, one svy sample).
     """
     Y = np.asarray(Y, dtype=float).reshape(design.n, -1)
     D = np.asarray(D, dtype=bool).reshape(design.n, -1) & design.domain[:, None]
     k, m = Y.shape[1], D.shape[1]
     out = {name: np.full((m, k), np.nan) for name in ("estimate", "se", "df")}
     valid = ~np.isnan(Y)
-    out["n"] = (D.T.astype(float) @ valid.astype(float))
+    out["n"] = D.T.astype(float) @ valid.astype(float)
     out["weighted_base"] = D.T.astype(float) @ (valid * design.weights[:, None])
-    ycols = {f"__y{j}": pl.Series(Y[:, j], nan_to_null=True) for j in range(k)}
-    for cols in _layers(D):
+    columns: dict[str, Any] = {f"__y{j}": pl.Series(Y[:, j], nan_to_null=True) for j in range(k)}
+    calls = []
+    for i, cols in enumerate(_layers(D)):
         code = np.full(design.n, -1, dtype=np.int64)
         for j in cols:
             code[D[:, j]] = j
-        if not (code >= 0).any():
-            continue
-        sample = design.sample({**ycols, "__d": pl.Series(np.where(code >= 0, code, 0)).set(
-            pl.Series(code < 0), None) if (code < 0).any() else pl.Series(code)})
-        est = getattr(sample.estimation, statistic)
         names = [f"__y{j}" for j in range(k) if (valid[:, j] & (code >= 0)).any()]
-        if not names:
-            continue
+        if names:
+            columns[f"__d{i}"] = pl.Series(code).set(pl.Series(code < 0), None)
+            calls.append((f"__d{i}", names))
+    if not calls:
+        return out
+    est = getattr(design.sample(columns).estimation, statistic)
+    for by_col, names in calls:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = est(names if len(names) > 1 else names[0], by="__d", drop_nulls=True)
-        results = list(res) if len(names) > 1 else [res]
-        for name, r in zip(names, results, strict=True):
+            res = est(names if len(names) > 1 else names[0], by=by_col, drop_nulls=True)
+        for name, r in zip(names, list(res) if len(names) > 1 else [res], strict=True):
             j = int(name[3:])
             t = r.to_polars()
-            d = t["__d"].to_numpy().astype(np.int64)
+            d = t[by_col].to_numpy().astype(np.int64)
             out["estimate"][d, j] = t["est"].to_numpy()
             out["se"][d, j] = t["se"].to_numpy()
             out["df"][d, j] = t["df"].to_numpy()
