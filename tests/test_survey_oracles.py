@@ -352,6 +352,21 @@ def test_rao_scott_reduces_to_scaled_pearson_under_srs():
     assert res.mean_delta == pytest.approx(n / (n - 1), rel=1e-10)
 
 
+def test_rao_scott_tables_are_independent():
+    """Several tables of one calibrated design, tested from one svy sample, give each table's
+    own test in any order (the tables' columns must not clobber the design's)."""
+    rng = np.random.default_rng(1)
+    n = 80
+    df = pd.DataFrame({"h": "A", "N": 300.0, "sex": rng.choice(["F", "M"], n)})
+    resp = rng.choice([0, 1, -1], n, p=[0.4, 0.45, 0.15])
+    g1, g2 = rng.choice([0, 1, 2, -1], n), rng.choice([0, 1, -1], n)
+    d = sv.svydesign(df, strata="h", fpc="N", weights=np.full(n, 300 / n))
+    d = sv.post_stratify(d, "sex", {"F": 160.0, "M": 140.0})
+    one = [sv.rao_scott(d, resp, [g])[0] for g in (g1, g2)]
+    np.testing.assert_allclose(sv.rao_scott(d, resp, [g1, g2]), one, rtol=1e-12)
+    np.testing.assert_allclose(sv.rao_scott(d, resp, [g2, g1]), one[::-1], rtol=1e-12)
+
+
 def test_rao_scott_design_effect_inflates(toy):
     res = sv.chisq_test(toy, "sex", "agree")
     assert res.ndf > 0 and np.isfinite(res.p_value)

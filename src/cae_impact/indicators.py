@@ -555,11 +555,11 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
             if not degenerate_variance(total_row, census=target in census):
                 total_row.update(comparison=CONSORTIUM, test=TEST_CAE_VS_REST, p_value=compared[target])
         if resp_codes is not None and target not in census:
-            for b in ind.breakdowns:
+            stats_b = _groups_tests(design, resp_codes[trows], [est.group_codes(b)[trows] for b in ind.breakdowns])
+            for b, stat in zip(ind.breakdowns, stats_b, strict=True):
                 members = [r for r in rows[first_row:] if r["breakdown"] == b]
                 for r in members:
                     r.update(comparison="groups", test=TEST_GROUPS, p_value=float("nan"))
-                stat = _groups_test(design, resp_codes[trows], est.group_codes(b)[trows])
                 if stat is not None:
                     pending_f.append((members, *stat))
     if pending_t:
@@ -703,7 +703,7 @@ def _paired_rows(est: _Estimator, ind: Indicator, unit: str, target: str, breakd
                                int(res["n"][j]), float(res["weighted_base"][j])) for j in range(3))
     df = d.df - 1
     t = d.estimate / d.se if d.se > 0 else float("nan")
-    q = survey.estimators.t_quantile(est.level, df)
+    q = survey.t_quantile(est.level, df)
     rows = [
         _row(ind, unit, target, breakdown, group, group_label, "before", labels["before"], b, float("nan")),
         _row(ind, unit, target, breakdown, group, group_label, "after", labels["after"], a, float("nan")),
@@ -717,27 +717,25 @@ def _paired_rows(est: _Estimator, ind: Indicator, unit: str, target: str, breakd
     return rows
 
 
-def _groups_test(design: survey.SurveyDesign, resp: np.ndarray, group: np.ndarray
-                 ) -> tuple[float, float, float] | None:
-    """Rao-Scott test of independence of the indicator's answer and the breakdown's groups.
+def _groups_tests(design: survey.SurveyDesign, resp: np.ndarray, groups: list[np.ndarray]
+                  ) -> list[tuple[float, float, float] | None]:
+    """Rao-Scott tests of independence of the indicator's answer and each breakdown's groups.
 
-    Within the target: ``(F, ndf, ddf)``, or None when it cannot be computed (p-value NaN).
+    Within the target: ``(F, ndf, ddf)`` per breakdown, or None when it cannot be computed
+    (p-value NaN): fewer than 4 respondents, two groups or two answers.
     """
-    ok = (group >= 0) & (resp >= 0)
-    if ok.sum() < 4:
-        return None
-    g, r = group[ok], resp[ok]
-    if g.min() == g.max() or r.min() == r.max():  # fewer than two groups or two answers
-        return None
+    usable = []
+    for g in groups:
+        ok = (g >= 0) & (resp >= 0)
+        usable.append(ok.sum() >= 4 and len(np.unique(g[ok])) > 1 and len(np.unique(resp[ok])) > 1)
+    if not any(usable):
+        return [None] * len(groups)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = survey.chisq_test(design, resp, group, domain=ok)
+        got = survey.rao_scott(design, resp, [g if u else np.full_like(g, -1)
+                                              for g, u in zip(groups, usable, strict=True)])
     except (ValueError, np.linalg.LinAlgError, ZeroDivisionError):
-        return None
-    if not (np.isfinite(res.statistic) and np.isfinite(res.ddf)):
-        return None
-    return res.statistic, res.ndf, res.ddf
+        return [None] * len(groups)
+    return [x if x is not None and all(np.isfinite(x)) else None for x in got]
 
 
 PROFILE_DOMAIN = "profile"

@@ -47,6 +47,8 @@ from .estimators import (
     proportion,
     qrule,
     quantile,
+    rao_scott,
+    t_quantile,
     testable,
     total,
 )
@@ -69,6 +71,6 @@ __all__ = [
     "compare_domains", "compare_strata", "compare_stratum", "design_effect", "distribution",
     "domain_means", "domain_proportions", "effective_sample_size", "kish_design_effect", "mean",
     "median", "paired_difference", "post_stratify", "post_stratify_with_collapse", "prop_interval",
-    "proportion", "qrule", "quantile", "rake", "rake_with_report", "stratified_design",
+    "proportion", "qrule", "quantile", "rake", "rao_scott", "t_quantile", "rake_with_report", "stratified_design",
     "svydesign", "testable", "total", "trim_weights",
 ]

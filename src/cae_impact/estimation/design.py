@@ -132,15 +132,23 @@ class SurveyDesign:
 
     # -- svy ------------------------------------------------------------------------------
     def frame(self, columns: Mapping[str, Any] | None = None) -> pl.DataFrame:
-        """The design columns (``__h`` stratum, ``__psu``, ``__w``, ``__fpc``, calibration)."""
+        """The design columns and ``columns``.
+
+        Design columns: ``__h`` (stratum), ``__psu``, ``__w`` (weight), ``__fpc``, and for a
+        calibrated design ``__w0`` (weights before it) and ``__cal0``... (cells); analysis
+        columns must not reuse these names.
+        """
         cols: dict[str, Any] = {"__h": self.strata, "__psu": self.psu, "__w": self.weights}
         if self.popsize is not None:
             cols["__fpc"] = self.popsize[self.strata]
         if self.calibration is not None:
             cols["__w0"] = self.calibration.prev_weights
             for j, c in enumerate(self.calibration.cells):
-                cols[f"__c{j}"] = c
+                cols[f"__cal{j}"] = c
         if columns:
+            clash = set(columns) & set(cols)
+            if clash:
+                raise ValueError(f"analysis columns {sorted(clash)} would replace design columns")
             cols.update(columns)
         return pl.DataFrame(cols)
 
@@ -150,7 +158,7 @@ class SurveyDesign:
         if self.calibration is not None:
             adj = svy.WgtAdjustment(
                 kind=self.calibration.kind, prev_wgt="__w0", new_wgt="__w",
-                cells=tuple(f"__c{j}" for j in range(len(self.calibration.cells))),
+                cells=tuple(f"__cal{j}" for j in range(len(self.calibration.cells))),
             )
         return svy.Design(stratum="__h", psu="__psu" if self.clustered else None, wgt="__w",
                           pop_size="__fpc" if self.popsize is not None else None,

@@ -632,14 +632,48 @@ def paired_difference(design: SurveyDesign, before: Any, after: Any, *, level: f
     return PairedDifference(e_b, e_a, e_d, t, df, p, e_d.estimate - q * e_d.se, e_d.estimate + q * e_d.se)
 
 
-def chisq_test(design: SurveyDesign, row: Any, col: Any, *, domain: Any = None) -> ChisqTest:
-    """Rao-Scott F test of independence of two categorical variables (R: ``svychisq``).
+def rao_scott(design: SurveyDesign, resp: np.ndarray, groups: list[np.ndarray], *,
+              domain: Any = None) -> list[tuple[float, float, float] | None]:
+    """Rao-Scott F tests of ``resp`` against each of ``groups`` (R: ``svychisq``).
 
-    svy's ``tabulate(...).stats.f`` gives R's F statistic and numerator df ``d0``. The
-    denominator df is R's ``d0 * nu`` with ``nu`` = PSUs - strata of the design as R holds it
+    ``resp`` and every ``groups[b]`` are integer codes, -1 out of the base. Returns
+    ``(F, ndf, ddf)`` per table (None when a table has fewer than two levels either way), all
+    from one svy sample. svy's ``tabulate(...).stats.f`` gives R's F and numerator df ``d0``
+    (the rows out of a table's base form a domain, ``where``, and stay in the design). The
+    denominator df is R's ``d0 * nu``, ``nu`` = PSUs - strata of the design as R holds it
     (every row of a calibrated design, the domain's rows otherwise, rows with a missing answer
-    included); svy counts only the rows in the table's base, hence ``ddf`` and the p-value
-    computed here. Rows with a missing value in either variable are out of the base.
+    included); svy counts only the rows in the table's base, hence ``ddf`` computed here.
+    """
+    resp = np.asarray(resp)
+    keep = design.domain & as_mask(domain, design.n)
+    r_rows = np.ones(design.n, dtype=bool) if design.calibrated else keep
+    nu = design.degf(r_rows)
+    columns: dict[str, Any] = {"__r": np.where(resp >= 0, resp, 0).astype(np.int64)}
+    todo = []
+    for b, g in enumerate(groups):
+        g = np.asarray(g)
+        valid = keep & (resp >= 0) & (g >= 0)
+        if len(np.unique(resp[valid])) < 2 or len(np.unique(g[valid])) < 2:
+            continue
+        columns[f"__c{b}"] = np.where(valid, g, 0).astype(np.int64)
+        columns[f"__v{b}"] = valid
+        todo.append(b)
+    out: list[tuple[float, float, float] | None] = [None] * len(groups)
+    if not todo:
+        return out
+    sample = design.sample(columns)
+    for b in todo:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f = sample.categorical.tabulate("__r", f"__c{b}", where=svy.col(f"__v{b}")).stats.f
+        out[b] = (float(f.value), float(f.df_num), float(f.df_num) * nu)
+    return out
+
+
+def chisq_test(design: SurveyDesign, row: Any, col: Any, *, domain: Any = None) -> ChisqTest:
+    """Rao-Scott F test of independence of two categorical variables (:func:`rao_scott`).
+
+    Rows with a missing value in either variable are out of the base.
     """
     rs = (design.data[row] if isinstance(row, str) else pd.Series(row)).reset_index(drop=True)
     cs = (design.data[col] if isinstance(col, str) else pd.Series(col)).reset_index(drop=True)
@@ -647,17 +681,13 @@ def chisq_test(design: SurveyDesign, row: Any, col: Any, *, domain: Any = None) 
     rlev, clev = sorted(pd.unique(rs[valid]).tolist()), sorted(pd.unique(cs[valid]).tolist())
     if len(rlev) < 2 or len(clev) < 2:
         raise ValueError("need at least two levels in each variable")
-    ri = pd.Categorical(rs, categories=rlev).codes
-    ci = pd.Categorical(cs, categories=clev).codes
+    ri = np.where(valid, pd.Categorical(rs, categories=rlev).codes, -1)
+    ci = np.where(valid, pd.Categorical(cs, categories=clev).codes, -1)
+    (res,) = rao_scott(design, ri, [ci], domain=domain)
+    f, ndf, ddf = res
     w = np.where(valid, design.weights, 0.0)
     tab = np.zeros((len(rlev), len(clev)))
     np.add.at(tab, (ri[valid], ci[valid]), w[valid])
-    # the rows out of the base form no cell: a domain (``where``), they stay in the design
-    sample = design.sample({"__r": np.where(valid, ri, 0).astype(np.int64),
-                            "__c": np.where(valid, ci, 0).astype(np.int64), "__v": valid})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        f = sample.categorical.tabulate("__r", "__c", where=svy.col("__v")).stats.f
     n = int(valid.sum())
     scaled = tab * n / tab.sum()
     expected = np.outer(scaled.sum(axis=1), scaled.sum(axis=0)) / scaled.sum()
@@ -666,11 +696,7 @@ def chisq_test(design: SurveyDesign, row: Any, col: Any, *, domain: Any = None) 
     k = (len(rlev) - 1) * (len(clev) - 1)
     table = pd.DataFrame(tab, index=pd.Index(rlev, name=str(row) if isinstance(row, str) else "row"),
                          columns=pd.Index(clev, name=str(col) if isinstance(col, str) else "col"))
-    r_rows = (np.ones(design.n, dtype=bool) if design.calibrated
-              else design.domain & as_mask(domain, design.n))
-    ddf = float(f.df_num) * design.degf(r_rows)
-    p = float(stats.f.sf(float(f.value), float(f.df_num), ddf))
-    return ChisqTest(float(f.value), float(f.df_num), ddf, p, x2, x2 / float(f.value) / k, table)
+    return ChisqTest(f, ndf, ddf, float(stats.f.sf(f, ndf, ddf)), x2, x2 / f / k, table)
 
 
 def benjamini_hochberg(p_values: Any) -> np.ndarray:
