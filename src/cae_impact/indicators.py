@@ -510,7 +510,7 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
     # Every target's domains (a CAE, a CAE's group, the consortium's...) estimated together on the
     # consortium design: the domain estimates of a CAE are those of its own design (strata are
     # independent, post-strata nested in them), computed in one svy call per set of disjoint
-    # domains whatever the number of CAEs. Medians are estimated domain by domain.
+    # domains whatever the number of CAEs.
     plan: list[tuple[str, survey.SurveyDesign, np.ndarray, list[tuple[str, str, str, np.ndarray]]]] = []
     for target in targets:
         design, trows = est.target(target)
@@ -523,22 +523,28 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
                 domains.append((b, code, label, gmask[trows]))
         plan.append((target, design, trows, domains))
     joint = None
-    if ind.kind != "median" and plan:
+    if plan:
         D_all = np.zeros((len(data), sum(len(p[3]) for p in plan)), dtype=bool)
         j = 0
         for _target, _design, trows, domains in plan:
             for *_, mask in domains:
                 D_all[trows[mask], j] = True
                 j += 1
-        Y_joint = (np.column_stack([before_all, after_all, after_all - before_all]) if paired else Y_all)
-        if paired:
-            Y_joint = np.where(np.isnan(Y_joint).any(axis=1)[:, None], np.nan, Y_joint)
-        joint = survey.domain_means(est.design, Y_joint, D_all)
+        if ind.kind == "median":
+            joint = survey.domain_quantiles(est.design, Y_all[:, 0], D_all, 0.5, level=est.level)
+        else:
+            Y_joint = (np.column_stack([before_all, after_all, after_all - before_all]) if paired else Y_all)
+            if paired:
+                Y_joint = np.where(np.isnan(Y_joint).any(axis=1)[:, None], np.nan, Y_joint)
+            joint = survey.domain_means(est.design, Y_joint, D_all)
     offset = 0
     for target, design, trows, domains in plan:
         first_row = len(rows)
         res = None
-        if joint is not None:
+        if isinstance(joint, list):  # medians
+            res = {"quantiles": joint[offset:offset + len(domains)]}
+            offset += len(domains)
+        elif joint is not None:
             res = {k: v[offset:offset + len(domains)] for k, v in joint.items()}
             offset += len(domains)
         if paired:
@@ -672,12 +678,10 @@ def _value_rows(est: _Estimator, design: survey.SurveyDesign, ind: Indicator, un
                     else:
                         ests[i][j] = survey.Estimate(p, se, df, n, wb)
         elif ind.kind == "median":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for i in range(len(domains)):
-                    for j in range(Y.shape[1]):
-                        if n_base[i, j] > 0:
-                            ests[i][j] = survey.median(design, Y[:, j], domain=D[:, i], level=est.level)
+            for i in range(len(domains)):
+                if n_base[i, 0] > 0:
+                    ests[i][0] = (res["quantiles"][i] if res is not None else
+                                  survey.median(design, Y[:, 0], domain=D[:, i], level=est.level))
         else:  # pragma: no cover - _variables rejects other kinds
             raise EstimationError(f"indicator {ind.id}: rule kind {ind.kind!r} has no estimator")
     out = []

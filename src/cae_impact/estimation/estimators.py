@@ -163,28 +163,44 @@ def _layers(D: np.ndarray) -> list[list[int]]:
 
 
 def domain_means(design: SurveyDesign, Y: np.ndarray, D: np.ndarray, *,
-                 statistic: Literal["mean", "total"] = "mean") -> dict[str, np.ndarray]:
+                 statistic: Literal["mean", "total"] = "mean", paired: bool = False) -> dict[str, np.ndarray]:
     """Means (or totals) of the columns of ``Y`` in the domains ``D``, by svy.
 
     ``Y`` is ``n x k`` (NaN: out of the base), ``D`` ``n x m`` boolean. Returns arrays ``m x k``:
     ``estimate, se, df, n, weighted_base`` (NaN and 0 for an empty domain). Missing values and
     rows outside a domain stay in the design (R: a domain, ``na.rm`` subsets). Disjoint domains
     are estimated together (one svy ``by`` per set of disjoint domains, one svy sample).
+    ``paired``: ``Y`` has ``m`` columns, column ``j`` is only wanted in domain ``j``; the
+    results are then ``m x 1``.
     """
     Y = np.asarray(Y, dtype=float).reshape(design.n, -1)
     D = np.asarray(D, dtype=bool).reshape(design.n, -1) & design.domain[:, None]
-    k, m = Y.shape[1], D.shape[1]
-    out = {name: np.full((m, k), np.nan) for name in ("estimate", "se", "df")}
+    m = D.shape[1]
     valid = ~np.isnan(Y)
-    out["n"] = D.T.astype(float) @ valid.astype(float)
-    out["weighted_base"] = D.T.astype(float) @ (valid * design.weights[:, None])
-    columns: dict[str, Any] = {f"__y{j}": pl.Series(Y[:, j], nan_to_null=True) for j in range(k)}
+    if paired:
+        out = {name: np.full((m, 1), np.nan) for name in ("estimate", "se", "df")}
+        out["n"] = (D & valid).sum(axis=0).astype(float)[:, None]
+        out["weighted_base"] = ((D & valid) * design.weights[:, None]).sum(axis=0)[:, None]
+    else:
+        out = {name: np.full((m, Y.shape[1]), np.nan) for name in ("estimate", "se", "df")}
+        out["n"] = D.T.astype(float) @ valid.astype(float)
+        out["weighted_base"] = D.T.astype(float) @ (valid * design.weights[:, None])
+    columns: dict[str, Any] = {}
+    if not paired:
+        columns = {f"__y{j}": pl.Series(Y[:, j], nan_to_null=True) for j in range(Y.shape[1])}
     calls = []
     for i, cols in enumerate(_layers(D)):
         code = np.full(design.n, -1, dtype=np.int64)
         for j in cols:
             code[D[:, j]] = j
-        names = [f"__y{j}" for j in range(k) if (valid[:, j] & (code >= 0)).any()]
+        if paired:  # the layer's column: each row takes the value of its domain's column
+            yl = np.full(design.n, np.nan)
+            for j in cols:
+                yl[D[:, j]] = Y[D[:, j], j]
+            columns[f"__y{i}"] = pl.Series(yl, nan_to_null=True)
+            names = [f"__y{i}"] if (~np.isnan(yl) & (code >= 0)).any() else []
+        else:
+            names = [f"__y{j}" for j in range(Y.shape[1]) if (valid[:, j] & (code >= 0)).any()]
         if names:
             columns[f"__d{i}"] = pl.Series(code).set(pl.Series(code < 0), None)
             calls.append((f"__d{i}", names))
@@ -196,7 +212,7 @@ def domain_means(design: SurveyDesign, Y: np.ndarray, D: np.ndarray, *,
             warnings.simplefilter("ignore")
             res = est(names if len(names) > 1 else names[0], by=by_col, drop_nulls=True)
         for name, r in zip(names, list(res) if len(names) > 1 else [res], strict=True):
-            j = int(name[3:])
+            j = 0 if paired else int(name[3:])
             t = r.to_polars()
             d = t[by_col].to_numpy().astype(np.int64)
             out["estimate"][d, j] = t["est"].to_numpy()
@@ -416,26 +432,49 @@ def qrule(x: np.ndarray, w: np.ndarray, p: float, rule: str = "math") -> float:
     raise ValueError(f"unknown quantile rule {rule!r}")
 
 
-def quantile(design: SurveyDesign, y: Any, p: float, *, level: float = 0.95,
-             rule: Literal["math", "school"] = "math", domain: Any = None) -> QuantileEstimate:
-    """Quantile with a Woodruff interval (R ``svyquantile``, ``qrule="math"``, ``interval.type="mean"``).
+def domain_quantiles(design: SurveyDesign, y: np.ndarray, D: np.ndarray, p: float, *, level: float = 0.95,
+                     rule: Literal["math", "school"] = "math") -> list[QuantileEstimate | None]:
+    """Quantile of ``y`` in each domain of ``D``, with a Woodruff interval (R ``svyquantile``).
 
-    The share ``F(q)`` of the base at or below the estimate gets svy's linearisation variance
+    R's defaults ``qrule="math"`` and ``interval.type="mean"``: the share ``F(q)`` of the base
+    at or below the estimate gets svy's linearisation variance (all domains in one svy call)
     and a t interval with the domain df; its bounds are mapped back through the rule (NaN
     outside [0, 1]); ``se = (upper - lower) / (2 t)``. svy's own ``quantile`` interpolates
-    (another rule), hence this function.
+    (another rule), hence the rule here. None for a domain without a valid ``y``.
     """
     if not 0 <= p <= 1:
         raise ValueError("p must be in [0, 1]")
+    y = np.asarray(y, dtype=float)
+    D = np.asarray(D, dtype=bool).reshape(design.n, -1) & design.domain[:, None] & ~np.isnan(y)[:, None]
+    qhat = [qrule(y[D[:, j]], design.weights[D[:, j]], p, rule) if D[:, j].any() else float("nan")
+            for j in range(D.shape[1])]
+    F = np.where(D, (y[:, None] <= np.array(qhat)[None, :]).astype(float), np.nan)
+    res = domain_means(design, F, D, paired=True)
+    out: list[QuantileEstimate | None] = []
+    for j, q0 in enumerate(qhat):
+        if not D[:, j].any():
+            out.append(None)
+            continue
+        x, w = y[D[:, j]], design.weights[D[:, j]]
+        est, se, df = (float(res[k][j, 0]) for k in ("estimate", "se", "df"))
+        q = t_quantile(level, df)
+        plo, phi = est - q * se, est + q * se
+        lo = float("nan") if (np.isnan(plo) or plo < 0) else qrule(x, w, float(plo), rule)
+        hi = float("nan") if (np.isnan(phi) or phi > 1) else qrule(x, w, float(phi), rule)
+        out.append(QuantileEstimate(q0, (hi - lo) / (2 * q), df, int(res["n"][j, 0]),
+                                    float(res["weighted_base"][j, 0]), lo, hi, p, level))
+    return out
+
+
+def quantile(design: SurveyDesign, y: Any, p: float, *, level: float = 0.95,
+             rule: Literal["math", "school"] = "math", domain: Any = None) -> QuantileEstimate:
+    """Quantile of ``y`` over the domain with a Woodruff interval (:func:`domain_quantiles`)."""
     yv, mask = _prepare(design, y, domain)
-    x, w = yv[mask], design.weights[mask]
-    qhat = qrule(x, w, p, rule)
-    e = _one(design, np.where(mask, (yv <= qhat).astype(float), np.nan), mask)
-    q = t_quantile(level, e.df)
-    plo, phi = e.estimate - q * e.se, e.estimate + q * e.se
-    lo = float("nan") if (np.isnan(plo) or plo < 0) else qrule(x, w, float(plo), rule)
-    hi = float("nan") if (np.isnan(phi) or phi > 1) else qrule(x, w, float(phi), rule)
-    return QuantileEstimate(qhat, (hi - lo) / (2 * q), e.df, e.n, e.weighted_base, lo, hi, p, level)
+    (q,) = domain_quantiles(design, np.where(mask, yv, np.nan), mask[:, None], p, level=level, rule=rule)
+    if q is None:
+        nan = float("nan")
+        return QuantileEstimate(nan, nan, nan, 0, 0.0, nan, nan, p, level)
+    return q
 
 
 def median(design: SurveyDesign, y: Any, *, level: float = 0.95,
