@@ -507,11 +507,9 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
                 eligible.append(target)
         comps = survey.compare_strata(est.design, variables[0][2], eligible, level=est.level)
         compared = {t: c.p_value for t, c in zip(eligible, comps, strict=True)}
-    # Every target's domains (a CAE, a CAE's group, the consortium's...) estimated together on the
-    # consortium design: the domain estimates of a CAE are those of its own design (strata are
-    # independent, post-strata nested in them), computed in one svy call per set of disjoint
-    # domains whatever the number of CAEs.
-    plan: list[tuple[str, survey.SurveyDesign, np.ndarray, list[tuple[str, str, str, np.ndarray]]]] = []
+    # Each target on its own design (a CAE: its rows only, so that its figures do not change by
+    # a bit when another CAE's data change, which keeps the other reports' files identical),
+    # all its domains (total, groups) in one svy sample.
     for target in targets:
         design, trows = est.target(target)
         if not len(trows):
@@ -521,38 +519,16 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
         for b in ind.breakdowns:
             for code, label, gmask in est.groups(b):
                 domains.append((b, code, label, gmask[trows]))
-        plan.append((target, design, trows, domains))
-    joint = None
-    if plan:
-        D_all = np.zeros((len(data), sum(len(p[3]) for p in plan)), dtype=bool)
-        j = 0
-        for _target, _design, trows, domains in plan:
-            for *_, mask in domains:
-                D_all[trows[mask], j] = True
-                j += 1
-        if ind.kind == "median":
-            joint = survey.domain_quantiles(est.design, Y_all[:, 0], D_all, 0.5, level=est.level)
-        else:
-            Y_joint = (np.column_stack([before_all, after_all, after_all - before_all]) if paired else Y_all)
-            if paired:
-                Y_joint = np.where(np.isnan(Y_joint).any(axis=1)[:, None], np.nan, Y_joint)
-            joint = survey.domain_means(est.design, Y_joint, D_all)
-    offset = 0
-    for target, design, trows, domains in plan:
         first_row = len(rows)
-        res = None
-        if isinstance(joint, list):  # medians
-            res = {"quantiles": joint[offset:offset + len(domains)]}
-            offset += len(domains)
-        elif joint is not None:
-            res = {k: v[offset:offset + len(domains)] for k, v in joint.items()}
-            offset += len(domains)
+        D = np.column_stack([d[3] for d in domains])
         if paired:
+            Y3 = np.column_stack([before_all[trows], after_all[trows], after_all[trows] - before_all[trows]])
+            res = survey.domain_means(design, np.where(np.isnan(Y3).any(axis=1)[:, None], np.nan, Y3), D)
             for i, (breakdown, group, glabel, _mask) in enumerate(domains):
                 rows.extend(_paired_rows(est, ind, unit, target, breakdown, group, glabel,
                                          {k: v[i] for k, v in res.items()}, pending_t))
         else:
-            rows.extend(_value_rows(est, design, ind, unit, target, domains, variables, Y_all[trows], res))
+            rows.extend(_value_rows(est, design, ind, unit, target, domains, variables, Y_all[trows]))
         # Tests: the CAE against the rest of the consortium (one per value), groups within target.
         if target in census:
             _census_rows(rows[first_row:])
@@ -643,13 +619,10 @@ def _census_rows(rows: list[dict[str, Any]]) -> None:
 
 def _value_rows(est: _Estimator, design: survey.SurveyDesign, ind: Indicator, unit: str, target: str,
                 domains: list[tuple[str, str, str, np.ndarray]],
-                variables: list[tuple[str, str, np.ndarray]], Y: np.ndarray,
-                res: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
-    """The rows of a share, distribution, mean or median for one target.
+                variables: list[tuple[str, str, np.ndarray]], Y: np.ndarray) -> list[dict[str, Any]]:
+    """The rows of a share, distribution, mean or median for one target, on its own design.
 
-    Every domain x value: ``res`` holds the domains' means (svy's
-    :func:`cae_impact.estimation.domain_means`, computed for every target at once), ``design``
-    is the target's own design (the medians, R's ``nrow`` of the interval of a proportion).
+    Every domain x value, the domains estimated together (one svy sample).
     """
     D = np.column_stack([d[3] for d in domains])
     valid = ~np.isnan(Y)
@@ -658,8 +631,7 @@ def _value_rows(est: _Estimator, design: survey.SurveyDesign, ind: Indicator, un
     counts = np.full(n_base.shape, np.nan)
     if (n_base > 0).any():
         if ind.kind in ("share", "any_of", "distribution", "mean"):
-            if res is None:
-                res = survey.domain_means(design, Y, D)
+            res = survey.domain_means(design, Y, D)
             share = ind.kind != "mean"
             if share:
                 # respondents in the cell: a sum of 0/1 values, exact in any order
@@ -678,10 +650,10 @@ def _value_rows(est: _Estimator, design: survey.SurveyDesign, ind: Indicator, un
                     else:
                         ests[i][j] = survey.Estimate(p, se, df, n, wb)
         elif ind.kind == "median":
-            for i in range(len(domains)):
-                if n_base[i, 0] > 0:
-                    ests[i][0] = (res["quantiles"][i] if res is not None else
-                                  survey.median(design, Y[:, 0], domain=D[:, i], level=est.level))
+            quantiles = survey.domain_quantiles(design, Y[:, 0], D, 0.5, level=est.level)
+            for i, q in enumerate(quantiles):
+                if n_base[i, 0] > 0 and q is not None:
+                    ests[i][0] = q
         else:  # pragma: no cover - _variables rejects other kinds
             raise EstimationError(f"indicator {ind.id}: rule kind {ind.kind!r} has no estimator")
     out = []
