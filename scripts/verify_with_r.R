@@ -16,7 +16,7 @@
 # Design: strata = CAEs, fpc = register count N_h, final weights as written by the estimation
 # step (post-stratified on sex x contract stage within CAE, then trimmed within CAE); the
 # post-stratification is declared again with the final weights' totals, so that the
-# linearisation uses the calibration residuals, exactly as cae_impact.survey does.
+# linearisation uses the calibration residuals, exactly as cae_impact.estimation (svy) does.
 
 suppressMessages({ library(survey); library(yaml) })
 args <- commandArgs(trailingOnly = TRUE)

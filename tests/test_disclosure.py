@@ -1,7 +1,7 @@
 """Disclosure control of the indicator table: rules, and attempts to break it.
 
 The table is built like the real one (CONTRACTS §5): design-based estimates from
-``cae_impact.survey`` on synthetic microdata of four CAEs, for a share, a four-category
+``cae_impact.estimation`` on synthetic microdata of four CAEs, for a share, a four-category
 distribution and a mean, by consortium and CAE, in total and by sex. The attacks below are
 written independently of ``cae_impact.disclosure``: they only read the published table.
 """
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from cae_impact import disclosure as dc
-from cae_impact import survey as sv
+from cae_impact import estimation as sv
 
 SIZES = {"cae-1": (46, 120), "cae-2": (31, 80), "cae-3": (23, 60), "cae-4": (13, 30)}  # n, N
 CONTRACT = [

@@ -5,8 +5,9 @@ After post-stratification R keeps every row in a domain's subset (zero weight ou
 80 respondents in 160 CAEs). The start ``mu = (w y + 0.5)/(w + 1)`` is then near 0/1 and the
 Newton steps overshoot. R does not recover either: its logit link caps eta at +-30, the next
 step is ~1/DBL_EPSILON, and ``svyciprop(method = "logit")`` returns 0 with interval [0, 0]
-(domain A, p = 0.20) or NaN (domain Z, p = 0.89). The project restarts the IRLS from
-``qlogis(p)`` (see ``survey._irls_logit``); the reference numbers below are R's for that fit,
+(domain A, p = 0.20) or NaN (domain Z, p = 0.89). The project's interval is the closed form
+of the converged fit (``estimation.prop_interval`` on svy's p, se, df); the reference numbers
+below are R's for the fit restarted from ``qlogis(p)``,
 ``svyglm(y ~ 1, s, family = quasibinomial, start = qlogis(coef(svymean(~y, s))))`` with
 ``confint(method = "Wald", ddf = degf(s))``, equal to ``svyciprop(method = "xlogit")``.
 Computed by ``tests/fixtures/logit/divergence.R`` (R 4.2.2, survey 4.1.1), which builds the
@@ -16,13 +17,12 @@ same data as :func:`_design`.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from cae_impact import survey as sv
+from cae_impact import estimation as sv
 
 STRATA = ["A", "Z"] + [f"B{k:02d}" for k in range(1, 79)]
 
@@ -60,51 +60,43 @@ def _design() -> tuple[sv.SurveyDesign, pd.DataFrame]:
 
 @pytest.mark.parametrize("dom", ["A", "Z"])
 def test_diverging_domain_matches_r_restarted_fit(dom):
+    """The logit interval is computed in closed form from svy's (p, se, df): R's restarted
+    quasi-binomial fit (coefficient qlogis(p), variance se^2 / (p (1 - p))^2), without the
+    IRLS that diverges in R."""
     des, d = _design()
     mask = (d.h == dom).to_numpy()
-    y = d.y.to_numpy(float)
-    fit = sv._svyglm_logit(des, y, mask)
     p, coef, var, lo, hi = R_START[dom]
-    assert fit.prior.mean() == pytest.approx(80.0)
-    assert fit.coef == pytest.approx(coef, rel=1e-9)
-    assert fit.var == pytest.approx(var, rel=1e-9)
     e = sv.proportion(des, "y", domain=mask, method="logit")
     assert e.estimate == pytest.approx(p, rel=1e-12)
+    assert math.log(e.estimate / (1 - e.estimate)) == pytest.approx(coef, rel=1e-9)
+    assert (e.se / (e.estimate * (1 - e.estimate))) ** 2 == pytest.approx(var, rel=1e-9)
     assert (e.ci_low, e.ci_high) == pytest.approx((lo, hi), rel=1e-9)
     assert (e.ci_low, e.ci_high) == pytest.approx(R_XLOGIT[dom], rel=1e-9)
-    # the span path (used by the pipeline) gives the same interval
-    sp = sv.design_span(des)
-    (s,) = sv.span_proportions(sp, y[:, None], mask[:, None], method="logit")
-    assert (s.ci_low, s.ci_high) == pytest.approx((lo, hi), rel=1e-9)
+    # the path of the pipeline (domain_means + prop_interval on the CAE's own design) agrees
+    res = sv.domain_means(des, np.where(mask, d.y.to_numpy(float), np.nan)[:, None], mask[:, None])
+    got = sv.prop_interval(res["estimate"][0, 0], res["se"][0, 0], method="logit", level=0.95,
+                           df=res["df"][0, 0], n_rows=des.n, n_obs=int(res["n"][0, 0]))
+    assert got == pytest.approx((lo, hi), rel=1e-9)
 
 
-@pytest.mark.parametrize("dom", ["A", "Z"])
-def test_plain_iterates_diverge_like_r(dom):
-    """Without the restart the IRLS leaves the link's range, as R's does (R: 0 [0, 0] or NaN)."""
+def test_r_plain_fit_is_not_reproduced_on_purpose():
+    """R's own svyciprop(method = "logit") fails on these domains (0 [0, 0] or NaN, see
+    R_PLAIN); the project gives R's restarted fit instead (svyciprop(method = "xlogit"))."""
     des, d = _design()
-    mask = (d.h == dom).to_numpy()
-    fit = sv._svyglm_logit(des, d.y.to_numpy(float), mask)
-    y, prior = fit.y, fit.prior
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plain = sv._irls_logit(y, prior, restart=False)
-    assert not abs(plain[0]) <= 30  # R ends at |coef| ~ 1e15: expit 0 or 1, see R_PLAIN
-    assert not (0.0 < sv._expit(plain[0]) < 1.0) or math.isnan(plain[0])
-    assert R_PLAIN[dom][0] in (0.0, 1.0) or math.isnan(R_PLAIN[dom][0])
+    for dom in ("A", "Z"):
+        e = sv.proportion(des, "y", domain=(d.h == dom).to_numpy())
+        assert 0 < e.ci_low < e.estimate < e.ci_high < 1
+        assert R_PLAIN[dom][0] in (0.0, 1.0) or math.isnan(R_PLAIN[dom][0])
 
 
 def test_no_nan_interval_strictly_inside():
-    """Random small domains with large rescaled weights: finite interval whenever 0 < p < 1."""
+    """Random small domains: a finite interval strictly inside (0, 1) whenever 0 < p < 1."""
     rng = np.random.default_rng(7)
     for _ in range(300):
         n = int(rng.integers(2, 90))
-        y = (rng.random(n) < rng.choice([0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99])).astype(float)
-        prior = rng.choice([rng.uniform(20, 200, n), np.full(n, rng.uniform(50, 400))])
-        p = float((prior * y).sum() / prior.sum())
-        if not 0 < p < 1:
-            continue
-        for irls in (sv._irls_logit, sv._irls_logit_reference):
-            coef, work, dev = irls(y, prior)
-            assert math.isfinite(coef) and abs(coef) <= 30
-            assert coef == pytest.approx(math.log(p / (1 - p)), rel=1e-6, abs=1e-8)
-            assert np.isfinite(work).all() and work.sum() > 0
+        p = float(rng.integers(1, n)) / n
+        se = float(rng.uniform(0.001, 0.5)) * math.sqrt(p * (1 - p))
+        df = float(rng.integers(1, 200))
+        for method in ("logit", "beta"):
+            lo, hi = sv.prop_interval(p, se, method=method, level=0.95, df=df, n_rows=n, n_obs=n)
+            assert 0 < lo < p < hi < 1, (method, p, se, df, lo, hi)

@@ -1,4 +1,4 @@
-"""Repeated-sampling checks of cae_impact.survey on synthetic finite populations.
+"""Repeated-sampling checks of cae_impact.estimation on synthetic finite populations.
 
 A consortium of 7 CAEs (100-300 members each) with sex, contract stage and a binary outcome
 whose probability depends on all three is generated once (fixed seed). Samples are then drawn
@@ -16,7 +16,7 @@ Coverage must lie in [0.92, 0.975] (400 replicates: Monte Carlo SE about 0.011).
 proportion rests on 28 to 75 respondents, so its interval's coverage depends on where the true
 value falls among the few attainable sample proportions (discreteness): for those domains the
 *exact* coverage is computed too, by enumerating the hypergeometric distribution of the number
-of "yes" in the CAE's sample and calling :func:`cae_impact.survey.proportion` on each outcome;
+of "yes" in the CAE's sample and calling :func:`cae_impact.estimation.proportion` on each outcome;
 every CAE's exact coverage must lie in [0.92, 0.975], the simulated per-CAE coverage must agree
 with it (3.5 Monte Carlo SE) and the simulated coverage pooled over the 7 CAEs must lie in
 [0.92, 0.975]. The module runs in about 15 s, so it is not marked slow.
@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cae_impact import survey as sv
+from cae_impact import estimation as sv
 
 SEED = 20260
 REPLICATES = 400

@@ -3,7 +3,7 @@
 ``estimate_study`` reads the cleaned responses of every CAE, builds the consortium's survey
 design (strata = CAEs, base weight ``N_h / n_h``, finite-population correction, then
 post-stratification on sex x contract stage within each CAE from the register counts, with the
-collapsing rule of :func:`cae_impact.survey.collapse_post_strata`, then trimming of extreme
+collapsing rule of :func:`cae_impact.estimation.collapse_post_strata`, then trimming of extreme
 weights), and estimates every indicator of the codebook:
 
 * for every target (each CAE as a domain of the consortium design, and the consortium);
@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import disclosure, secrecy, survey
+from . import disclosure, secrecy
+from . import estimation as survey
 from .codebook import Codebook, Indicator
 from .config import CONSORTIUM, StudyConfig
 from .frenchfmt import format_number
@@ -352,11 +353,10 @@ def _row(ind: Indicator, unit: str, target: str, breakdown: str, group: str, gro
 class _Estimator:
     """What every indicator's estimates share, computed once per study.
 
-    The design and the interval options; each target's span of rows (a CAE's estimates are
-    domain estimates of the consortium design, computed from the CAE's own rows: see
-    :func:`cae_impact.survey.design_span`, which keeps the numbers of the whole-design
-    computation); the breakdowns' groups. Every indicator then costs time proportional to the
-    number of respondents, whatever the number of CAEs.
+    The design and the interval options; each target's design (a CAE is estimated on its own
+    rows, :meth:`cae_impact.estimation.SurveyDesign.rows`: the estimates and variances of a
+    domain of the consortium design, as strata are independent and post-strata nested in
+    them, with the degrees of freedom of the CAE's own sample); the breakdowns' groups.
     """
 
     def __init__(self, design: survey.SurveyDesign, method: str, level: float, data: pd.DataFrame,
@@ -373,39 +373,19 @@ class _Estimator:
         order = np.argsort(self.cae_codes, kind="stable")
         bounds = np.searchsorted(self.cae_codes[order], np.arange(len(levels) + 1))
         self._rows = {lab: order[bounds[i]:bounds[i + 1]] for i, lab in enumerate(levels)}
-        self._targets: dict[str, tuple[Any, np.ndarray, tuple[int, int]]] = {}
+        self._targets: dict[str, tuple[survey.SurveyDesign, np.ndarray]] = {}
         self._groups: dict[str, list[tuple[str, str, np.ndarray]]] = {}
         self._group_codes: dict[str, np.ndarray] = {}
 
-    def target(self, target: str) -> tuple[Any, np.ndarray]:
-        """The target's design span and its mask on those rows (see :meth:`bounds`).
-
-        A CAE is estimated on its own design (:func:`cae_impact.survey.restrict_rows`): the
-        same estimates and variances as a domain of the consortium design, with the degrees of
-        freedom of its own sample, and not a bit that depends on another CAE's data.
-        """
+    def target(self, target: str) -> tuple[survey.SurveyDesign, np.ndarray]:
+        """The target's design and the rows of the study it holds (all rows: the consortium)."""
         if target not in self._targets:
             if target == CONSORTIUM:
-                sp = survey.design_span(self.design)
-                mask = np.ones(sp.m, dtype=bool)
-                bounds = (0, sp.m)
+                self._targets[target] = (self.design, np.arange(len(self.data)))
             else:
                 rows = self._rows.get(target, np.zeros(0, dtype=np.int64))
-                whole = survey.design_span(self.design, rows if len(rows) else None)
-                bounds = (whole.start, whole.stop)
-                mask = self.cae_codes[whole.start:whole.stop] == self.cae_index.get(target, -1)
-                if len(rows) and not whole.full:
-                    sp = survey.design_span(survey.restrict_rows(self.design, whole.start, whole.stop))
-                else:
-                    sp = whole
-            self._targets[target] = (sp, mask, bounds)
-        sp, mask, _ = self._targets[target]
-        return sp, mask
-
-    def bounds(self, target: str) -> tuple[int, int]:
-        """The rows ``[start, stop)`` of the whole study that :meth:`target`'s span covers."""
-        self.target(target)
-        return self._targets[target][2]
+                self._targets[target] = (self.design.rows(rows) if len(rows) else self.design, rows)
+        return self._targets[target]
 
     def groups(self, breakdown: str) -> list[tuple[str, str, np.ndarray]]:
         """(group code, label, mask over all rows) of each group of a breakdown."""
@@ -488,7 +468,7 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
                        targets: list[str]) -> list[dict[str, Any]]:
     """Every row of one indicator: each target, in total and by breakdown group, with tests.
 
-    A CAE's estimates use its span of rows only; its comparison with the rest of the consortium
+    A CAE's estimates use its own rows only; its comparison with the rest of the consortium
     uses the whole design (it is about the whole consortium). p-values of the group tests and
     « before / now » tests are computed together at the end (the same numbers as one by one).
     """
@@ -527,23 +507,28 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
                 eligible.append(target)
         comps = survey.compare_strata(est.design, variables[0][2], eligible, level=est.level)
         compared = {t: c.p_value for t, c in zip(eligible, comps, strict=True)}
+    # Each target on its own design (a CAE: its rows only, so that its figures do not change by
+    # a bit when another CAE's data change, which keeps the other reports' files identical),
+    # all its domains (total, groups) in one svy sample.
     for target in targets:
-        sp, tmask = est.target(target)
-        if not tmask.any():
+        design, trows = est.target(target)
+        if not len(trows):
             continue
-        s0, s1 = est.bounds(target)
+        tmask = np.ones(len(trows), dtype=bool)
         domains: list[tuple[str, str, str, np.ndarray]] = [(TOTAL, "", "", tmask)]
         for b in ind.breakdowns:
             for code, label, gmask in est.groups(b):
-                domains.append((b, code, label, tmask & gmask[s0:s1]))
+                domains.append((b, code, label, gmask[trows]))
         first_row = len(rows)
+        D = np.column_stack([d[3] for d in domains])
         if paired:
-            bl, al = before_all[s0:s1], after_all[s0:s1]
-            for breakdown, group, glabel, mask in domains:
-                rows.extend(_paired_rows_span(est, sp, ind, unit, target, breakdown, group, glabel,
-                                              mask, bl, al, pending_t))
+            Y3 = np.column_stack([before_all[trows], after_all[trows], after_all[trows] - before_all[trows]])
+            res = survey.domain_means(design, np.where(np.isnan(Y3).any(axis=1)[:, None], np.nan, Y3), D)
+            for i, (breakdown, group, glabel, _mask) in enumerate(domains):
+                rows.extend(_paired_rows(est, ind, unit, target, breakdown, group, glabel,
+                                         {k: v[i] for k, v in res.items()}, pending_t))
         else:
-            rows.extend(_value_rows(est, sp, ind, unit, target, domains, variables, Y_all[s0:s1]))
+            rows.extend(_value_rows(est, design, ind, unit, target, domains, variables, Y_all[trows]))
         # Tests: the CAE against the rest of the consortium (one per value), groups within target.
         if target in census:
             _census_rows(rows[first_row:])
@@ -552,11 +537,11 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
             if not degenerate_variance(total_row, census=target in census):
                 total_row.update(comparison=CONSORTIUM, test=TEST_CAE_VS_REST, p_value=compared[target])
         if resp_codes is not None and target not in census:
-            for b in ind.breakdowns:
+            stats_b = _groups_tests(design, resp_codes[trows], [est.group_codes(b)[trows] for b in ind.breakdowns])
+            for b, stat in zip(ind.breakdowns, stats_b, strict=True):
                 members = [r for r in rows[first_row:] if r["breakdown"] == b]
                 for r in members:
                     r.update(comparison="groups", test=TEST_GROUPS, p_value=float("nan"))
-                stat = _groups_test_span(sp, tmask, resp_codes[s0:s1], est.group_codes(b)[s0:s1])
                 if stat is not None:
                     pending_f.append((members, *stat))
     if pending_t:
@@ -618,7 +603,7 @@ def degenerate_variance(row: dict[str, Any] | pd.Series, *, census: bool = False
     se, est = row.get("se"), row.get("estimate")
     if se is None or est is None or pd.isna(se) or pd.isna(est):
         return False
-    return float(se) <= survey._ZERO_SE * max(abs(float(est)), 1.0)
+    return float(se) <= survey.ZERO_SE * max(abs(float(est)), 1.0)
 
 
 def _census_rows(rows: list[dict[str, Any]]) -> None:
@@ -632,64 +617,75 @@ def _census_rows(rows: list[dict[str, Any]]) -> None:
             r["ci_low"] = r["ci_high"] = r["estimate"]
 
 
-def _value_rows(est: _Estimator, sp: Any, ind: Indicator, unit: str, target: str,
+def _value_rows(est: _Estimator, design: survey.SurveyDesign, ind: Indicator, unit: str, target: str,
                 domains: list[tuple[str, str, str, np.ndarray]],
                 variables: list[tuple[str, str, np.ndarray]], Y: np.ndarray) -> list[dict[str, Any]]:
-    """The rows of a share, distribution, mean or median for one target.
+    """The rows of a share, distribution, mean or median for one target, on its own design.
 
-    Every domain x value, the domains' estimates computed together.
+    Every domain x value, the domains estimated together (one svy sample).
     """
-    K = len(variables)
-    D = np.repeat(np.column_stack([d[3] for d in domains]), K, axis=1)  # domain-major, value-minor
-    Yd = np.tile(Y, (1, len(domains)))
-    base = D & ~np.isnan(Yd)
-    n_base = base.sum(axis=0)
-    nonempty = np.flatnonzero(n_base > 0)
-    ests: list[Any] = [_empty()] * D.shape[1]
-    counts = np.full(D.shape[1], np.nan)
-    if len(nonempty):
-        if ind.kind in ("share", "any_of", "distribution"):
-            # respondents in the cell: a sum of 0/1 values, exact in any order
-            counts[nonempty] = np.where(base, Yd, 0.0).sum(axis=0)[nonempty]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                got = survey.span_proportions(sp, Yd[:, nonempty], D[:, nonempty],
-                                              method=est.method, level=est.level)
-        elif ind.kind == "mean":
-            got = survey.span_means(sp, Yd[:, nonempty], D[:, nonempty])
+    D = np.column_stack([d[3] for d in domains])
+    valid = ~np.isnan(Y)
+    n_base = D.T.astype(float) @ valid.astype(float)  # domains x values
+    ests: list[list[Any]] = [[_empty()] * Y.shape[1] for _ in domains]
+    counts = np.full(n_base.shape, np.nan)
+    if (n_base > 0).any():
+        if ind.kind in ("share", "any_of", "distribution", "mean"):
+            res = survey.domain_means(design, Y, D)
+            share = ind.kind != "mean"
+            if share:
+                # respondents in the cell: a sum of 0/1 values, exact in any order
+                counts = D.T.astype(float) @ np.where(valid, Y, 0.0)
+            for i in range(len(domains)):
+                for j in range(Y.shape[1]):
+                    if n_base[i, j] <= 0:
+                        continue
+                    p, se, df = (float(res[k][i, j]) for k in ("estimate", "se", "df"))
+                    n, wb = int(res["n"][i, j]), float(res["weighted_base"][i, j])
+                    if share:
+                        lo, hi = survey.prop_interval(
+                            p, se, method=est.method, level=est.level, df=df,
+                            n_rows=design.r_rows(D[:, i] & valid[:, j]), n_obs=n)
+                        ests[i][j] = survey.ProportionEstimate(p, se, df, n, wb, lo, hi, est.method, est.level)
+                    else:
+                        ests[i][j] = survey.Estimate(p, se, df, n, wb)
         elif ind.kind == "median":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                got = [survey.span_quantile(sp, Yd[:, j], D[:, j], 0.5, level=est.level) for j in nonempty]
+            quantiles = survey.domain_quantiles(design, Y[:, 0], D, 0.5, level=est.level)
+            for i, q in enumerate(quantiles):
+                if n_base[i, 0] > 0 and q is not None:
+                    ests[i][0] = q
         else:  # pragma: no cover - _variables rejects other kinds
             raise EstimationError(f"indicator {ind.id}: rule kind {ind.kind!r} has no estimator")
-        for j, e in zip(nonempty, got, strict=True):
-            ests[j] = e
     out = []
-    j = 0
-    for breakdown, group, glabel, _mask in domains:
-        for category, clabel, _y in variables:
-            out.append(_row(ind, unit, target, breakdown, group, glabel, category, clabel, ests[j], counts[j]))
-            j += 1
+    for i, (breakdown, group, glabel, _mask) in enumerate(domains):
+        for j, (category, clabel, _y) in enumerate(variables):
+            out.append(_row(ind, unit, target, breakdown, group, glabel, category, clabel, ests[i][j],
+                            counts[i, j]))
     return out
 
 
-def _paired_rows_span(est: _Estimator, sp: Any, ind: Indicator, unit: str, target: str,
-                      breakdown: str, group: str, group_label: str, mask: np.ndarray,
-                      before: np.ndarray, after: np.ndarray,
-                      pending: list[tuple[dict[str, Any], float, float]]) -> list[dict[str, Any]]:
-    """Before / now / difference rows of a paired indicator in one domain (test p-value pending)."""
-    base = mask & ~np.isnan(before) & ~np.isnan(after)
+def _paired_rows(est: _Estimator, ind: Indicator, unit: str, target: str, breakdown: str, group: str,
+                 group_label: str, res: dict[str, np.ndarray],
+                 pending: list[tuple[dict[str, Any], float, float]]) -> list[dict[str, Any]]:
+    """Before / now / difference rows of a paired indicator in one domain (test p-value pending).
+
+    ``res``: the domain's means of before, now and their difference on the common base (svy);
+    the test is R's one-sample ``svyttest`` of the difference (df = ``degf - 1``).
+    """
     labels = _PAIRED_LABELS
-    if int(base.sum()) < 2:
+    if int(res["n"][2]) < 2:
         return [_row(ind, unit, target, breakdown, group, group_label, k, v, _empty(), float("nan")) for k, v in labels.items()]
-    res, t, df = survey.span_paired_difference(sp, before, after, mask, level=est.level)
+    b, a, d = (survey.Estimate(float(res["estimate"][j]), float(res["se"][j]), float(res["df"][j]),
+                               int(res["n"][j]), float(res["weighted_base"][j])) for j in range(3))
+    df = d.df - 1
+    t = d.estimate / d.se if d.se > 0 else float("nan")
+    q = survey.t_quantile(est.level, df)
     rows = [
-        _row(ind, unit, target, breakdown, group, group_label, "before", labels["before"], res.before, float("nan")),
-        _row(ind, unit, target, breakdown, group, group_label, "after", labels["after"], res.after, float("nan")),
-        _row(ind, unit, target, breakdown, group, group_label, "difference", labels["difference"], res.difference, float("nan")),
+        _row(ind, unit, target, breakdown, group, group_label, "before", labels["before"], b, float("nan")),
+        _row(ind, unit, target, breakdown, group, group_label, "after", labels["after"], a, float("nan")),
+        _row(ind, unit, target, breakdown, group, group_label, "difference", labels["difference"], d, float("nan")),
     ]
-    rows[2]["ci_low"], rows[2]["ci_high"] = res.ci_low, res.ci_high
+    rows[2]["ci_low"], rows[2]["ci_high"] = d.estimate - q * d.se, d.estimate + q * d.se
     rows[2]["comparison"] = "before"
     rows[2]["test"] = TEST_PAIRED
     rows[2]["p_value"] = float("nan")
@@ -697,24 +693,25 @@ def _paired_rows_span(est: _Estimator, sp: Any, ind: Indicator, unit: str, targe
     return rows
 
 
-def _groups_test_span(sp: Any, tmask: np.ndarray, resp: np.ndarray, group: np.ndarray
-                      ) -> tuple[float, float, float] | None:
-    """Rao-Scott test of independence of the indicator's answer and the breakdown's groups.
+def _groups_tests(design: survey.SurveyDesign, resp: np.ndarray, groups: list[np.ndarray]
+                  ) -> list[tuple[float, float, float] | None]:
+    """Rao-Scott tests of independence of the indicator's answer and each breakdown's groups.
 
-    Within the target: ``(F, ndf, ddf)``, or None when it cannot be computed (p-value NaN).
+    Within the target: ``(F, ndf, ddf)`` per breakdown, or None when it cannot be computed
+    (p-value NaN): fewer than 4 respondents, two groups or two answers.
     """
-    ok = tmask & (group >= 0) & (resp >= 0)
-    if ok.sum() < 4:
-        return None
-    g, r = group[ok], resp[ok]
-    if g.min() == g.max() or r.min() == r.max():  # fewer than two groups or two answers
-        return None
+    usable = []
+    for g in groups:
+        ok = (g >= 0) & (resp >= 0)
+        usable.append(ok.sum() >= 4 and len(np.unique(g[ok])) > 1 and len(np.unique(resp[ok])) > 1)
+    if not any(usable):
+        return [None] * len(groups)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return survey.span_chisq_f(sp, resp, group, ok)
+        got = survey.rao_scott(design, resp, [g if u else np.full_like(g, -1)
+                                              for g, u in zip(groups, usable, strict=True)])
     except (ValueError, np.linalg.LinAlgError, ZeroDivisionError):
-        return None
+        return [None] * len(groups)
+    return [x if x is not None and all(np.isfinite(x)) else None for x in got]
 
 
 PROFILE_DOMAIN = "profile"

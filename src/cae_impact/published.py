@@ -4,7 +4,7 @@ Two ways to compare a CAE with the consortium (``consortium_reference`` in the s
 
 ``live`` (default)
     With the consortium of the same build: the CAE against the rest of the consortium, a Wald t
-    test on the joint linearisation of the whole design (:func:`cae_impact.survey.compare_strata`).
+    test on the joint linearisation of the whole design (:func:`cae_impact.estimation.compare_strata`).
     Every CAE's report then depends on every CAE's data: correcting one export changes, and
     rebuilds, every report.
 
@@ -28,7 +28,7 @@ fixed by the calibration, as for a question everyone answered; to the second ord
 otherwise). A CAE that is not part of the reference (a later wave, a CAE that joined) has
 ``b_k = 0``: the two estimates are independent. The degrees of freedom are the reference's
 (respondents minus CAEs, minus one: R's ``degf``). A difference whose standard error is zero
-up to rounding is not tested, as in ``live`` (:func:`cae_impact.survey._testable`). The rows
+up to rounding is not tested, as in ``live`` (:func:`cae_impact.estimation.testable`). The rows
 tested are those that carry the live test (``comparison == 'consortium'``), so the same rules
 hold: no test of a calibration variable (sex, contract stage) nor of a CAE's 0 % / 100 % in a
 sample, whose linearised variance is 0 (:func:`cae_impact.indicators.degenerate_variance`).
@@ -89,7 +89,7 @@ def consortium_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The consortium's total rows of a study table, with the degrees of freedom of its tests.
 
     ``df`` = respondents in the base minus CAEs with a respondent in it, minus one (as the
-    CAE-against-the-rest test of :func:`cae_impact.survey.compare_strata`).
+    CAE-against-the-rest test of :func:`cae_impact.estimation.compare_strata`).
     """
     from .indicators import TOTAL
 
@@ -217,7 +217,8 @@ def _p_value(cae: pd.Series, ref: pd.Series | None, in_reference: bool) -> float
     """Two-sided p-value of ``cae.estimate = ref.estimate`` (module docstring); NaN when untestable."""
     from scipy import stats  # here: the build's cache-hit steps import this module, not scipy
 
-    from .survey import _ZERO_SE, _testable
+    from .estimation import ZERO_SE as _ZERO_SE
+    from .estimation import testable as _testable
 
     nan = float("nan")
     if ref is None or bool(ref["suppressed"]) or bool(cae["suppressed"]):
