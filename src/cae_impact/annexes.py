@@ -124,7 +124,7 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
     if notes:
         parts.append(_box("Notes de pondération", notes))
     level = format_pct(opts.confidence_level)
-    # Every sentence below describes what cae_impact.survey and cae_impact.indicators compute
+    # Every sentence below describes what cae_impact.estimation and cae_impact.indicators compute
     # (see the README's estimation paragraph); change them together.
     method = {
         "logit": ("sur l'échelle logit : logit de la proportion plus ou moins le quantile de Student "
