@@ -627,7 +627,12 @@ def show_front(ctx: TargetContext, profile: ProfileAnalysis) -> None:
     """« L’essentiel » and « La CAE en bref » (with the CAE’s own context, when it wrote one)."""
     from . import editorial, story
 
-    _show(story.essentials_html(profile.view))
+    evolution = ""
+    if ctx.study.previous_waves:
+        from . import waves
+
+        evolution = waves.essentials_line(waves.load_evolution(ctx))
+    _show(story.essentials_html(profile.view, evolution=evolution))
     _show(story.brief_html(profile.view, profile.weighting,
                            editorial.load(ctx.study, ctx.target).get("context")))
     if ctx.is_consortium:

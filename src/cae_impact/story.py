@@ -893,8 +893,12 @@ def verbatim_box(quotes: Sequence[str], question: str) -> str:
 # --- « L’essentiel » ----------------------------------------------------------------------------------
 
 
-def essentials_html(view: View, writer: Writer | None = None) -> str:
-    """One page: the six findings as sentences with this report's key number, strengths, cautions."""
+def essentials_html(view: View, writer: Writer | None = None, evolution: str = "") -> str:
+    """One page: the six findings as sentences with this report's key number, strengths, cautions.
+
+    ``evolution``: for a later wave, one sentence on what moved since the previous one
+    (:func:`cae_impact.waves.essentials_line`), given last.
+    """
     w = writer or Writer(view)
     parts = [present.heading_html("L’essentiel", 1, anchor="essentiel")]
     who = "des CAE du consortium" if view.is_consortium else w.where
@@ -907,6 +911,10 @@ def essentials_html(view: View, writer: Writer | None = None) -> str:
         if sentence:
             items.append(f"<li><strong>{present.esc(finding.short or finding.text)}.</strong> "
                          f"{present.esc(french_typography(sentence))}</li>")
+    if evolution:
+        since = view.study.previous_waves[-1].wave if getattr(view.study, "previous_waves", None) else ""
+        items.append(f"<li><strong>{present.esc('Évolution' + (f' depuis {since}' if since else ''))}.</strong> "
+                     f"{present.esc(french_typography(evolution))}</li>")
     parts.append(f'<ul class="essentials">{"".join(items)}</ul>')
     strengths, cautions = strengths_and_cautions(w, view)
     if strengths:
@@ -935,8 +943,8 @@ def finding_sentence(w: Writer, view: View, finding: Finding) -> str:
     keys = key_figures(view, figures)
     if not keys:
         return "Les chiffres de ce thème ne sont pas diffusés (trop peu de répondants)."
-    chosen = keys[:1]
-    if len(keys) > 1 and keys[1].verdict in ("up", "down"):
+    chosen = keys[:1]  # one figure a finding; a second only when the first is not a difference
+    if len(keys) > 1 and keys[1].verdict in ("up", "down") and keys[0].verdict not in ("up", "down"):
         chosen = keys[:2]
     text = " ".join(w.figure_sentence(f) for f in chosen)
     if changes and finding.id == "f3":

@@ -1065,6 +1065,23 @@ def change_panel(ev: Evolution):
     return fig, alt, rows
 
 
+def essentials_line(ev: Evolution) -> str:
+    """One sentence for « L’essentiel »: the clear changes since the previous wave, or none."""
+    prev, cur = ev.info["previous_wave"], ev.info["wave"]
+    if ev.target != CONSORTIUM and ev.target not in ev.info.get("common_caes", []):
+        return f"Première participation à l’enquête en {cur} : pas encore d’évolution à mesurer."
+    shown, sig = _moves(ev)
+    if sig.empty:
+        return (f"Aucun des {len(shown)} indicateurs comparables n’a bougé nettement depuis {prev} "
+                "(chapitre « Évolution »).")
+    bits = [f"« {_short(ev, r)} » {_fmt_change(r['change'], r['unit'])}" for _, r in sig.head(3).iterrows()]
+    more = len(sig) - 3
+    tail = f" et {more} autre{'s' if more > 1 else ''}" if more > 0 else ""
+    return (f"{len(sig)} évolution{'s' if len(sig) > 1 else ''} nette{'s' if len(sig) > 1 else ''} sur "
+            f"{len(shown)} indicateurs comparables : {', '.join(bits)}{tail} ; les autres n’ont pas bougé "
+            "nettement.")
+
+
 def evolution_section(ev: Evolution) -> str:
     """« Évolution depuis <vague> » in the report's style.
 
