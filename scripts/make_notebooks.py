@@ -95,6 +95,13 @@ effect = nb([
         "de non-diffusion)."
     ),
     evidence("pipeline.show_evidence(ctx, analysis)"),
+    evidence_note(
+        "### Le chiffre de tête recalculé\n\n"
+        "La part qui titre le chapitre est recalculée depuis les données nettoyées avec l’API "
+        "publique d’estimation (`cae_impact.estimation`) ; la cellule échoue si elle diffère du "
+        "chiffre publié."
+    ),
+    evidence("pipeline.recompute_headline(ctx, analysis)"),
 ])
 
 profile = nb([

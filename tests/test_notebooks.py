@@ -352,7 +352,8 @@ def test_executed_notebooks_hold_the_evidence(built):
     evidence = [c for c in nb.cells if "evidence" in c.metadata.get("tags", [])]
     assert evidence
     shown = json.dumps([c.get("outputs", []) for c in evidence], ensure_ascii=False)
-    for needle in ("Règle du référentiel", "p_adjusted", "suppression_reason", "cae_decisive", "verdict"):
+    for needle in ("Règle du référentiel", "p_adjusted", "suppression_reason", "cae_decisive", "verdict",
+                   "recalculé", "cae_impact.estimation.proportion"):
         assert needle in shown, needle
     report_html = (folder / "reports" / wave / "cae-1" / "report.html").read_text(encoding="utf-8")
     assert "Règle du référentiel" not in report_html and "p_adjusted" not in report_html

@@ -26,10 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .config import CONSORTIUM, StudyConfig
-
-#: the trimming rule of the estimation: no weight above this multiple of its CAE's median weight
-#: (``cae_impact.indicators.TRIM_RATIO``; repeated here so that the audit reads no engine object)
-TRIM_RATIO = 3.5
+from .indicators import TRIM_RATIO  # the estimation's trimming rule, declared once there
 
 #: relative tolerance of the margins: a CAE's weighted total must equal its register count
 MARGIN_TOLERANCE = 1e-6

@@ -256,7 +256,10 @@ def analyse_inputs(study: StudyConfig, processed: Path, reports: Path, target: s
 
     # A CAE's chapters quote its cleaned free answers (verbatims); « La CAE en bref » prints the
     # context of its editorial file; a later wave reads its changes since the previous one.
-    own = [processed / study.wave / target / "responses.parquet"] if target != CONSORTIUM else []
+    # The chapters' evidence recomputes a headline figure from the cleaned data: the CAE's, or
+    # every CAE's for the consortium.
+    own = [processed / study.wave / c / "responses.parquet" for c in ([target] if target != CONSORTIUM
+                                                                      else study.cae_ids)]
     folder = target_change_file(study, reports, target).parent
     changes = [target_change_file(study, reports, target), folder / "waves.json", folder / "comparability.csv",
                folder / "trend.parquet"] if study.previous_waves else []

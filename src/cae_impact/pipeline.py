@@ -571,6 +571,55 @@ def show_frame(frame) -> None:
     _show(frame.to_html(float_format=lambda v: f"{v:.6g}", na_rep="", max_rows=500, border=0))
 
 
+def recompute_headline(ctx: TargetContext, analysis: DomainAnalysis) -> dict:
+    """Recompute the chapter's headline share from the cleaned data, through the public API.
+
+    The weights are built again (:func:`cae_impact.indicators.build_design`: a CAE on its own
+    rows, the consortium on every CAE's), the share is estimated with
+    :func:`cae_impact.estimation.proportion`, and the estimate, standard error and interval
+    are shown beside the published row and asserted equal (AssertionError otherwise). The
+    figure is the chapter's lead when it is a share of the valid answers, else the first such
+    share published in the domain. Returns what was compared.
+    """
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+    from IPython.display import Markdown, display
+
+    from . import estimation, indicators, story
+
+    view = analysis.view
+    figs = [story.figure_of(view, i) for i in story.domain_indicators(view, analysis.domain)]
+    candidates = [story.lead_figure(view, figs), *figs]
+    fig = next((f for f in candidates if f is not None and not f.hidden and f.ind.kind == "share"
+                and f.ind.rule.get("base", "valid") == "valid"), None)
+    if fig is None:
+        display(Markdown("Aucune part publiée à recalculer dans ce domaine."))
+        return {}
+    study = ctx.study
+    if not ctx.is_consortium:
+        study = dataclasses.replace(study, caes=tuple(c for c in study.caes if c.id == ctx.target))
+    responses = indicators.load_responses(study, ctx.processed_root)
+    design = indicators.build_design(responses, study, ctx.codebook).design
+    y = indicators.share_variable(design.data, ctx.codebook, fig.ind.rule["question"], list(fig.ind.rule["codes"]))
+    got = estimation.proportion(design, y, method=study.report.interval_method,
+                                level=study.report.confidence_level)
+    row = fig.row
+    names = ["estimate", "se", "ci_low", "ci_high", "n_unweighted"]
+    published = [float(row[c]) for c in names]
+    again = [got.estimate, got.se, got.ci_low, got.ci_high, float(got.n)]
+    frame = pd.DataFrame({"publié": published, "recalculé": again}, index=names)
+    frame["écart"] = frame["recalculé"] - frame["publié"]
+    display(Markdown(f"**{fig.ind.id}** ({view.labels[ctx.target]}) recalculé avec "
+                     "`cae_impact.estimation.proportion` sur les données nettoyées :"))
+    show_frame(frame)
+    assert np.isclose(got.estimate, published[0], rtol=1e-9, atol=1e-12), frame
+    assert np.allclose(again[1:4], published[1:4], rtol=1e-6, atol=1e-9), frame
+    assert again[4] == published[4], frame
+    return {"indicator_id": fig.ind.id, "published": published, "recomputed": again}
+
+
 def show_chapter(ctx: TargetContext, analysis: DomainAnalysis) -> None:
     """The chapter as the report prints it: its finding, key figures, charts, a verbatim."""
     from . import story
