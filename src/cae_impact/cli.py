@@ -462,10 +462,7 @@ def cmd_publish_reference(args: argparse.Namespace) -> int:
     consortium's figures to the file named by ``consortium_reference`` in the study file (or
     ``--to``), with a description: date, CAEs, digest of the cleaned data, git commit.
     """
-    import datetime as dt
-
-    from . import indicators, published
-    from .manifest import git_state
+    from . import published
     from .pipeline import consortium_summary
 
     study, processed, reports = _ctx(args)
@@ -481,29 +478,43 @@ def cmd_publish_reference(args: argparse.Namespace) -> int:
     if not inside(path, PROJECT_ROOT):
         raise build.BuildError(f"publish-reference: {path} is outside the project ({PROJECT_ROOT}); "
                                "the reference is written inside it only")
-    missing = [p for p in processed_files(study, processed) if not p.exists()]
-    if missing:
-        raise build.BuildError(f"cleaned data missing ({_rel(missing[0])}): run 'make data-processed' first")
-    from .codebook import load_codebook
-
-    cb = load_codebook(study.codebook)
-    responses = indicators.load_responses(study, processed)
-    from .pipeline import require_every_cae
-
-    require_every_cae(study, responses)
-    result = indicators.estimate_study(responses, study, cb)
-    w = result.weighting
-    git = git_state()
-    date = os.environ.get("CAE_PUBLISH_DATE") or dt.date.today().isoformat()
-    published.write_reference(result.table, study, path, consortium=consortium_summary(w), source={
-        "published": date,
-        "cleaned_data": cachemod.file_hashes(processed_files(study, processed), processed),
-        "codebook": _rel(study.codebook),
-        "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
-    })
+    _cb, result, source = _estimate_to_publish(study, processed)
+    date = source["published"]
+    published.write_reference(result.table, study, path, consortium=consortium_summary(result.weighting),
+                              source={"published": source["published"], "cleaned_data": source["cleaned_data"],
+                                      "codebook": _rel(study.codebook), "git_commit": source["git_commit"],
+                                      "git_dirty": source["git_dirty"]})
     print(f"==> consortium figures published to {_rel(path)} ({date}); the CAE reports will be "
           "compared with them from the next 'make reports'")
     return 0
+
+
+def _estimate_to_publish(study: StudyConfig, processed: Path):
+    """Estimate the study afresh from its cleaned data, for publishing: (codebook, result, source).
+
+    ``source`` describes what is published: the date (``CAE_PUBLISH_DATE`` or today), the
+    digests of the cleaned data, the git commit and whether the tree was dirty.
+    """
+    import datetime as dt
+
+    from . import indicators
+    from .codebook import load_codebook
+    from .manifest import git_state
+    from .pipeline import require_every_cae
+
+    missing = [p for p in processed_files(study, processed) if not p.exists()]
+    if missing:
+        raise build.BuildError(f"cleaned data missing ({_rel(missing[0])}): run 'make data-processed' first")
+    cb = load_codebook(study.codebook)
+    responses = indicators.load_responses(study, processed)
+    require_every_cae(study, responses)
+    result = indicators.estimate_study(responses, study, cb)
+    git = git_state()
+    return cb, result, {
+        "published": os.environ.get("CAE_PUBLISH_DATE") or dt.date.today().isoformat(),
+        "cleaned_data": cachemod.file_hashes(processed_files(study, processed), processed),
+        "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
+    }
 
 
 def cmd_publish_wave(args: argparse.Namespace) -> int:
@@ -514,13 +525,9 @@ def cmd_publish_wave(args: argparse.Namespace) -> int:
     ``data/reference/<study>/<wave>/wave.csv``, with ``wave.json`` (date, commit, digests,
     codebook version and indicator signatures).
     """
-    import datetime as dt
-
-    from . import indicators, waves
-    from .codebook import load_codebook
+    from . import waves
     from .config import inside
-    from .manifest import git_state
-    from .pipeline import consortium_summary, require_every_cae
+    from .pipeline import consortium_summary
 
     study, processed, reports = _ctx(args)
     path = Path(args.to) if args.to else waves.default_figures_path(study)
@@ -528,20 +535,10 @@ def cmd_publish_wave(args: argparse.Namespace) -> int:
         path = PROJECT_ROOT / path
     if not inside(path, PROJECT_ROOT):
         raise build.BuildError(f"publish-wave: {path} is outside the project ({PROJECT_ROOT})")
-    missing = [p for p in processed_files(study, processed) if not p.exists()]
-    if missing:
-        raise build.BuildError(f"cleaned data missing ({_rel(missing[0])}): run 'make data-processed' first")
-    cb = load_codebook(study.codebook)
-    responses = indicators.load_responses(study, processed)
-    require_every_cae(study, responses)
-    result = indicators.estimate_study(responses, study, cb)
-    git = git_state()
-    date = os.environ.get("CAE_PUBLISH_DATE") or dt.date.today().isoformat()
-    waves.write_wave_figures(result.table, study, cb, path, consortium=consortium_summary(result.weighting), source={
-        "published": date,
-        "cleaned_data": cachemod.file_hashes(processed_files(study, processed), processed),
-        "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
-    })
+    cb, result, source = _estimate_to_publish(study, processed)
+    date = source["published"]
+    waves.write_wave_figures(result.table, study, cb, path, consortium=consortium_summary(result.weighting),
+                             source=source)
     print(f"==> figures of wave {study.wave} published to {_rel(path)} ({date}): a later wave compares "
           "with them (previous_waves in its study file)")
     return 0
