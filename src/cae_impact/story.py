@@ -185,6 +185,25 @@ class Figure:
         return fmt_value(self.ref, self.unit) if self.ref_value is None else fmt_number(self.ref_value, self.unit, self.ind)
 
 
+#: how a figure stands against the consortium, by verdict: the wordings :meth:`Writer.pick`
+#: rotates (``{c}``: the consortium's value as printed)
+_CLAUSES = {
+    "up": [", nettement plus que dans l’ensemble du consortium ({c}).",
+           " : c’est nettement au-dessus du consortium ({c}).",
+           ", contre {c} dans le consortium, un écart net."],
+    "down": [", nettement moins que dans l’ensemble du consortium ({c}).",
+             " : c’est nettement en dessous du consortium ({c}).",
+             ", contre {c} dans le consortium, un écart net."],
+    "close": [", comme dans l’ensemble du consortium ({c}).",
+              " ; le consortium est au même niveau ({c}).",
+              ", un niveau proche de celui du consortium ({c}).",
+              " (consortium : {c})."],
+    "apart": [" (consortium : {c}) ; l’écart n’est pas assez net pour être retenu.",
+              ", contre {c} dans le consortium, un écart qui peut tenir au hasard des réponses.",
+              " ({c} dans le consortium ; écart non significatif)."],
+}
+
+
 class Writer:
     """Words of one report: the target's phrases, and wordings rotated by situation."""
 
@@ -264,31 +283,8 @@ class Writer:
             return base + "."
         if f.hidden:
             return f"{base} (consortium : {c})."
-        if verdict == "up":
-            return base + self.pick("up", [
-                f", nettement plus que dans l’ensemble du consortium ({c}).",
-                f" : c’est nettement au-dessus du consortium ({c}).",
-                f", contre {c} dans le consortium, un écart net.",
-            ])
-        if verdict == "down":
-            return base + self.pick("down", [
-                f", nettement moins que dans l’ensemble du consortium ({c}).",
-                f" : c’est nettement en dessous du consortium ({c}).",
-                f", contre {c} dans le consortium, un écart net.",
-            ])
-        if verdict == "close":
-            return base + self.pick("close", [
-                f", comme dans l’ensemble du consortium ({c}).",
-                f" ; le consortium est au même niveau ({c}).",
-                f", un niveau proche de celui du consortium ({c}).",
-                f" (consortium : {c}).",
-            ])
-        if verdict == "apart":
-            return base + self.pick("apart", [
-                f" (consortium : {c}) ; l’écart n’est pas assez net pour être retenu.",
-                f", contre {c} dans le consortium, un écart qui peut tenir au hasard des réponses.",
-                f" ({c} dans le consortium ; écart non significatif).",
-            ])
+        if verdict in _CLAUSES:
+            return base + self.pick(verdict, _CLAUSES[verdict]).format(c=c)
         return base + f" (consortium : {c})."
 
     def title_phrase(self, f: Figure) -> str:

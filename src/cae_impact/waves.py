@@ -795,6 +795,9 @@ class Evolution:
     info: dict[str, Any]
     comparability: pd.DataFrame
     trend: pd.DataFrame | None = None
+    #: the study's codebook (short labels), parsed once by :func:`load_evolution` rather than once
+    #: per row; read from ``study.codebook`` when None
+    codebook: Any = None
 
 
 def load_evolution(ctx) -> Evolution:
@@ -811,7 +814,7 @@ def load_evolution(ctx) -> Evolution:
         study=ctx.study, target=ctx.target, rows=pd.read_parquet(path),
         info=json.loads((folder / "waves.json").read_text(encoding="utf-8")),
         comparability=pd.read_csv(folder / COMPARABILITY_FILE, keep_default_na=False),
-        trend=trend,
+        trend=trend, codebook=ctx.codebook,
     )
 
 
@@ -915,8 +918,9 @@ def _short(ev: Evolution, row: Mapping[str, Any]) -> str:
     """The indicator's short label from the codebook (« Moins isolés »), else its label."""
     from .codebook import load_codebook
 
+    codebook = ev.codebook if ev.codebook is not None else load_codebook(ev.study.codebook)
     try:
-        label = load_codebook(ev.study.codebook).indicator(str(row["indicator_id"])).short_label
+        label = codebook.indicator(str(row["indicator_id"])).short_label
     except KeyError:
         return _label(row)
     cat = str(row.get("category") or "")
