@@ -191,8 +191,8 @@ def change_export(study: Path, n: int) -> None:
 def naive(sc: Scratch, study_path: Path) -> float:
     """papermill CLI, serially, a fresh process and kernel for every notebook, then each document."""
     sys.path.insert(0, str(ROOT / "src"))
-    from cae_impact.codebook import load_codebook
-    from cae_impact.config import load_study
+    from cae_impact.spec.codebook import load_codebook
+    from cae_impact.spec.config import load_study
 
     study = load_study(study_path)
     domains = [d.id for d in load_codebook(study.codebook).domains]
@@ -204,7 +204,7 @@ def naive(sc: Scratch, study_path: Path) -> float:
     papermill = str(Path(PY).parent / "papermill")
     common = ["-k", "cae-impact", "--cwd", str(sc.notebooks), "-p", "study", str(study_path),
               "-p", "processed_root", str(proc)]
-    cli = [PY, "-m", "cae_impact.cli", "--study", str(study_path), "--processed-root", str(proc),
+    cli = [PY, "-m", "cae_impact.build.cli", "--study", str(study_path), "--processed-root", str(proc),
            "--reports-root", str(rep), "--notebooks-dir", str(sc.notebooks), "--no-cache"]
     start = time.perf_counter()
 
@@ -308,7 +308,7 @@ def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_
 
 def bench_national(folder: Path, sizes: list[int], per_cae: int, jobs: int) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
-    from cae_impact.demo import generate_national_study
+    from cae_impact_demo.demo import generate_national_study
 
     global PEAK_TREE_MB
     out: dict[object, object] = {}

@@ -1,6 +1,6 @@
 """Benchmark: ingest and clean a generated national study, time and peak memory by size.
 
-Generates a synthetic national study with ``cae_impact.demo.generate_national_study`` (LimeSurvey
+Generates a synthetic national study with ``cae_impact_demo.demo.generate_national_study`` (LimeSurvey
 exports, about ``--respondents`` complete respondents spread over ``--caes`` CAEs), then:
 
 1. concatenates the CAEs' exports into single LimeSurvey files of increasing size and reads,
@@ -49,10 +49,10 @@ def _peak_mb() -> float:
 
 def measure_file(path: Path, out: Path) -> dict:
     """Read, clean and write one LimeSurvey export; return timings (s) and memory (MB)."""
-    import cae_impact.schema  # noqa: F401  (pandera import outside the timings)
-    from cae_impact.cleaning import clean_responses, write_processed
-    from cae_impact.codebook import load_codebook
+    import cae_impact.clean.schema  # noqa: F401  (pandera import outside the timings)
+    from cae_impact.clean.cleaning import clean_responses, write_processed
     from cae_impact.ingest import read_export
+    from cae_impact.spec.codebook import load_codebook
 
     cb = load_codebook()
     baseline = _peak_mb()
@@ -79,10 +79,10 @@ def measure_file(path: Path, out: Path) -> dict:
 
 def measure_study(config: Path, root: Path, out: Path) -> dict:
     """Clean every CAE of a study configuration, one after the other."""
-    import cae_impact.schema  # noqa: F401
-    from cae_impact.cleaning import clean_export, write_processed
-    from cae_impact.codebook import load_codebook
-    from cae_impact.config import load_study
+    import cae_impact.clean.schema  # noqa: F401
+    from cae_impact.clean.cleaning import clean_export, write_processed
+    from cae_impact.spec.codebook import load_codebook
+    from cae_impact.spec.config import load_study
 
     study = load_study(config, root=root)
     cb = load_codebook(study.codebook)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_study(*args.measure_study)))
         return 0
 
-    from cae_impact.demo import generate_national_study
+    from cae_impact_demo.demo import generate_national_study
 
     work = args.work or Path(tempfile.mkdtemp(prefix="cae-bench-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Benchmark of the study-wide estimation step on generated national studies.
 
 For each number of CAEs N, a national study is generated with
-``cae_impact.demo.generate_national_study`` (about ``--per-cae`` respondents per CAE, LimeSurvey
+``cae_impact_demo.demo.generate_national_study`` (about ``--per-cae`` respondents per CAE, LimeSurvey
 exports) and cleaned CAE by CAE (``clean_export`` + ``write_processed``, what ``make`` runs
 through notebook 01), all in a scratch folder. Then ``pipeline.run_estimation`` (estimates,
 weighting report, design) runs in a fresh interpreter per measurement: wall seconds of the
@@ -49,10 +49,10 @@ def _peak_mb() -> float:
 
 def prepare(n_caes: int, per_cae: int, folder: Path) -> tuple[Path, Path]:
     """Generate and clean a national study under ``folder``; returns (config, processed root)."""
-    from cae_impact.cleaning import clean_export, write_processed
-    from cae_impact.codebook import load_codebook
-    from cae_impact.config import load_study
-    from cae_impact.demo import generate_national_study
+    from cae_impact.clean.cleaning import clean_export, write_processed
+    from cae_impact.spec.codebook import load_codebook
+    from cae_impact.spec.config import load_study
+    from cae_impact_demo.demo import generate_national_study
 
     config = folder / "config" / "study.yaml"
     processed = folder / "processed"
@@ -75,9 +75,9 @@ def measure(config: Path, root: Path, processed: Path, reports: Path) -> dict:
     """One estimation (in this process): seconds, respondents, peak memory."""
     import pandas as pd
 
-    from cae_impact import pipeline
-    from cae_impact import report as _report  # noqa: F401  (imported by run_estimation; not timed)
-    from cae_impact.config import load_study
+    from cae_impact.build import pipeline
+    from cae_impact.render import report as _report  # noqa: F401  (imported by run_estimation; not timed)
+    from cae_impact.spec.config import load_study
 
     study = load_study(config, root=root)
     baseline = _peak_mb()

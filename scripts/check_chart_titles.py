@@ -21,8 +21,9 @@ matplotlib.use("Agg")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cae_impact import charts, pipeline, present
-    from cae_impact.config import load_study
+    from cae_impact.build import pipeline
+    from cae_impact.render import charts, present
+    from cae_impact.spec.config import load_study
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", default="config/study.yaml")
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     present.chart_html = checking
     where = {"now": ""}
     common = dict(study=args.study, processed_root=args.processed_root, reports_root=args.reports_root)
-    from cae_impact.codebook import load_codebook
+    from cae_impact.spec.codebook import load_codebook
 
     domains = [d.id for d in load_codebook(study.codebook).domains]
     for target in study.targets:

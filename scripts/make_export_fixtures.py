@@ -45,10 +45,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cae_impact.codebook import load_codebook  # noqa: E402
-from cae_impact.ingest.codes import limesurvey_answer_codes, limesurvey_subquestion_codes  # noqa: E402
 from cae_impact.ingest.limesurvey import FIXED_COLUMNS  # noqa: E402
-from cae_impact.questionnaire import LANG, build_xlsform  # noqa: E402
+from cae_impact.spec.codebook import load_codebook  # noqa: E402
+from cae_impact.spec.codes import limesurvey_answer_codes, limesurvey_subquestion_codes  # noqa: E402
+from cae_impact.spec.questionnaire import LANG, build_xlsform  # noqa: E402
 
 OUT = ROOT / "tests" / "fixtures" / "exports"
 N = 30

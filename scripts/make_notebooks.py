@@ -135,7 +135,7 @@ profile = nb([
 evolution = nb([
     new_markdown_cell(
         "<!-- Étape 04 : évolution d'une cible (une CAE ou le consortium) depuis la vague précédente, "
-        "à partir des chiffres publiés de cette vague (src/cae_impact/waves.py). -->",
+        "à partir des chiffres publiés de cette vague (src/cae_impact/analysis/waves.py). -->",
         metadata={"tags": ["remove-cell"]},
     ),
     params(

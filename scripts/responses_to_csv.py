@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cae_impact.privacy import neutralise_frame
+from cae_impact.privacy.personal_data import neutralise_frame
 
 processed, wave, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 out.mkdir(parents=True, exist_ok=True)

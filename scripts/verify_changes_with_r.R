@@ -9,7 +9,7 @@
 #      post-stratified within its own CAEs), svyby(~y, ~wave, svymean) then svycontrast: the
 #      linearisation of the difference, with no covariance between the waves (no respondent
 #      is linked: the check is on waves without overlap; with an overlap it is the
-#      independent-waves standard error the reports use, see src/cae_impact/waves.py);
+#      independent-waves standard error the reports use, see src/cae_impact/analysis/waves.py);
 # and compares both with reports/<current wave>/_waves/changes.csv. Exit status 1 if any change
 # or standard error differs by more than 1e-6 (absolute, on proportions).
 #

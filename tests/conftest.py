@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def study():
     """The demo study (config/study.yaml), loaded once."""
-    from cae_impact.config import load_study
+    from cae_impact.spec.config import load_study
 
     return load_study()
 
@@ -59,6 +59,6 @@ def study():
 @pytest.fixture(scope="session")
 def cb(study):
     """The demo study's codebook, loaded once."""
-    from cae_impact.codebook import load_codebook
+    from cae_impact.spec.codebook import load_codebook
 
     return load_codebook(study.codebook)

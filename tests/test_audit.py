@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cae_impact import audit, pipeline
-from cae_impact.cleaning import clean_export
-from cae_impact.codebook import load_codebook
-from cae_impact.config import CONSORTIUM, load_study
+from cae_impact.build import pipeline
+from cae_impact.clean.cleaning import clean_export
+from cae_impact.render import audit
+from cae_impact.spec.codebook import load_codebook
+from cae_impact.spec.config import CONSORTIUM, load_study
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_attack_verdict_reads_the_recorded_summary_and_the_cells(estimated):
 
 
 def test_written_files_are_the_study_files_with_their_digests(estimated):
-    from cae_impact.cache import sha256_file
+    from cae_impact.core.files import sha256_file
 
     study, reports, _ = estimated
     files = audit.written_files(pipeline.study_dir(study, reports))

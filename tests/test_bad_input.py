@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cae_impact.cleaning import (
+from cae_impact.clean.cleaning import (
     clean_responses,
     main_validate,
     read_quarantine,

@@ -4,8 +4,9 @@ import json
 
 import pandas as pd
 
-from cae_impact import annexes, chapters
-from cae_impact.config import CONSORTIUM
+from cae_impact.core.files import sha256_file
+from cae_impact.render import annexes, chapters
+from cae_impact.spec.config import CONSORTIUM
 
 
 def row(ind, target, est, *, unit="pct", suppressed=False, significant=True, n=80, category=""):
@@ -121,7 +122,7 @@ def test_data_quality_accounting():
 
 def test_data_quality_annex_of_a_national_study():
     """Beyond MAX_NAMED_CAES, one row per CAE (not one column) and the totals by reason."""
-    from cae_impact.frenchfmt import format_int
+    from cae_impact.core.frenchfmt import format_int
 
     logs = {f"CAE {i}": LOG for i in range(1, chapters.MAX_NAMED_CAES + 2)}
     out = annexes.data_quality_annex(logs)
@@ -139,7 +140,7 @@ def test_questionnaire_annex_lists_every_question(cb):
     assert sum(len(f) for _, f in sections) == len(cb.questions)
     out = annexes.questionnaire_annex(cb)
     q = cb.question("turnover_change")
-    from cae_impact import present
+    from cae_impact.render import present
 
     assert present.esc(q.text) in out
     # every question is listed, numbered in questionnaire order (answers are in the questionnaire)
@@ -164,7 +165,7 @@ def test_provenance(study, cb, tmp_path):
     assert "modifications non enregistrées" in annexes.provenance_annex(manifest)
     f = tmp_path / "f.bin"
     f.write_bytes(b"abc")
-    assert annexes.sha256_file(f).startswith("ba7816bf")
+    assert sha256_file(f).startswith("ba7816bf")
 
 
 def test_build_annexes_reads_the_study_files(study, cb, tmp_path):
@@ -227,7 +228,7 @@ def test_sample_section_of_many_caes(study, cb):
     weighting = {**WEIGHTING, "per_cae": per_cae,
                  "notes": ["CAE 3 : strate fusionnée.", "CAE 13 : cellule regroupée.", "CAE 3 : autre.",
                            "4 poids écrêtés à 3,5 fois le poids médian de leur CAE."]}
-    from cae_impact import profile
+    from cae_impact.render import profile
 
     out = profile.sample_section(view(st, cb, CONSORTIUM, []), weighting)
     assert named_caes(out) == set()
@@ -244,7 +245,7 @@ def test_sample_section_of_many_caes(study, cb):
 
 def test_frequency_scale_is_drawn_unfavourable_left(study, cb, monkeypatch):
     """The codebook lists « Fréquemment » first; the diverging chart gets « Jamais » first."""
-    from cae_impact import charts
+    from cae_impact.render import charts
 
     scale = cb.scale_of(cb.indicator("peer_exchange_distribution").rule["question"])
     assert scale.choices[0].code == "frequemment"  # questionnaire order: favourable first
@@ -257,7 +258,7 @@ def test_frequency_scale_is_drawn_unfavourable_left(study, cb, monkeypatch):
 
     monkeypatch.setattr(charts, "diverging_likert", spy)
     v = view(study, cb, study.cae_ids[0], many_rows(study, lambda k: 0.5))
-    from cae_impact import story
+    from cae_impact.render import story
 
     assert story.likert_chart(v, cb.indicator("peer_exchange_distribution"))
     assert seen["categories"] == ["jamais", "rarement", "regulierement", "frequemment"]

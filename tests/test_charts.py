@@ -14,8 +14,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
-from cae_impact import charts
-from cae_impact.frenchfmt import format_eur, format_pct
+from cae_impact.core.frenchfmt import format_eur, format_pct
+from cae_impact.render import charts
 
 COLUMNS = [
     "indicator_id",
@@ -320,7 +320,7 @@ def test_report_png_same_pixels_as_stock_savefig(table):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
-    from cae_impact import present
+    from cae_impact.render import present
 
     # Each figure is drawn once, from its first layout (a second draw starts the constrained
     # layout from the first one's positions and can move things by a pixel).
@@ -348,7 +348,7 @@ def test_report_png_transparent_background_on_white():
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from cae_impact import present
+    from cae_impact.render import present
 
     fig = Figure(figsize=(1, 1))
     fig.patch.set_alpha(0)
@@ -502,7 +502,7 @@ def test_likert_by_group_with_neutral_centred():
 
 
 def test_profile_accepts_codebook_reference_objects(table):
-    class Ref:  # shape of cae_impact.codebook.Reference
+    class Ref:  # shape of cae_impact.spec.codebook.Reference
         value, text, label, year = 0.70, "environ 70 %", "CAE en France", 2020
         field, source = "Entrepreneurs des CAE, 2020", "IGAS-IGF, rapport sur les CAE, 2021"
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pandera.errors
 import pytest
 
-from cae_impact.cleaning import (
+from cae_impact.clean.cleaning import (
     CLEANING_RULES,
     COMPLETENESS_MIN_SHARE,
     MAX_SUBMISSIONS_PER_IDENTIFIER,
@@ -24,10 +24,10 @@ from cae_impact.cleaning import (
     validate_export,
     write_processed,
 )
-from cae_impact.config import load_study
+from cae_impact.clean.schema import processed_schema, validate_processed
 from cae_impact.ingest import read_export, read_table
-from cae_impact.privacy import EMAIL_RE, PHONE_RE
-from cae_impact.schema import processed_schema, validate_processed
+from cae_impact.privacy.personal_data import EMAIL_RE, PHONE_RE
+from cae_impact.spec.config import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = b"test-key-0123456789abcdef"
@@ -243,7 +243,7 @@ def test_rules_documented_once_in_docs():
 def demo_study(tmp_path_factory):
     """The synthetic demo study, generated once per test session under its temporary folder
     (never under data/raw/); test_ingest and test_cleaning share it."""
-    from cae_impact.demo import generate_demo
+    from cae_impact_demo.demo import generate_demo
 
     root = tmp_path_factory.getbasetemp() / "demo-study"
     summary_path = root / "respondents.json"
@@ -352,7 +352,7 @@ def test_personal_data_as_people_type_it_never_reaches_processed(tmp_path, cb):
     for leaked in ("345 678", "98 76", "orange", "free", "192.168", "Dupont", "\x00", "\x1b"):
         assert leaked not in text, (leaked, text)
     paths = write_processed(result, tmp_path / "out")
-    from cae_impact.privacy_scan import scan_tree
+    from cae_impact.clean.privacy_scan import scan_tree
 
     assert scan_tree([tmp_path / "out"]) == []
     masked = result.log["free_text_masked"]

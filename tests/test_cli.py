@@ -4,9 +4,9 @@ import os
 import shutil
 from dataclasses import replace
 
-from cae_impact import cli
-from cae_impact import codebook as codebook_mod
-from cae_impact.config import PROJECT_ROOT, load_study
+from cae_impact.build import cli
+from cae_impact.spec import codebook as codebook_mod
+from cae_impact.spec.config import PROJECT_ROOT, load_study
 
 
 def test_domain_ids_load_the_codebook_once_until_it_changes(tmp_path, monkeypatch):

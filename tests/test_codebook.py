@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cae_impact.codebook import (
+from cae_impact.spec.codebook import (
     CodebookError,
     coverage_markdown,
     coverage_table,
@@ -167,7 +167,7 @@ def test_coverage_table_and_committed_report(cb):
     assert set(table["domain_id"]) == {d.id for d in cb.domains}
     assert (table.loc[table["indicator_id"] == "cae_decisive", "published"] == "85 %").all()
     committed = (ROOT / "docs" / "coverage.md").read_text(encoding="utf-8")
-    assert committed == coverage_markdown(cb), "docs/coverage.md is stale: python -m cae_impact.codebook coverage docs/coverage.md"
+    assert committed == coverage_markdown(cb), "docs/coverage.md is stale: python -m cae_impact.spec.codebook coverage docs/coverage.md"
 
 
 # ---------------------------------------------------------------------------------------------

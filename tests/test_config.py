@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from cae_impact.config import CONSORTIUM, StudyConfigError, load_study
+from cae_impact.spec.config import CONSORTIUM, StudyConfigError, load_study
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from cae_impact.codebook import load_codebook
-from cae_impact.config import load_study
-from cae_impact.demo import generate_demo, generate_national_study, update_study_population
+from cae_impact.spec.codebook import load_codebook
+from cae_impact.spec.config import load_study
+from cae_impact_demo.demo import generate_demo, generate_national_study, update_study_population
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "raw" / "demo" / "2026"
@@ -378,8 +378,8 @@ PIPELINE_KEY = b"test-key-demo-0123456789abcdef"
 @pytest.fixture(scope="module")
 def demo_estimates(study, cb):
     """The consortium and per-CAE totals estimated by the real pipeline (cleaning, weighting)."""
-    from cae_impact.cleaning import clean_export
-    from cae_impact.indicators import estimate_study
+    from cae_impact.analysis.indicators import estimate_study
+    from cae_impact.clean.cleaning import clean_export
 
     responses = pd.concat(
         [clean_export(study, cae_id, codebook=cb, key=PIPELINE_KEY).responses for cae_id in study.cae_ids],
@@ -424,7 +424,7 @@ def test_demo_estimates_recover_the_true_values_at_the_nominal_rate(cb, study, t
     """Acceptance: the 95 % intervals of the share indicators cover the generator's truth ~95 %.
 
     Over every share indicator's consortium total, and pooled over the per-CAE totals; at least
-    85 % each (the committed demo reaches more, see cae_impact.demo.DEMO_SEED). The shares of
+    85 % each (the committed demo reaches more, see cae_impact_demo.demo.DEMO_SEED). The shares of
     the calibration variables (sex, contract stage) are fixed by the post-stratification, so
     their intervals have no width: they are compared with the truth with a tolerance instead.
     """

@@ -8,9 +8,9 @@ import json
 import pandas as pd
 import pytest
 
-from cae_impact import demo_waves
-from cae_impact.cleaning import clean_export
-from cae_impact.config import PROJECT_ROOT, load_study
+from cae_impact.clean.cleaning import clean_export
+from cae_impact.spec.config import PROJECT_ROOT, load_study
+from cae_impact_demo import waves as demo_waves
 
 ROOT = PROJECT_ROOT
 WAVE2 = ROOT / "data" / "raw" / "demo" / "2027"
@@ -76,8 +76,8 @@ def test_the_demo_true_changes_are_recovered(tmp_path):
     repeated draws of a plain stratified design (0.95). Every true move of the consortium is
     detected, with its sign.
     """
-    from cae_impact import indicators, waves
-    from cae_impact.codebook import load_codebook
+    from cae_impact.analysis import indicators, waves
+    from cae_impact.spec.codebook import load_codebook
 
     study = load_study(ROOT / "config" / "study-2027.yaml")
     cb = load_codebook(study.codebook)

@@ -3,7 +3,7 @@
 The table is built like the real one (CONTRACTS §5): design-based estimates from
 ``cae_impact.estimation`` on synthetic microdata of four CAEs, for a share, a four-category
 distribution and a mean, by consortium and CAE, in total and by sex. The attacks below are
-written independently of ``cae_impact.disclosure``: they only read the published table.
+written independently of ``cae_impact.analysis.disclosure``: they only read the published table.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cae_impact import disclosure as dc
 from cae_impact import estimation as sv
+from cae_impact.analysis import disclosure as dc
 
 SIZES = {"cae-1": (46, 120), "cae-2": (31, 80), "cae-3": (23, 60), "cae-4": (13, 30)}  # n, N
 CONTRACT = [

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cae_impact import indicators as I
-from cae_impact import published
-from cae_impact.cleaning import clean_export
-from cae_impact.codebook import load_codebook
-from cae_impact.config import CONSORTIUM, Population, load_study
+from cae_impact.analysis import indicators as I
+from cae_impact.analysis import published
+from cae_impact.clean.cleaning import clean_export
+from cae_impact.spec.codebook import load_codebook
+from cae_impact.spec.config import CONSORTIUM, Population, load_study
 
 INDICATORS = ("cae_decisive", "associe_share", "women_share", "income_change", "protection_access")
 CENSUS, SMALL = "cae-1", "cae-2"
@@ -125,7 +125,7 @@ def test_any_of_leaves_only_missing_ticks_out_of_the_base(edge):
 
 
 def _view(edge, target, census):
-    from cae_impact import chapters
+    from cae_impact.render import chapters
 
     study, cb, _data, table = edge
     return chapters.View(study, cb, target, I.report_table(table, target, study.report.fdr_alpha),
@@ -133,7 +133,7 @@ def _view(edge, target, census):
 
 
 def test_no_significantly_on_a_degenerate_or_calibrated_figure(edge):
-    from cae_impact import story
+    from cae_impact.render import story
 
     study, cb, _data, _table = edge
     for target, ind in ((SMALL, "cae_decisive"), ("cae-3", "associe_share"), ("cae-4", "women_share")):
@@ -147,7 +147,8 @@ def test_no_significantly_on_a_degenerate_or_calibrated_figure(edge):
 
 
 def test_a_census_cae_is_described_as_one(edge):
-    from cae_impact import narrative, pipeline, profile, story
+    from cae_impact.build import pipeline
+    from cae_impact.render import narrative, profile, story
 
     study, cb, _data, table = edge
     per_cae = [{"cae_id": CENSUS, "population": 40, "respondents": 40},
@@ -172,7 +173,7 @@ def test_a_census_cae_is_described_as_one(edge):
 def test_an_untested_change_gets_no_verdict(edge):
     """The consortium's « before / now » change is tested in the consortium's report only: a
     CAE's report gives it no verdict, and the chart's note says why."""
-    from cae_impact import story
+    from cae_impact.render import story
 
     _study, cb, _data, _table = edge
     view = _view(edge, "cae-3", census=False)
@@ -186,7 +187,7 @@ def test_an_untested_change_gets_no_verdict(edge):
 def test_the_consortium_report_says_why_a_cae_verdict_can_differ(edge):
     """A CAE's test against the consortium is corrected with different families in the CAE's
     report and in the consortium's: the consortium's chart note says so."""
-    from cae_impact import story
+    from cae_impact.render import story
 
     _study, cb, _data, _table = edge
     view = _view(edge, CONSORTIUM, census=False)

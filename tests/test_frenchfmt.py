@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cae_impact import frenchfmt
-from cae_impact.frenchfmt import (
+from cae_impact.core import frenchfmt
+from cae_impact.core.frenchfmt import (
     MINUS,
     NBSP,
     NNBSP,

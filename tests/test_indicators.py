@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from cae_impact import estimation as survey
-from cae_impact import indicators as I
-from cae_impact.cleaning import clean_export
-from cae_impact.codebook import load_codebook
-from cae_impact.config import CONSORTIUM, load_study
+from cae_impact.analysis import indicators as I
+from cae_impact.clean.cleaning import clean_export
+from cae_impact.spec.codebook import load_codebook
+from cae_impact.spec.config import CONSORTIUM, load_study
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_indicator_xlsx_holds_the_csv_values(tmp_path, estimates):
     """The spreadsheet holds what the CSV holds, under French headers; empty = missing."""
     import openpyxl
 
-    from cae_impact import tables_fr
+    from cae_impact.render import tables_fr
 
     table = I.report_table(estimates.table, "cae-2", 0.05)
     csv, xlsx = I.write_indicator_files(table, tmp_path)
@@ -136,7 +136,7 @@ def test_indicator_xlsx_is_for_a_french_analyst(tmp_path, demo, estimates):
     """French headers, domain names, number formats, frozen header, filter, widths, dictionary."""
     import openpyxl
 
-    from cae_impact import tables_fr
+    from cae_impact.render import tables_fr
 
     study, cb, _ = demo
     table = I.report_table(estimates.table, "cae-2", 0.05)
@@ -173,7 +173,7 @@ def test_indicator_xlsx_is_for_a_french_analyst(tmp_path, demo, estimates):
 
 
 def test_published_code_of_hidden_and_banded_cells():
-    from cae_impact import tables_fr
+    from cae_impact.render import tables_fr
 
     frame = pd.DataFrame({"indicator_id": ["a", "b", "c"], "unit": ["pct"] * 3, "estimate": [np.nan, np.nan, 0.4],
                           "suppressed": [True, True, False],
@@ -186,7 +186,7 @@ def test_published_code_of_hidden_and_banded_cells():
 
 def test_excel_csv_opens_in_french_excel(tmp_path, demo, estimates):
     """indicateurs_excel.csv: BOM, « ; », decimal comma; indicators.csv unchanged beside it."""
-    from cae_impact import tables_fr
+    from cae_impact.render import tables_fr
 
     study, cb, _ = demo
     table = I.report_table(estimates.table, "cae-2", 0.05)
@@ -212,7 +212,7 @@ def test_register_smaller_than_respondents_is_an_error(demo):
     study, cb, responses = demo
     from dataclasses import replace
 
-    from cae_impact.config import Population
+    from cae_impact.spec.config import Population
 
     bad = replace(study, caes=tuple(replace(c, population=Population(total=5)) if c.id == "cae-1" else c for c in study.caes))
     with pytest.raises(I.EstimationError, match="cae-1: .* respondents kept but the register counts 5"):

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from cae_impact.codebook import load_codebook
-from cae_impact.config import load_study
 from cae_impact.ingest import (
     AnswerMatcher,
     guess_format,
@@ -20,6 +18,8 @@ from cae_impact.ingest import (
     read_export,
     read_table,
 )
+from cae_impact.spec.codebook import load_codebook
+from cae_impact.spec.config import load_study
 
 MALFORMED = Path(__file__).parent / "fixtures" / "malformed"
 
@@ -32,7 +32,7 @@ def cb():
 def demo_study(tmp_path_factory):
     """The synthetic demo study, generated once per test session under its temporary folder
     (never under data/raw/); test_ingest and test_cleaning share it."""
-    from cae_impact.demo import generate_demo
+    from cae_impact_demo.demo import generate_demo
 
     root = tmp_path_factory.getbasetemp() / "demo-study"
     summary_path = root / "respondents.json"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cae_impact.cleaning import clean_responses
-from cae_impact.codebook import load_codebook
+from cae_impact.clean.cleaning import clean_responses
 from cae_impact.ingest import guess_format, read_export
+from cae_impact.spec.codebook import load_codebook
 
 FIXTURES = Path(__file__).parent / "fixtures" / "exports"
 PEOPLE = json.loads((FIXTURES / "answers.json").read_text(encoding="utf-8"))
@@ -105,7 +105,7 @@ def test_google_other_text_reaches_the_cleaned_data_masked(codebook, tmp_path):
 
 # ------------------------------------------------------------------------------------ validate
 def _validate(path, capsys, *extra):
-    from cae_impact.validate import main
+    from cae_impact.clean.validate import main
 
     code = main([str(path), *extra])
     return code, capsys.readouterr().out

@@ -53,8 +53,8 @@ time.sleep(60)
 def test_index_lists_every_study_and_wave_built(tmp_path):
     from dataclasses import replace
 
-    from cae_impact.config import load_study
-    from cae_impact.index import write_index
+    from cae_impact.render.index import write_index
+    from cae_impact.spec.config import load_study
 
     study = load_study()
     other = replace(study, wave="2027", title="Deuxième vague")

@@ -12,10 +12,11 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from cae_impact import build, kernels
+from cae_impact.build import execute as build
+from cae_impact.build import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIENT = [sys.executable, "-m", "cae_impact.kernels", "client", "--"]
+CLIENT = [sys.executable, "-m", "cae_impact.build.kernels", "client", "--"]
 
 
 @pytest.fixture(scope="module")

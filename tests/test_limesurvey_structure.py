@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from cae_impact.ingest.codes import LIMESURVEY_ANSWER_CODE_RE, limesurvey_answer_codes
-from cae_impact.questionnaire import build_limesurvey_structure, write_questionnaire
+from cae_impact.spec.codes import LIMESURVEY_ANSWER_CODE_RE, limesurvey_answer_codes
+from cae_impact.spec.questionnaire import build_limesurvey_structure, write_questionnaire
 
 
 @pytest.fixture(scope="module")

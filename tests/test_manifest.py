@@ -5,9 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from cae_impact import build, cli, manifest
-from cae_impact.cache import sha256_file
-from cae_impact.config import PROJECT_ROOT, load_study
+from cae_impact.build import cli, manifest
+from cae_impact.build import execute as build
+from cae_impact.core.files import sha256_file
+from cae_impact.spec.config import PROJECT_ROOT, load_study
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from cae_impact.frenchfmt import NBSP, NNBSP
-from cae_impact.narrative import (
+from cae_impact.core.frenchfmt import NBSP, NNBSP
+from cae_impact.render.narrative import (
     SUPPRESSED_TEXT,
     Support,
     de,
@@ -311,7 +311,7 @@ def test_rules_hold_on_random_rows():
 def test_narrative_doctests_pass():
     import doctest
 
-    from cae_impact import narrative
+    from cae_impact.render import narrative
 
     result = doctest.testmod(narrative)
     assert result.attempted >= 4 and result.failed == 0

@@ -6,8 +6,8 @@ import stat
 import pandas as pd
 import pytest
 
-from cae_impact import privacy
-from cae_impact.privacy import (
+from cae_impact.privacy import personal_data as privacy
+from cae_impact.privacy.personal_data import (
     EMAIL_MASK,
     PHONE_MASK,
     PSEUDO_KEY_ENV,
@@ -195,14 +195,14 @@ def test_obfuscated_emails_are_masked(text):
 
 @pytest.mark.parametrize("text", ["mon IP 192.168.1.34", "2001:db8::8a2e:370:7334", "fe80::1%eth0"])
 def test_ip_addresses_are_masked(text):
-    from cae_impact.privacy import IP_MASK
+    from cae_impact.privacy.personal_data import IP_MASK
 
     masked = mask_free_text(text)
     assert IP_MASK in masked and not contains_personal_data(masked), masked
 
 
 def test_personal_links_masked_site_addresses_kept():
-    from cae_impact.privacy import URL_MASK
+    from cae_impact.privacy.personal_data import URL_MASK
 
     masked = mask_free_text("voir https://www.facebook.com/jean.dupont, linkedin.com/in/jean-dupont et www.macae.fr")
     assert masked.count(URL_MASK) == 2 and "www.macae.fr" in masked and "dupont" not in masked
@@ -220,7 +220,7 @@ def test_personal_links_masked_site_addresses_kept():
     ],
 )
 def test_names_after_cues_are_masked(text, gone):
-    from cae_impact.privacy import NAME_MASK
+    from cae_impact.privacy.personal_data import NAME_MASK
 
     masked = mask_free_text(text)
     assert NAME_MASK in masked and gone not in masked, masked

@@ -3,8 +3,8 @@
 
 import pandas as pd
 
-from cae_impact.config import load_study
-from cae_impact.privacy_scan import collect_raw_identifiers, scan_tree
+from cae_impact.clean.privacy_scan import collect_raw_identifiers, scan_tree
+from cae_impact.spec.config import load_study
 
 
 def test_collects_identifiers_of_every_kind():
@@ -31,7 +31,7 @@ def test_finds_planted_values_in_every_format(tmp_path):
 
 
 def test_cleaned_demo_holds_no_raw_identifier(tmp_path):
-    from cae_impact.cleaning import clean_export, write_processed
+    from cae_impact.clean.cleaning import clean_export, write_processed
 
     study = load_study()
     for cae in study.caes:
@@ -73,7 +73,7 @@ def test_markup_digests_and_images_are_not_findings(tmp_path):
 
 
 def test_index_step_fails_and_writes_no_index_when_anything_is_found(tmp_path, capsys):
-    from cae_impact import cli
+    from cae_impact.build import cli
 
     study = load_study()
     reports, processed = tmp_path / "reports", tmp_path / "processed"
@@ -94,7 +94,7 @@ def test_numbers_are_not_phones_but_a_phone_in_a_text_cell_is(tmp_path):
     is not a telephone number; a phone typed in a text cell still is."""
     from openpyxl import Workbook
 
-    from cae_impact import privacy_scan as ps
+    from cae_impact.clean import privacy_scan as ps
 
     book = Workbook()
     sheet = book.active

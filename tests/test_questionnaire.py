@@ -8,7 +8,12 @@ import openpyxl
 import pytest
 from pyxform.xls2xform import convert
 
-from cae_impact.questionnaire import build_xlsform, render_html, workbook_bytes, write_questionnaire
+from cae_impact.spec.questionnaire import (
+    build_xlsform,
+    render_html,
+    workbook_bytes,
+    write_questionnaire,
+)
 
 
 @pytest.fixture(scope="module")

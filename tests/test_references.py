@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cae_impact.references import (
+from cae_impact.render.references import (
     DEFAULT_PROFILE_REFERENCES,
     REQUIRED_COLUMNS,
     ReferencesError,

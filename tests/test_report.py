@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from cae_impact import present, report
+from cae_impact.render import present, report
 
 META = report.ReportMeta(title="Mesure", target_label="CAE 3", wave="2026", synthetic=True,
                          date="1er décembre 2026", is_consortium=False)
@@ -81,7 +81,7 @@ def documents(tmp_path_factory):
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from cae_impact import story
+    from cae_impact.render import story
 
     tmp = tmp_path_factory.mktemp("docs")
     fig, ax = plt.subplots(figsize=(3, 2))
@@ -225,7 +225,7 @@ def test_reference_docx_is_deterministic(tmp_path):
 def test_render_html_with_study_adds_front_and_annexes(tmp_path):
     import dataclasses
 
-    from cae_impact.config import load_study
+    from cae_impact.spec.config import load_study
 
     study = load_study()
     meta = dataclasses.replace(report.report_meta(study, "cae-3"), date="1er décembre 2026")
@@ -425,7 +425,7 @@ def test_editorial_content_goes_on_the_cover_and_after_the_chapters(tmp_path):
     « Ce que la CAE en retient » after the chapters and before the annexes."""
     import dataclasses
 
-    from cae_impact.config import load_study
+    from cae_impact.spec.config import load_study
 
     study = load_study()
     meta = dataclasses.replace(report.report_meta(study, "cae-4"), date="1er décembre 2026")

@@ -1,4 +1,4 @@
-"""The linear-programming attack (cae_impact.secrecy) and the protection it drives.
+"""The linear-programming attack (cae_impact.analysis.secrecy) and the protection it drives.
 
 Small tables whose leaks are known by hand: the attack must find each kind of relation an
 attacker can use (categories and their base, a share and the categories of its question, the
@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cae_impact import disclosure as dc
-from cae_impact import secrecy
-from cae_impact.codebook import Indicator
+from cae_impact.analysis import disclosure as dc
+from cae_impact.analysis import secrecy
+from cae_impact.spec.codebook import Indicator
 
 FREQ = NS(codes=["w", "m", "r", "n", "dk"], valid_codes=["w", "m", "r", "n"])
 SEX = NS(codes=["f", "h"], valid_codes=["f", "h"])

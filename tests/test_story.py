@@ -14,9 +14,9 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from cae_impact import editorial, story
-from cae_impact.chapters import View
-from cae_impact.config import CONSORTIUM
+from cae_impact.render import editorial, story
+from cae_impact.render.chapters import View
+from cae_impact.spec.config import CONSORTIUM
 
 #: terms of the method annex that the body must not use
 JARGON = ("Rao-Scott", "Benjamini", "Hochberg", "post-strat", "Kish", "logit", "linéarisation",
@@ -155,7 +155,7 @@ def test_consortium_sections_name_caes_and_the_national_figures(study, cb):
 def test_consortium_of_many_caes_names_none(study, cb):
     import dataclasses
 
-    from cae_impact.config import MAX_NAMED_CAES
+    from cae_impact.spec.config import MAX_NAMED_CAES
 
     n = MAX_NAMED_CAES + 2
     caes = tuple(dataclasses.replace(study.caes[i % len(study.caes)], id=f"cae-{i + 1}", label=f"CAE {i + 1}")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cae_impact.config import StudyConfigError, load_study
 from cae_impact.ingest import ExportError, tabular
+from cae_impact.spec.config import StudyConfigError, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_XLSX = ROOT / "data" / "raw" / "demo" / "2026" / "cae-5" / "export_kobo.xlsx"
@@ -112,7 +112,7 @@ def test_yaml_alias_bomb_refused_in_the_study_file(tmp_path):
 
 
 def test_yaml_alias_bomb_refused_in_the_codebook(tmp_path):
-    from cae_impact.codebook import CodebookError, load_codebook
+    from cae_impact.spec.codebook import CodebookError, load_codebook
 
     path = tmp_path / "codebook.yaml"
     path.write_text("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n", encoding="utf-8")
@@ -147,7 +147,7 @@ def test_data_dir_allows_exports_elsewhere(tmp_path):
 
 
 def test_publish_reference_never_writes_outside(tmp_path, capsys):
-    from cae_impact import cli
+    from cae_impact.build import cli
 
     assert cli.main(["--reports-root", str(tmp_path / "r"), "publish-reference", "--to", str(tmp_path / "x.csv")]) == 2
     assert "outside the project" in capsys.readouterr().err
@@ -155,8 +155,8 @@ def test_publish_reference_never_writes_outside(tmp_path, capsys):
 
 
 def test_yaml_alias_bomb_refused_in_a_mapping_file(tmp_path):
-    from cae_impact.codebook import load_codebook
     from cae_impact.ingest.spreadsheet import load_mapping
+    from cae_impact.spec.codebook import load_codebook
 
     path = tmp_path / "mapping.yaml"
     path.write_text("a: &a [x, x]\nb: &b [*a, *a]\ncolumns: {q: [*b, *b]}\n", encoding="utf-8")
@@ -190,7 +190,7 @@ def test_stray_byte_in_a_utf8_file_with_bom_is_repaired(tmp_path):
 
 
 def test_a_stray_nul_in_a_cell_does_not_refuse_the_export_and_never_reaches_processed(tmp_path):
-    from cae_impact.privacy import mask_free_text
+    from cae_impact.privacy.personal_data import mask_free_text
 
     path = tmp_path / "nul.csv"
     path.write_bytes("nom;commentaire\n1;très\x00 bien\x1b[0m\n2;déjà\n".encode())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cae_impact.config import StudyConfigError, load_study
+from cae_impact.spec.config import StudyConfigError, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "config" / "study.yaml"
@@ -24,7 +24,7 @@ def test_min_respondents_defaults_and_is_validated(tmp_path):
 
 
 def test_cleaning_fails_below_the_minimum_naming_the_cae(tmp_path):
-    from cae_impact.cleaning import UnusableCaeError, clean_export
+    from cae_impact.clean.cleaning import UnusableCaeError, clean_export
 
     study = load_study()
     kept = clean_export(study, "cae-1", key=KEY).accounting.kept
@@ -36,8 +36,8 @@ def test_cleaning_fails_below_the_minimum_naming_the_cae(tmp_path):
 
 
 def test_estimation_refuses_a_cae_without_respondents(tmp_path):
-    from cae_impact.indicators import EstimationError
-    from cae_impact.pipeline import require_every_cae
+    from cae_impact.analysis.indicators import EstimationError
+    from cae_impact.build.pipeline import require_every_cae
 
     study = load_study()
     responses = pd.DataFrame({"cae_id": [c for c in study.cae_ids if c != "cae-4"]})
@@ -49,7 +49,8 @@ def test_estimation_refuses_a_cae_without_respondents(tmp_path):
 def test_consortium_steps_refuse_an_incomplete_estimation(tmp_path):
     import json
 
-    from cae_impact import build, cli
+    from cae_impact.build import cli
+    from cae_impact.build import execute as build
 
     study = load_study()
     sdir = tmp_path / study.wave / "_study"
@@ -79,7 +80,7 @@ def test_exclude_caes_is_explicit_and_documented(tmp_path):
 
 
 def test_excluded_cae_said_on_cover_and_method_annex(tmp_path):
-    from cae_impact import report
+    from cae_impact.render import report
 
     study = load_study(_excluding(tmp_path))
     meta = report.report_meta(study, "consortium")

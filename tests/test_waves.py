@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cae_impact import waves
-from cae_impact.codebook import load_codebook
-from cae_impact.config import PROJECT_ROOT, load_study
+from cae_impact.analysis import waves
+from cae_impact.core.files import sha256_bytes
+from cae_impact.spec.codebook import load_codebook
+from cae_impact.spec.config import PROJECT_ROOT, load_study
 
 ROOT = PROJECT_ROOT
 
@@ -261,7 +262,7 @@ def test_wave_figures_round_trip_and_tamper(tmp_path):
     text = fig.reindex(columns=waves.FIGURE_COLUMNS).to_csv(index=False, lineterminator="\n")
     path.write_text(text, encoding="utf-8")
     path.with_suffix(".json").write_text(json.dumps(
-        {"wave": "2026", "figures": {"sha256": waves.sha256_bytes(text.encode())}}), encoding="utf-8")
+        {"wave": "2026", "figures": {"sha256": sha256_bytes(text.encode())}}), encoding="utf-8")
     got = waves.load_wave_figures(path)
     assert got.wave == "2026" and len(got.rows) == 2
     path.write_text(text.replace("0.5,", "0.6,", 1), encoding="utf-8")

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.notebook
 # Two CAEs of both waves (KoboToolbox and Google Forms exports). Not CAE 1 + CAE 3: on their
 # 2027 data alone the secondary suppression cannot protect every cell and the estimation stops
-# (the rule of cae_impact.secrecy: nothing is published then); the whole 2027 demo passes.
+# (the rule of cae_impact.analysis.secrecy: nothing is published then); the whole 2027 demo passes.
 CAES = ("cae-2", "cae-3")
 
 
@@ -101,7 +101,7 @@ def test_every_report_of_the_second_wave_shows_the_evolution(two_waves):
 
 def test_significantly_is_written_only_where_the_corrected_test_says_so(two_waves):
     folder, _, _ = two_waves
-    from cae_impact.waves import SCOPE_CAE, SCOPE_CONSORTIUM
+    from cae_impact.analysis.waves import SCOPE_CAE, SCOPE_CONSORTIUM
 
     for target in (*CAES, "consortium"):
         rows = pd.read_parquet(folder / "reports" / "2027" / "_waves" / f"changes__{target}.parquet")

@@ -4,7 +4,7 @@ Panels like the demo's: each CAE (stratum) is surveyed twice, 40 % of its regist
 an entrepreneur keeps the answer of the first wave with probability ``persist`` (0.7: the
 demo's) and otherwise answers anew; some CAEs truly move. The estimator is the stratified mean
 with finite-population correction, the change's interval ``change ± t(df) sqrt(V1 + V2)``
-(:func:`cae_impact.waves.change_stats`). Three ways the second sample meets the first:
+(:func:`cae_impact.analysis.waves.change_stats`). Three ways the second sample meets the first:
 
 * independent (each entrepreneur answers each wave or not independently: the demo's second
   wave; about 40 % of a wave's respondents answered the other one too, by chance): the two
@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cae_impact.waves import change_stats
+from cae_impact.analysis.waves import change_stats
 
 SIZES = np.array([120, 310, 180, 95, 260])
 BASE = np.array([0.55, 0.62, 0.48, 0.70, 0.58])
@@ -142,7 +142,7 @@ def test_independent_waves_conservative_for_a_panel():
 
 @pytest.mark.slow
 def test_a_second_sample_outside_the_first_would_not_be_conservative():
-    """Why the demo's second wave is drawn independently of the first (cae_impact.demo_waves)."""
+    """Why the demo's second wave is drawn independently of the first (cae_impact_demo.waves)."""
     r = simulate(persist=0.7, reps=2000, mode="disjoint")
     print("persistence 0.7, second sample outside the first:", r)
     assert r["overlap"] == 0.0

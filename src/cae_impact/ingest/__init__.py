@@ -14,7 +14,7 @@ line of every row, the records that could not be read, and the problems found (u
 unknown answer codes…), in French for CAE staff. An export that cannot be used at all raises
 :class:`ExportError`, whose message names the file, the line and the column.
 
-Cleaning (:mod:`cae_impact.cleaning`) takes it from there.
+Cleaning (:mod:`cae_impact.clean.cleaning`) takes it from there.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ FORMAT_LABELS = {
 def _load_codebook(codebook):
     if codebook is not None:
         return codebook
-    from cae_impact.codebook import load_codebook
+    from cae_impact.spec.codebook import load_codebook
 
     return load_codebook()
 
@@ -176,7 +176,7 @@ def read_cae_export(study, cae_id: str, codebook=None) -> RawExport:
     """Read the export of one CAE of the study configuration, with its format and mapping."""
     cae = study.cae(cae_id)
     if codebook is None:
-        from cae_impact.codebook import load_codebook
+        from cae_impact.spec.codebook import load_codebook
 
         codebook = load_codebook(study.codebook)
     return read_export(cae.export, cae.format, mapping=cae.mapping, codebook=codebook)
@@ -255,7 +255,7 @@ def find_unknown_answers(raw: RawExport, codebook) -> list[Problem]:
 
 
 def _clip(value: str, limit: int = 40) -> str:
-    from cae_impact.privacy import mask_free_text
+    from cae_impact.privacy.personal_data import mask_free_text
 
     value = mask_free_text(str(value))
     return value if len(value) <= limit else value[: limit - 1] + "…"

@@ -13,7 +13,7 @@ and fills columns according to the export settings:
 - CSV (``;`` separator, every cell quoted) or XLSX.
 
 Every header the form can produce is computed from the XLSForm that ``make questionnaire``
-generates (:func:`cae_impact.questionnaire.build_xlsform`), so headers are matched whole, never
+generates (:func:`cae_impact.spec.questionnaire.build_xlsform`), so headers are matched whole, never
 split on ``/`` (a label may hold one). Labels of a joined multiple-choice cell are matched as
 whole labels (« Des conseils sur mon activité »), never word by word. Note rows of the form
 (always empty) are ignored silently. Kobo adds ``start``, ``end``, ``_id``, ``_uuid``,
@@ -70,7 +70,7 @@ def form_headers(codebook) -> dict[str, tuple]:
     cached = _HEADERS_CACHE.get(id(codebook))
     if cached is not None and cached[0] is codebook:
         return cached[1]
-    from cae_impact.questionnaire import build_xlsform
+    from cae_impact.spec.questionnaire import build_xlsform
 
     wb = build_xlsform(codebook)
     rows = list(wb["survey"].iter_rows(values_only=True))

@@ -32,13 +32,13 @@ import re
 
 from cae_impact.ingest.answers import normalise_label
 from cae_impact.ingest.base import EMAIL_HEADER_NAMES, PERSONAL_HEADER_NAMES, RawExport
-from cae_impact.ingest.codes import (
+from cae_impact.ingest.plan import ColumnPlan, HeaderIndex, materialise
+from cae_impact.ingest.tabular import Table
+from cae_impact.spec.codes import (
     default_subquestion_codes,
     limesurvey_answer_codes,
     limesurvey_subquestion_codes,
 )
-from cae_impact.ingest.plan import ColumnPlan, HeaderIndex, materialise
-from cae_impact.ingest.tabular import Table
 
 FORMAT = "limesurvey"
 

@@ -370,7 +370,7 @@ def _apply_value_map(series: pd.Series, mapping: dict[str, str]) -> pd.Series:
 
 
 def _report_formula_cells(frame: pd.DataFrame, source_columns: dict[str, str], problems: list[Problem]) -> None:
-    from cae_impact.privacy import is_formula_like
+    from cae_impact.privacy.personal_data import is_formula_like
 
     for qid, column in source_columns.items():
         series = frame[qid]

@@ -3,7 +3,7 @@
 A CAE that typed its questionnaires (paper, telephone) into its own table — an Excel workbook,
 or a « CSV (séparateur : point-virgule) » saved by French Excel in Windows-1252 with decimal
 commas and ``dd/mm/yyyy`` dates — describes it in a YAML mapping file beside the export
-(``mapping_version: 1``, the format written by :mod:`cae_impact.demo`)::
+(``mapping_version: 1``, the format written by :mod:`cae_impact_demo.demo`)::
 
     mapping_version: 1
     file: export_tableur.csv       # the export this mapping describes
@@ -96,7 +96,7 @@ def load_mapping(path: str | Path, codebook) -> ColumnMapping:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("cp1252", errors="replace")
-    from cae_impact.config import check_yaml_text
+    from cae_impact.spec.config import check_yaml_text
 
     def refuse(message: str) -> ExportError:
         return ExportError(f"fichier de correspondance refusé : {message.split(': ', 1)[-1]}", path=path)

@@ -1,0 +1,1359 @@
+"""Waves: measuring change from one survey to the next (issue 18).
+
+A study is run again; a later wave compares itself with the earlier ones **by what they
+published**, never by their personal data:
+
+1. :func:`write_wave_figures` (``make publish-wave``) writes, for an earlier wave, every figure a
+   later wave needs: for each CAE and the consortium, the total rows of the study table
+   (estimate, standard error, degrees of freedom, interval, bases, suppression already applied,
+   bands) in ``wave.csv``, and a JSON description (``wave.json``: date, commit, digests of the
+   cleaned data and of the figures, the codebook's version and the *signature* of every
+   indicator: its questions' wording, type, answer codes and filter, its rule).
+2. :func:`comparability` decides which indicators may be compared: the signature of the
+   indicator in the earlier wave must equal the current one, or be made equal by an explicit
+   mapping of the current codebook (``comparability:`` block: renamed codes, merged choices,
+   a rewording declared as the same question). Every indicator not compared has a reason.
+3. :func:`compute_changes` computes, for each comparable figure and target, the previous and
+   current values, the change, its standard error, a 95 % interval and a Student test, the tests
+   of a report corrected together (Benjamini-Hochberg, as every other test of the project).
+
+Variance of a change. The two waves are two samples of (nearly) the same population; some
+entrepreneurs answer both, so the two estimates are positively correlated when people keep
+their answers: ``Var(p2 - p1) = V1 + V2 - 2 Cov``. The change's standard error here is
+``sqrt(V1 + V2)``, the waves treated as independent. It is exact for waves without overlap
+(R: two independent designs), and conservative with an overlap as long as the covariance of
+linked respondents is not negative (an entrepreneur's answers one year and the next are not
+negatively correlated); ``tests/test_waves_simulation.py`` measures both on simulated panels
+with 40 % of linked respondents. Using the overlap's covariance would need the earlier wave's
+respondent-level data (against point 1) and would publish a figure (the covariance) that the
+secrecy audit does not cover. The degrees of freedom are Welch-Satterthwaite's.
+
+Secrecy of changes. A change is computed from published figures only, so it can reveal nothing
+the two waves did not publish; a change is not shown when either level is hidden or published
+as a band (« ≥ 90 % »), nor when its base is below the study's ``min_base_pct``.
+
+The consortium's change when CAEs joined or left is also computed on the CAEs present in both
+waves (scope ``consortium_common``), from the published CAE figures: ``sum B_h p_h / sum B_h``
+with ``B_h`` the CAE's published weighted base, variance ``sum B_h^2 V_h / (sum B_h)^2`` (CAEs
+are independent strata; exact when the bases are fixed by the calibration, to the second order
+otherwise); when a CAE of both waves has a hidden figure, from the consortium minus the CAEs of
+one wave only, and not at all when both routes need a hidden figure. A median of several CAEs
+is not a function of their medians: it is not recomputed on the common CAEs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cae_impact.core.files import atomic_write, sha256_bytes, write_atomic
+from cae_impact.core.paths import relative_path as _rel
+from cae_impact.spec.config import CONSORTIUM, PROJECT_ROOT, StudyConfig
+
+SCHEMA = 1
+FIGURES_NAME = "wave.csv"
+META_SUFFIX = ".json"
+WAVES_DIR = "_waves"
+"""``reports/<wave>/_waves/``: the change tables of a wave that has a previous one."""
+CHANGES_FILE = "changes.parquet"
+COMPARABILITY_FILE = "comparability.csv"
+TREND_FILE = "trend.parquet"
+EVOLUTION_NB = "04_evolution.ipynb"
+TOTAL = "total"
+KEY = ["indicator_id", "category"]
+#: the columns of a published wave file, in order
+FIGURE_COLUMNS = [
+    "indicator_id", "indicator_label", "domain_id", "kind", "unit", "target", "category", "category_label",
+    "estimate", "se", "ci_low", "ci_high", "df", "n_unweighted", "n_count", "base_weighted",
+    "flag_caution", "suppressed", "suppression_reason", "band_low", "band_high",
+]
+_TEXT = ("indicator_id", "indicator_label", "domain_id", "kind", "unit", "target", "category",
+         "category_label", "suppression_reason")
+_FLOAT_FORMAT = "%.17g"
+_ZERO_SE = 1e-9
+SCOPE_CAE = "cae"
+SCOPE_CONSORTIUM = "consortium"
+SCOPE_COMMON = "consortium_common"
+#: a change whose levels are published but that is not tested
+NOT_TESTED_REGISTER = "chiffre des registres (pas d’incertitude d’échantillon)"
+NOT_TESTED_MEDIAN = "médiane : écart donné sans intervalle ni test"
+
+
+class WaveError(ValueError):
+    """A previous wave's published figures are missing, unreadable or do not fit."""
+
+
+# ============================================================================================
+# 1. Codebook signatures and comparability
+# ============================================================================================
+
+
+def indicator_signature(cb, indicator) -> dict[str, Any]:
+    """What must stay the same for an indicator to be compared across waves.
+
+    The rule (kind and arguments: codes, base), and for each question it reads: wording, type,
+    unit, filter (``relevant``: it defines who is in the base) and answer choices (code and
+    whether the choice leaves the base).
+    """
+    questions = {}
+    for qid in indicator.question_ids:
+        q = cb.question(qid)
+        scale = cb.scale_of(qid) if q.scale_id else None
+        questions[qid] = {
+            "text": q.text,
+            "type": q.type,
+            "unit": q.unit or "",
+            "relevant": q.relevant or "",
+            "choices": [[c.code, bool(c.missing)] for c in scale.choices] if scale else None,
+        }
+    rule = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in dict(indicator.rule).items()}
+    return {"rule": rule, "questions": questions}
+
+
+def codebook_signatures(cb) -> dict[str, dict[str, Any]]:
+    """Every indicator's signature (:func:`indicator_signature`)."""
+    return {i.id: indicator_signature(cb, i) for i in cb.indicators}
+
+
+@dataclass(frozen=True)
+class Mapping_:
+    """An explicit equivalence of the current codebook with an earlier version, for one question."""
+
+    question: str
+    renamed: dict[str, str] = field(default_factory=dict)   # old code -> new code
+    merged: dict[str, tuple[str, ...]] = field(default_factory=dict)  # new code -> old codes
+    same_meaning: bool = False  # a rewording reviewed and declared as the same question
+    note: str = ""
+
+    def old_to_new(self) -> dict[str, str]:
+        """Every earlier code that has a new name: renamed and merged codes."""
+        out = dict(self.renamed)
+        for new, olds in self.merged.items():
+            for old in olds:
+                out[old] = new
+        return out
+
+
+def codebook_mappings(cb_path: Path) -> tuple[str | None, dict[str, Mapping_]]:
+    """The ``comparability:`` block of a codebook file: the version it maps from and its mappings.
+
+    ::
+
+        comparability:
+          previous_version: "2026.1"
+          mappings:
+            - question: staff_exchange
+              renamed_codes: {regulierement: mensuel}      # old: new
+              merged_codes: {souvent: [frequemment, regulierement]}   # new: [old, ...]
+              same_meaning: true                            # a rewording, same question
+              note: "…"
+    """
+    from cae_impact.spec.config import safe_yaml_load
+
+    raw = safe_yaml_load(Path(cb_path)) or {}
+    block = raw.get("comparability") or {}
+    if not isinstance(block, dict):
+        raise WaveError(f"{cb_path}: comparability: expected a mapping")
+    out: dict[str, Mapping_] = {}
+    for i, m in enumerate(block.get("mappings") or []):
+        if not isinstance(m, dict) or "question" not in m:
+            raise WaveError(f"{cb_path}: comparability.mappings[{i}]: expected a mapping with 'question'")
+        merged = {str(k): tuple(str(c) for c in v) for k, v in (m.get("merged_codes") or {}).items()}
+        out[str(m["question"])] = Mapping_(
+            question=str(m["question"]),
+            renamed={str(k): str(v) for k, v in (m.get("renamed_codes") or {}).items()},
+            merged=merged,
+            same_meaning=bool(m.get("same_meaning", False)),
+            note=str(m.get("note", "")),
+        )
+    prev = block.get("previous_version")
+    return (None if prev is None else str(prev)), out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Whether one indicator is compared, why not, and its categories' correspondence."""
+
+    indicator_id: str
+    comparable: bool
+    reason: str = ""
+    categories: dict[str, str] = field(default_factory=dict)  # current category -> previous one
+    mapped: str = ""  # the explicit mapping used, if any
+    question: str = ""  # the question of a single-question rule
+
+
+def _map_choices(choices: list | None, m: Mapping_ | None) -> list | None:
+    if choices is None or m is None:
+        return choices
+    o2n = m.old_to_new()
+    out: list = []
+    for code, missing in choices:
+        new = o2n.get(code, code)
+        if [new, missing] not in out:
+            out.append([new, missing])
+    return out
+
+
+def compare_signatures(indicator_id: str, prev: Mapping[str, Any] | None, cur: Mapping[str, Any] | None,
+                       mappings: Mapping[str, Mapping_]) -> Comparison:
+    """Compare an indicator's signatures of two codebook versions (module docstring, point 2)."""
+    if cur is None:
+        return Comparison(indicator_id, False, "indicateur retiré du questionnaire")
+    if prev is None:
+        return Comparison(indicator_id, False, "nouvel indicateur : pas de valeur à la vague précédente")
+    prule, crule = dict(prev["rule"]), dict(cur["rule"])
+    if prule.get("kind") != crule.get("kind"):
+        return Comparison(indicator_id, False, "règle de calcul modifiée")
+    used = [m for q, m in mappings.items() if q in cur["questions"] or q in prev["questions"]]
+    qmap = {q: mappings.get(q) for q in cur["questions"]}
+    if set(prev["questions"]) != set(cur["questions"]):
+        return Comparison(indicator_id, False, "questions différentes")
+    for qid, cq in cur["questions"].items():
+        pq = prev["questions"][qid]
+        m = qmap.get(qid)
+        if pq["text"] != cq["text"] and not (m and m.same_meaning):
+            return Comparison(indicator_id, False, "question reformulée")
+        if pq["type"] != cq["type"] or pq["unit"] != cq["unit"]:
+            return Comparison(indicator_id, False, "type de réponse modifié")
+        if pq["relevant"] != cq["relevant"]:
+            return Comparison(indicator_id, False, "filtre de la question modifié (autre base)")
+        pch = _map_choices(pq["choices"], m)
+        if pch is not None and cq["choices"] is not None:
+            if sorted(map(tuple, pch)) != sorted(map(tuple, cq["choices"])):
+                return Comparison(indicator_id, False, "choix de réponse modifiés")
+    # the rule's arguments, previous codes mapped to the current ones
+    qid = prule.get("question")
+    m = qmap.get(qid) if qid else None
+    for key in set(prule) | set(crule):
+        pv, cv = prule.get(key), crule.get(key)
+        if key == "codes" and m is not None:
+            o2n = m.old_to_new()
+            # a merged choice must enter whole: all of its old codes or none
+            for olds in m.merged.values():
+                inside = [o in (pv or []) for o in olds]
+                if any(inside) and not all(inside):
+                    return Comparison(indicator_id, False, "choix fusionnés : la part n’a plus le même contenu")
+            pv = sorted({o2n.get(c, c) for c in (pv or [])})
+            cv = sorted(cv or [])
+        if pv != cv:
+            return Comparison(indicator_id, False, "règle de calcul modifiée (codes ou base)")
+    categories: dict[str, str] = {}
+    kind = crule.get("kind")
+    if kind == "distribution":
+        choices = cur["questions"][qid]["choices"] or []
+        n2o: dict[str, list[str]] = {}
+        o2n = m.old_to_new() if m else {}
+        for code, _ in prev["questions"][qid]["choices"] or []:
+            n2o.setdefault(o2n.get(code, code), []).append(code)
+        for code, _ in choices:
+            olds = n2o.get(code, [])
+            if len(olds) == 1:  # a merged choice's previous value is a sum of published shares, its SE unknown
+                categories[code] = olds[0]
+    elif kind == "paired_difference":
+        categories = {c: c for c in ("before", "after", "difference")}
+    else:
+        categories = {"": ""}
+    note = "; ".join(x.note or x.question for x in used)
+    return Comparison(indicator_id, True, "", categories, note, str(qid or ""))
+
+
+def comparability(prev_signatures: Mapping[str, Any], cb, cb_path: Path | None = None) -> list[Comparison]:
+    """Which indicators of the current codebook ``cb`` compare with the earlier version, and why not."""
+    _, mappings = codebook_mappings(cb_path or cb.path)
+    cur = codebook_signatures(cb)
+    ids = [i.id for i in cb.indicators] + [i for i in prev_signatures if i not in cur]
+    return [compare_signatures(i, prev_signatures.get(i), cur.get(i), mappings) for i in ids]
+
+
+def comparability_table(comparisons: Sequence[Comparison], cb, previous_wave: str) -> pd.DataFrame:
+    """The comparability list as a table (for the method annex): one row per indicator."""
+    labels = {i.id: i.label for i in cb.indicators}
+    return pd.DataFrame({
+        "indicator_id": [c.indicator_id for c in comparisons],
+        "indicator_label": [labels.get(c.indicator_id, c.indicator_id) for c in comparisons],
+        "previous_wave": previous_wave,
+        "comparable": [c.comparable for c in comparisons],
+        "reason": [c.reason for c in comparisons],
+        "mapping": [c.mapped for c in comparisons],
+    })
+
+
+# ============================================================================================
+# 2. The published figures of a wave
+# ============================================================================================
+
+
+def wave_figures(table: pd.DataFrame) -> pd.DataFrame:
+    """The total rows of a disclosure-controlled study table, as a wave publishes them.
+
+    One row per target (each CAE, the consortium) x indicator x category, with the degrees of
+    freedom of its design (respondents in the base minus CAEs with a respondent in it). Hidden
+    cells carry no value (defensive: the study table already blanks them).
+    """
+    tot = table[table["breakdown"] == TOTAL].copy()
+    caes = tot[tot["target"] != CONSORTIUM]
+    has = (caes["n_unweighted"] > 0) | caes["suppressed"].astype(bool)
+    strata = caes[has].groupby(KEY, dropna=False).size().rename("n_strata").reset_index()
+    tot = tot.merge(strata, on=KEY, how="left")
+    n_strata = np.where(tot["target"] == CONSORTIUM, tot["n_strata"].fillna(0), 1)
+    tot["df"] = tot["n_unweighted"] - n_strata
+    hidden = tot["suppressed"].astype(bool)
+    for col in ("estimate", "se", "ci_low", "ci_high", "n_count"):
+        tot.loc[hidden, col] = np.nan
+    banded = hidden & tot["band_low"].notna() | hidden & tot["band_high"].notna()
+    for col in ("n_unweighted", "base_weighted", "df"):
+        tot.loc[hidden & ~banded, col] = np.nan
+    out = tot.reindex(columns=FIGURE_COLUMNS)
+    for col in _TEXT:
+        out[col] = out[col].fillna("").astype(str)
+    out = out.sort_values(["target", "indicator_id", "category"], kind="stable").reset_index(drop=True)
+    return out
+
+
+def default_figures_path(study: StudyConfig) -> Path:
+    """``data/reference/<study>/<wave>/wave.csv``."""
+    return PROJECT_ROOT / "data" / "reference" / study.study / study.wave / FIGURES_NAME
+
+
+def write_wave_figures(table: pd.DataFrame, study: StudyConfig, cb, path: Path, *,
+                       source: dict[str, Any], consortium: dict[str, Any]) -> Path:
+    """Publish a wave's figures (``path``, CSV) and their description (``path`` with ``.json``)."""
+    rows = wave_figures(table)
+    text = rows.to_csv(index=False, float_format=_FLOAT_FORMAT, lineterminator="\n")
+    caes = sorted(rows.loc[rows["target"] != CONSORTIUM, "target"].unique().tolist())
+    labels = {c.id: c.label for c in study.caes}
+    meta = {
+        "schema": SCHEMA,
+        "study": study.study,
+        "wave": study.wave,
+        "title": study.title,
+        "synthetic": bool(study.synthetic),
+        "published": str(source.pop("published")),
+        "caes": [{"id": c, "label": labels.get(c, c)} for c in caes],
+        "consortium": consortium,
+        "report": {"min_cell_count": study.report.min_cell_count, "min_base_pct": study.report.min_base_pct,
+                   "confidence_level": study.report.confidence_level},
+        "codebook": {"version": cb.version, "path": _rel(cb.path),
+                     "sha256": sha256_bytes(Path(cb.path).read_bytes())},
+        "figures": {"file": path.name, "rows": int(len(rows)), "sha256": sha256_bytes(text.encode("utf-8"))},
+        "source": source,
+        "indicators": codebook_signatures(cb),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, text)
+    write_atomic(path.with_suffix(META_SUFFIX), json.dumps(meta, ensure_ascii=False, indent=1) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class WaveFigures:
+    """A wave's published figures and their description."""
+
+    path: Path
+    rows: pd.DataFrame
+    meta: dict[str, Any]
+
+    @property
+    def wave(self) -> str:
+        """The wave id the figures were published for."""
+        return str(self.meta.get("wave", ""))
+
+    @property
+    def cae_ids(self) -> list[str]:
+        """The CAEs of the wave."""
+        return [c["id"] for c in self.meta.get("caes", [])]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Each CAE's anonymised label in the wave."""
+        return {c["id"]: c.get("label", c["id"]) for c in self.meta.get("caes", [])}
+
+
+def load_wave_figures(path: Path) -> WaveFigures:
+    """Read a published wave file; :class:`WaveError` names the file and what is wrong.
+
+    The figures' digest is checked against the description: a file edited after publication
+    is refused.
+    """
+    path = Path(path)
+    mpath = path.with_suffix(META_SUFFIX)
+    if not path.exists() or not mpath.exists():
+        raise WaveError(f"{path}: published figures of the previous wave not found (or their description "
+                        f"{mpath.name}); run 'make publish-wave STUDY=<the previous wave's study file>'")
+    try:
+        meta = json.loads(mpath.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise WaveError(f"{mpath}: not valid JSON: {exc}") from exc
+    data = path.read_bytes()
+    want = (meta.get("figures") or {}).get("sha256")
+    if want != sha256_bytes(data):
+        raise WaveError(f"{path}: its content differs from the digest of its description {mpath.name} "
+                        "(edited after publication?); publish it again")
+    rows = pd.read_csv(path, dtype={c: str for c in _TEXT}, keep_default_na=False, na_values=[""])
+    missing = [c for c in FIGURE_COLUMNS if c not in rows.columns]
+    if missing:
+        raise WaveError(f"{path}: column(s) {', '.join(missing)} missing")
+    for col in _TEXT:
+        rows[col] = rows[col].fillna("").astype(str)
+    for col in ("flag_caution", "suppressed"):
+        rows[col] = rows[col].map({True: True, False: False, "True": True, "False": False}).fillna(False).astype(bool)
+    return WaveFigures(path=path, rows=rows, meta=meta)
+
+
+# ============================================================================================
+# 3. Changes
+# ============================================================================================
+
+
+def satterthwaite_df(v1: float, df1: float, v2: float, df2: float) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of two independent variances."""
+    num = (v1 + v2) ** 2
+    den = (v1 ** 2 / df1 if df1 > 0 else 0.0) + (v2 ** 2 / df2 if df2 > 0 else 0.0)
+    if den <= 0:
+        return float(min(df1, df2))
+    return float(num / den)
+
+
+def change_stats(prev_est: float, prev_se: float, prev_df: float, cur_est: float, cur_se: float, cur_df: float,
+                 level: float = 0.95) -> dict[str, float]:
+    """The change ``cur - prev``, its SE (independent waves), df, interval and two-sided p-value."""
+    from scipy import stats
+
+    change = cur_est - prev_est
+    v1, v2 = prev_se ** 2, cur_se ** 2
+    se = math.sqrt(v1 + v2)
+    df = satterthwaite_df(v1, prev_df, v2, cur_df)
+    q = float(stats.t.ppf(0.5 + level / 2, df)) if df > 0 else float("nan")
+    p = float(2 * stats.t.sf(abs(change) / se, df)) if se > 0 and df > 0 else float("nan")
+    return {"change": change, "se": se, "df": df, "ci_low": change - q * se, "ci_high": change + q * se,
+            "p_value": p}
+
+
+def bh_adjust(p: Iterable[float]) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (NaN stays NaN), as R's ``p.adjust(method = "BH")``."""
+    p = np.asarray(list(p), dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    v = p[ok]
+    order = np.argsort(v)[::-1]
+    ranked = v[order] * m / np.arange(m, 0, -1)
+    adj = np.minimum(1.0, np.minimum.accumulate(ranked))
+    res = np.empty(m)
+    res[order] = adj
+    out[ok] = res
+    return out
+
+
+def _published(r: Mapping[str, Any] | None) -> bool:
+    if r is None:
+        return False
+    if bool(r["suppressed"]):
+        return False
+    return not any(pd.isna(r[c]) for c in ("estimate", "se", "n_unweighted"))
+
+
+def common_consortium(fig: pd.DataFrame, common: Sequence[str], min_base: int) -> pd.DataFrame:
+    """The consortium figures on the CAEs ``common`` only, from a wave's published CAE figures.
+
+    See the module docstring; ``method`` says which route was used (``sum`` of the common CAEs,
+    ``complement`` of the others) and the rows that cannot be computed have ``estimate`` NaN
+    and a ``reason``.
+    """
+    rows = []
+    caes = fig[fig["target"] != CONSORTIUM]
+    cons = fig[fig["target"] == CONSORTIUM].set_index(KEY)
+    for key, grp in caes.groupby(KEY, sort=True):
+        base = cons.loc[key] if key in cons.index else None
+        out = {"indicator_id": key[0], "category": key[1], "estimate": np.nan, "se": np.nan, "df": np.nan,
+               "n_unweighted": np.nan, "base_weighted": np.nan, "method": "", "reason": ""}
+        if base is not None:
+            for col in ("indicator_label", "domain_id", "kind", "unit", "category_label"):
+                out[col] = base[col]
+        kind = out.get("kind", grp["kind"].iloc[0])
+        inn = grp[grp["target"].isin(common)]
+        others = grp[~grp["target"].isin(common)]
+        if kind == "median":
+            out["reason"] = "médiane : non recalculable sur les CAE présentes aux deux vagues"
+            rows.append(out)
+            continue
+        if others.empty and base is not None:  # nobody left or joined: the consortium itself
+            if _published(base):
+                out.update(estimate=base["estimate"], se=base["se"], df=base["df"],
+                           n_unweighted=base["n_unweighted"], base_weighted=base["base_weighted"], method="all")
+            else:
+                out["reason"] = "valeur masquée (secret statistique)"
+            rows.append(out)
+            continue
+
+        def ok(frame: pd.DataFrame) -> bool:
+            return all(_published(r) and pd.notna(r["base_weighted"]) for _, r in frame.iterrows())
+
+        if len(inn) and ok(inn):
+            b = inn["base_weighted"].to_numpy(float)
+            est = float((b * inn["estimate"].to_numpy(float)).sum() / b.sum())
+            var = float((b ** 2 * inn["se"].to_numpy(float) ** 2).sum() / b.sum() ** 2)
+            n = float(inn["n_unweighted"].sum())
+            out.update(estimate=est, se=math.sqrt(var), n_unweighted=n, df=n - len(inn),
+                       base_weighted=float(b.sum()), method="sum")
+        elif base is not None and _published(base) and pd.notna(base["base_weighted"]) and ok(others):
+            b_all = float(base["base_weighted"])
+            b = others["base_weighted"].to_numpy(float)
+            rest = b_all - b.sum()
+            if rest > 0:
+                est = float((b_all * base["estimate"] - (b * others["estimate"].to_numpy(float)).sum()) / rest)
+                var = float((b_all ** 2 * base["se"] ** 2 - (b ** 2 * others["se"].to_numpy(float) ** 2).sum())
+                            / rest ** 2)
+                n = float(base["n_unweighted"] - others["n_unweighted"].sum())
+                n_in = int(len(inn))
+                out.update(estimate=est, se=math.sqrt(max(var, 0.0)), n_unweighted=n, df=n - n_in,
+                           base_weighted=rest, method="complement")
+            else:
+                out["reason"] = "aucune réponse dans les CAE présentes aux deux vagues"
+        else:
+            out["reason"] = "non calculable : une valeur nécessaire est masquée (secret statistique)"
+        if pd.notna(out["n_unweighted"]) and out["n_unweighted"] < min_base:
+            out.update(estimate=np.nan, se=np.nan, reason="base trop petite")
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def _level(r: Mapping[str, Any] | None, prefix: str) -> dict[str, Any]:
+    keys = ("estimate", "se", "df", "n_unweighted", "base_weighted", "suppressed", "suppression_reason")
+    if r is None:
+        return {f"{prefix}_{k}": (np.nan if k not in ("suppressed", "suppression_reason") else
+                                   (True if k == "suppressed" else "absent")) for k in keys}
+    out = {f"{prefix}_{k}": r.get(k, np.nan) for k in keys}
+    out[f"{prefix}_suppressed"] = bool(r.get("suppressed", False)) or pd.isna(r.get("estimate"))
+    out[f"{prefix}_suppression_reason"] = "" if pd.isna(r.get("suppression_reason", "")) else str(
+        r.get("suppression_reason", "") or "")
+    return out
+
+
+CHANGE_COLUMNS = [
+    "indicator_id", "indicator_label", "domain_id", "kind", "unit", "target", "scope", "category",
+    "category_label", "previous_wave", "current_wave",
+    "previous_estimate", "previous_se", "previous_df", "previous_n_unweighted", "previous_base_weighted",
+    "previous_suppressed", "previous_suppression_reason",
+    "current_estimate", "current_se", "current_df", "current_n_unweighted", "current_base_weighted",
+    "current_suppressed", "current_suppression_reason",
+    "change", "se", "df", "ci_low", "ci_high", "p_value", "tested", "not_tested_reason",
+    "suppressed", "suppression_reason", "method",
+]
+
+
+def compute_changes(current: pd.DataFrame, previous: pd.DataFrame, comparisons: Sequence[Comparison], *,
+                    previous_wave: str, current_wave: str, min_base: int = 10,
+                    level: float = 0.95, calibrated: Iterable[str] = ()) -> pd.DataFrame:
+    """Every comparable figure's change, for each target present in both waves.
+
+    ``current`` and ``previous`` are published wave figures (:func:`wave_figures`). Scopes: each
+    CAE present in both waves (``cae``), the consortium as published in each wave
+    (``consortium``), and the consortium on the CAEs present in both (``consortium_common``).
+    No test is corrected here (see :func:`report_changes`). Not tested, and given without an
+    interval: a share of an answer the weights are calibrated on (``calibrated`` question ids:
+    sex, contract stage; the register's figure in both waves), and a median (the difference of
+    two medians of whole numbers jumps by whole units: its normal interval does not hold).
+    """
+    calibrated = set(calibrated)
+    comp = {c.indicator_id: c for c in comparisons if c.comparable}
+    cur_caes = sorted(set(current["target"]) - {CONSORTIUM})
+    prev_caes = sorted(set(previous["target"]) - {CONSORTIUM})
+    common = [c for c in cur_caes if c in prev_caes]
+    cur_idx = current.set_index(["target", *KEY])
+    prev_idx = previous.set_index(["target", *KEY])
+    cur_common = common_consortium(current, common, min_base).set_index(KEY)
+    prev_common = common_consortium(previous, common, min_base).set_index(KEY)
+    rows = []
+    calibrated_ids = {c.indicator_id for c in comparisons if c.question in calibrated}
+    meta_cols = ("indicator_label", "domain_id", "kind", "unit", "category_label")
+    for target, scope in [*[(c, SCOPE_CAE) for c in common], (CONSORTIUM, SCOPE_CONSORTIUM),
+                          (CONSORTIUM, SCOPE_COMMON)]:
+        for ind, c in comp.items():
+            for cat, pcat in c.categories.items():
+                if scope == SCOPE_COMMON:
+                    cr = cur_common.loc[(ind, cat)] if (ind, cat) in cur_common.index else None
+                    pr = prev_common.loc[(ind, pcat)] if (ind, pcat) in prev_common.index else None
+                    cr = None if cr is None else {**cr.to_dict(), "suppressed": pd.isna(cr["estimate"]),
+                                                  "suppression_reason": cr["reason"]}
+                    pr = None if pr is None else {**pr.to_dict(), "suppressed": pd.isna(pr["estimate"]),
+                                                  "suppression_reason": pr["reason"]}
+                    meta_src = cur_idx.loc[(CONSORTIUM, ind, cat)] if (CONSORTIUM, ind, cat) in cur_idx.index else None
+                else:
+                    cr = cur_idx.loc[(target, ind, cat)].to_dict() if (target, ind, cat) in cur_idx.index else None
+                    pr = prev_idx.loc[(target, ind, pcat)].to_dict() if (target, ind, pcat) in prev_idx.index else None
+                    meta_src = cr
+                if cr is None and pr is None:
+                    continue
+                row: dict[str, Any] = {"indicator_id": ind, "target": target, "scope": scope, "category": cat,
+                                       "previous_wave": previous_wave, "current_wave": current_wave}
+                src = meta_src if meta_src is not None else (pr or {})
+                for col in meta_cols:
+                    row[col] = src.get(col, "") if isinstance(src, dict) else src[col]
+                row.update(_level(pr, "previous"))
+                row.update(_level(cr, "current"))
+                row["method"] = " / ".join(x for x in (
+                    (pr or {}).get("method", ""), (cr or {}).get("method", "")) if isinstance(x, str) and x)
+                row.update(change=np.nan, se=np.nan, df=np.nan, ci_low=np.nan, ci_high=np.nan,
+                           p_value=np.nan, tested=False, not_tested_reason="", suppressed=False,
+                           suppression_reason="")
+                hidden = [w for w, pre in ((previous_wave, "previous"), (current_wave, "current"))
+                          if row[f"{pre}_suppressed"]]
+                small = any(pd.notna(row[f"{p}_n_unweighted"]) and row[f"{p}_n_unweighted"] < min_base
+                            for p in ("previous", "current"))
+                if hidden or small:
+                    row["suppressed"] = True
+                    row["suppression_reason"] = (
+                        "valeur non publiée en " + " et en ".join(hidden) if hidden else "base < " + str(min_base))
+                    rows.append(row)
+                    continue
+                pe, ps, pdf = float(row["previous_estimate"]), float(row["previous_se"]), float(row["previous_df"])
+                ce, cs, cdf = float(row["current_estimate"]), float(row["current_se"]), float(row["current_df"])
+                st = change_stats(pe, ps, pdf, ce, cs, cdf, level)
+                row.update({k: st[k] for k in ("change", "se", "df", "ci_low", "ci_high")})
+                degenerate = (ps <= _ZERO_SE * max(abs(pe), 1.0)) and (cs <= _ZERO_SE * max(abs(ce), 1.0))
+                if degenerate or ind in calibrated_ids:
+                    row.update(se=np.nan, ci_low=np.nan, ci_high=np.nan, df=np.nan,
+                               not_tested_reason=NOT_TESTED_REGISTER)
+                elif row["kind"] == "median":
+                    row.update(se=np.nan, ci_low=np.nan, ci_high=np.nan, df=np.nan,
+                               not_tested_reason=NOT_TESTED_MEDIAN)
+                elif min(pdf, cdf) < 1:
+                    row["not_tested_reason"] = "trop peu de répondants"
+                else:
+                    row["p_value"] = st["p_value"]
+                    row["tested"] = True
+                rows.append(row)
+    out = pd.DataFrame(rows).reindex(columns=CHANGE_COLUMNS)
+    for col in ("previous_suppressed", "current_suppressed", "tested", "suppressed"):
+        out[col] = out[col].fillna(False).astype(bool)
+    return out.reset_index(drop=True)
+
+
+def report_changes(changes: pd.DataFrame, target: str, fdr_alpha: float = 0.05) -> pd.DataFrame:
+    """One report's change rows, its tests corrected together (Benjamini-Hochberg).
+
+    A CAE report: its own changes (and the consortium's, untested there, for context). The
+    consortium report: the consortium's (both scopes) and every CAE's, all tested together.
+    """
+    if target == CONSORTIUM:
+        out = changes.copy()
+        family = out["tested"]
+    else:
+        out = changes[(changes["target"] == target) | (changes["scope"] == SCOPE_CONSORTIUM)].copy()
+        family = out["tested"] & (out["target"] == target)
+    out = out.reset_index(drop=True)
+    family = family.reset_index(drop=True)
+    adj = np.full(len(out), np.nan)
+    adj[family.to_numpy()] = bh_adjust(out.loc[family, "p_value"])
+    out["p_adjusted"] = adj
+    out["significant"] = pd.array(np.where(np.isnan(adj), None, adj < fdr_alpha), dtype="boolean")
+    return out
+
+
+def trend_rows(waves: Sequence[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Every published consortium and CAE total figure of every wave, stacked (for trend charts)."""
+    parts = []
+    for wave, fig in waves:
+        f = fig[["indicator_id", "indicator_label", "domain_id", "kind", "unit", "target", "category",
+                 "category_label", "estimate", "se", "ci_low", "ci_high", "n_unweighted", "suppressed"]].copy()
+        f.insert(0, "wave", wave)
+        parts.append(f)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+# ============================================================================================
+# 4. The build step: reports/<wave>/_waves/
+# ============================================================================================
+
+
+def waves_dir(study: StudyConfig, reports_root: Path) -> Path:
+    """``reports/<wave>/_waves/``."""
+    return Path(reports_root) / study.wave / WAVES_DIR
+
+
+def target_change_file(study: StudyConfig, reports_root: Path, target: str) -> Path:
+    """A report's change rows (its tests corrected together): ``_waves/changes__<target>.parquet``."""
+    return waves_dir(study, reports_root) / f"changes__{target}.parquet"
+
+
+def change_inputs(study: StudyConfig) -> list[Path]:
+    """The previous waves' published files a wave's changes read."""
+    out = []
+    for p in study.previous_waves:
+        out += [p.figures, p.figures.with_suffix(META_SUFFIX)]
+    return out
+
+
+def run_changes(study: StudyConfig, reports_root: Path) -> Path:
+    """Compute every change of the wave against its latest previous wave, and the trends.
+
+    Reads this wave's study table (``_study/estimates.parquet``, disclosure control applied)
+    and the previous waves' published files; writes ``_waves/changes.parquet`` (every scope),
+    ``changes__<target>.parquet`` (a report's rows, tests corrected), ``comparability.csv``,
+    ``trend.parquet`` and ``waves.json`` (the waves, CAEs that joined or left).
+    """
+    from cae_impact.build.pipeline import ESTIMATES_FILE, study_dir
+    from cae_impact.spec.codebook import load_codebook
+
+    if not study.previous_waves:
+        raise WaveError(f"{study.path}: no previous_waves: nothing to compare with")
+    cb = load_codebook(study.codebook)
+    table = pd.read_parquet(study_dir(study, reports_root) / ESTIMATES_FILE)
+    current = wave_figures(table)
+    loaded = [load_wave_figures(p.figures) for p in study.previous_waves]
+    for p, w in zip(study.previous_waves, loaded, strict=True):
+        if w.wave != p.wave:
+            raise WaveError(f"{p.figures}: published for wave {w.wave!r}, not {p.wave!r}")
+    last = loaded[-1]
+    comps = comparability(last.meta.get("indicators", {}), cb, study.codebook)
+    calibrated = {m["question"] for m in (cb.register_mapping or {}).values()}
+    changes = compute_changes(current, last.rows, comps, previous_wave=last.wave, current_wave=study.wave,
+                              min_base=study.report.min_base_pct, level=study.report.confidence_level,
+                              calibrated=calibrated)
+    out = waves_dir(study, reports_root)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("changes__*.parquet"):
+        old.unlink()
+
+    def save(frame: pd.DataFrame, path: Path) -> None:
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+    save(changes, out / CHANGES_FILE)
+    # the same rows for R (scripts/verify_changes_with_r.R) and spreadsheets
+    write_atomic(out / "changes.csv", changes.to_csv(index=False, float_format=_FLOAT_FORMAT, lineterminator="\n"))
+    for target in study.targets:
+        save(report_changes(changes, target, study.report.fdr_alpha), target_change_file(study, reports_root, target))
+    write_atomic(out / COMPARABILITY_FILE,
+                 comparability_table(comps, cb, last.wave).to_csv(index=False, lineterminator="\n"))
+    save(trend_rows([*[(w.wave, w.rows) for w in loaded], (study.wave, current)]), out / TREND_FILE)
+    prev_caes = set(last.cae_ids)
+    cur_caes = set(study.cae_ids)
+    info = {
+        "wave": study.wave,
+        "previous_wave": last.wave,
+        "waves": [w.wave for w in loaded] + [study.wave],
+        "previous_published": last.meta.get("published"),
+        "previous_figures": {"path": _rel(last.path), "sha256": last.meta.get("figures", {}).get("sha256")},
+        "previous_codebook_version": last.meta.get("codebook", {}).get("version"),
+        "codebook_version": cb.version,
+        "common_caes": sorted(prev_caes & cur_caes),
+        "joined": [{"id": c, "label": study.target_label(c)} for c in sorted(cur_caes - prev_caes)],
+        "left": [{"id": c, "label": last.labels.get(c, c)} for c in sorted(prev_caes - cur_caes)],
+        "compared": int(sum(c.comparable for c in comps)),
+        "not_compared": int(sum(not c.comparable for c in comps)),
+    }
+    write_atomic(out / "waves.json", json.dumps(info, ensure_ascii=False, indent=2) + "\n")
+    return out / CHANGES_FILE
+
+
+def has_previous(study: StudyConfig) -> bool:
+    """Whether the study names an earlier wave to compare with."""
+    return bool(getattr(study, "previous_waves", ()))
+
+
+# ============================================================================================
+# 5. « Évolution depuis <vague> »: a plain HTML fragment (the report body will restyle it)
+# ============================================================================================
+
+MAX_CHART_ROWS = 12
+MAX_LEAD = 3
+
+
+@dataclass(frozen=True)
+class Evolution:
+    """What one report needs to say what changed: its rows, the waves, the comparability list."""
+
+    study: StudyConfig
+    target: str
+    rows: pd.DataFrame
+    info: dict[str, Any]
+    comparability: pd.DataFrame
+    trend: pd.DataFrame | None = None
+    #: the study's codebook (short labels), parsed once by :func:`load_evolution` rather than once
+    #: per row; read from ``study.codebook`` when None
+    codebook: Any = None
+
+
+def load_evolution(ctx) -> Evolution:
+    """A target's change rows, the waves' description, the comparability list (and the trend)."""
+    from cae_impact.build.pipeline import ParameterError
+
+    folder = waves_dir(ctx.study, ctx.reports_root)
+    path = target_change_file(ctx.study, ctx.reports_root, ctx.target)
+    if not path.exists():
+        raise ParameterError(f"{path}: the changes since the previous wave are missing; run 'make reports' "
+                             "(step changes) first")
+    trend = pd.read_parquet(folder / TREND_FILE) if ctx.target == CONSORTIUM else None
+    return Evolution(
+        study=ctx.study, target=ctx.target, rows=pd.read_parquet(path),
+        info=json.loads((folder / "waves.json").read_text(encoding="utf-8")),
+        comparability=pd.read_csv(folder / COMPARABILITY_FILE, keep_default_na=False),
+        trend=trend, codebook=ctx.codebook,
+    )
+
+
+def _fmt_level(value: Any, unit: str) -> str:
+    from cae_impact.core.frenchfmt import format_eur, format_number, format_pct
+
+    if unit == "pct":
+        return format_pct(value)
+    if unit == "eur":
+        return format_eur(value)
+    return format_number(value, 1)
+
+
+def _fmt_change(value: Any, unit: str) -> str:
+    from cae_impact.core.frenchfmt import format_eur, format_number, format_points
+
+    if unit == "pct":
+        return format_points(None if pd.isna(value) else value * 100, plus=True)
+    if unit == "eur":
+        return format_eur(value, plus=True)
+    return format_number(value, 1, plus=True)
+
+
+def _fmt_interval(lo: Any, hi: Any, unit: str) -> str:
+    from cae_impact.core.frenchfmt import MISSING
+
+    if pd.isna(lo) or pd.isna(hi):
+        return MISSING
+    return f"de {_fmt_change(lo, unit)} à {_fmt_change(hi, unit)}"
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    label = str(row["indicator_label"])
+    cat = str(row.get("category") or "")
+    if cat and row.get("kind") == "paired_difference":
+        label += {"before": " : avant la CAE", "after": " : aujourd’hui", "difference": ""}[cat]
+    elif cat:
+        label += f" : {row.get('category_label') or cat}"
+    return label.replace("'", "’")
+
+
+def _headline_rows(ev: Evolution) -> pd.DataFrame:
+    """The report's own change rows: the CAE's, or the published consortium's; one per figure shown."""
+    scope = SCOPE_CONSORTIUM if ev.target == CONSORTIUM else SCOPE_CAE
+    rows = ev.rows[(ev.rows["scope"] == scope) & (ev.rows["target"] == ev.target)]
+    keep = (rows["kind"] != "distribution") & ((rows["kind"] != "paired_difference") | (rows["category"] == "difference"))
+    return rows[keep].copy()
+
+
+def _significant(rows: pd.DataFrame) -> pd.Series:
+    return rows["significant"].fillna(False).astype(bool) & ~rows["suppressed"].astype(bool)
+
+
+def _wrap(label: str, width: int = 52, lines: int = 2) -> str:
+    """A chart label on at most ``lines`` lines of ``width`` characters (« … » when cut)."""
+    import textwrap
+
+    parts = textwrap.wrap(label, width)
+    if len(parts) > lines:
+        parts = parts[:lines]
+        parts[-1] = parts[-1][: width - 1].rstrip() + "…"
+    return "\n".join(parts)
+
+
+def trend_chart(ev: Evolution, indicator_ids: Sequence[str]):
+    """The consortium's value at every wave for a few indicators (percentages)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if ev.trend is None or ev.trend.empty or not indicator_ids:
+        return None
+    t = ev.trend[(ev.trend["target"] == CONSORTIUM) & (ev.trend["category"] == "")
+                 & ev.trend["indicator_id"].isin(indicator_ids) & ~ev.trend["suppressed"].astype(bool)]
+    if t.empty:
+        return None
+    waves_ = sorted(t["wave"].unique())
+    fig, ax = plt.subplots(figsize=(7.2, 3.4), layout="constrained")
+    palette = ["#0b5d7a", "#b5462f", "#1b7a4b", "#7a5c0b", "#5b3a8a", "#9aa5b1"]
+    for k, (iid, g) in enumerate(t.groupby("indicator_id", sort=False)):
+        g = g.set_index("wave").reindex(waves_)
+        label = _short(ev, {"indicator_id": iid, "category": ""})
+        ax.plot(range(len(waves_)), g["estimate"].to_numpy(float) * 100, marker="o",
+                color=palette[k % len(palette)], label=_wrap(label, 80))
+    ax.set_xticks(range(len(waves_)), waves_, fontsize=8)
+    ax.set_ylabel("%", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7.5, loc="lower left", frameon=False)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
+#: at most this many rows in the body's table of changes (all are in the evidence and indicators.xlsx)
+MAX_TABLE_ROWS = 8
+
+
+def _short(ev: Evolution, row: Mapping[str, Any]) -> str:
+    """The indicator's short label from the codebook (« Moins isolés »), else its label."""
+    from cae_impact.spec.codebook import load_codebook
+
+    codebook = ev.codebook if ev.codebook is not None else load_codebook(ev.study.codebook)
+    try:
+        label = codebook.indicator(str(row["indicator_id"])).short_label
+    except KeyError:
+        return _label(row)
+    cat = str(row.get("category") or "")
+    if cat and row.get("kind") != "paired_difference":
+        label += f" : {row.get('category_label') or cat}"
+    return label
+
+
+def _n_text(row: Mapping[str, Any]) -> str:
+    """« 57 et 56 répondants »: the bases of the two waves."""
+    from cae_impact.core.frenchfmt import format_int
+
+    a, b = row.get("previous_n_unweighted"), row.get("current_n_unweighted")
+    if pd.isna(a) or pd.isna(b):
+        return ""
+    return f"{format_int(a)} et {format_int(b)} répondants"
+
+
+def _verdict(row: Mapping[str, Any]) -> str:
+    """« hausse nette », « baisse nette », « pas d’évolution nette », « non testée », « non diffusée »."""
+    if bool(row["suppressed"]):
+        return "non diffusée"
+    sig = row.get("significant")
+    if pd.isna(sig) or not bool(row.get("tested", True)):
+        return "non testée"
+    if bool(sig):
+        return "hausse nette" if float(row["change"]) > 0 else "baisse nette"
+    return "pas d’évolution nette"
+
+
+def _moves(ev: Evolution) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the report's shown change rows, the significant ones largest first)."""
+    rows = _headline_rows(ev)
+    shown = rows[~rows["suppressed"].astype(bool)]
+    sig = shown[_significant(shown)]
+    return shown, sig.reindex(sig["change"].abs().sort_values(ascending=False).index)
+
+
+def evolution_lead(ev: Evolution) -> list[str]:
+    """What moved first (significant changes, largest first, with both bases), then the rest."""
+    from cae_impact.core.frenchfmt import french_typography
+
+    prev, cur = ev.info["previous_wave"], ev.info["wave"]
+    shown, sig = _moves(ev)
+    n = len(shown)
+    if sig.empty:
+        return [french_typography(
+            f"Entre {prev} et {cur}, aucun des {n} indicateurs comparables n’a bougé nettement : les "
+            "écarts observés restent dans la marge d’erreur des deux enquêtes. Le graphique montre les "
+            "plus grands.")]
+    forms = [
+        "Depuis {prev}, « {x} » a nettement {verb} : de {a} à {b} ({d} ; {n}).",
+        "« {x} » {verb2} nettement entre {prev} et {cur} : {a}, puis {b} ({d} ; {n}).",
+        "En {cur}, « {x} » atteint {b}, contre {a} en {prev} : {what} ({n}).",
+    ]
+    out = []
+    for k, (_, r) in enumerate(sig.head(MAX_LEAD).iterrows()):
+        up = float(r["change"]) > 0
+        out.append(forms[k % len(forms)].format(
+            prev=prev, cur=cur, x=_short(ev, r), verb="augmenté" if up else "diminué",
+            verb2="progresse" if up else "recule", a=_fmt_level(r["previous_estimate"], r["unit"]),
+            b=_fmt_level(r["current_estimate"], r["unit"]), d=_fmt_change(r["change"], r["unit"]),
+            n=_n_text(r), what=("une hausse nette de " if up else "une baisse nette de ")
+            + _fmt_change(abs(r["change"]), r["unit"]).lstrip("+")))
+    more = len(sig) - MAX_LEAD
+    if more > 0:
+        out.append(f"{more} autre{'s' if more > 1 else ''} indicateur{'s' if more > 1 else ''} "
+                   f"{'ont' if more > 1 else 'a'} aussi nettement bougé (tableau ci-dessous).")
+    rest = n - len(sig)
+    if rest > 0:
+        out.append(f"Les {rest} autres indicateurs comparables n’ont pas bougé nettement : leurs écarts "
+                   "restent dans la marge d’erreur des deux enquêtes.")
+    return [french_typography(" ".join(out))]
+
+
+def _title(ev: Evolution) -> str:
+    prev = ev.info["previous_wave"]
+    _, sig = _moves(ev)
+    if sig.empty:
+        return f"Évolution depuis {prev} : pas de changement net"
+    r = sig.iloc[0]
+    word = "en hausse" if float(r["change"]) > 0 else "en baisse"
+    more = len(sig) - 1
+    tail = (f", et {more} autre{'s' if more > 1 else ''} évolution{'s' if more > 1 else ''} "
+            f"nette{'s' if more > 1 else ''}") if more else ""
+    return f"Évolution depuis {prev} : « {_short(ev, r)} » {word} ({_fmt_change(r['change'], r['unit'])}){tail}"
+
+
+def _champ(ev: Evolution) -> str:
+    prev, cur = ev.info["previous_wave"], ev.info["wave"]
+    who = ("entrepreneurs des CAE du consortium" if ev.target == CONSORTIUM
+           else f"entrepreneurs de la {ev.study.target_label(ev.target)}")
+    return (f"{who} ayant répondu à l’enquête de {prev} et à celle de {cur} (deux échantillons ; une "
+            "partie des entrepreneurs a répondu aux deux).")
+
+
+def _source(ev: Evolution) -> str:
+    from cae_impact.core.frenchfmt import format_date_fr
+
+    prev, cur = ev.info["previous_wave"], ev.info["wave"]
+    synth = " (données synthétiques)" if ev.study.synthetic else ""
+    published = ev.info.get("previous_published") or ""
+    when = f" (chiffres publiés le {format_date_fr(published)})" if published else ""
+    return f"enquêtes CAE-IMPACT {prev}{when} et {cur}{synth}."
+
+
+def change_panel(ev: Evolution):
+    """The largest changes of the percentages, a bar each with its margin of error: (fig, alt, rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.ticker
+    from matplotlib.figure import Figure as MplFigure
+
+    from cae_impact.core.frenchfmt import french_typography
+    from cae_impact.render.charts import OKABE_ITO, STYLE, _tick_label
+
+    rows = _headline_rows(ev)
+    rows = rows[(rows["unit"] == "pct") & ~rows["suppressed"].astype(bool) & rows["change"].notna()]
+    if rows.empty:
+        return None, "", rows
+    rows = rows.reindex(rows["change"].abs().sort_values(ascending=False).index).head(MAX_CHART_ROWS)
+    sig = _significant(rows).to_numpy()
+    with matplotlib.rc_context(STYLE):
+        fig = MplFigure(figsize=(6.7, 0.36 * len(rows) + 0.8), layout="constrained")
+        ax = fig.add_subplot()
+        y = np.arange(len(rows))
+        ch = rows["change"].to_numpy(float) * 100
+        lo = rows["ci_low"].to_numpy(float) * 100
+        hi = rows["ci_high"].to_numpy(float) * 100
+        colours = np.where(sig, np.where(ch > 0, OKABE_ITO["bluish_green"], OKABE_ITO["vermilion"]), "#b8c2cc")
+        ax.barh(y, ch, color=colours, height=0.55)
+        ok = ~np.isnan(lo)
+        ax.errorbar(ch[ok], y[ok], xerr=[ch[ok] - lo[ok], hi[ok] - ch[ok]], fmt="none", ecolor="0.25",
+                    elinewidth=0.8, capsize=2)
+        ax.axvline(0, color="0.2", linewidth=0.8)
+        ax.set_yticks(y, [_tick_label(_short(ev, r), None, False, width=34) for _, r in rows.iterrows()])
+        ax.set_ylim(len(rows) - 0.5, -0.6)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+            lambda v, _: ("+" if v > 0 else "") + f"{v:.0f}".replace("-", "\u2212") + " pts"))
+        ax.grid(axis="x", color="0.9", linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.spines["left"].set_visible(False)
+    alt = french_typography("Barres horizontales, évolution en points : " + " ; ".join(
+        f"{_short(ev, r)} {_fmt_change(r['change'], r['unit'])}" for _, r in rows.iterrows()) + ".")
+    return fig, alt, rows
+
+
+def essentials_line(ev: Evolution) -> str:
+    """One sentence for « L’essentiel »: the clear changes since the previous wave, or none."""
+    prev, cur = ev.info["previous_wave"], ev.info["wave"]
+    if ev.target != CONSORTIUM and ev.target not in ev.info.get("common_caes", []):
+        return f"Première participation à l’enquête en {cur} : pas encore d’évolution à mesurer."
+    shown, sig = _moves(ev)
+    if sig.empty:
+        return (f"Aucun des {len(shown)} indicateurs comparables n’a bougé nettement depuis {prev} "
+                "(chapitre « Évolution »).")
+    bits = [f"« {_short(ev, r)} » {_fmt_change(r['change'], r['unit'])}" for _, r in sig.head(3).iterrows()]
+    more = len(sig) - 3
+    tail = f" et {more} autre{'s' if more > 1 else ''}" if more > 0 else ""
+    return (f"{len(sig)} évolution{'s' if len(sig) > 1 else ''} nette{'s' if len(sig) > 1 else ''} sur "
+            f"{len(shown)} indicateurs comparables : {', '.join(bits)}{tail} ; les autres n’ont pas bougé "
+            "nettement.")
+
+
+def evolution_section(ev: Evolution) -> str:
+    """« Évolution depuis <vague> » in the report's style.
+
+    A title stating what moved, what moved first, one chart of the largest changes and a short
+    table, each with its « Lecture / Champ / Source » lines; the full table is in the notebook's
+    evidence and in indicators.xlsx, the indicators not compared in the method annex.
+    """
+    from cae_impact.core.frenchfmt import french_typography as ft
+    from cae_impact.render.present import chart_html, heading_html, paragraph_html, table_html
+
+    prev, cur = ev.info["previous_wave"], ev.info["wave"]
+    if ev.target != CONSORTIUM and ev.target not in ev.info.get("common_caes", []):
+        label = ev.study.target_label(ev.target)
+        return heading_html(ft(f"Évolution depuis {prev} : première participation"), 1, "evolution") + \
+            paragraph_html(ft(
+                f"La {label} participe pour la première fois à l’enquête en {cur} : il n’y a pas encore "
+                f"d’évolution à mesurer. Ses chiffres de {cur} serviront de point de départ à la prochaine "
+                "enquête."))
+    parts = [heading_html(ft(_title(ev)), 1, "evolution")]
+    parts += [paragraph_html(s) for s in evolution_lead(ev)]
+    fig, alt, drawn = change_panel(ev)
+    if fig is not None:
+        first = drawn.iloc[0]
+        parts.append(chart_html(
+            fig, alt=alt, title=ft(f"Les plus grands écarts entre {prev} et {cur}, en points"),
+            lecture=ft(f"« {_short(ev, first)} » : {_fmt_level(first['previous_estimate'], 'pct')} en {prev}, "
+                       f"{_fmt_level(first['current_estimate'], 'pct')} en {cur}, soit "
+                       f"{_fmt_change(first['change'], 'pct')}. Une barre en couleur est une évolution nette "
+                       "(vert : hausse, orangé : baisse) ; le trait donne la marge d’erreur de l’écart."),
+            champ=ft(_champ(ev)), source=ft(_source(ev))))
+    shown, sig = _moves(ev)
+    table_rows = pd.concat([sig, shown.reindex(shown["change"].abs().sort_values(ascending=False).index)])
+    table_rows = table_rows[~table_rows.index.duplicated()].head(MAX_TABLE_ROWS)
+    lines = [{"Indicateur": _short(ev, r), prev: _fmt_level(r["previous_estimate"], r["unit"]),
+              cur: _fmt_level(r["current_estimate"], r["unit"]), "Évolution": _fmt_change(r["change"], r["unit"]),
+              "Répondants": _n_text(r).replace(" répondants", ""), "Verdict": _verdict(r)}
+             for _, r in table_rows.iterrows()]
+    if lines:
+        first = table_rows.iloc[0]
+        parts.append(table_html(
+            pd.DataFrame(lines), caption=ft(f"Les évolutions nettes et les plus grands écarts, {prev}-{cur}"),
+            numeric_columns=[prev, cur, "Évolution", "Répondants"],
+            note=ft(f"Évolution : valeur de {cur} moins valeur de {prev} (en points pour les parts). Hausse ou "
+                    "baisse nette : écart trop grand pour tenir au hasard des réponses, compte tenu du nombre "
+                    "d’indicateurs comparés. Non testée : chiffre connu par les registres. Toutes les "
+                    "évolutions sont dans le fichier indicators.xlsx."),
+            lecture=ft(f"« {_short(ev, first)} » passe de {_fmt_level(first['previous_estimate'], first['unit'])} "
+                       f"en {prev} à {_fmt_level(first['current_estimate'], first['unit'])} en {cur}."),
+            champ=ft(_champ(ev)), source=ft(_source(ev))))
+    nc = _not_compared(ev)
+    if len(nc):
+        parts.append(paragraph_html(ft(
+            f"{len(nc)} indicateur{'s ne sont' if len(nc) > 1 else ' n’est'} pas comparé{'s' if len(nc) > 1 else ''} "
+            f"entre {prev} et {cur} (question ou réponses modifiées) : la liste et les raisons sont dans "
+            "l’annexe sur la méthode."), "note"))
+    if ev.target == CONSORTIUM:
+        parts += _consortium_parts(ev)
+    return "".join(parts)
+
+
+def _not_compared(ev: Evolution) -> pd.DataFrame:
+    return ev.comparability[~ev.comparability["comparable"].astype(str).isin(["True", "true", "1"])]
+
+
+def method_paragraphs(study, reports_root) -> str:
+    """The method annex's part on the changes since the previous wave ('' for a first wave)."""
+    from cae_impact.core.frenchfmt import french_typography as ft
+    from cae_impact.render.present import heading_html, paragraph_html
+
+    if not getattr(study, "previous_waves", None):
+        return ""
+    path = waves_dir(study, reports_root) / COMPARABILITY_FILE
+    if not path.exists():
+        return ""
+    comp = pd.read_csv(path, keep_default_na=False)
+    nc = comp[~comp["comparable"].astype(str).isin(["True", "true", "1"])]
+    parts = [heading_html(ft("Évolutions depuis l’enquête précédente"), 2),
+             paragraph_html(ft(
+                 "Une évolution est la différence entre le chiffre de cette enquête et celui publié à "
+                 "l’enquête précédente (les chiffres publiés, secret statistique déjà appliqué ; aucune "
+                 "donnée individuelle de l’enquête précédente n’est relue). Son erreur-type est la racine "
+                 "de la somme des carrés des erreurs-types des deux enquêtes (enquêtes traitées comme "
+                 "indépendantes, degrés de liberté de Welch) ; une simulation montre que ce calcul est "
+                 "exact ou prudent quand les entrepreneurs déjà interrogés ne répondent pas moins souvent "
+                 "que les autres. Les tests d’une même vague sont corrigés ensemble "
+                 "(Benjamini-Hochberg) ; une évolution n’est dite nette qu’après cette correction. Une "
+                 "évolution n’est pas publiée quand l’un des deux chiffres ne l’est pas ; les chiffres "
+                 "des registres (sexe, statut) ne sont pas testés."))]
+    if len(nc):
+        items = "; ".join(f"{str(r['indicator_label']).replace(chr(39), '’')} ({r['reason']})" for _, r in nc.iterrows())
+        parts.append(paragraph_html(ft(
+            "Un indicateur n’est comparé que si ses questions, ses réponses possibles et les personnes "
+            "interrogées sont les mêmes aux deux enquêtes, ou si le référentiel dit explicitement comment "
+            f"passer de l’un à l’autre. Indicateurs non comparés : {items}.")))
+    return "".join(parts)
+
+
+def _consortium_parts(ev: Evolution) -> list[str]:
+    from cae_impact.core.frenchfmt import french_typography as ft
+    from cae_impact.render.present import chart_html, paragraph_html, table_html
+
+    prev, cur = ev.info["previous_wave"], ev.info["wave"]
+    parts = []
+    joined = [x["label"] for x in ev.info.get("joined", [])]
+    left = [x["label"] for x in ev.info.get("left", [])]
+    if joined or left:
+        said = []
+        if joined:
+            said.append(f"{', '.join(joined)} {'ont' if len(joined) > 1 else 'a'} rejoint l’enquête en {cur}")
+        if left:
+            said.append(f"{', '.join(left)} n’{'ont' if len(left) > 1 else 'a'} pas participé en {cur}")
+        parts.append(paragraph_html(ft(
+            f"Le consortium n’est pas tout à fait le même aux deux dates : {' ; '.join(said)}. Les évolutions "
+            f"ci-dessus comparent le consortium de {prev} à celui de {cur} ; le tableau suivant les calcule "
+            f"aussi sur les seules CAE présentes aux deux enquêtes ({len(ev.info.get('common_caes', []))} CAE), "
+            "ce qui isole ce qui a changé dans ces CAE de l’effet de l’arrivée ou du départ d’une CAE.")))
+        both = ev.rows[(ev.rows["target"] == CONSORTIUM)]
+        shown, sig = _moves(ev)
+        top = pd.concat([sig, shown.reindex(shown["change"].abs().sort_values(ascending=False).index)])
+        top = top[~top.index.duplicated()].head(MAX_TABLE_ROWS)
+        full = top.set_index(KEY)
+        com = both[both["scope"] == SCOPE_COMMON].set_index(KEY)
+        lines = []
+        for key, r in full.iterrows():
+            if key not in com.index:
+                continue
+            c = com.loc[key]
+            rr = r.to_dict() | {"indicator_id": key[0], "category": key[1]}
+            lines.append({
+                "Indicateur": _short(ev, rr),
+                "Tout le consortium": "s" if r["suppressed"] else _fmt_change(r["change"], r["unit"]),
+                "CAE des deux enquêtes": "s" if c["suppressed"] else _fmt_change(c["change"], c["unit"]),
+                "Verdict (CAE des deux enquêtes)": _verdict(c.to_dict() | {"tested": not pd.isna(c["significant"])}),
+            })
+        if lines:
+            title = ft(f"Les évolutions du consortium, avec et sans les CAE arrivées ou parties entre {prev} et {cur}")
+            parts.append(table_html(
+                pd.DataFrame(lines), caption=title,
+                note=ft("« s » : non calculable sans un chiffre couvert par le secret statistique, ou médiane."),
+                lecture=ft("la première colonne compare les deux consortiums tels que publiés ; la deuxième, "
+                           "les mêmes CAE aux deux dates."),
+                champ=ft(_champ(ev)), source=ft(_source(ev)),
+                numeric_columns=["Tout le consortium", "CAE des deux enquêtes"]))
+    rows = _headline_rows(ev)
+    rows = rows[(rows["unit"] == "pct") & ~rows["suppressed"].astype(bool)]
+    top = rows.reindex(rows["change"].abs().sort_values(ascending=False).index).head(5)["indicator_id"].tolist()
+    fig = trend_chart(ev, top)
+    if fig is not None:
+        waves_ = ", ".join(ev.info.get("waves", []))
+        title = ft(f"Les indicateurs du consortium qui ont le plus bougé, à chaque enquête ({waves_})")
+        parts.append(chart_html(
+            fig, alt=title, title=title,
+            lecture=ft("chaque point est la valeur du consortium à une enquête ; les cinq indicateurs en "
+                       "pourcentage dont l’écart est le plus grand sont montrés."),
+            champ=ft("entrepreneurs des CAE du consortium à chaque enquête."), source=ft(_source(ev))))
+    return parts
+
+
+def show_evolution(ctx) -> None:
+    """Display « Évolution depuis <vague> » for the notebook's target."""
+    from IPython.display import HTML, display
+
+    display(HTML(evolution_section(load_evolution(ctx))))
+
+
+def show_evolution_evidence(ctx) -> None:
+    """For the reviewer (not in the report): every change row, unformatted, and the comparability."""
+    from IPython.display import Markdown, display
+
+    ev = load_evolution(ctx)
+    display(Markdown(f"### Pièces justificatives — évolutions {ev.info['previous_wave']}-{ev.info['wave']}"))
+    from cae_impact.build.pipeline import show_frame
+
+    show_frame(ev.rows.reset_index(drop=True))
+    display(Markdown("Comparabilité des indicateurs entre les deux versions du référentiel :"))
+    show_frame(ev.comparability)
+
+
+# ============================================================================================
+# 6. The change columns of a report's indicator tables
+# ============================================================================================
+
+CHANGE_TABLE_COLUMNS = ["previous_wave", "previous_estimate", "change", "change_ci_low", "change_ci_high",
+                        "change_p_adjusted", "change_significant", "change_note"]
+
+
+def add_change_columns(rows: pd.DataFrame, changes: pd.DataFrame, target: str) -> pd.DataFrame:
+    """A report's indicator rows with the change since the previous wave on its total rows.
+
+    The report's own figures: a CAE's rows (scope ``cae``), the consortium's (scope
+    ``consortium``, as published) and, in the consortium report, each CAE's. Values are those of
+    the report's change file (tests corrected in the report); a hidden level gives no change.
+    """
+    out = rows.copy()
+    ch = changes[changes["scope"].isin([SCOPE_CAE, SCOPE_CONSORTIUM])]
+    if target != CONSORTIUM:
+        ch = ch[(ch["target"] == target) | (ch["scope"] == SCOPE_CONSORTIUM)]
+    ch = ch.drop_duplicates(["target", *KEY])
+    hidden = ch["suppressed"].astype(bool)
+    note = np.where(hidden, "valeur non publiée à l’une des deux vagues",
+                    ch["not_tested_reason"].fillna("").astype(str))
+    sig = ch["significant"] if "significant" in ch.columns else pd.Series(pd.NA, index=ch.index)
+    padj = ch["p_adjusted"] if "p_adjusted" in ch.columns else pd.Series(np.nan, index=ch.index)
+    add = pd.DataFrame({
+        "target": ch["target"].to_numpy(), "indicator_id": ch["indicator_id"].to_numpy(),
+        "category": ch["category"].to_numpy(),
+        "breakdown": TOTAL,
+        "previous_wave": ch["previous_wave"].to_numpy(),
+        "previous_estimate": np.where(ch["previous_suppressed"].astype(bool), np.nan, ch["previous_estimate"]),
+        "change": np.where(hidden, np.nan, ch["change"]),
+        "change_ci_low": np.where(hidden, np.nan, ch["ci_low"]),
+        "change_ci_high": np.where(hidden, np.nan, ch["ci_high"]),
+        "change_p_adjusted": np.where(hidden, np.nan, padj),
+        "change_significant": pd.array(np.where(hidden | pd.isna(sig), None, sig), dtype="boolean"),
+        "change_note": note,
+    })
+    out["category"] = out["category"].fillna("")
+    merged = out.merge(add, on=["target", "breakdown", "indicator_id", "category"], how="left")
+    comparable = merged["previous_wave"].notna()
+    is_total = merged["breakdown"] == TOTAL
+    own = merged["target"].isin(set(add["target"]))
+    merged.loc[is_total & own & ~comparable, "change_note"] = "indicateur non comparé (voir l’annexe)"
+    merged["previous_wave"] = merged["previous_wave"].fillna("")
+    merged["change_note"] = merged["change_note"].fillna("")
+    return merged
+
+
+# ============================================================================================
+# 7. Secrecy over the waves
+# ============================================================================================
+
+
+def audit_previous_wave(figures: WaveFigures, cb):
+    """The linear-programming attack (:mod:`cae_impact.analysis.secrecy`) on a wave's published figures file.
+
+    The file holds the total rows of every target; the attack uses every relation among them
+    (categories and bases, consortium = sum of the CAEs, bands, the CAEs' respondents).
+    """
+    from cae_impact.analysis import indicators, secrecy
+
+    table = figures.rows.copy()
+    table["breakdown"] = TOTAL
+    table["group"] = ""
+    table = table.drop_duplicates(subset=["indicator_id", "target", "breakdown", "group", "category"])
+    inputs = indicators.secrecy_inputs(cb)
+    return secrecy.audit_table(table.reset_index(drop=True), cb, inputs["indicators"], consortium=CONSORTIUM,
+                               min_count=int(figures.meta.get("report", {}).get("min_cell_count", 5)),
+                               group_codes=inputs["group_codes"])
+
+
+def check_changes_from_published(study: StudyConfig, reports_root: Path) -> list[str]:
+    """Every published change is the difference of two published figures; a hidden level gives none.
+
+    Compares each change row of ``_waves/changes.parquet`` (scopes ``cae`` and ``consortium``)
+    with the previous wave's published file and this wave's ``indicators.csv`` files. Returns
+    the problems found (empty: the change files publish nothing the two waves did not).
+    """
+    changes = pd.read_parquet(waves_dir(study, reports_root) / CHANGES_FILE)
+    prev = load_wave_figures(study.previous_waves[-1].figures).rows.set_index(["target", *KEY])
+    cur_parts = []
+    for target in study.targets:
+        path = Path(reports_root) / study.wave / target / "indicators.csv"
+        if path.exists():
+            t = pd.read_csv(path, dtype={"category": str, "group": str}, keep_default_na=False, na_values=[""])
+            t["category"] = t["category"].fillna("")
+            t = t[(t["target"] == target) & (t["breakdown"] == TOTAL)]
+            t["suppressed"] = t["suppressed"].astype(str).str.lower().isin(["true", "1"])
+            cur_parts.append(t)
+    cur = pd.concat(cur_parts, ignore_index=True).set_index(["target", *KEY])
+    problems = []
+    for _, r in changes[changes["scope"].isin([SCOPE_CAE, SCOPE_CONSORTIUM])].iterrows():
+        key = (r["target"], r["indicator_id"], r["category"])
+        pkey = key  # categories are mapped one to one (renamed codes keep their published row)
+        c = cur.loc[key] if key in cur.index else None
+        p = prev.loc[pkey] if pkey in prev.index else None
+        hidden = (c is None or bool(c["suppressed"]) or pd.isna(c["estimate"])
+                  or p is None or bool(p["suppressed"]) or pd.isna(p["estimate"]))
+        if hidden:
+            if pd.notna(r["change"]) or pd.notna(r["se"]):
+                problems.append(f"{key}: a change is given where a level is not published")
+            continue
+        if pd.isna(r["change"]):
+            continue
+        if not math.isclose(float(r["change"]), float(c["estimate"]) - float(p["estimate"]), rel_tol=0,
+                            abs_tol=1e-9 * max(1.0, abs(float(c["estimate"])))):  # indicators.csv: 10 digits
+            problems.append(f"{key}: the change is not the difference of the published figures")
+    return problems

@@ -1,0 +1,294 @@
+"""Scan built files for personal data: nothing personal leaves cleaning, nothing is published.
+
+Two searches, both run by :func:`scan_tree`:
+
+* **raw values** — :func:`collect_raw_identifiers` reads each CAE's raw export (as received)
+  and gathers what could single someone out: e-mail addresses, phone numbers and IP addresses
+  anywhere in the file (as people type them: spaced, « arobase », any digit grouping), and the
+  values of its identifier columns (LimeSurvey token, Kobo respondent id, Google Forms e-mail,
+  spreadsheet questionnaire number…); each is looked for in every built file;
+* **any personal data** — every e-mail address, phone number and IP address found in the text a
+  reader gets out of a built file (:func:`file_text`: HTML without its markup, PDF through
+  ``pdftotext``, DOCX and XLSX XML, notebooks' sources and text outputs, parquet, CSV, JSON),
+  whether or not it came from a raw export.
+
+Run by the build on everything it publishes (``cae-impact index`` refuses to write
+``reports/index.html`` when anything is found: the build fails) and by ``cae-impact
+scan-personal-data`` on ``data/processed/`` and ``reports/``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cae_impact.privacy.personal_data import PHONE_RE, find_personal_data, find_personal_data_spans
+from cae_impact.spec.config import StudyConfig
+
+IPV4_RE = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+MIN_ID_LENGTH = 6  # shorter identifier values (row numbers) would match everywhere
+SKIPPED_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".woff", ".woff2", ".ttf", ".lock")
+_TOKEN_RE = re.compile(r"[\w@.+-]+")
+_TOKEN_FULL_RE = re.compile(r"[\w@.+-]+")
+MASKS = ("[courriel masqué]", "[téléphone masqué]", "[adresse IP masquée]")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A personal value found in a built file."""
+
+    path: Path
+    kind: str
+    value_hint: str  # the value, partly masked (the finding itself must not leak it)
+
+
+def _hint(value: str) -> str:
+    return value[:2] + "…" + value[-2:] if len(value) > 6 else "…"
+
+
+def _digits(phone: str) -> str:
+    return re.sub(r"\D", "", phone)
+
+
+def normalise_email(value: str) -> str:
+    """An e-mail address as typed (« nom arobase orange point fr ») in its plain form."""
+    v = value.lower()
+    v = re.sub(r"\s*[\[(<{]\s*(?:at|arobase|@)\s*[\])>}]\s*|\s+(?:at|arobase|arrobase|arobas)\s+", "@", v)
+    v = re.sub(r"\s*[\[(<{]\s*(?:dot|point|\.)\s*[\])>}]\s*|\s+(?:dot|point)\s+", ".", v)
+    return re.sub(r"\s+", "", v)
+
+
+def _raw_text(path: Path) -> str:
+    if path.suffix.lower() == ".xlsx":
+        return _zip_xml_text(path)
+    raw = path.read_bytes()
+    return raw.decode("utf-8", errors="ignore") + "\n" + raw.decode("cp1252", errors="ignore")
+
+
+def collect_raw_identifiers(study: StudyConfig) -> dict[str, set[str]]:
+    """Personal values of every raw export of the study, by kind (email, phone, ip, identifier)."""
+    from cae_impact.ingest import read_cae_export
+
+    found: dict[str, set[str]] = {"email": set(), "phone": set(), "ip": set(), "identifier": set()}
+    for cae in study.caes:
+        text = _raw_text(cae.export)
+        for kind, value in find_personal_data(text):
+            if kind == "email":
+                found["email"].add(normalise_email(value))
+            elif kind == "phone":
+                found["phone"].add(_digits(value))
+            elif not value.startswith(("0.", "1.", "2.")):
+                found["ip"].add(value)
+        export = read_cae_export(study, cae.id)
+        for col in ("_rid", "_token", "_email", "_response_id"):
+            if col in export.frame:
+                for value in export.frame[col].dropna().astype(str):
+                    value = value.strip()
+                    if len(value) >= MIN_ID_LENGTH:
+                        found["identifier"].add(value)
+    return found
+
+
+#: a worksheet cell of a number (no ``t`` attribute, or ``t="n"``) and its value
+_NUMBER_CELL = re.compile(r'<c\b(?![^>]*\bt="(?:s|str|inlineStr|b|e)")[^>]*>\s*<v>[^<]*</v>\s*</c>')
+
+
+def _zip_xml_text(path: Path) -> str:
+    """The text of the XML parts of an XLSX or DOCX, markup replaced by spaces."""
+    parts = []
+    with zipfile.ZipFile(path) as z:
+        for n in z.namelist():
+            if n.endswith(".xml") or n.endswith(".rels"):
+                xml = z.read(n).decode("utf-8", errors="ignore")
+                if n.startswith("xl/worksheets/"):  # a number cell holds a number, not text
+                    xml = _NUMBER_CELL.sub(" ", xml)
+                parts.append(xml)
+    return "\n".join(html.unescape(re.sub(r"<[^>]*>", " ", p)) for p in parts)
+
+
+def html_text(markup: str) -> str:
+    """What a reader of an HTML page sees: no scripts, styles or markup (attributes included)."""
+    markup = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", markup)
+    markup = re.sub(r"(?s)<!--.*?-->", " ", markup)
+    return html.unescape(re.sub(r"<[^>]*>", " ", markup))
+
+
+def _notebook_text(path: Path) -> str:
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8", errors="ignore"))
+    except ValueError:
+        return path.read_bytes().decode("utf-8", errors="ignore")
+    parts: list[str] = []
+
+    def text_of(value) -> str:
+        return "".join(value) if isinstance(value, list) else str(value)
+
+    for cell in nb.get("cells", []):
+        parts.append(text_of(cell.get("source", "")))
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                parts.append(text_of(out["text"]))
+            parts.extend(text_of(t) for t in out.get("traceback", []))
+            for mime, data in (out.get("data") or {}).items():
+                if mime == "text/html":
+                    parts.append(html_text(text_of(data)))
+                elif mime.startswith("text/") or mime.endswith("json"):
+                    parts.append(text_of(data) if mime.startswith("text/") else json.dumps(data))
+    return "\n".join(parts)
+
+
+def file_text(path: Path) -> str:
+    """The text a reader or a program could get out of a built file."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        return frame.astype(str).to_csv(index=False)
+    if suffix in (".xlsx", ".docx"):
+        return _zip_xml_text(path)
+    if suffix == ".pdf":
+        if shutil.which("pdftotext") is None:
+            raise RuntimeError("pdftotext (poppler-utils) is needed to scan PDF files")
+        return subprocess.run(["pdftotext", "-q", str(path), "-"], capture_output=True, text=True, check=False).stdout
+    if suffix in SKIPPED_SUFFIXES:
+        return ""
+    if suffix in (".html", ".htm"):
+        return html_text(path.read_bytes().decode("utf-8", errors="ignore"))
+    if suffix == ".ipynb":
+        return _notebook_text(path)
+    return path.read_bytes().decode("utf-8", errors="ignore")
+
+
+def _embedded(text: str, start: int, end: int) -> bool:
+    """A match glued to letters or digits (a digest, a base64 run): not typed personal data.
+
+    « + », « / » and « = » count as glued too: they are base64 characters, and a run of an
+    embedded image can hold « …//15++… » followed by digits.
+    """
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    return before.isalnum() or after.isalnum() or before in "+/=" or after in "+/="
+
+
+#: a decimal number (« 33.702020202 », « 12,5 »): digits, one separator, digits; never a phone
+_DECIMAL = re.compile(r"^[+-]?\d{1,3}[.,]\d{3,}$|^[+-]?\d+[.,]\d{1,2}$")
+
+
+def _spans(text: str) -> list[tuple[str, str, int, int]]:
+    """Personal data in a built file's text; a phone glued to letters or digits is not counted."""
+    return [(kind, value, start, end) for kind, value, start, end in find_personal_data_spans(text)
+            if not (kind == "phone" and (_embedded(text, start, end) or _DECIMAL.match(value.strip())))]
+
+
+def find_in_text(text: str) -> list[tuple[str, str]]:
+    """Every e-mail, phone and IP address in a built file's text (glued to a word: not counted)."""
+    from cae_impact.privacy.personal_data import strip_controls
+
+    return [(kind, value) for kind, value, _, _ in _spans(strip_controls(text))]
+
+
+def scan_text(path: Path, text: str, needles: dict[str, set[str]] | None) -> list[Finding]:
+    """The personal data in one built file's text: any address or number, and the raw values."""
+    from cae_impact.privacy.personal_data import strip_controls
+
+    text = strip_controls(text)
+    spans = _spans(text)
+    findings: list[Finding] = []
+    seen: set[tuple[str, str]] = set()
+    for kind, value, _, _ in spans:
+        if (kind, value) not in seen:
+            seen.add((kind, value))
+            findings.append(Finding(path, kind, _hint(value)))
+    if not needles:
+        return findings
+    lower = text.lower()
+    plain_emails = {normalise_email(v) for k, v, _, _ in spans if k == "email"}
+    phone_digits = {_digits(m.group(0)) for m in PHONE_RE.finditer(text)}
+    # identifiers and IP addresses are whole tokens: one pass over the text, not one per value
+    tokens: set[str] = set()
+    for token in _TOKEN_RE.findall(text):
+        tokens.add(token)
+        tokens.add(token.strip(".+-@"))
+    for kind, values in needles.items():
+        for value in values:
+            if kind == "phone":
+                hit = len(value) >= 9 and value in phone_digits
+            elif kind == "email":
+                hit = value in plain_emails or value in lower
+            elif value in tokens:
+                hit = True
+            else:  # an identifier glued to other text: the slow way, only for odd values
+                hit = not _TOKEN_FULL_RE.fullmatch(value) and value in text
+            if hit and (kind, value) not in seen:
+                seen.add((kind, value))
+                findings.append(Finding(path, kind, _hint(value)))
+    return findings
+
+
+def published_files(folders: list[Path]) -> list[Path]:
+    """Every file under ``folders`` (hidden build files and the failure folder included)."""
+    out: list[Path] = []
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_file():
+            out.append(folder)
+        elif folder.exists():
+            out.extend(sorted(p for p in folder.rglob("*") if p.is_file() and ".tmp" not in p.name))
+    return out
+
+
+def scan_tree(folders: list[Path], needles: dict[str, set[str]] | None = None,
+              cache_dir: Path | None = None) -> list[Finding]:
+    """Every place personal data appears in the files under ``folders``.
+
+    Any e-mail address, phone number or IP address in a file's text is a finding; with
+    ``needles`` (:func:`collect_raw_identifiers`), so is every raw value found there. With
+    ``cache_dir``, the result for a file is remembered by the sha256 of its bytes, of the
+    needles and of the scanning code: an unchanged file is not read again.
+    """
+    import hashlib
+
+    from cae_impact.build import cache as cachemod
+
+    salt = ""
+    if cache_dir is not None:
+        here = Path(__file__).resolve().parent
+        code = "".join(cachemod.sha256_file(here / n) for n in ("privacy.py", "privacy_scan.py"))
+        salt = cachemod.key_of({"code": code, "needles": {k: sorted(v) for k, v in (needles or {}).items()}})
+    findings: list[Finding] = []
+    for path in published_files(folders):
+        memo = None
+        if cache_dir is not None:
+            try:
+                digest = hashlib.sha256(path.read_bytes() + salt.encode()).hexdigest()
+            except OSError:
+                digest = None
+            if digest:
+                memo = Path(cache_dir) / f"{digest}.json"
+                if memo.is_file():
+                    try:
+                        findings.extend(Finding(path, k, h) for k, h in json.loads(memo.read_text()))
+                        continue
+                    except (OSError, ValueError):
+                        pass
+        try:
+            text = file_text(path)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            findings.append(Finding(path, f"unreadable ({type(exc).__name__})", "…"))
+            continue
+        found = scan_text(path, text, needles)
+        findings.extend(found)
+        if memo is not None and not found:  # only a clean result is remembered
+            try:
+                memo.parent.mkdir(parents=True, exist_ok=True)
+                memo.write_text("[]")
+            except OSError:
+                pass
+    return findings
