@@ -55,7 +55,7 @@ CODE_DEPS := $(SRC) $(VENV_STAMP)
 STUDY_MK := $(BUILD_ROOT)/study-$(subst /,_,$(STUDY)).mk
 # Build steps go through the kernel server when `make reports` runs one (a forked, warm
 # process: no start-up cost); otherwise the client runs the step itself.
-CLI := $(PY) -m cae_impact.build.kernels client -- --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT) --notebooks-dir $(NOTEBOOKS_DIR) --cache-root $(CACHE_ROOT)
+CLI := $(PY) -m cae_impact.build client -- --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT) --notebooks-dir $(NOTEBOOKS_DIR) --cache-root $(CACHE_ROOT)
 
 .DEFAULT_GOAL := help
 
@@ -142,7 +142,7 @@ reports-study:
 	@rm -f $(CAE_BUILD_PROGRESS)
 	@if $(MAKE) -q --no-print-directory CAE_NEEDS_STUDY=1 $(HTML) $(PDF) $(DOCX) $(REPORTS_ROOT)/index.html 2>/dev/null; then \
 	  echo "==> reports up to date: $(REPORTS_ROOT)/index.html"; exit 0; fi; \
-	  status=0; $(PY) -m cae_impact.build.kernels run -- $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) reports-all || status=$$?; \
+	  status=0; $(PY) -m cae_impact.build run -- $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) reports-all || status=$$?; \
 	  rm -f $(CAE_BUILD_PROGRESS); \
 	  if [ $$status -ne 0 ]; then $(CLI) build-summary --status $$status || true; exit $$status; fi
 

@@ -58,7 +58,7 @@ cleaning = nb([
         'processed_root: str = "data/processed"  # root of the cleaned data (relative to the project root)\n'
     ),
     hidden(
-        "from cae_impact import pipeline\n\n"
+        "from cae_impact.build import pipeline\n\n"
         "ctx = pipeline.cleaning_context(study=study, cae=cae, processed_root=processed_root)\n"
         "ctx"
     ),
@@ -81,7 +81,7 @@ effect = nb([
         'reports_root: str = "reports"  # root of the reports (indicator tables are saved there)\n'
     ),
     hidden(
-        "from cae_impact import pipeline\n\n"
+        "from cae_impact.build import pipeline\n\n"
         "ctx = pipeline.effect_context(study=study, target=target, domain=domain,\n"
         "                              processed_root=processed_root, reports_root=reports_root)\n"
         "ctx"
@@ -117,7 +117,7 @@ profile = nb([
         'reports_root: str = "reports"  # root of the reports (indicator tables are saved there)\n'
     ),
     hidden(
-        "from cae_impact import pipeline\n\n"
+        "from cae_impact.build import pipeline\n\n"
         "ctx = pipeline.profile_context(study=study, target=target,\n"
         "                               processed_root=processed_root, reports_root=reports_root)\n"
         "ctx"
@@ -135,7 +135,7 @@ profile = nb([
 evolution = nb([
     new_markdown_cell(
         "<!-- Étape 04 : évolution d'une cible (une CAE ou le consortium) depuis la vague précédente, "
-        "à partir des chiffres publiés de cette vague (src/cae_impact/analysis/waves.py). -->",
+        "à partir des chiffres publiés de cette vague (src/cae_impact/analysis/waves.py, src/cae_impact/render/evolution.py). -->",
         metadata={"tags": ["remove-cell"]},
     ),
     params(
@@ -145,19 +145,19 @@ evolution = nb([
         'reports_root: str = "reports"  # root of the reports\n'
     ),
     hidden(
-        "from cae_impact import pipeline, waves\n\n"
+        "from cae_impact.build import pipeline\nfrom cae_impact.render import evolution\n\n"
         "ctx = pipeline.profile_context(study=study, target=target,\n"
         "                               processed_root=processed_root, reports_root=reports_root)\n"
         "ctx"
     ),
-    shown("waves.show_evolution(ctx)"),
+    shown("evolution.show_evolution(ctx)"),
     evidence_note(
         "## Pièces justificatives (hors rapport)\n\n"
         "Chaque évolution non arrondie (valeurs des deux vagues, erreurs-types, degrés de liberté, "
         "intervalle, p-values brute et ajustée, motif de non-diffusion) et la comparabilité des "
         "indicateurs entre les deux versions du référentiel."
     ),
-    evidence("waves.show_evolution_evidence(ctx)"),
+    evidence("evolution.show_evolution_evidence(ctx)"),
 ])
 
 estimation = nb([
@@ -177,7 +177,7 @@ estimation = nb([
         'reports_root: str = "reports"  # root of the reports (the estimation writes <wave>/_study/ there)\n'
     ),
     hidden(
-        "from cae_impact import audit, pipeline\n\n"
+        "from cae_impact.build import pipeline\nfrom cae_impact.render import audit\n\n"
         "ctx = audit.estimation_context(study=study, processed_root=processed_root, reports_root=reports_root)\n"
         "ctx"
     ),

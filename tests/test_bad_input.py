@@ -14,11 +14,11 @@ import pytest
 
 from cae_impact.clean.cleaning import (
     clean_responses,
-    main_validate,
     read_quarantine,
     validate_export,
     write_processed,
 )
+from cae_impact.clean.validate import main_validate
 from cae_impact.ingest import ExportError, read_export
 
 CORPUS = Path(__file__).parent / "fixtures" / "malformed"

@@ -18,13 +18,13 @@ from cae_impact.clean.cleaning import (
     QUARANTINE_COLUMNS,
     clean_export,
     clean_responses,
-    main_validate,
     read_quarantine,
     rules_markdown,
     validate_export,
     write_processed,
 )
 from cae_impact.clean.schema import processed_schema, validate_processed
+from cae_impact.clean.validate import main_validate
 from cae_impact.ingest import read_export, read_table
 from cae_impact.privacy.personal_data import EMAIL_RE, PHONE_RE
 from cae_impact.spec.config import load_study

@@ -16,7 +16,7 @@ from cae_impact.build import execute as build
 from cae_impact.build import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIENT = [sys.executable, "-m", "cae_impact.build.kernels", "client", "--"]
+CLIENT = [sys.executable, "-m", "cae_impact.build", "client", "--"]
 
 
 @pytest.fixture(scope="module")

@@ -50,9 +50,9 @@ import pandas as pd
 
 from cae_impact.core.files import write_atomic
 from cae_impact.spec.config import CONSORTIUM, StudyConfig
+from cae_impact.spec.layout import meta_path
 
 REFERENCE_TEST = "t de Wald, CAE contre les chiffres publiés du consortium"
-META_SUFFIX = ".json"
 #: a figure of the reference: the indicator and its category ("" for a share or a mean)
 KEY = ["indicator_id", "category"]
 _FLOAT_FORMAT = "%.17g"  # every float written back exactly
@@ -79,11 +79,6 @@ class PublishedReference:
     def published(self) -> str:
         """The publication date (ISO)."""
         return str(self.meta.get("published", ""))
-
-
-def meta_path(path: Path) -> Path:
-    """The JSON description beside the reference CSV."""
-    return path.with_suffix(META_SUFFIX)
 
 
 def consortium_rows(table: pd.DataFrame) -> pd.DataFrame:

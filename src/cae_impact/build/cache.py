@@ -43,9 +43,10 @@ from typing import Any
 
 import nbformat
 
-from cae_impact.core.files import sha256_file, sha256_text
+from cae_impact.core.files import key_of, sha256_file, sha256_text
 from cae_impact.core.paths import PROJECT_ROOT
 from cae_impact.core.paths import relative_path as _rel
+from cae_impact.build.normalise import normalise_notebook
 
 FINGERPRINT_KEY = "cae_impact_inputs"
 _CHUNK = 1 << 20
@@ -74,7 +75,7 @@ def code_fingerprint() -> dict[str, str]:
     """Digest of ``src/`` (every file) and sha256 of ``requirements.lock`` (memoised)."""
     global _CODE
     if _CODE is None:
-        src = Path(__file__).resolve().parent.parent  # src/
+        src = Path(__file__).resolve().parents[1]  # src/cae_impact/: the runtime package (not the demo)
         lock = PROJECT_ROOT / "requirements.lock"
         _CODE = {
             "src": tree_digest(src),
@@ -120,11 +121,6 @@ def fingerprint(inputs: Iterable[Path]) -> dict[str, Any]:
     return {"files": file_hashes(inputs), **code_fingerprint()}
 
 
-def key_of(obj: Any) -> str:
-    """A stable sha256 of a JSON-able object."""
-    return sha256_text(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str))
-
-
 # ---------------------------------------------------------------------------- locking
 
 
@@ -162,8 +158,6 @@ def parameterised(nb: nbformat.NotebookNode, parameters: dict[str, Any], kernel_
     """The notebook as papermill will execute it (parameters injected), for hashing."""
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
-
-    from cae_impact.build.execute import normalise_notebook
 
     loaded = load_notebook_node(copy.deepcopy(nb))  # what papermill.execute_notebook does first
     pnb = parameterize_notebook(loaded, parameters, False, kernel_name=kernel_name, language=None, engine_name=None)

@@ -36,6 +36,7 @@ from cae_impact.build import cache as cachemod
 from cae_impact.core.files import write_atomic
 from cae_impact.core.paths import relative_path as _rel
 from cae_impact.spec.config import CONSORTIUM, PROJECT_ROOT, StudyConfig, StudyConfigError, load_study
+from cae_impact.build.inputs import (analyse_inputs, clean_inputs, estimate_inputs, external_files, processed_files, reference_files, render_inputs, study_files)
 
 CLEANING_NB = "01_cleaning.ipynb"
 EFFECT_NB = "02_effect.ipynb"
@@ -192,85 +193,6 @@ def _write_json(path: Path, payload: object) -> None:
 # ---------------------------------------------------------------------------- inputs of each step
 
 
-def clean_inputs(study: StudyConfig, cae_id: str) -> list[Path]:
-    """What notebook 01 reads for a CAE: its export (and mapping), the study and the codebook."""
-    cae = study.cae(cae_id)
-    return [cae.export, *([cae.mapping] if cae.mapping else []), study.path, study.codebook]
-
-
-def processed_files(study: StudyConfig, processed: Path) -> list[Path]:
-    """Every CAE's cleaned responses."""
-    return [processed / study.wave / c / "responses.parquet" for c in study.cae_ids]
-
-
-def external_files() -> list[Path]:
-    """The national reference tables (data/external/)."""
-    ext = PROJECT_ROOT / "data" / "external"
-    if not ext.exists():
-        return []
-    return sorted(p for p in ext.rglob("*") if p.is_file() and not p.name.startswith("."))
-
-
-def reference_files(study: StudyConfig) -> list[Path]:
-    """The published consortium reference and its description, when the study compares with one."""
-    from cae_impact.analysis.published import meta_path
-
-    ref = study.consortium_reference
-    return [] if ref is None else [ref, meta_path(ref)]
-
-
-def estimate_inputs(study: StudyConfig, processed: Path) -> list[Path]:
-    """What the estimation reads: every CAE's cleaned responses, the study, the codebook, the reference."""
-    return [*processed_files(study, processed), study.path, study.codebook, *reference_files(study)]
-
-
-def study_files(study: StudyConfig, reports: Path) -> list[Path]:
-    """The study-wide estimation outputs (estimates, weighting, design)."""
-    from .pipeline import study_dir
-
-    sdir = study_dir(study, reports)
-    if not sdir.exists():
-        return []
-    return sorted(p for p in sdir.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
-def analyse_inputs(study: StudyConfig, processed: Path, reports: Path, target: str) -> list[Path]:
-    """What notebooks 02 and 03 read for a target.
-
-    Its estimates and weighting (:func:`cae_impact.build.pipeline.target_files`), the study, the
-    codebook, the national references. Nothing of another CAE for a CAE compared with a published consortium reference: a change
-    to another CAE's data leaves the key, and the executed notebooks, as they were.
-    """
-    from cae_impact.render.editorial import editorial_path
-    from .pipeline import target_files
-    from cae_impact.analysis.waves import target_change_file
-
-    # A CAE's chapters quote its cleaned free answers (verbatims); « La CAE en bref » prints the
-    # context of its editorial file; a later wave reads its changes since the previous one.
-    # The chapters' evidence recomputes a headline figure from the cleaned data: the CAE's, or
-    # every CAE's for the consortium.
-    own = [processed / study.wave / c / "responses.parquet" for c in ([target] if target != CONSORTIUM
-                                                                      else study.cae_ids)]
-    folder = target_change_file(study, reports, target).parent
-    changes = [target_change_file(study, reports, target), folder / "waves.json", folder / "comparability.csv",
-               folder / "trend.parquet"] if study.previous_waves else []
-    return [*target_files(study, reports, target), *changes, study.path, study.codebook, *external_files(),
-            *own, editorial_path(study, target)]
-
-
-def render_inputs(study: StudyConfig, processed: Path, reports: Path, target: str) -> list[Path]:
-    """What the HTML report reads beyond its notebooks.
-
-    The analysis inputs, and the cleaning logs and cleaned responses (verbatims) of its CAEs:
-    all of them for the consortium, or for a CAE compared with the live consortium (its
-    provenance annex lists every export).
-    """
-    own = target != CONSORTIUM and study.consortium_reference is not None
-    caes = [target] if own else study.cae_ids
-    cleaned = [processed / study.wave / c / name for c in caes for name in ("cleaning_log.json", "responses.parquet")]
-    return [*analyse_inputs(study, processed, reports, target), *cleaned]
-
-
 # ---------------------------------------------------------------------------- build steps
 
 
@@ -323,7 +245,7 @@ def withdraw_dependants(study: StudyConfig, processed: Path, reports: Path, cae_
     could use them. The other CAEs' reports are left: they are rebuilt only once every CAE is
     cleaned (their estimation needs the whole study).
     """
-    from .pipeline import ESTIMATES_FILE, study_dir
+    from cae_impact.spec.layout import ESTIMATES_FILE, study_dir
 
     removed = []
     for name in CLEANING_OUTPUTS:
@@ -346,7 +268,7 @@ def withdraw_dependants(study: StudyConfig, processed: Path, reports: Path, cae_
 
 def require_complete_consortium(study: StudyConfig, reports: Path) -> None:
     """Refuse to go on with the consortium when its estimation did not include every CAE."""
-    from .pipeline import WEIGHTING_FILE, study_dir
+    from cae_impact.spec.layout import WEIGHTING_FILE, study_dir
 
     path = study_dir(study, reports) / WEIGHTING_FILE
     if not path.exists():
@@ -363,7 +285,7 @@ def require_complete_consortium(study: StudyConfig, reports: Path) -> None:
 
 def estimation_job(args: argparse.Namespace, study: StudyConfig, reports: Path) -> tuple[Path, Path, dict[str, str]]:
     """Notebook 04 of a wave: its source, its executed copy (``_study/notebooks/``), its parameters."""
-    from .pipeline import study_dir
+    from cae_impact.spec.layout import study_dir
 
     params = build_parameters(study, args, reports_root=_rel(PROJECT_ROOT / args.reports_root))
     return _notebooks(args) / ESTIMATION_NB, study_dir(study, reports) / "notebooks" / ESTIMATION_NB, params
@@ -380,7 +302,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     notebook cache the executed notebook. Both hit: no kernel starts. The files missing from
     the step cache: the notebook runs (it writes them), whatever the notebook cache holds.
     """
-    from .pipeline import CHANGES_FILE, ESTIMATES_FILE, WEIGHTING_FILE, study_dir
+    from cae_impact.spec.layout import CHANGES_FILE, ESTIMATES_FILE, WEIGHTING_FILE, study_dir
 
     study, processed, reports = _ctx(args)
     start = time.perf_counter()
@@ -564,7 +486,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from cae_impact.build import manifest
-    from .pipeline import target_files
+    from cae_impact.spec.layout import target_files
 
     study, processed, reports = _ctx(args)
     target = args.target
@@ -595,14 +517,14 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     steps = _step_cache(args)
     tables = {name: target_dir / name for name in ("indicators.csv", "indicators.xlsx", "indicateurs_excel.csv")}
     # The tables' layout is code: a change to their writers makes them again.
-    writers = [Path(__file__).with_name(n) for n in ("indicators.py", "tables_fr.py")]
+    writers = [Path(__file__).parents[1] / n for n in ("analysis/indicators.py", "render/tables_fr.py")]
     # A wave with a previous one: each total row also carries its change (issue 18).
     change_files = []
     if study.previous_waves:
         from cae_impact.analysis.waves import target_change_file
 
         change_files = [target_change_file(study, reports, target)]
-        writers.append(Path(__file__).with_name("waves.py"))
+        writers.append(Path(__file__).parents[1] / "analysis/waves.py")
     key = cachemod.key_of({"step": "indicators", "target": target,
                            **cachemod.fingerprint([rows_path, *change_files]),
                            "writers": [cachemod.sha256_text(p.read_text(encoding="utf-8")) for p in writers]})
@@ -800,7 +722,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from cae_impact.build import manifest
     from cae_impact.analysis.indicators import write_indicator_files
     from .kernels import ENV_VAR
-    from .pipeline import target_files
+    from cae_impact.spec.layout import target_files
 
     os.environ.pop(ENV_VAR, None)  # kernels are new processes here, never forked from a server
     study, processed, reports = _ctx(args)

@@ -27,6 +27,7 @@ from typing import Any
 
 import nbformat
 from cae_impact.core.files import atomic_write, write_atomic
+from cae_impact.build.normalise import normalise_notebook
 
 KERNEL_NAME = "cae-impact"
 _IPC_ROOT: Path | None = None
@@ -191,29 +192,6 @@ def check_kernel(kernel_name: str = KERNEL_NAME) -> Path:
             f"sets JUPYTER_PATH to the project's environment."
         )
     return interpreter
-
-
-_VOLATILE_NB_KEYS = ("papermill",)
-_VOLATILE_CELL_KEYS = ("papermill", "execution")
-
-
-def normalise_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Remove per-run metadata (timings, durations) so identical work gives identical files.
-
-    papermill and nbclient write start/end times into notebook and cell metadata; the
-    parameters papermill injected are kept (they are provenance, not noise).
-    """
-    pm = nb.metadata.get("papermill")
-    if isinstance(pm, dict):
-        kept = {k: pm[k] for k in ("parameters", "default_parameters") if k in pm}
-        kept["kernel_name"] = pm.get("kernel_name")
-        nb.metadata["papermill"] = kept
-    for cell in nb.cells:
-        for key in _VOLATILE_CELL_KEYS:
-            cell.metadata.pop(key, None)
-        if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.id = "injected-parameters"  # papermill gives it a random id each run
-    return nb
 
 
 def _first_line(source: str) -> str:

@@ -5,7 +5,7 @@ Why. A notebook of the pipeline does about one second of work, but a fresh kerne
 then the first cells import pandas, scipy, matplotlib, seaborn and this package. With 71
 notebook executions in the demo study, that start-up was two thirds of the build.
 
-How. A *kernel server* (``python -m cae_impact.build.kernels serve SOCKET``) is started once per
+How. A *kernel server* (``python -m cae_impact.build serve SOCKET``) is started once per
 build. It imports those libraries (what the build's steps need first, then, while no request
 waits, what only kernels need), and waits on a Unix socket. For each kernel asked for,
 it forks: the child is a brand-new ipykernel process (new session, working directory and
@@ -19,7 +19,7 @@ server's socket (``make reports`` does this, through :func:`run_with_server`); o
 kernel is started the usual way. ``make verify`` always starts fresh kernels, and a test
 checks that the pipeline's notebooks come out identical either way.
 
-The same server also runs the build's own steps (``python -m cae_impact.build.kernels client --
+The same server also runs the build's own steps (``python -m cae_impact.build client --
 ARGS`` runs ``cae_impact.build.cli ARGS`` in a process forked from it, with the caller's standard
 streams, working directory and environment, and returns its exit status): each Make recipe
 then costs milliseconds of start-up instead of the 2-4 s of importing pandas, scipy,
@@ -41,6 +41,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +248,8 @@ def _become_kernel(request: dict[str, Any]) -> None:
     os._exit(0)
 
 
-def _run_command(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+def _run_command(conn: socket.socket, request: dict[str, Any], fds: list[int],
+                 command: Callable[[list[str]], int]) -> None:
     """In the forked child: run ``cae_impact.build.cli`` with the client's streams; report the status."""
     code = 1
     try:
@@ -265,10 +267,8 @@ def _run_command(conn: socket.socket, request: dict[str, Any], fds: list[int]) -
         os.chdir(request["cwd"])
         sys.path[0] = os.getcwd()
         sys.argv = ["cae_impact.build.cli", *request["argv"]]
-        from cae_impact.build import cli
-
         try:
-            code = cli.main(request["argv"])
+            code = command(request["argv"])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:
@@ -289,7 +289,7 @@ def _run_command(conn: socket.socket, request: dict[str, Any], fds: list[int]) -
         os._exit(code if isinstance(code, int) else 1)
 
 
-def serve(socket_path: str) -> None:
+def serve(socket_path: str, command: Callable[[list[str]], int]) -> None:
     """Run the kernel server: preload, then fork one kernel per request until stdin closes.
 
     The socket is bound before the (slow) preload, so clients may connect at once: they wait
@@ -370,7 +370,7 @@ def serve(socket_path: str) -> None:
         if pid == 0:
             listener.close()
             if request.get("kind") == "command" and len(fds) == 3:
-                _run_command(conn, request, fds)
+                _run_command(conn, request, fds, command)
             conn.close()
             _become_kernel(request)
         children.add(pid)
@@ -477,21 +477,6 @@ def _run_in_server(argv: list[str], needs: str | None = None, env: dict[str, str
         print(f"the build step {' '.join(argv)} ended without a status (killed?)", file=sys.stderr)
         return 1
     return int(reply.split()[1])
-
-
-def run_command(argv: list[str]) -> int:
-    """Run ``cae_impact.build.cli argv`` in a process forked from the server; its exit status.
-
-    The child gets this process's standard streams, working directory and environment. An
-    interrupt here (make stopped with Ctrl-C) is passed on to the child. Without a server
-    (or if it cannot be reached) the command runs here, as ``python -m cae_impact.build.cli``.
-    """
-    code = _run_in_server(argv)
-    if code is None:
-        from cae_impact.build import cli
-
-        return cli.main(argv)
-    return code
 
 
 _HANDED_OVER = "CAE_IMPACT_HANDED_OVER"
@@ -644,7 +629,7 @@ class KernelServer:
         i = _launcher_index(argv)
         prefix = argv[:i] if i > 0 else [sys.executable]
         self.proc = subprocess.Popen(
-            [*prefix, "-m", "cae_impact.build.kernels", "serve", self.socket],
+            [*prefix, "-m", "cae_impact.build", "serve", self.socket],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
@@ -677,23 +662,3 @@ def run_with_server(command: list[str]) -> int:
             return subprocess.call(command, close_fds=False)  # keeps make's jobserver
         except KeyboardInterrupt:
             return 130
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``serve SOCKET`` | ``run -- COMMAND...`` | ``client -- CLI-ARGS...``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 2 and argv[0] == "serve":
-        serve(argv[1])
-        return 0
-    if argv[:1] == ["client"]:
-        return run_command(argv[2:] if argv[1:2] == ["--"] else argv[1:])
-    if len(argv) >= 2 and argv[0] == "run":
-        command = argv[2:] if argv[1] == "--" else argv[1:]
-        return run_with_server(command)
-    print("usage: python -m cae_impact.build.kernels serve SOCKET | run -- COMMAND... | client -- CLI-ARGS...",
-          file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,6 +25,7 @@ from cae_impact.build import cache as cachemod
 from cae_impact.core.environment import git_state, package_versions
 from cae_impact.core.files import write_atomic
 from cae_impact.spec.config import PROJECT_ROOT, StudyConfig
+from cae_impact.build.inputs import external_files, processed_files, reference_files, study_files
 
 MANIFEST_NAME = "manifest.json"
 PACKAGES = ("pandas", "numpy", "scipy", "matplotlib", "pyarrow", "papermill", "nbclient", "nbconvert",
@@ -38,8 +39,6 @@ def hash_files(paths: Iterable[Path], rel_to: Path) -> dict[str, str]:
 
 def input_files(study: StudyConfig, processed: Path, reports: Path) -> dict[str, list[Path]]:
     """The input files of a target's report, by role."""
-    from .cli import external_files, processed_files, reference_files, study_files
-
     raw = []
     for cae in study.caes:
         raw.append(cae.export)

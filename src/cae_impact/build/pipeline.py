@@ -16,34 +16,9 @@ from pathlib import Path
 from cae_impact.spec.codebook import Codebook, load_codebook
 from cae_impact.spec.config import CONSORTIUM, PROJECT_ROOT, CaeConfig, StudyConfig, StudyConfigError, load_study
 from cae_impact.core.files import atomic_write, write_atomic
-
-
-class ParameterError(ValueError):
-    """A notebook parameter is invalid; the message names it and what is allowed."""
-
-
-def _path(value: object, name: str) -> Path:
-    if not isinstance(value, str) or not value.strip():
-        raise ParameterError(f"parameter {name!r}: expected a non-empty path string, got {value!r}")
-    path = Path(value)
-    return path if path.is_absolute() else PROJECT_ROOT / path
-
-
-def _study(value: object) -> StudyConfig:
-    path = _path(value, "study")
-    try:
-        return load_study(path)
-    except StudyConfigError as exc:
-        raise ParameterError(f"parameter 'study': {exc}") from exc
-
-
-def _target(study: StudyConfig, value: object) -> str:
-    if value not in study.targets:
-        raise ParameterError(
-            f"parameter 'target': {value!r} is not a target of {study.path.name}; "
-            f"use one of: {', '.join(study.targets)}"
-        )
-    return str(value)
+from cae_impact.spec.layout import CHANGES_FILE, ESTIMATES_FILE, WEIGHTING_FILE, study_dir, target_files
+from cae_impact.spec.parameters import ParameterError, _path, _study, _target
+from cae_impact.render.present import _show, show_frame
 
 
 @dataclass(frozen=True)
@@ -190,26 +165,6 @@ def save_cleaning(ctx: CleaningContext, result) -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------------------ estimation (study)
-
-ESTIMATES_FILE = "estimates.parquet"
-WEIGHTING_FILE = "weighting.json"
-
-
-def study_dir(study: StudyConfig, reports_root: Path) -> Path:
-    """``reports/<wave>/_study/``: the study-wide estimates every report is drawn from."""
-    return reports_root / study.wave / "_study"
-
-
-def target_files(study: StudyConfig, reports_root: Path, target: str) -> tuple[Path, Path]:
-    """What one report reads of the estimation: its rows, and its sample and weighting.
-
-    ``report__<target>.parquet`` (tests adjusted) and ``context__<target>.json``. A CAE's files hold its own figures and the consortium figures it is compared with, nothing
-    of the other CAEs: with a published consortium reference, another CAE's new data leave
-    them byte-identical, so the CAE's notebooks are not executed again (cache hit).
-    """
-    folder = study_dir(study, reports_root)
-    return folder / f"report__{target}.parquet", folder / f"context__{target}.json"
-
 
 def _reference_note(reference) -> dict | None:
     """What a CAE report says of the published reference (date, path, sha256), computed once."""
@@ -457,7 +412,6 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
     return out / ESTIMATES_FILE
 
 
-CHANGES_FILE = ".changes.json"
 
 
 def _record_change(changes: dict, target: str, previous: dict[str, bytes], rpath: Path, cpath: Path,
@@ -552,21 +506,6 @@ def analyse_domain(ctx: TargetContext) -> DomainAnalysis:
             quotes = select_verbatims(frame[qid].tolist(), max_quotes=CHAPTER_QUOTES)
             question = ctx.codebook.question(qid).text
     return DomainAnalysis(view, domain, inds, findings, quotes, question)
-
-
-def _show(markup: str) -> None:
-    from IPython.display import HTML, display
-
-    display(HTML(markup))
-
-
-def show_frame(frame) -> None:
-    """A table of unformatted results, as HTML only (6 significant digits).
-
-    The text form of a wide DataFrame puts numbers side by side, which the personal-data scan
-    of the published notebooks would read as phone numbers.
-    """
-    _show(frame.to_html(float_format=lambda v: f"{v:.6g}", na_rep="", max_rows=500, border=0))
 
 
 def recompute_headline(ctx: TargetContext, analysis: DomainAnalysis) -> dict:
@@ -676,12 +615,12 @@ def show_front(ctx: TargetContext, profile: ProfileAnalysis) -> None:
     """« L’essentiel » and « La CAE en bref » (with the CAE’s own context, when it wrote one)."""
     from cae_impact.render import editorial, story
 
-    evolution = ""
+    moved = ""
     if ctx.study.previous_waves:
-        from cae_impact.analysis import waves
+        from cae_impact.render import evolution
 
-        evolution = waves.essentials_line(waves.load_evolution(ctx))
-    _show(story.essentials_html(profile.view, evolution=evolution))
+        moved = evolution.essentials_line(evolution.load_evolution(ctx))
+    _show(story.essentials_html(profile.view, evolution=moved))
     _show(story.brief_html(profile.view, profile.weighting,
                            editorial.load(ctx.study, ctx.target).get("context")))
     if ctx.is_consortium:

@@ -13,7 +13,7 @@ three files of CONTRACTS.md §3 under ``data/processed/<wave>/<cae>/``, each ato
   reports' data-quality annex.
 
 :func:`validate_export` runs the same reading and cleaning without writing anything and
-reports, in French, whether a file can be used; :func:`main_validate` is ``cae-impact validate``.
+reports, in French, whether a file can be used; :func:`cae_impact.clean.validate.main_validate` is ``cae-impact validate``.
 
 Nothing personal leaves this module: identifiers become keyed pseudonyms
 (:mod:`cae_impact.privacy.personal_data`), tokens, e-mail and IP addresses are dropped, and e-mail addresses
@@ -1081,15 +1081,3 @@ def validate_export(
     report.values_blanked = dict(result.log["values_blanked"]["by_reason"])
     report.usable = result.accounting.kept > 0 and not any(p.severity == "error" for p in result.problems)
     return report
-
-
-def main_validate(argv: list[str] | None = None) -> int:
-    """The cleaning's own check as a command line (:func:`cae_impact.clean.validate.run_cli`).
-
-    ``cae-impact validate`` itself runs :func:`cae_impact.clean.validate.main`, which adds the
-    tool's export setting and the answers that could not be read.
-    """
-    from cae_impact.clean.validate import run_cli
-
-    return run_cli(argv, validate_export)
-

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cae_impact.core.files import key_of, sha256_bytes, sha256_file
+from cae_impact.privacy import personal_data
 from cae_impact.privacy.personal_data import PHONE_RE, find_personal_data, find_personal_data_spans
 from cae_impact.spec.config import StudyConfig
 
@@ -253,21 +255,16 @@ def scan_tree(folders: list[Path], needles: dict[str, set[str]] | None = None,
     ``cache_dir``, the result for a file is remembered by the sha256 of its bytes, of the
     needles and of the scanning code: an unchanged file is not read again.
     """
-    import hashlib
-
-    from cae_impact.build import cache as cachemod
-
     salt = ""
     if cache_dir is not None:
-        here = Path(__file__).resolve().parent
-        code = "".join(cachemod.sha256_file(here / n) for n in ("privacy.py", "privacy_scan.py"))
-        salt = cachemod.key_of({"code": code, "needles": {k: sorted(v) for k, v in (needles or {}).items()}})
+        code = "".join(sha256_file(Path(f)) for f in (personal_data.__file__, __file__))
+        salt = key_of({"code": code, "needles": {k: sorted(v) for k, v in (needles or {}).items()}})
     findings: list[Finding] = []
     for path in published_files(folders):
         memo = None
         if cache_dir is not None:
             try:
-                digest = hashlib.sha256(path.read_bytes() + salt.encode()).hexdigest()
+                digest = sha256_bytes(path.read_bytes() + salt.encode())
             except OSError:
                 digest = None
             if digest:

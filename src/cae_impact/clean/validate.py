@@ -17,8 +17,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cae_impact.clean.cleaning import validate_export as clean_validate
+from cae_impact.ingest import ADAPTERS, read_export
 from cae_impact.ingest.problems import Problem
 from cae_impact.ingest.readability import SETTING_ADVICE, Unreadable, advice, find_unreadable
+from cae_impact.spec.codebook import CodebookError, load_codebook
 
 VERDICT_BAD = "Verdict : export NON UTILISABLE — corrigez-le et renvoyez-le"
 
@@ -61,12 +64,7 @@ class ToolValidation:
 def validate_export(path: str | Path, format: str | None = None, mapping: str | Path | None = None,
                     codebook=None) -> ToolValidation:
     """Validate an export (see the module docstring); never raises for a bad file."""
-    from cae_impact.clean.cleaning import validate_export as clean_validate
-    from cae_impact.ingest import read_export
-
     if codebook is None:
-        from cae_impact.spec.codebook import load_codebook
-
         codebook = load_codebook()
     report = clean_validate(path, format, mapping, codebook)
     out = ToolValidation(report)
@@ -96,10 +94,8 @@ def run_cli(argv: list[str] | None, validate) -> int:
     """The ``validate`` command line around a validation function (see :func:`main`).
 
     ``validate(path, format, mapping, codebook)`` returns a report with ``format_text()`` and
-    ``usable``; :func:`cae_impact.clean.cleaning.main_validate` runs the cleaning's own check with it.
+    ``usable``; :func:`main_validate` runs the cleaning's own check with it.
     """
-    from cae_impact.ingest import ADAPTERS
-
     parser = argparse.ArgumentParser(
         prog="cae-impact validate",
         description="Vérifie un export d'enquête avant son envoi : bilan des lignes et problèmes relevés.",
@@ -112,8 +108,6 @@ def run_cli(argv: list[str] | None, validate) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    from cae_impact.spec.codebook import CodebookError, load_codebook
-
     try:
         codebook = load_codebook(args.codebook)
     except CodebookError as exc:
@@ -130,3 +124,12 @@ def run_cli(argv: list[str] | None, validate) -> int:
         return 2
     sys.stdout.write(result.format_text())
     return 0 if result.usable else 1
+
+
+def main_validate(argv: list[str] | None = None) -> int:
+    """The cleaning's own check as a command line (:func:`run_cli`).
+
+    ``cae-impact validate`` itself runs :func:`main`, which adds the tool's export setting and
+    the answers that could not be read.
+    """
+    return run_cli(argv, clean_validate)

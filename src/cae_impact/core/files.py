@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _CHUNK = 1 << 20
 
@@ -45,6 +47,11 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_text(text: str) -> str:
     """The sha256 of a text (UTF-8, hex)."""
     return sha256_bytes(text.encode("utf-8"))
+
+
+def key_of(obj: Any) -> str:
+    """A stable sha256 of a JSON-able object (a cache key)."""
+    return sha256_text(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str))
 
 
 def sha256_file(path: Path) -> str:

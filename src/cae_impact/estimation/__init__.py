@@ -20,6 +20,7 @@ from .design import (
     stratified_design,
     svydesign,
 )
+from .domains import domain_means
 from .estimators import (
     ZERO_SE,
     ChisqTest,
@@ -36,7 +37,6 @@ from .estimators import (
     compare_stratum,
     design_effect,
     distribution,
-    domain_means,
     domain_proportions,
     domain_quantiles,
     effective_sample_size,

@@ -30,6 +30,8 @@ import svy
 from scipy import stats
 
 from .design import SurveyDesign, as_float, as_mask
+from .domains import _expit, domain_means
+from .likelihood import likelihood_interval
 
 CIMethod = Literal["logit", "beta", "likelihood", "mean"]
 
@@ -143,84 +145,6 @@ class ChisqTest:
     table: pd.DataFrame
 
 
-# ---------------------------------------------------------------------------------------------
-# The svy call behind every mean
-# ---------------------------------------------------------------------------------------------
-
-
-def _layers(D: np.ndarray) -> list[list[int]]:
-    """Domain columns grouped into sets of disjoint domains (one svy ``by`` call each)."""
-    layers: list[tuple[list[int], np.ndarray]] = []
-    for j in range(D.shape[1]):
-        for cols, used in layers:
-            if not (used & D[:, j]).any():
-                cols.append(j)
-                used |= D[:, j]
-                break
-        else:
-            layers.append(([j], D[:, j].copy()))
-    return [cols for cols, _ in layers]
-
-
-def domain_means(design: SurveyDesign, Y: np.ndarray, D: np.ndarray, *,
-                 statistic: Literal["mean", "total"] = "mean", paired: bool = False) -> dict[str, np.ndarray]:
-    """Means (or totals) of the columns of ``Y`` in the domains ``D``, by svy.
-
-    ``Y`` is ``n x k`` (NaN: out of the base), ``D`` ``n x m`` boolean. Returns arrays ``m x k``:
-    ``estimate, se, df, n, weighted_base`` (NaN and 0 for an empty domain). Missing values and
-    rows outside a domain stay in the design (R: a domain, ``na.rm`` subsets). Disjoint domains
-    are estimated together (one svy ``by`` per set of disjoint domains, one svy sample).
-    ``paired``: ``Y`` has ``m`` columns, column ``j`` is only wanted in domain ``j``; the
-    results are then ``m x 1``.
-    """
-    Y = np.asarray(Y, dtype=float).reshape(design.n, -1)
-    D = np.asarray(D, dtype=bool).reshape(design.n, -1) & design.domain[:, None]
-    m = D.shape[1]
-    valid = ~np.isnan(Y)
-    if paired:
-        out = {name: np.full((m, 1), np.nan) for name in ("estimate", "se", "df")}
-        out["n"] = (D & valid).sum(axis=0).astype(float)[:, None]
-        out["weighted_base"] = ((D & valid) * design.weights[:, None]).sum(axis=0)[:, None]
-    else:
-        out = {name: np.full((m, Y.shape[1]), np.nan) for name in ("estimate", "se", "df")}
-        out["n"] = D.T.astype(float) @ valid.astype(float)
-        out["weighted_base"] = D.T.astype(float) @ (valid * design.weights[:, None])
-    columns: dict[str, Any] = {}
-    if not paired:
-        columns = {f"__y{j}": pl.Series(Y[:, j], nan_to_null=True) for j in range(Y.shape[1])}
-    calls = []
-    for i, cols in enumerate(_layers(D)):
-        code = np.full(design.n, -1, dtype=np.int64)
-        for j in cols:
-            code[D[:, j]] = j
-        if paired:  # the layer's column: each row takes the value of its domain's column
-            yl = np.full(design.n, np.nan)
-            for j in cols:
-                yl[D[:, j]] = Y[D[:, j], j]
-            columns[f"__y{i}"] = pl.Series(yl, nan_to_null=True)
-            names = [f"__y{i}"] if (~np.isnan(yl) & (code >= 0)).any() else []
-        else:
-            names = [f"__y{j}" for j in range(Y.shape[1]) if (valid[:, j] & (code >= 0)).any()]
-        if names:
-            columns[f"__d{i}"] = pl.Series(code).set(pl.Series(code < 0), None)
-            calls.append((f"__d{i}", names))
-    if not calls:
-        return out
-    est = getattr(design.sample(columns).estimation, statistic)
-    for by_col, names in calls:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = est(names if len(names) > 1 else names[0], by=by_col, drop_nulls=True)
-        for name, r in zip(names, list(res) if len(names) > 1 else [res], strict=True):
-            j = 0 if paired else int(name[3:])
-            t = r.to_polars()
-            d = t[by_col].to_numpy().astype(np.int64)
-            out["estimate"][d, j] = t["est"].to_numpy()
-            out["se"][d, j] = t["se"].to_numpy()
-            out["df"][d, j] = t["df"].to_numpy()
-    return out
-
-
 def _prepare(design: SurveyDesign, y: Any, domain: Any) -> tuple[np.ndarray, np.ndarray]:
     yv = values(design, y)
     mask = design.domain & as_mask(domain, design.n) & ~np.isnan(yv)
@@ -271,10 +195,6 @@ def _beta_interval(p: float, n_eff: float, level: float) -> tuple[float, float]:
     lo = 0.0 if p <= 0 else float(stats.beta.ppf(alpha / 2, n_eff * p, n_eff * (1 - p) + 1))
     hi = 1.0 if p >= 1 else float(stats.beta.ppf(1 - alpha / 2, n_eff * p + 1, n_eff * (1 - p)))
     return lo, hi
-
-
-def _expit(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def prop_interval(p: float, se: float, *, method: str, level: float, df: float, n_rows: int,
@@ -329,8 +249,6 @@ def proportion(design: SurveyDesign, y: Any, *, method: CIMethod = "logit", leve
         raise ValueError("a proportion needs values in [0, 1]")
     e = _one(design, yv, mask)
     if method == "likelihood" and 0 < e.estimate < 1 and e.se > 0:
-        from .likelihood import likelihood_interval
-
         lo, hi = likelihood_interval(design, np.where(mask, yv, 0.0), mask, df=e.df, level=level)
         return ProportionEstimate(e.estimate, e.se, e.df, e.n, e.weighted_base, lo, hi, method, level)
     lo, hi = prop_interval(e.estimate, e.se, method=method, level=level, df=e.df,

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats
 
 from .design import SurveyDesign
-from .estimators import _expit, domain_means
+from .domains import _expit, domain_means
 
 _ETA_CAP = 30.0
 

@@ -472,8 +472,8 @@ def load_cleaning_logs(study: StudyConfig, target: str, processed_root: Path) ->
 def build_annexes(study: StudyConfig, target: str, *, reports_root: Path, processed_root: Path,
                   codebook: Codebook | None = None, manifest_path: Path | None = None) -> str:
     """Annexes A–D of a target's report, from its files (:func:`cae_impact.build.pipeline.target_files`)."""
-    from cae_impact.build.pipeline import target_files
     from cae_impact.spec.codebook import load_codebook
+    from cae_impact.spec.layout import target_files
 
     cb = codebook or load_codebook(study.codebook)
     _, wpath = target_files(study, reports_root, target)
@@ -491,7 +491,7 @@ def build_annexes(study: StudyConfig, target: str, *, reports_root: Path, proces
         prov["raw_exports"] = [e for e in prov.get("raw_exports", []) if e.get("cae") == label] + [{
             "cae": f"Chiffres publiés du consortium ({format_date_fr(reference['published'])})",
             "file": reference.get("path", ""), "sha256": reference.get("sha256", "")}]
-    from cae_impact.analysis.waves import method_paragraphs
+    from cae_impact.render.evolution import method_paragraphs
 
     return "".join([
         method_annex(study, weighting, target),

@@ -71,7 +71,7 @@ class EstimationContext:
 
 def estimation_context(*, study: str, processed_root: str, reports_root: str) -> EstimationContext:
     """Validate notebook 04's parameters: the study, and every CAE's cleaned data present."""
-    from cae_impact.build.pipeline import ParameterError, _path, _study
+    from cae_impact.spec.parameters import ParameterError, _path, _study
 
     st = _study(study)
     processed = _path(processed_root, "processed_root")
@@ -103,7 +103,7 @@ class StudyOutputs:
 
 def load_outputs(folder: Path) -> StudyOutputs:
     """Read the estimation's files from ``folder`` (``reports/<wave>/_study/``)."""
-    from cae_impact.build.pipeline import ESTIMATES_FILE, WEIGHTING_FILE
+    from cae_impact.spec.layout import ESTIMATES_FILE, WEIGHTING_FILE
 
     folder = Path(folder)
     weighting = json.loads((folder / WEIGHTING_FILE).read_text(encoding="utf-8"))
@@ -119,7 +119,7 @@ def load_outputs(folder: Path) -> StudyOutputs:
 
 def written_files(folder: Path) -> pd.DataFrame:
     """The files the estimation wrote: name, size, sha256 (the digests the manifests record)."""
-    from cae_impact.build.cache import sha256_file
+    from cae_impact.core.files import sha256_file
 
     rows = [{"file": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
             for p in sorted(Path(folder).iterdir()) if p.is_file() and not p.name.startswith(".")]

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import mistune
 
-from cae_impact.spec.config import PROJECT_ROOT, StudyConfig
+from cae_impact.spec.config import StudyConfig
+from cae_impact.spec.layout import editorial_path
 
 #: files larger than this are refused (an editorial page is a few hundred words)
 MAX_BYTES = 50_000
@@ -137,12 +138,6 @@ def parse(text: str, path: Path) -> Editorial:
         chunks[current].append(line)
     sections = {k: render_inert("\n".join(v)) for k, v in chunks.items() if "\n".join(v).strip()}
     return Editorial(path, sections)
-
-
-def editorial_path(study: StudyConfig, target: str) -> Path:
-    """Where the editorial file of a target of this study's wave is (whether it exists or not)."""
-    base = getattr(study, "editorial_dir", None) or PROJECT_ROOT / "config" / "editorial"
-    return Path(base) / str(study.wave) / f"{target}.md"
 
 
 def load(study: StudyConfig, target: str) -> Editorial:

