@@ -9,6 +9,7 @@ import pytest
 from cae_impact import estimation as survey
 from cae_impact.analysis import indicators as I
 from cae_impact.clean.cleaning import clean_export
+from cae_impact.render import tables_fr
 from cae_impact.spec.codebook import load_codebook
 from cae_impact.spec.config import CONSORTIUM, load_study
 
@@ -100,7 +101,7 @@ def test_report_rows(estimates):
 
 def test_indicator_files_neutralise_formulas(tmp_path):
     frame = pd.DataFrame({"indicator_label": ["=HYPERLINK(\"x\")", "ok"], "estimate": [0.5, 0.25]})
-    csv, xlsx = I.write_indicator_files(frame, tmp_path)
+    csv, xlsx = tables_fr.write_indicator_files(frame, tmp_path)
     text = csv.read_text(encoding="utf-8")
     assert "'=HYPERLINK" in text or "\t=HYPERLINK" in text or "=HYPERLINK" not in text.split("\n")[1][:1]
     import openpyxl
@@ -116,7 +117,7 @@ def test_indicator_xlsx_holds_the_csv_values(tmp_path, estimates):
     from cae_impact.render import tables_fr
 
     table = I.report_table(estimates.table, "cae-2", 0.05)
-    csv, xlsx = I.write_indicator_files(table, tmp_path)
+    csv, xlsx = tables_fr.write_indicator_files(table, tmp_path)
     from_csv = pd.read_csv(csv, keep_default_na=False, na_values=[""])
     from_xlsx = pd.read_excel(xlsx, sheet_name=tables_fr.SHEET_DATA, keep_default_na=False, na_values=[""])
     header = {c.source: c.header for c in tables_fr.COLUMNS}
@@ -141,7 +142,7 @@ def test_indicator_xlsx_is_for_a_french_analyst(tmp_path, demo, estimates):
     study, cb, _ = demo
     table = I.report_table(estimates.table, "cae-2", 0.05)
     table.loc[table.index[0], "se"] = 1.26e-17  # a float that must not show as such
-    _, xlsx = I.write_indicator_files(table, tmp_path, cb)
+    _, xlsx = tables_fr.write_indicator_files(table, tmp_path, cb)
     book = openpyxl.load_workbook(xlsx)
     assert book.sheetnames == [tables_fr.SHEET_DATA, tables_fr.SHEET_DICTIONARY]
     ws = book[tables_fr.SHEET_DATA]
@@ -190,7 +191,7 @@ def test_excel_csv_opens_in_french_excel(tmp_path, demo, estimates):
 
     study, cb, _ = demo
     table = I.report_table(estimates.table, "cae-2", 0.05)
-    csv, _ = I.write_indicator_files(table, tmp_path, cb)
+    csv, _ = tables_fr.write_indicator_files(table, tmp_path, cb)
     raw = (tmp_path / tables_fr.EXCEL_CSV_NAME).read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     text = raw.decode("utf-8-sig")
@@ -221,11 +222,11 @@ def test_register_smaller_than_respondents_is_an_error(demo):
 
 def test_indicator_files_are_reproducible(tmp_path):
     frame = pd.DataFrame({"indicator_id": ["a", "b"], "estimate": [0.5, 0.25]})
-    first = [p.read_bytes() for p in I.write_indicator_files(frame, tmp_path / "one")]
+    first = [p.read_bytes() for p in tables_fr.write_indicator_files(frame, tmp_path / "one")]
     import time
 
     time.sleep(2.1)  # zip member times have a 2-second resolution
-    second = [p.read_bytes() for p in I.write_indicator_files(frame, tmp_path / "two")]
+    second = [p.read_bytes() for p in tables_fr.write_indicator_files(frame, tmp_path / "two")]
     assert first == second
 
 

@@ -36,7 +36,6 @@ from scipy import stats
 
 from cae_impact import estimation as survey
 from cae_impact.analysis import disclosure, secrecy
-from cae_impact.core.files import write_atomic
 from cae_impact.core.frenchfmt import format_number
 from cae_impact.spec.codebook import Codebook, Indicator
 from cae_impact.spec.config import CONSORTIUM, StudyConfig
@@ -853,70 +852,3 @@ def report_table(table: pd.DataFrame, target: str, fdr_alpha: float = 0.05) -> p
     sig = out["p_adjusted"] < fdr_alpha
     out["significant"] = pd.array(np.where(out["p_adjusted"].notna(), sig, None), dtype="boolean")
     return out
-
-
-def _fix_zip_timestamps(path: Path) -> None:
-    """Rewrite a zip container (XLSX) with fixed member dates, so equal content gives equal bytes.
-
-    openpyxl stamps the save time into the zip members and into docProps/core.xml (modified).
-    """
-    import re
-    import zipfile
-
-    with zipfile.ZipFile(path) as src:
-        members = [(info, src.read(info.filename)) for info in src.infolist()]
-    members = [
-        (info, re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)", rb"\g<1>2000-01-01T00:00:00Z\g<2>", data)
-         if info.filename == "docProps/core.xml" else data)
-        for info, data in members
-    ]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info, data in members:
-            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
-            fixed.compress_type = zipfile.ZIP_DEFLATED
-            fixed.external_attr = info.external_attr
-            dst.writestr(fixed, data)
-
-
-def _write_xlsx(frame: pd.DataFrame, path: Path, sheet_name: str = "Indicateurs",
-                codebook: Codebook | None = None) -> None:
-    """The analyst's workbook (:func:`cae_impact.render.tables_fr.write_xlsx`).
-
-    French headers, domain names, number formats, frozen header, autofilter, and the
-    « Dictionnaire » sheet; openpyxl's write-only workbook streams rows; fixed document dates. ``frame`` is the machine
-    table (already neutralised against formulas); ``sheet_name`` is kept for callers.
-    """
-    from cae_impact.privacy.personal_data import neutralise_frame
-    from cae_impact.render import tables_fr
-
-    tables_fr.write_xlsx(frame, path, codebook, neutralise=neutralise_frame)
-
-
-def write_indicator_files(table: pd.DataFrame, folder: Path, codebook: Codebook | None = None
-                          ) -> tuple[Path, Path]:
-    """Write the indicator tables of a report atomically; return (``indicators.csv``, ``.xlsx``).
-
-    * ``indicators.csv``: the machine table (CONTRACTS.md §5; UTF-8, comma-separated, point
-      decimal), read by tools and ``make verify``;
-    * ``indicators.xlsx``: the same rows for an analyst in Excel (:mod:`cae_impact.render.tables_fr`;
-      domain names from ``codebook`` when given);
-    * ``indicateurs_excel.csv``: that French table as French Excel opens it (BOM, « ; »,
-      decimal comma).
-
-    Text cells that a spreadsheet would read as a formula are neutralised.
-    """
-    from cae_impact.privacy.personal_data import neutralise_frame
-    from cae_impact.render import tables_fr
-
-    folder.mkdir(parents=True, exist_ok=True)
-    safe = neutralise_frame(table)
-    csv_path = folder / "indicators.csv"
-    write_atomic(csv_path, safe.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
-    write_atomic(folder / tables_fr.EXCEL_CSV_NAME,
-                 tables_fr.excel_csv(safe, codebook, neutralise=neutralise_frame))
-    xlsx_path = folder / "indicators.xlsx"
-    tmp = folder / ".indicators.xlsx.tmp"
-    _write_xlsx(safe, tmp, codebook=codebook)
-    _fix_zip_timestamps(tmp)
-    tmp.replace(xlsx_path)
-    return csv_path, xlsx_path

@@ -531,7 +531,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     tables_hit = steps is not None and steps.get(key, tables)
     if not tables_hit:
         from cae_impact.spec.codebook import load_codebook
-        from cae_impact.analysis.indicators import write_indicator_files  # scipy: only when the tables are made
+        from cae_impact.render.tables_fr import write_indicator_files
 
         rows = pd.read_parquet(rows_path)
         if change_files:
@@ -720,7 +720,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from cae_impact.build import manifest
-    from cae_impact.analysis.indicators import write_indicator_files
+    from cae_impact.render.tables_fr import write_indicator_files
     from .kernels import ENV_VAR
     from cae_impact.spec.layout import target_files
 
