@@ -47,10 +47,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from cae_impact.core.files import write_atomic
+from cae_impact.estimation import ZERO_SE as _ZERO_SE
+from cae_impact.estimation import testable as _testable
 from cae_impact.spec.config import CONSORTIUM, StudyConfig
 from cae_impact.spec.layout import meta_path
+
+from .indicators import COLUMNS, TOTAL
 
 REFERENCE_TEST = "t de Wald, CAE contre les chiffres publiés du consortium"
 #: a figure of the reference: the indicator and its category ("" for a share or a mean)
@@ -87,8 +92,6 @@ def consortium_rows(table: pd.DataFrame) -> pd.DataFrame:
     ``df`` = respondents in the base minus CAEs with a respondent in it, minus one (as the
     CAE-against-the-rest test of :func:`cae_impact.estimation.compare_strata`).
     """
-    from .indicators import TOTAL
-
     totals = table[table["breakdown"] == TOTAL]
     cons = totals[totals["target"] == CONSORTIUM].copy()
     caes = totals[totals["target"] != CONSORTIUM]
@@ -136,8 +139,6 @@ _BOOL_COLUMNS = ("flag_caution", "suppressed", "significant")
 
 def load_reference(path: Path) -> PublishedReference:
     """Read a published reference; :class:`ReferenceError` names the file and what is wrong."""
-    from .indicators import COLUMNS
-
     if not path.exists():
         raise ReferenceError(
             f"{path}: published consortium reference not found; run 'make publish-reference' to "
@@ -209,11 +210,6 @@ def compare_with_reference(rows: pd.DataFrame, reference: PublishedReference, ca
 
 def _p_value(cae: pd.Series, ref: pd.Series | None, in_reference: bool) -> float:
     """Two-sided p-value of ``cae.estimate = ref.estimate`` (module docstring); NaN when untestable."""
-    from scipy import stats  # here: the build's cache-hit steps import this module, not scipy
-
-    from cae_impact.estimation import ZERO_SE as _ZERO_SE
-    from cae_impact.estimation import testable as _testable
-
     nan = float("nan")
     if ref is None or bool(ref["suppressed"]) or bool(cae["suppressed"]):
         return nan

@@ -52,11 +52,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
+from cae_impact.analysis import indicators, secrecy
 from cae_impact.core.files import atomic_write, sha256_bytes, write_atomic
 from cae_impact.core.paths import relative_path as _rel
-from cae_impact.spec.config import CONSORTIUM, PROJECT_ROOT, StudyConfig
-from cae_impact.spec.layout import target_change_file, waves_dir
+from cae_impact.spec.codebook import load_codebook
+from cae_impact.spec.config import CONSORTIUM, PROJECT_ROOT, StudyConfig, safe_yaml_load
+from cae_impact.spec.layout import ESTIMATES_FILE, study_dir, target_change_file, waves_dir
 
 SCHEMA = 1
 FIGURES_NAME = "wave.csv"
@@ -155,8 +158,6 @@ def codebook_mappings(cb_path: Path) -> tuple[str | None, dict[str, Mapping_]]:
               same_meaning: true                            # a rewording, same question
               note: "…"
     """
-    from cae_impact.spec.config import safe_yaml_load
-
     raw = safe_yaml_load(Path(cb_path)) or {}
     block = raw.get("comparability") or {}
     if not isinstance(block, dict):
@@ -424,8 +425,6 @@ def satterthwaite_df(v1: float, df1: float, v2: float, df2: float) -> float:
 def change_stats(prev_est: float, prev_se: float, prev_df: float, cur_est: float, cur_se: float, cur_df: float,
                  level: float = 0.95) -> dict[str, float]:
     """The change ``cur - prev``, its SE (independent waves), df, interval and two-sided p-value."""
-    from scipy import stats
-
     change = cur_est - prev_est
     v1, v2 = prev_se ** 2, cur_se ** 2
     se = math.sqrt(v1 + v2)
@@ -684,9 +683,6 @@ def run_changes(study: StudyConfig, reports_root: Path) -> Path:
     ``changes__<target>.parquet`` (a report's rows, tests corrected), ``comparability.csv``,
     ``trend.parquet`` and ``waves.json`` (the waves, CAEs that joined or left).
     """
-    from cae_impact.spec.codebook import load_codebook
-    from cae_impact.spec.layout import ESTIMATES_FILE, study_dir
-
     if not study.previous_waves:
         raise WaveError(f"{study.path}: no previous_waves: nothing to compare with")
     cb = load_codebook(study.codebook)
@@ -803,8 +799,6 @@ def audit_previous_wave(figures: WaveFigures, cb):
     The file holds the total rows of every target; the attack uses every relation among them
     (categories and bases, consortium = sum of the CAEs, bands, the CAEs' respondents).
     """
-    from cae_impact.analysis import indicators, secrecy
-
     table = figures.rows.copy()
     table["breakdown"] = TOTAL
     table["group"] = ""

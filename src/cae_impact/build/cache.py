@@ -47,6 +47,7 @@ from cae_impact.core.files import key_of, sha256_file, sha256_text
 from cae_impact.core.paths import PROJECT_ROOT
 from cae_impact.core.paths import relative_path as _rel
 from cae_impact.build.normalise import normalise_notebook
+import sys
 
 FINGERPRINT_KEY = "cae_impact_inputs"
 _CHUNK = 1 << 20
@@ -166,8 +167,6 @@ def parameterised(nb: nbformat.NotebookNode, parameters: dict[str, Any], kernel_
 
 def say(message: str) -> None:
     """A line of the build output about the cache (stderr: it is about the build, not the report)."""
-    import sys
-
     print(f"  [cache] {message}", file=sys.stderr, flush=True)
 
 

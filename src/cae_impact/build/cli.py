@@ -37,6 +37,22 @@ from cae_impact.core.files import write_atomic
 from cae_impact.core.paths import relative_path as _rel
 from cae_impact.spec.config import CONSORTIUM, PROJECT_ROOT, StudyConfig, StudyConfigError, load_study
 from cae_impact.build.inputs import (analyse_inputs, clean_inputs, estimate_inputs, external_files, processed_files, reference_files, render_inputs, study_files)
+from cae_impact.spec.layout import ESTIMATES_FILE, study_dir
+from cae_impact.spec.layout import WEIGHTING_FILE, study_dir
+from cae_impact.spec.layout import study_dir
+from cae_impact.spec.layout import CHANGES_FILE, ESTIMATES_FILE, WEIGHTING_FILE, study_dir
+from .pipeline import consortium_summary
+from cae_impact.spec.config import inside
+import datetime as dt
+from cae_impact.core.environment import git_state
+from .pipeline import require_every_cae
+from cae_impact.build import manifest
+from cae_impact.spec.layout import target_files
+from .manifest import MANIFEST_NAME, record_outputs
+from cae_impact.build import kernels
+from .kernels import ENV_VAR
+from .pipeline import audit_published
+import errno
 
 CLEANING_NB = "01_cleaning.ipynb"
 EFFECT_NB = "02_effect.ipynb"
@@ -245,8 +261,6 @@ def withdraw_dependants(study: StudyConfig, processed: Path, reports: Path, cae_
     could use them. The other CAEs' reports are left: they are rebuilt only once every CAE is
     cleaned (their estimation needs the whole study).
     """
-    from cae_impact.spec.layout import ESTIMATES_FILE, study_dir
-
     removed = []
     for name in CLEANING_OUTPUTS:
         path = processed / study.wave / cae_id / name
@@ -268,8 +282,6 @@ def withdraw_dependants(study: StudyConfig, processed: Path, reports: Path, cae_
 
 def require_complete_consortium(study: StudyConfig, reports: Path) -> None:
     """Refuse to go on with the consortium when its estimation did not include every CAE."""
-    from cae_impact.spec.layout import WEIGHTING_FILE, study_dir
-
     path = study_dir(study, reports) / WEIGHTING_FILE
     if not path.exists():
         return  # the analysis says the estimates are missing
@@ -285,8 +297,6 @@ def require_complete_consortium(study: StudyConfig, reports: Path) -> None:
 
 def estimation_job(args: argparse.Namespace, study: StudyConfig, reports: Path) -> tuple[Path, Path, dict[str, str]]:
     """Notebook 04 of a wave: its source, its executed copy (``_study/notebooks/``), its parameters."""
-    from cae_impact.spec.layout import study_dir
-
     params = build_parameters(study, args, reports_root=_rel(PROJECT_ROOT / args.reports_root))
     return _notebooks(args) / ESTIMATION_NB, study_dir(study, reports) / "notebooks" / ESTIMATION_NB, params
 
@@ -302,8 +312,6 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     notebook cache the executed notebook. Both hit: no kernel starts. The files missing from
     the step cache: the notebook runs (it writes them), whatever the notebook cache holds.
     """
-    from cae_impact.spec.layout import CHANGES_FILE, ESTIMATES_FILE, WEIGHTING_FILE, study_dir
-
     study, processed, reports = _ctx(args)
     start = time.perf_counter()
     inputs = estimate_inputs(study, processed)
@@ -376,8 +384,6 @@ def cmd_publish_reference(args: argparse.Namespace) -> int:
     ``--to``), with a description: date, CAEs, digest of the cleaned data, git commit.
     """
     from cae_impact.analysis import published
-    from .pipeline import consortium_summary
-
     study, processed, reports = _ctx(args)
     path = Path(args.to) if args.to else study.consortium_reference
     if path is None:
@@ -386,8 +392,6 @@ def cmd_publish_reference(args: argparse.Namespace) -> int:
             "(e.g. data/reference/<study>/<wave>/consortium.csv) or give --to")
     if not path.is_absolute():
         path = PROJECT_ROOT / path
-    from cae_impact.spec.config import inside
-
     if not inside(path, PROJECT_ROOT):
         raise build.BuildError(f"publish-reference: {path} is outside the project ({PROJECT_ROOT}); "
                                "the reference is written inside it only")
@@ -408,13 +412,8 @@ def _estimate_to_publish(study: StudyConfig, processed: Path):
     ``source`` describes what is published: the date (``CAE_PUBLISH_DATE`` or today), the
     digests of the cleaned data, the git commit and whether the tree was dirty.
     """
-    import datetime as dt
-
     from cae_impact.analysis import indicators
     from cae_impact.spec.codebook import load_codebook
-    from cae_impact.core.environment import git_state
-    from .pipeline import require_every_cae
-
     missing = [p for p in processed_files(study, processed) if not p.exists()]
     if missing:
         raise build.BuildError(f"cleaned data missing ({_rel(missing[0])}): run 'make data-processed' first")
@@ -439,9 +438,6 @@ def cmd_publish_wave(args: argparse.Namespace) -> int:
     codebook version and indicator signatures).
     """
     from cae_impact.analysis import waves
-    from cae_impact.spec.config import inside
-    from .pipeline import consortium_summary
-
     study, processed, reports = _ctx(args)
     path = Path(args.to) if args.to else waves.default_figures_path(study)
     if not path.is_absolute():
@@ -484,9 +480,6 @@ def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str, nb_
 def cmd_analyse(args: argparse.Namespace) -> int:
     """Execute notebooks 02 (each effect domain) and 03 for one target, then its indicators."""
     import pandas as pd
-
-    from cae_impact.build import manifest
-    from cae_impact.spec.layout import target_files
 
     study, processed, reports = _ctx(args)
     target = args.target
@@ -571,8 +564,6 @@ def cmd_render(args: argparse.Namespace) -> int:
         code = _render_one(args, study, processed, reports, fmt, formats[i:])
         if code is not None:
             return code
-    from .manifest import MANIFEST_NAME, record_outputs
-
     if (reports / study.wave / args.target / MANIFEST_NAME).exists():
         record_outputs(study, args.target, reports)  # the documents' digests, for make verify
     return 0
@@ -589,7 +580,6 @@ def _global_argv(args: argparse.Namespace) -> list[str]:
 def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, reports: Path, fmt: str,
                 remaining: list[str]) -> int | None:
     """Make one document (restored from the cache or rendered); an exit status if handed over."""
-    from cae_impact.build import kernels
     from cae_impact.render import report
 
     target_dir = reports / study.wave / args.target
@@ -719,11 +709,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """
     import pandas as pd
 
-    from cae_impact.build import manifest
     from cae_impact.render.tables_fr import write_indicator_files
-    from .kernels import ENV_VAR
-    from cae_impact.spec.layout import target_files
-
     os.environ.pop(ENV_VAR, None)  # kernels are new processes here, never forked from a server
     study, processed, reports = _ctx(args)
     targets = [args.target] if args.target else study.targets
@@ -781,8 +767,6 @@ def _verify_result(problems: list[str], targets: list[str]) -> int:
 
 def cmd_audit_secrecy(args: argparse.Namespace) -> int:
     """The linear-programming attack on every figure the wave publishes (non-zero if exposed)."""
-    from .pipeline import audit_published
-
     study, _processed, reports = _ctx(args)
     start = time.perf_counter()
     result = audit_published(study, reports)
@@ -952,8 +936,6 @@ def _clear_step_failure(args: argparse.Namespace) -> None:
 
 def describe_os_error(exc: OSError) -> str:
     """An OSError in words: the file, and the cause (disk full, permission, missing file)."""
-    import errno
-
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
     causes = {errno.ENOSPC: "disque plein / no space left on device",
               errno.EDQUOT: "quota disque dépassé / disk quota exceeded",

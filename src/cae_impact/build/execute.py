@@ -28,6 +28,14 @@ from typing import Any
 import nbformat
 from cae_impact.core.files import atomic_write, write_atomic
 from cae_impact.build.normalise import normalise_notebook
+import itertools
+from queue import Empty
+import re
+from cae_impact.build import kernels
+from cae_impact.build import cache as cachemod
+import atexit
+import shutil
+import tempfile
 
 KERNEL_NAME = "cae-impact"
 _IPC_ROOT: Path | None = None
@@ -37,10 +45,6 @@ def _ipc_root() -> Path:
     """A private folder for this process's kernel sockets, removed when the process ends."""
     global _IPC_ROOT
     if _IPC_ROOT is None:
-        import atexit
-        import shutil
-        import tempfile
-
         _IPC_ROOT = Path(tempfile.mkdtemp(prefix="cae-impact-kernels-"))
         atexit.register(shutil.rmtree, _IPC_ROOT, True)
     return _IPC_ROOT
@@ -54,8 +58,6 @@ def _ipc_kernel_manager_class():
     already in use", kernel dead). IPC sockets live in a private folder per kernel: no race,
     and nothing listens on the network.
     """
-    import itertools
-
     from jupyter_client.manager import AsyncKernelManager
 
     counter = itertools.count()
@@ -70,8 +72,6 @@ def _ipc_kernel_manager_class():
         async def _async_pre_start_kernel(self, **kw: Any):
             # With a kernel server running (make reports), the kernel is forked from it
             # (see cae_impact.build.kernels); otherwise it is started as a new process.
-            from cae_impact.build import kernels
-
             if os.environ.get(kernels.ENV_VAR):
                 kernels.install_provisioner(self)
             return await super()._async_pre_start_kernel(**kw)
@@ -80,8 +80,6 @@ def _ipc_kernel_manager_class():
 
 
 def _ready_client_class():
-    from queue import Empty
-
     from jupyter_client.asynchronous import AsyncKernelClient
 
     class ReadyKernelClient(AsyncKernelClient):
@@ -222,8 +220,6 @@ def _locate_failure(nb: nbformat.NotebookNode) -> tuple[int | None, str, str, st
 
 
 def _strip_ansi(text: str) -> str:
-    import re
-
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
 
@@ -349,16 +345,12 @@ class RunRecord:
 
 def kernel_start_mode() -> str:
     """How the next kernel starts: forked from the build's kernel server, or a new process."""
-    from cae_impact.build import kernels
-
     return "forked from the kernel server" if os.environ.get(kernels.ENV_VAR) else "new process"
 
 
 def notebook_key(notebook: Path, parameters: dict[str, Any], inputs: list[Path],
                  kernel_name: str = KERNEL_NAME) -> str:
     """The cache key :func:`run_notebook` uses for this notebook, parameters and inputs."""
-    from cae_impact.build import cache as cachemod
-
     source = cachemod.prepare_notebook(notebook, cachemod.fingerprint(inputs))
     return cachemod.NotebookCache.key(cachemod.parameterised(source, parameters, kernel_name))
 
@@ -387,8 +379,6 @@ def run_notebook(
     the notebook, and stores it (the estimation step: its files were not restored, so the
     notebook that writes them must run).
     """
-    from cae_impact.build import cache as cachemod
-
     start = time.perf_counter()
     fp = cachemod.fingerprint(inputs)
     source = cachemod.prepare_notebook(notebook, fp)

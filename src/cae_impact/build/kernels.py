@@ -44,6 +44,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+import importlib
+import ctypes
+import select
+import gc
+import uuid
+import subprocess
+import tempfile
+import shutil
+import traceback
 
 ENV_VAR = "CAE_IMPACT_KERNEL_SERVER"
 
@@ -171,8 +180,6 @@ def _warm_up() -> None:
 
 
 def _preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
-    import importlib
-
     failed = []
     for name in modules:
         try:
@@ -199,8 +206,6 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
     """
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-
     parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -241,8 +246,6 @@ def _become_kernel(request: dict[str, Any]) -> None:
     except SystemExit as exc:
         os._exit(exc.code if isinstance(exc.code, int) else 1)
     except BaseException:
-        import traceback
-
         traceback.print_exc()
         os._exit(1)
     os._exit(0)
@@ -272,8 +275,6 @@ def _run_command(conn: socket.socket, request: dict[str, Any], fds: list[int],
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:
-        import traceback
-
         traceback.print_exc()
         code = 1
     finally:
@@ -296,16 +297,12 @@ def serve(socket_path: str, command: Callable[[list[str]], int]) -> None:
     in the backlog until the server accepts. The server exits when its standard input closes,
     that is when the process that started it ends, whatever the way it ends.
     """
-    import select
-
     die_with_parent(signal.SIGTERM)  # the build that started the server was killed: stop too
     path = Path(socket_path)
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(64)
-    import gc
-
     def freeze() -> None:
         # The preloaded objects live as long as every child: keep the garbage collector from
         # scanning them again in each kernel (measured: a third of a consortium notebook's GC
@@ -532,8 +529,6 @@ class ForkedProcess:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
-                import subprocess
-
                 raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
             time.sleep(0.02)
         return self.returncode  # type: ignore[return-value]
@@ -575,8 +570,6 @@ def fork_provisioner_class():
 
 def install_provisioner(km: Any) -> None:
     """Give a kernel manager the fork provisioner (before its kernel starts)."""
-    import uuid
-
     if km.provisioner is None:
         km.kernel_id = km.kernel_id or str(uuid.uuid4())
         km.provisioner = fork_provisioner_class()(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
@@ -613,16 +606,12 @@ class KernelServer:
     """A kernel server for the duration of a ``with`` block (sets ``CAE_IMPACT_KERNEL_SERVER``)."""
 
     def __init__(self, folder: Path | None = None, kernel_name: str = "cae-impact") -> None:
-        import tempfile
-
         self.kernel_name = kernel_name
         self.folder = Path(folder or tempfile.mkdtemp(prefix="cae-impact-kserver-"))
         self.socket = str(self.folder / "kernels.sock")
         self.proc = None
 
     def __enter__(self) -> KernelServer:
-        import subprocess
-
         # The server runs the kernel's own interpreter with the kernel's own flags
         # (ipykernel's spec adds -Xfrozen_modules=off), so its children are that interpreter.
         argv = kernel_argv(self.kernel_name)
@@ -648,15 +637,11 @@ class KernelServer:
                 self.proc.wait(timeout=10)
             except Exception:
                 self.proc.kill()
-        import shutil
-
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def run_with_server(command: list[str]) -> int:
     """Run ``command`` (the build) with a kernel server; return its exit status."""
-    import subprocess
-
     with KernelServer():
         try:
             return subprocess.call(command, close_fds=False)  # keeps make's jobserver

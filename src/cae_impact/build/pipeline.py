@@ -19,6 +19,27 @@ from cae_impact.core.files import atomic_write, write_atomic
 from cae_impact.spec.layout import CHANGES_FILE, ESTIMATES_FILE, WEIGHTING_FILE, study_dir, target_files
 from cae_impact.spec.parameters import ParameterError, _path, _study, _target
 from cae_impact.render.present import _show, show_frame
+from cae_impact.clean.cleaning import clean_export
+import pandas as pd
+from cae_impact.clean.cleaning import write_processed
+from .cache import sha256_file
+import json
+from cae_impact.analysis import indicators, secrecy
+from cae_impact.analysis.published import load_reference as load
+from cae_impact.analysis.indicators import EstimationError
+import io
+from cae_impact.render.annexes import select_verbatims
+from cae_impact.render.chapters import View
+import dataclasses
+import numpy as np
+from cae_impact import estimation
+from cae_impact.analysis import indicators
+from cae_impact.render import story
+from cae_impact.render import editorial, story
+from cae_impact.render import profile as prof
+from cae_impact.render import evolution
+from cae_impact.render import present
+from cae_impact.analysis import indicators, published
 
 
 @dataclass(frozen=True)
@@ -117,17 +138,11 @@ def profile_context(*, study: str, target: str, processed_root: str, reports_roo
 
 def run_cleaning(ctx: CleaningContext):
     """Read, clean and pseudonymise the CAE's export (:func:`cae_impact.clean.cleaning.clean_export`)."""
-    from cae_impact.clean.cleaning import clean_export
-
     return clean_export(ctx.study, ctx.cae.id, codebook=ctx.codebook)
 
 
 def show_cleaning_summary(ctx: CleaningContext, result) -> None:
     """Display the accounting of every raw row (the identity is asserted by the cleaning)."""
-    import pandas as pd
-
-    from cae_impact.render import present
-
     result.accounting.check()
     present.show_heading(f"Nettoyage des réponses — {ctx.cae.label}", 1)
     present.show_box("Décompte des lignes de l'export", result.accounting.format_text())
@@ -143,8 +158,6 @@ def show_cleaning_summary(ctx: CleaningContext, result) -> None:
 
 def show_quarantine(ctx: CleaningContext, result, limit: int = 30) -> None:
     """Display the first quarantine entries (values are already masked when personal)."""
-    from cae_impact.render import present
-
     q = result.quarantine
     if q.empty:
         present.show_paragraphs("Aucune ligne écartée ni valeur effacée.")
@@ -159,8 +172,6 @@ def show_quarantine(ctx: CleaningContext, result, limit: int = 30) -> None:
 
 def save_cleaning(ctx: CleaningContext, result) -> dict[str, Path]:
     """Write responses.parquet, quarantine.csv and cleaning_log.json atomically."""
-    from cae_impact.clean.cleaning import write_processed
-
     return write_processed(result, ctx.processed_dir)
 
 
@@ -170,8 +181,6 @@ def _reference_note(reference) -> dict | None:
     """What a CAE report says of the published reference (date, path, sha256), computed once."""
     if reference is None:
         return None
-    from .cache import sha256_file
-
     try:
         shown = str(reference.path.relative_to(PROJECT_ROOT))
     except ValueError:
@@ -219,12 +228,6 @@ def audit_published(study: StudyConfig, reports_root: Path):
     Returns the :class:`cae_impact.analysis.secrecy.AuditResult` (``exposed`` empty when every hidden
     count keeps a range that is neither a single value nor inside 1-4).
     """
-    import json
-
-    import pandas as pd
-
-    from cae_impact.analysis import indicators, secrecy
-
     key = ["indicator_id", "target", "breakdown", "group", "category"]
 
     def read(path: Path) -> pd.DataFrame:
@@ -301,17 +304,13 @@ def secrecy_summary(table, audit) -> dict:
 
 def load_reference(study: StudyConfig):
     """The study's published consortium reference, or None when it compares ``live``."""
-    from cae_impact.analysis.published import load_reference as load
-
     return None if study.consortium_reference is None else load(study.consortium_reference)
 
 
 def require_every_cae(study: StudyConfig, responses) -> None:
     """Raise EstimationError naming every CAE of the study with no cleaned respondent (issue 15)."""
-    from cae_impact.analysis.indicators import EstimationError
-
-    present = set(responses["cae_id"].astype(str).unique()) if len(responses) else set()
-    missing = [c for c in study.cae_ids if c not in present]
+    seen = set(responses["cae_id"].astype(str).unique()) if len(responses) else set()
+    missing = [c for c in study.cae_ids if c not in seen]
     if missing:
         raise EstimationError(
             f"no usable respondent for {', '.join(missing)} in the cleaned data: the study is not "
@@ -327,12 +326,6 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
     is compared with the published figures (:mod:`cae_impact.analysis.published`), and
     ``reference_check.json`` says which consortium figures of this build differ from them.
     """
-    import json
-
-    import pandas as pd
-
-    from cae_impact.analysis import indicators, published
-
     reference = load_reference(study)
     cb = load_codebook(study.codebook)
     responses = indicators.load_responses(study, processed_root)
@@ -417,10 +410,6 @@ def run_estimation(study: StudyConfig, processed_root: Path, reports_root: Path)
 def _record_change(changes: dict, target: str, previous: dict[str, bytes], rpath: Path, cpath: Path,
                    report) -> None:
     """Note whether a target's files changed, and how many of its cells changed suppression."""
-    import io
-
-    import pandas as pd
-
     old = previous.get(rpath.name)
     if old is None:
         return
@@ -438,8 +427,6 @@ def _record_change(changes: dict, target: str, previous: dict[str, bytes], rpath
 
 def load_report_table(ctx: TargetContext):
     """The target's report rows (:func:`target_files`), its tests adjusted (BH)."""
-    import pandas as pd
-
     path, _ = target_files(ctx.study, ctx.reports_root, ctx.target)
     if not path.exists():
         raise ParameterError(f"{path}: the target's estimates are missing; run 'make reports' (step estimate) first")
@@ -456,8 +443,6 @@ def is_census(weighting: dict, target: str) -> bool:
 
 def load_weighting(ctx: TargetContext) -> dict:
     """The target's sample and weighting (per-CAE response, design effects, notes, consortium)."""
-    import json
-
     _, path = target_files(ctx.study, ctx.reports_root, ctx.target)
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -488,9 +473,6 @@ def analyse_domain(ctx: TargetContext) -> DomainAnalysis:
     A CAE's chapter may quote its entrepreneurs' free answers (:data:`CHAPTER_VERBATIMS`); the
     consortium's never does (a quote could single someone out among few CAEs).
     """
-    from cae_impact.render.annexes import select_verbatims
-    from cae_impact.render.chapters import View
-
     table = load_report_table(ctx)
     view = View(ctx.study, ctx.codebook, ctx.target, table, census=is_census(load_weighting(ctx), ctx.target))
     domain = ctx.codebook.domain(ctx.domain)
@@ -499,8 +481,6 @@ def analyse_domain(ctx: TargetContext) -> DomainAnalysis:
     quotes, question = [], ""
     qid = CHAPTER_VERBATIMS.get(ctx.domain)
     if qid and not ctx.is_consortium and ctx.processed_path(ctx.target).exists():
-        import pandas as pd
-
         frame = pd.read_parquet(ctx.processed_path(ctx.target), columns=None)
         if qid in frame.columns:
             quotes = select_verbatims(frame[qid].tolist(), max_quotes=CHAPTER_QUOTES)
@@ -518,15 +498,7 @@ def recompute_headline(ctx: TargetContext, analysis: DomainAnalysis) -> dict:
     figure is the chapter's lead when it is a share of the valid answers, else the first such
     share published in the domain. Returns what was compared.
     """
-    import dataclasses
-
-    import numpy as np
-    import pandas as pd
     from IPython.display import Markdown, display
-
-    from cae_impact import estimation
-    from cae_impact.analysis import indicators
-    from cae_impact.render import story
 
     view = analysis.view
     figs = [story.figure_of(view, i) for i in story.domain_indicators(view, analysis.domain)]
@@ -546,23 +518,21 @@ def recompute_headline(ctx: TargetContext, analysis: DomainAnalysis) -> dict:
                                 level=study.report.confidence_level)
     row = fig.row
     names = ["estimate", "se", "ci_low", "ci_high", "n_unweighted"]
-    published = [float(row[c]) for c in names]
+    printed = [float(row[c]) for c in names]
     again = [got.estimate, got.se, got.ci_low, got.ci_high, float(got.n)]
-    frame = pd.DataFrame({"publié": published, "recalculé": again}, index=names)
+    frame = pd.DataFrame({"publié": printed, "recalculé": again}, index=names)
     frame["écart"] = frame["recalculé"] - frame["publié"]
     display(Markdown(f"**{fig.ind.id}** ({view.labels[ctx.target]}) recalculé avec "
                      "`cae_impact.estimation.proportion` sur les données nettoyées :"))
     show_frame(frame)
-    assert np.isclose(got.estimate, published[0], rtol=1e-9, atol=1e-12), frame
-    assert np.allclose(again[1:4], published[1:4], rtol=1e-6, atol=1e-9), frame
-    assert again[4] == published[4], frame
-    return {"indicator_id": fig.ind.id, "published": published, "recomputed": again}
+    assert np.isclose(got.estimate, printed[0], rtol=1e-9, atol=1e-12), frame
+    assert np.allclose(again[1:4], printed[1:4], rtol=1e-6, atol=1e-9), frame
+    assert again[4] == printed[4], frame
+    return {"indicator_id": fig.ind.id, "published": printed, "recomputed": again}
 
 
 def show_chapter(ctx: TargetContext, analysis: DomainAnalysis) -> None:
     """The chapter as the report prints it: its finding, key figures, charts, a verbatim."""
-    from cae_impact.render import story
-
     _show(story.chapter_html(analysis.view, analysis.domain, verbatims=analysis.verbatims,
                              verbatim_question=analysis.verbatim_question))
 
@@ -575,8 +545,6 @@ def show_evidence(ctx: TargetContext, analysis: DomainAnalysis) -> None:
     figures as the chapter reads them (value shown, verdict against the consortium).
     """
     from IPython.display import Markdown, display
-
-    from cae_impact.render import story
 
 
     display(Markdown(f"### Pièces justificatives — domaine {analysis.domain.number} "
@@ -603,8 +571,6 @@ class ProfileAnalysis:
 
 def analyse_profile(ctx: TargetContext) -> ProfileAnalysis:
     """Gather the profile distributions, the sample and the weighting report."""
-    from cae_impact.render.chapters import View
-
     table = load_report_table(ctx)
     weighting = load_weighting(ctx)
     view = View(ctx.study, ctx.codebook, ctx.target, table, census=is_census(weighting, ctx.target))
@@ -613,12 +579,8 @@ def analyse_profile(ctx: TargetContext) -> ProfileAnalysis:
 
 def show_front(ctx: TargetContext, profile: ProfileAnalysis) -> None:
     """« L’essentiel » and « La CAE en bref » (with the CAE’s own context, when it wrote one)."""
-    from cae_impact.render import editorial, story
-
     moved = ""
     if ctx.study.previous_waves:
-        from cae_impact.render import evolution
-
         moved = evolution.essentials_line(evolution.load_evolution(ctx))
     _show(story.essentials_html(profile.view, evolution=moved))
     _show(story.brief_html(profile.view, profile.weighting,
@@ -629,19 +591,13 @@ def show_front(ctx: TargetContext, profile: ProfileAnalysis) -> None:
 
 def show_profile(ctx: TargetContext, profile: ProfileAnalysis) -> None:
     """The profile chapter: one chart against the consortium and the French references."""
-    from cae_impact.render import profile as prof
-
     _show(prof.profile_chapter(profile.view))
     if ctx.is_consortium:
-        from cae_impact.render import story
-
         _show(story.national_memo_html(profile.view))
 
 
 def show_profile_evidence(ctx: TargetContext, profile: ProfileAnalysis) -> None:
     """For the reviewer (not in the report): response and weighting, every profile distribution."""
-    from cae_impact.render import profile as prof
-
     _show(prof.sample_section(profile.view, profile.weighting))
     for variable in profile.variables:
         _show(prof.variable_table(profile.view, variable))

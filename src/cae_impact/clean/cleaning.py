@@ -54,6 +54,7 @@ from cae_impact.privacy.personal_data import (
     neutralise_formula,
     pseudonymise,
 )
+from cae_impact.spec.codebook import load_codebook, parse_relevant
 from cae_impact.spec.config import PROJECT_ROOT
 
 # ------------------------------------------------------------------------------------------
@@ -543,8 +544,6 @@ class _Cleaner:
     # -- R06 -------------------------------------------------------------------------------
 
     def skip_logic(self) -> None:
-        from cae_impact.spec.codebook import parse_relevant
-
         for question in self.cb.questions.values():
             if not question.relevant:
                 continue
@@ -946,8 +945,6 @@ def clean_export(study, cae_id: str, *, codebook=None, key: bytes | None = None)
     """
     cae = study.cae(cae_id)
     if codebook is None:
-        from cae_impact.spec.codebook import load_codebook
-
         codebook = load_codebook(study.codebook)
     if key is None:
         key = load_pseudonymisation_key()
@@ -1062,8 +1059,6 @@ def validate_export(
     """
     path = Path(path)
     if codebook is None:
-        from cae_impact.spec.codebook import load_codebook
-
         codebook = load_codebook()
     report = ValidationReport(path=path, format=format, usable=False, codebook_version=codebook.version)
     try:

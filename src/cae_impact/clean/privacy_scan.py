@@ -31,8 +31,14 @@ from pathlib import Path
 import pandas as pd
 
 from cae_impact.core.files import key_of, sha256_bytes, sha256_file
+from cae_impact.ingest import read_cae_export
 from cae_impact.privacy import personal_data
-from cae_impact.privacy.personal_data import PHONE_RE, find_personal_data, find_personal_data_spans
+from cae_impact.privacy.personal_data import (
+    PHONE_RE,
+    find_personal_data,
+    find_personal_data_spans,
+    strip_controls,
+)
 from cae_impact.spec.config import StudyConfig
 
 IPV4_RE = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
@@ -77,8 +83,6 @@ def _raw_text(path: Path) -> str:
 
 def collect_raw_identifiers(study: StudyConfig) -> dict[str, set[str]]:
     """Personal values of every raw export of the study, by kind (email, phone, ip, identifier)."""
-    from cae_impact.ingest import read_cae_export
-
     found: dict[str, set[str]] = {"email": set(), "phone": set(), "ip": set(), "identifier": set()}
     for cae in study.caes:
         text = _raw_text(cae.export)
@@ -191,15 +195,11 @@ def _spans(text: str) -> list[tuple[str, str, int, int]]:
 
 def find_in_text(text: str) -> list[tuple[str, str]]:
     """Every e-mail, phone and IP address in a built file's text (glued to a word: not counted)."""
-    from cae_impact.privacy.personal_data import strip_controls
-
     return [(kind, value) for kind, value, _, _ in _spans(strip_controls(text))]
 
 
 def scan_text(path: Path, text: str, needles: dict[str, set[str]] | None) -> list[Finding]:
     """The personal data in one built file's text: any address or number, and the raw values."""
-    from cae_impact.privacy.personal_data import strip_controls
-
     text = strip_controls(text)
     spans = _spans(text)
     findings: list[Finding] = []

@@ -37,6 +37,8 @@ from cae_impact.ingest.base import (
 from cae_impact.ingest.problems import ExportError, Problem, format_lines
 from cae_impact.ingest.spreadsheet import ColumnMapping, load_mapping
 from cae_impact.ingest.tabular import Table, read_table
+from cae_impact.privacy.personal_data import mask_free_text
+from cae_impact.spec.codebook import load_codebook
 
 __all__ = [
     "ADAPTERS",
@@ -80,8 +82,6 @@ FORMAT_LABELS = {
 def _load_codebook(codebook):
     if codebook is not None:
         return codebook
-    from cae_impact.spec.codebook import load_codebook
-
     return load_codebook()
 
 
@@ -176,8 +176,6 @@ def read_cae_export(study, cae_id: str, codebook=None) -> RawExport:
     """Read the export of one CAE of the study configuration, with its format and mapping."""
     cae = study.cae(cae_id)
     if codebook is None:
-        from cae_impact.spec.codebook import load_codebook
-
         codebook = load_codebook(study.codebook)
     return read_export(cae.export, cae.format, mapping=cae.mapping, codebook=codebook)
 
@@ -255,8 +253,6 @@ def find_unknown_answers(raw: RawExport, codebook) -> list[Problem]:
 
 
 def _clip(value: str, limit: int = 40) -> str:
-    from cae_impact.privacy.personal_data import mask_free_text
-
     value = mask_free_text(str(value))
     return value if len(value) <= limit else value[: limit - 1] + "…"
 

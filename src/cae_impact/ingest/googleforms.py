@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
+
 from cae_impact.ingest.answers import AnswerMatcher, normalise_label
 from cae_impact.ingest.base import EMAIL_HEADER_NAMES, PERSONAL_HEADER_NAMES, RawExport
 from cae_impact.ingest.plan import ColumnPlan, HeaderIndex, materialise
@@ -143,8 +145,6 @@ def _month_first_dates(raw: RawExport) -> None:
 
 def _read_other_option(raw: RawExport, plan: ColumnPlan, table: Table, codebook) -> None:
     """Read the « Autre » option's typed answers as ``autre`` and keep the typed texts aside."""
-    import pandas as pd
-
     for qid in [*plan.single, *plan.multi_joined]:
         question = codebook.question(qid)
         if not question.has_choices:

@@ -24,6 +24,7 @@ from cae_impact.ingest.base import (
 )
 from cae_impact.ingest.problems import ExportError, Problem
 from cae_impact.ingest.tabular import Table
+from cae_impact.privacy.personal_data import is_formula_like
 
 
 @dataclass
@@ -370,8 +371,6 @@ def _apply_value_map(series: pd.Series, mapping: dict[str, str]) -> pd.Series:
 
 
 def _report_formula_cells(frame: pd.DataFrame, source_columns: dict[str, str], problems: list[Problem]) -> None:
-    from cae_impact.privacy.personal_data import is_formula_like
-
     for qid, column in source_columns.items():
         series = frame[qid]
         if qid.startswith("_") or series.dtype == object:

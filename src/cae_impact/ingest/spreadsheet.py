@@ -47,6 +47,7 @@ from cae_impact.ingest.base import EMAIL_HEADER_NAMES, PERSONAL_HEADER_NAMES, Ra
 from cae_impact.ingest.plan import ColumnPlan, HeaderIndex, materialise
 from cae_impact.ingest.problems import ExportError, Problem
 from cae_impact.ingest.tabular import Table
+from cae_impact.spec.config import check_yaml_text
 
 FORMAT = "spreadsheet"
 MAPPING_VERSION = 1
@@ -96,8 +97,6 @@ def load_mapping(path: str | Path, codebook) -> ColumnMapping:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("cp1252", errors="replace")
-    from cae_impact.spec.config import check_yaml_text
-
     def refuse(message: str) -> ExportError:
         return ExportError(f"fichier de correspondance refusé : {message.split(': ', 1)[-1]}", path=path)
 

@@ -18,6 +18,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,8 +410,6 @@ def check_xlsx_limits(data: bytes, path: Path) -> None:
     shared = {i.filename for i in infos if i.filename.lower().endswith("sharedstrings.xml")}
     types = next((i for i in infos if i.filename == "[Content_Types].xml"), None)
     if types is not None and types.file_size < 1_000_000:  # the part a workbook declares, whatever its name
-        import re
-
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             declared = z.read(types).decode("utf-8", errors="replace")
         for m in re.finditer(r'<Override\b[^>]*>', declared):

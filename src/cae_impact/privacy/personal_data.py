@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
 import secrets
@@ -240,8 +241,6 @@ def _is_date_like(candidate: str) -> bool:
 
 
 def _ipv6(candidate: str) -> bool:
-    import ipaddress
-
     if candidate.count(":") < 2:
         return False
     try:

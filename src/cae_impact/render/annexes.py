@@ -20,13 +20,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from cae_impact.clean.cleaning import REASON_LABELS
 from cae_impact.core.environment import git_state, package_versions
 from cae_impact.core.files import sha256_file
 from cae_impact.core.frenchfmt import format_date_fr, format_int, format_number, format_pct
 from cae_impact.core.paths import relative_path as _rel
 from cae_impact.render import present, references
-from cae_impact.spec.codebook import Codebook
+from cae_impact.render.evolution import method_paragraphs
+from cae_impact.spec.codebook import Codebook, load_codebook
 from cae_impact.spec.config import CONSORTIUM, MAX_NAMED_CAES, StudyConfig
+from cae_impact.spec.layout import target_files
 
 VERBATIM_QUESTIONS = ("cae_change_text", "remarks")
 VERBATIM_MIN_ANSWERS = 10
@@ -203,8 +206,6 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
 
 
 def _reason_label(code: str) -> str:
-    from cae_impact.clean.cleaning import REASON_LABELS
-
     return REASON_LABELS.get(code, code)
 
 
@@ -472,9 +473,6 @@ def load_cleaning_logs(study: StudyConfig, target: str, processed_root: Path) ->
 def build_annexes(study: StudyConfig, target: str, *, reports_root: Path, processed_root: Path,
                   codebook: Codebook | None = None, manifest_path: Path | None = None) -> str:
     """Annexes A–D of a target's report, from its files (:func:`cae_impact.build.pipeline.target_files`)."""
-    from cae_impact.spec.codebook import load_codebook
-    from cae_impact.spec.layout import target_files
-
     cb = codebook or load_codebook(study.codebook)
     _, wpath = target_files(study, reports_root, target)
     weighting = json.loads(wpath.read_text(encoding="utf-8")) if wpath.exists() else {}
@@ -491,8 +489,6 @@ def build_annexes(study: StudyConfig, target: str, *, reports_root: Path, proces
         prov["raw_exports"] = [e for e in prov.get("raw_exports", []) if e.get("cae") == label] + [{
             "cae": f"Chiffres publiés du consortium ({format_date_fr(reference['published'])})",
             "file": reference.get("path", ""), "sha256": reference.get("sha256", "")}]
-    from cae_impact.render.evolution import method_paragraphs
-
     return "".join([
         method_annex(study, weighting, target),
         method_paragraphs(study, reports_root),

@@ -22,13 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from cae_impact.analysis.indicators import (
     TRIM_RATIO,  # the estimation's trimming rule, declared once there
 )
+from cae_impact.core.files import sha256_file
+from cae_impact.core.frenchfmt import format_number
+from cae_impact.render import present
 from cae_impact.spec.config import CONSORTIUM, StudyConfig
+from cae_impact.spec.layout import ESTIMATES_FILE, WEIGHTING_FILE
+from cae_impact.spec.parameters import ParameterError, _path, _study
 
 #: relative tolerance of the margins: a CAE's weighted total must equal its register count
 MARGIN_TOLERANCE = 1e-6
@@ -71,8 +78,6 @@ class EstimationContext:
 
 def estimation_context(*, study: str, processed_root: str, reports_root: str) -> EstimationContext:
     """Validate notebook 04's parameters: the study, and every CAE's cleaned data present."""
-    from cae_impact.spec.parameters import ParameterError, _path, _study
-
     st = _study(study)
     processed = _path(processed_root, "processed_root")
     reports = _path(reports_root, "reports_root")
@@ -103,8 +108,6 @@ class StudyOutputs:
 
 def load_outputs(folder: Path) -> StudyOutputs:
     """Read the estimation's files from ``folder`` (``reports/<wave>/_study/``)."""
-    from cae_impact.spec.layout import ESTIMATES_FILE, WEIGHTING_FILE
-
     folder = Path(folder)
     weighting = json.loads((folder / WEIGHTING_FILE).read_text(encoding="utf-8"))
     design = pd.read_csv(folder / DESIGN_FILE, dtype={"respondent_id": str, "cae_id": str, "post_stratum": str},
@@ -119,8 +122,6 @@ def load_outputs(folder: Path) -> StudyOutputs:
 
 def written_files(folder: Path) -> pd.DataFrame:
     """The files the estimation wrote: name, size, sha256 (the digests the manifests record)."""
-    from cae_impact.core.files import sha256_file
-
     rows = [{"file": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
             for p in sorted(Path(folder).iterdir()) if p.is_file() and not p.name.startswith(".")]
     return pd.DataFrame(rows, columns=["file", "bytes", "sha256"])
@@ -294,11 +295,7 @@ def weight_quantiles(outputs: StudyOutputs) -> pd.DataFrame:
 
 def weights_figure(outputs: StudyOutputs):
     """A box plot of the final weights of each CAE (one line per CAE, the cap marked)."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     d = outputs.design
     caes = list(dict.fromkeys(d["cae_id"]))
     labels = dict(zip(outputs.per_cae["cae_id"], outputs.per_cae["label"], strict=True))
@@ -422,8 +419,6 @@ def _frame(frame: pd.DataFrame) -> None:
 
 
 def _fr(x: float, digits: int = 0) -> str:
-    from cae_impact.core.frenchfmt import format_number
-
     return format_number(x, digits)
 
 
@@ -498,8 +493,6 @@ def show_margins(margins: pd.DataFrame) -> None:
 
 def show_weights(outputs: StudyOutputs) -> None:
     """Quantiles of the weights per CAE, then the box plot."""
-    from cae_impact.render import present
-
     q = weight_quantiles(outputs)
     _md("Quantiles des poids finals par CAE (un poids = le nombre d’entrepreneurs du registre qu’un "
         "répondant représente) ; `max_over_min` : rapport du plus grand au plus petit poids.")

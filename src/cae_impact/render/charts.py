@@ -46,8 +46,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.text import Text
+from matplotlib.textpath import TextToPath
 from matplotlib.ticker import FixedLocator, FuncFormatter
 from matplotlib.transforms import blended_transform_factory
 
@@ -239,9 +242,6 @@ def _wrap(text: str, width: int) -> str:
 
 def _text_width_pt(text: str, size: float, weight: str = "normal") -> float:
     """Width of one line of text in points, in the charts' font (DejaVu Sans)."""
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import TextToPath
-
     prop = FontProperties(family=STYLE["font.sans-serif"], size=size, weight=weight)
     width, _, _ = TextToPath().get_text_width_height_descent(text, prop, ismath=False)
     return float(width)
@@ -275,8 +275,6 @@ TITLE_SIZE = 10.5
 
 def clipped_texts(fig: Figure, tolerance_px: float = 0.5) -> list[str]:
     """The visible texts of a drawn figure that go past its edges (titles, labels, captions)."""
-    from matplotlib.text import Text
-
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     box = fig.bbox

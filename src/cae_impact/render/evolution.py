@@ -9,6 +9,7 @@ and table, the line of « L'essentiel » and the method paragraphs (moved here f
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,28 @@ from cae_impact.analysis.waves import (
     target_change_file,
     waves_dir,
 )
+from cae_impact.core.frenchfmt import (
+    MISSING,
+    format_date_fr,
+    format_eur,
+    format_int,
+    format_number,
+    format_pct,
+    format_points,
+    french_typography,
+)
+from cae_impact.core.frenchfmt import french_typography as ft
+from cae_impact.render.charts import OKABE_ITO, STYLE, _tick_label
+from cae_impact.render.present import (
+    chart_html,
+    heading_html,
+    paragraph_html,
+    show_frame,
+    table_html,
+)
+from cae_impact.spec.codebook import load_codebook
 from cae_impact.spec.config import CONSORTIUM, StudyConfig
+from cae_impact.spec.parameters import ParameterError
 
 # ============================================================================================
 # 5. « Évolution depuis <vague> »: a plain HTML fragment (the report body will restyle it)
@@ -53,8 +75,6 @@ class Evolution:
 
 def load_evolution(ctx) -> Evolution:
     """A target's change rows, the waves' description, the comparability list (and the trend)."""
-    from cae_impact.spec.parameters import ParameterError
-
     folder = waves_dir(ctx.study, ctx.reports_root)
     path = target_change_file(ctx.study, ctx.reports_root, ctx.target)
     if not path.exists():
@@ -70,8 +90,6 @@ def load_evolution(ctx) -> Evolution:
 
 
 def _fmt_level(value: Any, unit: str) -> str:
-    from cae_impact.core.frenchfmt import format_eur, format_number, format_pct
-
     if unit == "pct":
         return format_pct(value)
     if unit == "eur":
@@ -80,8 +98,6 @@ def _fmt_level(value: Any, unit: str) -> str:
 
 
 def _fmt_change(value: Any, unit: str) -> str:
-    from cae_impact.core.frenchfmt import format_eur, format_number, format_points
-
     if unit == "pct":
         return format_points(None if pd.isna(value) else value * 100, plus=True)
     if unit == "eur":
@@ -90,8 +106,6 @@ def _fmt_change(value: Any, unit: str) -> str:
 
 
 def _fmt_interval(lo: Any, hi: Any, unit: str) -> str:
-    from cae_impact.core.frenchfmt import MISSING
-
     if pd.isna(lo) or pd.isna(hi):
         return MISSING
     return f"de {_fmt_change(lo, unit)} à {_fmt_change(hi, unit)}"
@@ -121,8 +135,6 @@ def _significant(rows: pd.DataFrame) -> pd.Series:
 
 def _wrap(label: str, width: int = 52, lines: int = 2) -> str:
     """A chart label on at most ``lines`` lines of ``width`` characters (« … » when cut)."""
-    import textwrap
-
     parts = textwrap.wrap(label, width)
     if len(parts) > lines:
         parts = parts[:lines]
@@ -167,8 +179,6 @@ MAX_TABLE_ROWS = 8
 
 def _short(ev: Evolution, row: Mapping[str, Any]) -> str:
     """The indicator's short label from the codebook (« Moins isolés »), else its label."""
-    from cae_impact.spec.codebook import load_codebook
-
     codebook = ev.codebook if ev.codebook is not None else load_codebook(ev.study.codebook)
     try:
         label = codebook.indicator(str(row["indicator_id"])).short_label
@@ -182,8 +192,6 @@ def _short(ev: Evolution, row: Mapping[str, Any]) -> str:
 
 def _n_text(row: Mapping[str, Any]) -> str:
     """« 57 et 56 répondants »: the bases of the two waves."""
-    from cae_impact.core.frenchfmt import format_int
-
     a, b = row.get("previous_n_unweighted"), row.get("current_n_unweighted")
     if pd.isna(a) or pd.isna(b):
         return ""
@@ -212,8 +220,6 @@ def _moves(ev: Evolution) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def evolution_lead(ev: Evolution) -> list[str]:
     """What moved first (significant changes, largest first, with both bases), then the rest."""
-    from cae_impact.core.frenchfmt import french_typography
-
     prev, cur = ev.info["previous_wave"], ev.info["wave"]
     shown, sig = _moves(ev)
     n = len(shown)
@@ -269,8 +275,6 @@ def _champ(ev: Evolution) -> str:
 
 
 def _source(ev: Evolution) -> str:
-    from cae_impact.core.frenchfmt import format_date_fr
-
     prev, cur = ev.info["previous_wave"], ev.info["wave"]
     synth = " (données synthétiques)" if ev.study.synthetic else ""
     published = ev.info.get("previous_published") or ""
@@ -285,9 +289,6 @@ def change_panel(ev: Evolution):
     matplotlib.use("Agg")
     import matplotlib.ticker
     from matplotlib.figure import Figure as MplFigure
-
-    from cae_impact.core.frenchfmt import french_typography
-    from cae_impact.render.charts import OKABE_ITO, STYLE, _tick_label
 
     rows = _headline_rows(ev)
     rows = rows[(rows["unit"] == "pct") & ~rows["suppressed"].astype(bool) & rows["change"].notna()]
@@ -344,9 +345,6 @@ def evolution_section(ev: Evolution) -> str:
     table, each with its « Lecture / Champ / Source » lines; the full table is in the notebook's
     evidence and in indicators.xlsx, the indicators not compared in the method annex.
     """
-    from cae_impact.core.frenchfmt import french_typography as ft
-    from cae_impact.render.present import chart_html, heading_html, paragraph_html, table_html
-
     prev, cur = ev.info["previous_wave"], ev.info["wave"]
     if ev.target != CONSORTIUM and ev.target not in ev.info.get("common_caes", []):
         label = ev.study.target_label(ev.target)
@@ -403,9 +401,6 @@ def _not_compared(ev: Evolution) -> pd.DataFrame:
 
 def method_paragraphs(study, reports_root) -> str:
     """The method annex's part on the changes since the previous wave ('' for a first wave)."""
-    from cae_impact.core.frenchfmt import french_typography as ft
-    from cae_impact.render.present import heading_html, paragraph_html
-
     if not getattr(study, "previous_waves", None):
         return ""
     path = waves_dir(study, reports_root) / COMPARABILITY_FILE
@@ -435,9 +430,6 @@ def method_paragraphs(study, reports_root) -> str:
 
 
 def _consortium_parts(ev: Evolution) -> list[str]:
-    from cae_impact.core.frenchfmt import french_typography as ft
-    from cae_impact.render.present import chart_html, paragraph_html, table_html
-
     prev, cur = ev.info["previous_wave"], ev.info["wave"]
     parts = []
     joined = [x["label"] for x in ev.info.get("joined", [])]
@@ -508,8 +500,6 @@ def show_evolution_evidence(ctx) -> None:
 
     ev = load_evolution(ctx)
     display(Markdown(f"### Pièces justificatives — évolutions {ev.info['previous_wave']}-{ev.info['wave']}"))
-    from cae_impact.render.present import show_frame
-
     show_frame(ev.rows.reset_index(drop=True))
     display(Markdown("Comparabilité des indicateurs entre les deux versions du référentiel :"))
     show_frame(ev.comparability)

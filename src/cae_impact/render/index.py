@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 from cae_impact.core.environment import git_state
@@ -43,8 +44,6 @@ def study_record(study: StudyConfig) -> dict:
 
 def built_waves(reports_root: Path) -> list[dict]:
     """Every wave built in this checkout (``reports/<wave>/_study.json``), in wave order."""
-    import json
-
     out = []
     for path in sorted(Path(reports_root).glob(f"*/{STUDY_RECORD}")):
         try:
@@ -93,8 +92,6 @@ def write_index(study: StudyConfig, reports_root: Path) -> Path:
     The study being built records its wave (``reports/<wave>/_study.json``); the index lists
     every recorded wave, so building another study does not drop the first one from it.
     """
-    import json
-
     e = html.escape
     record_path = reports_root / study.wave / STUDY_RECORD
     write_atomic(record_path, json.dumps(study_record(study), ensure_ascii=False, indent=2) + "\n")

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cae_impact.analysis.disclosure import band_text
 from cae_impact.core.frenchfmt import (
     format_ci,
     format_eur,
@@ -241,8 +242,6 @@ def _fmt_diff(diff: float, unit: str, decimals: int) -> str:
 
 def band_of(row, *, short: bool = False) -> str:
     """The band of a coded row (« 9 sur 10 ou plus », ``short``: « ≥ 90 % »), '' otherwise."""
-    from cae_impact.analysis.disclosure import band_text
-
     if not bool(truthy(row.get("suppressed"))):
         return ""
     low, high = row.get("band_low"), row.get("band_high")

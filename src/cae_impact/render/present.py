@@ -15,6 +15,7 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 # Tags understood by the report renderer.
@@ -97,7 +98,6 @@ def png_bytes(fig: Any, *, dpi: int = 150) -> bytes:
     (the charts are drawn on white): WeasyPrint otherwise splits and re-compresses the alpha
     of every image it puts in a PDF. Pillow writes no date or software version.
     """
-    import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 

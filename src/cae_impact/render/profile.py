@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cae_impact.core.frenchfmt import format_int, format_number, format_pct, french_typography
-from cae_impact.render import charts, present, references
+from cae_impact.render import charts, present, references, story
 from cae_impact.spec.config import CONSORTIUM
 
 from .chapters import SUPPRESSED_LEGEND, View, cae_detail_text, census_note, fmt_value
@@ -158,8 +158,6 @@ def profile_chapter(view: View) -> str:
     The chart sets the target against the consortium and the French references; the table gives
     the entrepreneurs' situation in the CAE.
     """
-    from cae_impact.render import story
-
     w = story.Writer(view)
     figs = {ind: story.figure_of(view, view.codebook.indicator(ind))
             for ind, _ in PROFILE_ITEMS if _has(view, ind)}

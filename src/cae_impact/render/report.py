@@ -11,12 +11,21 @@ Every output is written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gc
+import hashlib
 import html
+import importlib.util
+import io
+import json
+import logging
 import os
 import re
 import shutil
+import subprocess
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +83,6 @@ def report_content_digest(paths: list[Path]) -> str:
     The HTML is made from these cells only: a change elsewhere in a notebook (a researcher's
     note in a ``remove-cell`` cell, metadata) leaves the report, and its cache key, unchanged.
     """
-    import hashlib
-    import json
-
     digest = hashlib.sha256()
     for path in paths:
         nb = nbformat.from_dict(json.loads(Path(path).read_bytes()))
@@ -458,8 +464,6 @@ PRINT_IMAGE_SCHEME = "report-image"
 
 def _extract_images(markup: str) -> tuple[str, dict[str, tuple[str, bytes]]]:
     """Replace each ``data:`` image by ``report-image:N``; return the markup and N -> (type, bytes)."""
-    import base64
-
     images: dict[str, tuple[str, bytes]] = {}
 
     def repl(m: re.Match[str]) -> str:
@@ -494,8 +498,6 @@ class _TextMeasure:
         if bold not in self._fonts:
             font = None
             try:
-                import importlib.util
-
                 from PIL import ImageFont
 
                 spec = importlib.util.find_spec("matplotlib")  # located, not imported
@@ -608,8 +610,6 @@ def render_pdf(html_path: Path, out: Path) -> Path:
     WeasyPrint lays out the print variant of the report (:func:`print_html`), with its images
     served from memory.
     """
-    import logging
-
     from weasyprint import HTML  # preloaded by the build's kernel server
     from weasyprint.urls import URLFetcher, URLFetcherResponse
 
@@ -871,8 +871,6 @@ def _docx_fill_toc(doc) -> int:
 
 def finish_docx(path: Path, running: str) -> None:
     """Header, footer and table of contents of pandoc's DOCX; fixed zip dates (reproducible)."""
-    import io
-
     import docx
 
     doc = docx.Document(str(path))
@@ -894,9 +892,6 @@ def _fixed_zip(raw) -> bytes:
 
     The same document then gives the same bytes.
     """
-    import io
-    import zipfile
-
     buf = io.BytesIO()
     with zipfile.ZipFile(raw) as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
         for name in sorted(src.namelist(), key=lambda n: (n != "[Content_Types].xml", n)):
@@ -914,10 +909,6 @@ def make_reference_docx(out: Path = REFERENCE_DOCX) -> Path:
     report's blue, A4 pages with 2 cm margins, table and caption styles; zip entries carry a
     fixed date so the same code gives the same bytes.
     """
-    import io
-    import subprocess
-    import tempfile
-
     import docx
     import pypandoc
     from docx.enum.section import WD_ORIENT

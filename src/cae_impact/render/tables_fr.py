@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import pandas as pd
 from cae_impact.analysis.disclosure import band_text
 from cae_impact.core.files import atomic_write, write_atomic
 from cae_impact.privacy.personal_data import neutralise_frame
+from cae_impact.render import tables_fr
 from cae_impact.spec.codebook import Codebook
 
 SUPPRESSED_CODE = "s"
@@ -368,9 +371,6 @@ def _fix_zip_timestamps(path: Path) -> None:
 
     openpyxl stamps the save time into the zip members and into docProps/core.xml (modified).
     """
-    import re
-    import zipfile
-
     with zipfile.ZipFile(path) as src:
         members = [(info, src.read(info.filename)) for info in src.infolist()]
     members = [
@@ -394,8 +394,6 @@ def _write_xlsx(frame: pd.DataFrame, path: Path, sheet_name: str = "Indicateurs"
     « Dictionnaire » sheet; openpyxl's write-only workbook streams rows; fixed document dates. ``frame`` is the machine
     table (already neutralised against formulas); ``sheet_name`` is kept for callers.
     """
-    from cae_impact.render import tables_fr
-
     tables_fr.write_xlsx(frame, path, codebook, neutralise=neutralise_frame)
 
 

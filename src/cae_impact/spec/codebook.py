@@ -29,6 +29,8 @@ import yaml
 
 from cae_impact.core.paths import PROJECT_ROOT
 
+from .config import safe_yaml_load
+
 DEFAULT_CODEBOOK_PATH = PROJECT_ROOT / "config" / "codebook.yaml"
 
 QUESTION_TYPES = ("single", "multiple", "likert", "frequency", "yesno", "numeric", "text")
@@ -1240,8 +1242,6 @@ def load_codebook(path: str | Path | None = None) -> Codebook:
         path = PROJECT_ROOT / path
     if not path.exists():
         raise CodebookError(f"{path}: codebook not found")
-    from .config import safe_yaml_load
-
     try:
         raw = safe_yaml_load(path, CodebookError, _UniqueKeyLoader)
     except CodebookError as exc:

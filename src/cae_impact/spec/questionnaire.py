@@ -37,6 +37,8 @@ from jinja2 import Environment, select_autoescape
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from cae_impact.spec.codes import limesurvey_answer_codes, limesurvey_subquestion_codes
+
 from .codebook import (
     BoolOp,
     Codebook,
@@ -531,8 +533,6 @@ def limesurvey_relevance(cb: Codebook, expr: str | None) -> str:
     Answer codes are the LimeSurvey codes of :func:`cae_impact.spec.codes.limesurvey_answer_codes`;
     ``.NAOK`` makes a question that was not shown read as empty, like an unanswered one in ODK.
     """
-    from cae_impact.spec.codes import limesurvey_answer_codes, limesurvey_subquestion_codes
-
     if not expr:
         return "1"
 
@@ -573,8 +573,6 @@ def build_limesurvey_structure(cb: Codebook) -> str:
     codebook's choice codes. ``rid`` (prefilled from the invitation link ``?rid=…``) and
     ``qversion`` (a short text whose default is the questionnaire version) are hidden questions.
     """
-    from cae_impact.spec.codes import limesurvey_answer_codes, limesurvey_subquestion_codes
-
     rows: list[dict[str, str]] = []
     lang = LIMESURVEY_LANG
 
