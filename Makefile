@@ -162,10 +162,10 @@ $(PROCESSED_ROOT)/$(WAVE)/%/responses.parquet: $$(DEPS_$$*) $(NOTEBOOKS_DIR)/01_
 # report), and each report's own rows (_study/report__<target>.parquet). A CAE's rows hold its
 # figures and the consortium figures it is compared with: the published reference (REFERENCE,
 # see publish-reference) or, with 'consortium_reference: live', this build's consortium.
-# The step executes notebook 04 (reports/<wave>/_study/notebooks/04_estimation.ipynb): the
+# The step executes notebook 02 (reports/<wave>/_study/notebooks/02_estimation.ipynb): the
 # estimation, then the weighting and secrecy diagnostics a reviewer checks.
 ESTIMATES := $(REPORTS_ROOT)/$(WAVE)/_study/estimates.parquet
-$(ESTIMATES): $(PROCESSED) $(NOTEBOOKS_DIR)/04_estimation.ipynb $(STUDY) $(REFERENCE) $(CODE_DEPS)
+$(ESTIMATES): $(PROCESSED) $(NOTEBOOKS_DIR)/02_estimation.ipynb $(STUDY) $(REFERENCE) $(CODE_DEPS)
 	$(CLI) estimate
 
 ## publish-reference: publish the consortium figures of the cleaned data as the reference the CAE reports compare with
@@ -190,12 +190,12 @@ ifneq ($(CHANGES),)
 $(CHANGES): $(ESTIMATES) $(PREVIOUS) $(STUDY) $(CODE_DEPS)
 	$(CLI) changes
 endif
-EVOLUTION_NB := $(if $(PREVIOUS),$(NOTEBOOKS_DIR)/04_evolution.ipynb)
+EVOLUTION_NB := $(if $(PREVIOUS),$(NOTEBOOKS_DIR)/05_evolution.ipynb)
 
-# Analysis: notebooks 02 (one per effect domain) and 03 for one target (and 04, the evolution
+# Analysis: notebooks 03 (one per effect domain) and 04 for one target (and 05, the evolution
 # since the previous wave, when there is one), executed into reports/<wave>/<target>/notebooks/,
 # then indicators.csv and indicators.xlsx.
-$(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(ESTIMATES) $(CHANGES) $(NOTEBOOKS_DIR)/02_effect.ipynb $(NOTEBOOKS_DIR)/03_profile.ipynb $(EVOLUTION_NB) $(STUDY) $(CODE_DEPS)
+$(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(ESTIMATES) $(CHANGES) $(NOTEBOOKS_DIR)/03_effect.ipynb $(NOTEBOOKS_DIR)/04_profile.ipynb $(EVOLUTION_NB) $(STUDY) $(CODE_DEPS)
 	$(CLI) analyse --target $*
 	touch $@
 

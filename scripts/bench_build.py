@@ -154,8 +154,8 @@ def write_study(folder: Path, caes: list[str] | None) -> Path:
 
 
 def edit_markdown(notebooks: Path, n: int) -> None:
-    """A markdown-only edit of notebook 02 (its first markdown cell gets another line)."""
-    path = notebooks / "02_effect.ipynb"
+    """A markdown-only edit of notebook 03 (its first markdown cell gets another line)."""
+    path = notebooks / "03_effect.ipynb"
     nb = nbformat.read(path, as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "markdown")
     cell.source = cell.source.split("\n<!-- bench")[0] + f"\n<!-- bench edit {n} -->"
@@ -163,8 +163,8 @@ def edit_markdown(notebooks: Path, n: int) -> None:
 
 
 def edit_markdown_visible(notebooks: Path, n: int) -> None:
-    """A markdown edit that shows in every report: a sentence of notebook 02 rewritten (or added)."""
-    path = notebooks / "02_effect.ipynb"
+    """A markdown edit that shows in every report: a sentence of notebook 03 rewritten (or added)."""
+    path = notebooks / "03_effect.ipynb"
     nb = nbformat.read(path, as_version=4)
     cell = next((c for c in nb.cells if "bench-visible" in c.metadata.get("tags", [])), None)
     if cell is None:
@@ -223,8 +223,8 @@ def naive(sc: Scratch, study_path: Path) -> float:
         nb_dir.mkdir(parents=True, exist_ok=True)
         tp = [*common, "-p", "target", target, "-p", "reports_root", str(rep)]
         for d in domains:
-            go([papermill, str(sc.notebooks / "02_effect.ipynb"), str(nb_dir / f"02_effect_{d}.ipynb"), *tp, "-p", "domain", d])
-        go([papermill, str(sc.notebooks / "03_profile.ipynb"), str(nb_dir / "03_profile.ipynb"), *tp])
+            go([papermill, str(sc.notebooks / "03_effect.ipynb"), str(nb_dir / f"03_effect_{d}.ipynb"), *tp, "-p", "domain", d])
+        go([papermill, str(sc.notebooks / "04_profile.ipynb"), str(nb_dir / "04_profile.ipynb"), *tp])
         for fmt in ("html", "pdf", "docx"):
             go([*cli, "render", "--target", target, "--to", fmt])
     return time.perf_counter() - start

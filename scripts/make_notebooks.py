@@ -1,4 +1,4 @@
-"""Write the four pipeline notebooks (run once; afterwards the .ipynb files are the source).
+"""Write the five pipeline notebooks, numbered in pipeline order (run once; afterwards the .ipynb files are the source).
 
 Kept so that the notebooks' skeleton (same headings, parameters cell, validation cell) can be
 regenerated consistently; edit the notebooks themselves in JupyterLab for content changes.
@@ -69,7 +69,7 @@ cleaning = nb([
 
 effect = nb([
     new_markdown_cell(
-        "<!-- Étape 02 : analyse d'un domaine d'effet pour une cible (une CAE ou le consortium). "
+        "<!-- Étape 03 : analyse d'un domaine d'effet pour une cible (une CAE ou le consortium). "
         "Les chiffres, textes et graphiques viennent de fonctions testées de src/cae_impact. -->",
         metadata={"tags": ["remove-cell"]},
     ),
@@ -106,7 +106,7 @@ effect = nb([
 
 profile = nb([
     new_markdown_cell(
-        "<!-- Étape 03 : profil des entrepreneurs d'une cible, comparé au consortium et aux "
+        "<!-- Étape 04 : profil des entrepreneurs d'une cible, comparé au consortium et aux "
         "références nationales. -->",
         metadata={"tags": ["remove-cell"]},
     ),
@@ -134,7 +134,7 @@ profile = nb([
 
 evolution = nb([
     new_markdown_cell(
-        "<!-- Étape 04 : évolution d'une cible (une CAE ou le consortium) depuis la vague précédente, "
+        "<!-- Étape 05 : évolution d'une cible (une CAE ou le consortium) depuis la vague précédente, "
         "à partir des chiffres publiés de cette vague (src/cae_impact/analysis/waves.py, src/cae_impact/render/evolution.py). -->",
         metadata={"tags": ["remove-cell"]},
     ),
@@ -162,7 +162,7 @@ evolution = nb([
 
 estimation = nb([
     new_markdown_cell(
-        "# Étape 04 — Pondération et estimation de la vague\n\n"
+        "# Étape 02 — Pondération et estimation de la vague\n\n"
         "Estime chaque indicateur de chaque cible à partir des données nettoyées de toutes les CAE "
         "(plan de sondage, pondération, secret statistique appliqué à toute la vague), écrit "
         "`reports/<vague>/_study/`, puis montre ce qu’un statisticien d’enquête vérifie : registre, "
@@ -209,7 +209,7 @@ estimation = nb([
     shown("audit.show_secrecy(outputs)"),
 ])
 
-for name, n in [("01_cleaning", cleaning), ("02_effect", effect), ("03_profile", profile),
-                ("04_estimation", estimation), ("04_evolution", evolution)]:
+for name, n in [("01_cleaning", cleaning), ("02_estimation", estimation), ("03_effect", effect),
+                ("04_profile", profile), ("05_evolution", evolution)]:
     nbformat.write(n, ROOT / "notebooks" / f"{name}.ipynb")
     print("wrote", name)

@@ -1,4 +1,4 @@
-"""The estimation's diagnostics (notebook 04), read from the files the estimation writes.
+"""The estimation's diagnostics (notebook 02), read from the files the estimation writes.
 
 On the demo study estimated once (``pipeline.run_estimation`` into a scratch folder): the
 weighted margins equal the registers, the trimmed weights found in the files are the ones the

@@ -17,9 +17,9 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PARAM_LINE = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<type>str|int|float|bool) = (?P<value>.+?)  # \S.*$")
 
 
-def test_four_pipeline_notebooks_exist():
-    assert [p.name for p in NOTEBOOKS] == ["01_cleaning.ipynb", "02_effect.ipynb", "03_profile.ipynb",
-                                           "04_estimation.ipynb", "04_evolution.ipynb"]
+def test_the_pipeline_notebooks_exist_numbered_in_pipeline_order():
+    assert [p.name for p in NOTEBOOKS] == ["01_cleaning.ipynb", "02_estimation.ipynb", "03_effect.ipynb",
+                                           "04_profile.ipynb", "05_evolution.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -78,12 +78,12 @@ def test_build_parameters_are_declared_in_notebooks():
     args = SimpleNamespace(processed_root="data/processed", reports_root="reports")
     passed = {
         "01_cleaning.ipynb": cli.build_parameters(study, args, cae="cae-1"),
-        "02_effect.ipynb": cli.build_parameters(study, args, target="consortium", reports_root="reports", domain="d1"),
-        "03_profile.ipynb": cli.build_parameters(study, args, target="consortium", reports_root="reports"),
-        "04_estimation.ipynb": cli.estimation_job(args, study, ROOT / "reports")[2],
+        "03_effect.ipynb": cli.build_parameters(study, args, target="consortium", reports_root="reports", domain="d1"),
+        "04_profile.ipynb": cli.build_parameters(study, args, target="consortium", reports_root="reports"),
+        "02_estimation.ipynb": cli.estimation_job(args, study, ROOT / "reports")[2],
     }
     # 04 (evolution since the previous wave) runs for a study with previous_waves only
-    passed["04_evolution.ipynb"] = cli.build_parameters(load_study(ROOT / "config" / "study-2027.yaml"), args,
+    passed["05_evolution.ipynb"] = cli.build_parameters(load_study(ROOT / "config" / "study-2027.yaml"), args,
                                                         target="consortium", reports_root="reports")
     for name, params in passed.items():
         declared = set(pm.inspect_notebook(str(ROOT / "notebooks" / name)))
@@ -95,13 +95,13 @@ def test_unknown_parameter_is_refused():
     from cae_impact.build import execute as build
 
     with pytest.raises(build.BuildError, match="not declared"):
-        cli._check_declared(ROOT / "notebooks" / "02_effect.ipynb", {"targett": "cae-1"})
+        cli._check_declared(ROOT / "notebooks" / "03_effect.ipynb", {"targett": "cae-1"})
 
 
 def test_estimation_notebook_shows_the_diagnostics():
-    """Notebook 04 runs the estimation and shows every diagnostic in cells a reader sees (not
+    """Notebook 02 runs the estimation and shows every diagnostic in cells a reader sees (not
     tagged remove-cell), and asserts the margins in one of them."""
-    nb = json.loads((ROOT / "notebooks" / "04_estimation.ipynb").read_text(encoding="utf-8"))
+    nb = json.loads((ROOT / "notebooks" / "02_estimation.ipynb").read_text(encoding="utf-8"))
     shown = "\n".join("".join(c["source"]) for c in nb["cells"]
                       if c["cell_type"] == "code" and "remove-cell" not in c["metadata"].get("tags", []))
     for call in ("pipeline.run_estimation(", "audit.show_response(", "audit.show_post_strata(",
@@ -109,7 +109,7 @@ def test_estimation_notebook_shows_the_diagnostics():
                  "audit.show_weights(", "audit.show_design_effects(", "audit.show_secrecy("):
         assert call in shown, call
     params = "".join(next(c["source"] for c in nb["cells"] if c["cell_type"] == "code"))
-    assert set(pm.inspect_notebook(str(ROOT / "notebooks" / "04_estimation.ipynb"))) == {
+    assert set(pm.inspect_notebook(str(ROOT / "notebooks" / "02_estimation.ipynb"))) == {
         "study", "processed_root", "reports_root"}, params
 
 

@@ -29,7 +29,7 @@ def fake_build(tmp_path):
     runs = reports / study.wave / "_runs"
     runs.mkdir()
     (runs / "estimate.json").write_text(json.dumps({"cache_key": "k", "cache_hit": False, "seconds": 1.0}))
-    record = build.RunRecord("02_effect.ipynb", "x.ipynb", {"target": "consortium", "domain": "d1"}, "abc", False, 4.2, {})
+    record = build.RunRecord("03_effect.ipynb", "x.ipynb", {"target": "consortium", "domain": "d1"}, "abc", False, 4.2, {})
     path = manifest.write_manifest(study, "consortium", processed, reports, [record], runs, PROJECT_ROOT / "notebooks")
     return study, processed, reports, path
 
@@ -84,7 +84,7 @@ def test_build_summary_counts_failed_notebooks_and_targets(tmp_path, capsys):
     assert "no failure" in capsys.readouterr().out
     folder = tmp_path / study.wave / "_failures"
     folder.mkdir(parents=True)
-    for target, nb in (("cae-1", "03_profile"), ("cae-1", "02_effect"), ("cae-3", "01_cleaning")):
+    for target, nb in (("cae-1", "04_profile"), ("cae-1", "03_effect"), ("cae-3", "01_cleaning")):
         (folder / f"{target}__{nb}.json").write_text(json.dumps(
             {"target": target, "notebook": f"{nb}.ipynb", "cell_number": 3, "error": "ValueError: x"}))
     assert cli.main(args) == 1
@@ -102,7 +102,7 @@ def _published(study, reports):
     (target_dir / "report.docx").write_bytes(b"PK docx")
     (target_dir / "indicators.xlsx").write_bytes(b"PK xlsx")
     (target_dir / "notebooks").mkdir()
-    (target_dir / "notebooks" / "03_profile.ipynb").write_text("{}")
+    (target_dir / "notebooks" / "04_profile.ipynb").write_text("{}")
     manifest.record_outputs(study, "consortium", reports)
     return target_dir
 
@@ -112,12 +112,12 @@ def test_manifest_records_every_published_file(fake_build):
     _published(study, reports)
     outputs = json.loads(path.read_text())["outputs"]
     assert set(outputs) == {"report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx",
-                            "notebooks/03_profile.ipynb"}
+                            "notebooks/04_profile.ipynb"}
     assert manifest.check_manifest(study, "consortium", processed, reports) == []
 
 
 @pytest.mark.parametrize("name", ["report.pdf", "report.html", "report.docx", "indicators.xlsx",
-                                  "indicators.csv", "notebooks/03_profile.ipynb"])
+                                  "indicators.csv", "notebooks/04_profile.ipynb"])
 def test_verify_fails_on_a_swapped_document_naming_it(fake_build, capsys, monkeypatch, name):
     study, processed, reports, _ = fake_build
     target_dir = _published(study, reports)
@@ -132,10 +132,10 @@ def test_verify_names_a_removed_or_added_document(fake_build):
     study, processed, reports, _ = fake_build
     target_dir = _published(study, reports)
     (target_dir / "report.docx").unlink()
-    (target_dir / "notebooks" / "02_effect_extra.ipynb").write_text("{}")
+    (target_dir / "notebooks" / "03_effect_extra.ipynb").write_text("{}")
     problems = manifest.check_manifest(study, "consortium", processed, reports)
     assert any("report.docx" in p and "missing" in p for p in problems)
-    assert any("02_effect_extra.ipynb" in p and "not in the manifest" in p for p in problems)
+    assert any("03_effect_extra.ipynb" in p and "not in the manifest" in p for p in problems)
 
 
 def test_build_summary_counts_failures_outside_notebooks(tmp_path, capsys, monkeypatch):

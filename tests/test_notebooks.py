@@ -79,7 +79,7 @@ def test_every_target_gets_every_document(built):
         for name in ("report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx"):
             assert (out / name).stat().st_size > 0, f"{target}: {name} missing"
         executed = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
-        assert "03_profile.ipynb" in executed and len([n for n in executed if n.startswith("02_effect_d")]) == 7
+        assert "04_profile.ipynb" in executed and len([n for n in executed if n.startswith("03_effect_d")]) == 7
         assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
         html = (out / "report.html").read_text(encoding="utf-8")
         assert "Données synthétiques" in html
@@ -93,7 +93,7 @@ def test_every_target_gets_every_document(built):
 def test_executed_notebooks_record_their_parameters(built):
     folder, _, _ = built
     wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]
-    nb = nbformat.read(folder / "reports" / wave / "consortium" / "notebooks" / "02_effect_d3.ipynb", as_version=4)
+    nb = nbformat.read(folder / "reports" / wave / "consortium" / "notebooks" / "03_effect_d3.ipynb", as_version=4)
     params = nb.metadata["papermill"]["parameters"]
     assert params["target"] == "consortium" and params["domain"] == "d3"
     assert nb.metadata["kernelspec"]["name"] == "cae-impact"
@@ -125,20 +125,20 @@ def test_failing_analysis_of_one_target_does_not_stop_the_others(tmp_path):
     """A profile notebook made to fail for cae-1 only: cae-3 and the consortium are still built."""
     notebooks = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", notebooks)
-    nb = nbformat.read(notebooks / "03_profile.ipynb", as_version=4)
+    nb = nbformat.read(notebooks / "04_profile.ipynb", as_version=4)
     nb.cells.insert(3, nbformat.v4.new_code_cell('assert target != "cae-1", "injected failure for cae-1"'))
-    nbformat.write(nb, notebooks / "03_profile.ipynb")
+    nbformat.write(nb, notebooks / "04_profile.ipynb")
     study = write_fixture_study(tmp_path)
     result = make(tmp_path, study, "reports", notebooks=notebooks, flags=("-k", "-j2"))
     assert result.returncode != 0
-    assert "target=cae-1" in result.stderr and "notebook=03_profile.ipynb" in result.stderr
+    assert "target=cae-1" in result.stderr and "notebook=04_profile.ipynb" in result.stderr
     assert "cell 3" in result.stderr
     wave = yaml.safe_load(study.read_text())["wave"]
     reports = tmp_path / "reports" / wave
     assert (reports / "cae-3" / "report.pdf").exists() and (reports / "consortium" / "report.pdf").exists()
     assert not (reports / "cae-1" / "report.html").exists()
-    assert not (reports / "cae-1" / "notebooks" / "03_profile.ipynb").exists()
-    assert (reports / "cae-1" / "notebooks" / "03_profile.FAILED.ipynb").exists()
+    assert not (reports / "cae-1" / "notebooks" / "04_profile.ipynb").exists()
+    assert (reports / "cae-1" / "notebooks" / "04_profile.FAILED.ipynb").exists()
     assert "1 notebook(s) failed in 1 target(s) (cae-1)" in result.stderr, "the build says how many failed"
 
 
@@ -157,7 +157,7 @@ def test_touch_without_content_change_executes_nothing(built):
     """Make sees newer timestamps (as after a git checkout); the cache makes every recipe a hit."""
     folder, study, _ = built
     wave = yaml.safe_load(study.read_text())["wave"]
-    estimation = folder / "reports" / wave / "_study" / "notebooks" / "04_estimation.ipynb"
+    estimation = folder / "reports" / wave / "_study" / "notebooks" / "02_estimation.ipynb"
     before = nbformat.read(estimation, as_version=4)
     study.touch()
     again = make(folder, study, "reports")
@@ -172,12 +172,12 @@ def test_touch_without_content_change_executes_nothing(built):
 
 
 def test_estimation_notebook_shows_the_diagnostics_without_personal_data(built):
-    """The estimation step executes notebook 04 once per wave into _study/notebooks/: the
+    """The estimation step executes notebook 02 once per wave into _study/notebooks/: the
     weighting and secrecy diagnostics, aggregates only (no respondent's pseudonym)."""
     folder, study, _ = built
     wave = yaml.safe_load(study.read_text())["wave"]
     sdir = folder / "reports" / wave / "_study"
-    nb = nbformat.read(sdir / "notebooks" / "04_estimation.ipynb", as_version=4)
+    nb = nbformat.read(sdir / "notebooks" / "02_estimation.ipynb", as_version=4)
     assert nb.metadata["papermill"]["parameters"]["study"] == str(study)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
@@ -196,7 +196,7 @@ def test_estimation_notebook_shows_the_diagnostics_without_personal_data(built):
     ids = pd.read_csv(sdir / "design.csv", dtype=str)["respondent_id"]
     assert len(ids) and not [i for i in ids if i in text], "a respondent's pseudonym is in the notebook"
     m = json.loads((folder / "reports" / wave / "cae-1" / "manifest.json").read_text())
-    assert m["estimation"]["notebook"]["notebook"] == "04_estimation.ipynb"
+    assert m["estimation"]["notebook"]["notebook"] == "02_estimation.ipynb"
 
 
 def test_verify_reexecutes_without_cache_and_matches(built):
@@ -219,8 +219,8 @@ def test_warm_kernels_give_the_notebooks_new_kernels_give(built, tmp_path, monke
     assert {r["kernel"] for r in manifest["notebooks"]} == {"forked from the kernel server"}
     monkeypatch.delenv(kernels.ENV_VAR, raising=False)
     cases = [("cae-3", "01_cleaning.ipynb", "01_cleaning.ipynb"),
-             ("consortium", "02_effect_d3.ipynb", "02_effect.ipynb"),
-             ("cae-1", "03_profile.ipynb", "03_profile.ipynb")]
+             ("consortium", "03_effect_d3.ipynb", "03_effect.ipynb"),
+             ("cae-1", "04_profile.ipynb", "04_profile.ipynb")]
     for target, executed_name, source_name in cases:
         warm = nbformat.read(reports / target / "notebooks" / executed_name, as_version=4)
         params = dict(warm.metadata["papermill"]["parameters"])
@@ -349,7 +349,7 @@ def test_executed_notebooks_hold_the_evidence(built):
     (cells tagged « evidence », which the report leaves out)."""
     folder, _, _ = built
     wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]
-    nb = nbformat.read(folder / "reports" / wave / "cae-1" / "notebooks" / "02_effect_d3.ipynb", as_version=4)
+    nb = nbformat.read(folder / "reports" / wave / "cae-1" / "notebooks" / "03_effect_d3.ipynb", as_version=4)
     evidence = [c for c in nb.cells if "evidence" in c.metadata.get("tags", [])]
     assert evidence
     shown = json.dumps([c.get("outputs", []) for c in evidence], ensure_ascii=False)

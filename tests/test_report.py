@@ -46,7 +46,7 @@ def test_toc_links_every_chapter():
 
 
 def test_render_html_keeps_outputs_drops_code_and_streams(tmp_path):
-    nb = executed_nb(tmp_path / "03_profile.ipynb", [present.heading_html("Profil des entrepreneurs", 1)])
+    nb = executed_nb(tmp_path / "04_profile.ipynb", [present.heading_html("Profil des entrepreneurs", 1)])
     out = report.render_html([nb], META, tmp_path / "report.html")
     text = out.read_text(encoding="utf-8")
     assert "Profil des entrepreneurs" in text and "Une section" in text
@@ -65,8 +65,8 @@ def test_respondent_text_is_never_interpreted(tmp_path):
 
 
 def test_missing_notebook_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="02_effect_d1.ipynb"):
-        report.render_html([tmp_path / "02_effect_d1.ipynb"], META, tmp_path / "r.html")
+    with pytest.raises(FileNotFoundError, match="03_effect_d1.ipynb"):
+        report.render_html([tmp_path / "03_effect_d1.ipynb"], META, tmp_path / "r.html")
 
 
 EVIL = '<script>alert(1)</script> <img src=x onerror=alert(2)> **gras** =1+1'

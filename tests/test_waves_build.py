@@ -94,9 +94,9 @@ def test_every_report_of_the_second_wave_shows_the_evolution(two_waves):
         section = _section(html)
         for word in ("Rao-Scott", "Benjamini", "p-value", "p ajustée"):
             assert word not in section, (target, word)
-        assert (folder / "reports" / "2027" / target / "notebooks" / "04_evolution.ipynb").exists()
+        assert (folder / "reports" / "2027" / target / "notebooks" / "05_evolution.ipynb").exists()
     # the first wave has no evolution notebook
-    assert not (folder / "reports" / "2026" / "cae-2" / "notebooks" / "04_evolution.ipynb").exists()
+    assert not (folder / "reports" / "2026" / "cae-2" / "notebooks" / "05_evolution.ipynb").exists()
 
 
 def test_significantly_is_written_only_where_the_corrected_test_says_so(two_waves):

@@ -4,9 +4,9 @@ Build steps (called by ``make``; each writes its outputs atomically):
 
 * ``make-include``  print the Make variables of the study (wave, CAEs, their raw files);
 * ``clean --cae C``  execute notebook 01 for one CAE (cleaned data under data/processed/);
-* ``estimate``  execute notebook 04: estimate every indicator of every target (study-wide),
+* ``estimate``  execute notebook 02: estimate every indicator of every target (study-wide),
   then show the weighting and secrecy diagnostics;
-* ``analyse --target T``  execute notebooks 02 (one per effect domain) and 03 for a target;
+* ``analyse --target T``  execute notebooks 03 (one per effect domain) and 04 for a target;
 * ``render --target T --to html|pdf|docx``  render a target's report document;
 * ``index``  write reports/index.html;
 * ``verify [--target T]``  re-execute without the cache (fresh kernels) and compare with the
@@ -55,9 +55,9 @@ from .pipeline import audit_published
 import errno
 
 CLEANING_NB = "01_cleaning.ipynb"
-EFFECT_NB = "02_effect.ipynb"
-PROFILE_NB = "03_profile.ipynb"
-ESTIMATION_NB = "04_estimation.ipynb"
+EFFECT_NB = "03_effect.ipynb"
+PROFILE_NB = "04_profile.ipynb"
+ESTIMATION_NB = "02_estimation.ipynb"
 STUDY_TARGET = "study"
 """How the build names the estimation in its messages and failure reports (it has no target)."""
 CLEANING_OUTPUTS = ("responses.parquet", "quarantine.csv", "cleaning_log.json")
@@ -169,8 +169,8 @@ def _step_cache(args: argparse.Namespace) -> cachemod.StepCache | None:
 def total_notebooks(study: StudyConfig) -> int:
     """Notebook executions of a full build.
 
-    One cleaning per CAE, the estimation (04_estimation), then 02 per domain and 03 per target,
-    and 04_evolution per target when the study has a previous wave.
+    One cleaning per CAE, the estimation (02_estimation), then 03 per domain and 04 per target,
+    and 05_evolution per target when the study has a previous wave.
     """
     per_target = len(_domain_ids(study)) + 1 + (1 if study.previous_waves else 0)
     return len(study.caes) + 1 + len(study.targets) * per_target
@@ -296,13 +296,13 @@ def require_complete_consortium(study: StudyConfig, reports: Path) -> None:
 
 
 def estimation_job(args: argparse.Namespace, study: StudyConfig, reports: Path) -> tuple[Path, Path, dict[str, str]]:
-    """Notebook 04 of a wave: its source, its executed copy (``_study/notebooks/``), its parameters."""
+    """Notebook 02 of a wave: its source, its executed copy (``_study/notebooks/``), its parameters."""
     params = build_parameters(study, args, reports_root=_rel(PROJECT_ROOT / args.reports_root))
     return _notebooks(args) / ESTIMATION_NB, study_dir(study, reports) / "notebooks" / ESTIMATION_NB, params
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    """Execute notebook 04: the estimation, then its diagnostics, cached by content.
+    """Execute notebook 02: the estimation, then its diagnostics, cached by content.
 
     Every indicator of every target (study-wide disclosure control), then the weighting and
     secrecy diagnostics a reviewer checks.
@@ -467,7 +467,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
 def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str, nb_dir: Path) -> list[tuple[Path, Path, dict[str, str]]]:
     """The notebooks of a target's analysis: 02 once per effect domain, then 03."""
     common = build_parameters(study, args, target=target, reports_root=_rel(PROJECT_ROOT / args.reports_root))
-    jobs = [(_notebooks(args) / EFFECT_NB, nb_dir / f"02_effect_{d}.ipynb", {**common, "domain": d})
+    jobs = [(_notebooks(args) / EFFECT_NB, nb_dir / f"03_effect_{d}.ipynb", {**common, "domain": d})
             for d in _domain_ids(study)]
     jobs.append((_notebooks(args) / PROFILE_NB, nb_dir / PROFILE_NB, common))
     if study.previous_waves:  # issue 18: the evolution since the previous wave
@@ -478,7 +478,7 @@ def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str, nb_
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
-    """Execute notebooks 02 (each effect domain) and 03 for one target, then its indicators."""
+    """Execute notebooks 03 (each effect domain) and 04 for one target, then its indicators."""
     import pandas as pd
 
     study, processed, reports = _ctx(args)
@@ -862,7 +862,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", default=None, help="file to write (default data/reference/<study>/<wave>/wave.csv)")
     s.set_defaults(func=cmd_publish_wave)
     sub.add_parser("changes", help="compute the changes since the previous wave").set_defaults(func=cmd_changes)
-    s = sub.add_parser("analyse", help="execute notebooks 02 and 03 for one target")
+    s = sub.add_parser("analyse", help="execute notebooks 03 and 04 (and 05) for one target")
     s.add_argument("--target", required=True)
     s.set_defaults(func=cmd_analyse)
     s = sub.add_parser("render", help="render a target's report documents")

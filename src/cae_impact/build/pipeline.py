@@ -60,7 +60,7 @@ class CleaningContext:
 
 @dataclass(frozen=True)
 class TargetContext:
-    """Validated parameters of notebooks 02 and 03 (one target; one domain for 02)."""
+    """Validated parameters of notebooks 03, 04 and 05 (one target; one domain for 03)."""
 
     study: StudyConfig
     codebook: Codebook
@@ -124,12 +124,12 @@ def _target_context(study: str, target: str, processed_root: str, reports_root: 
 
 
 def effect_context(*, study: str, target: str, domain: str, processed_root: str, reports_root: str) -> TargetContext:
-    """Validate notebook 02's parameters (a target and an effect domain)."""
+    """Validate notebook 03's parameters (a target and an effect domain)."""
     return _target_context(study, target, processed_root, reports_root, domain)
 
 
 def profile_context(*, study: str, target: str, processed_root: str, reports_root: str) -> TargetContext:
-    """Validate notebook 03's parameters (a target)."""
+    """Validate notebook 04's parameters (a target)."""
     return _target_context(study, target, processed_root, reports_root, None)
 
 

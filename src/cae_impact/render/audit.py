@@ -1,6 +1,6 @@
 """What a survey statistician checks after the estimation, read from the files it wrote.
 
-Notebook 04 (``notebooks/04_estimation.ipynb``, executed once per wave by the build's
+Notebook 02 (``notebooks/02_estimation.ipynb``, executed once per wave by the build's
 estimation step) runs :func:`cae_impact.build.pipeline.run_estimation`, then shows, through this
 module, the diagnostics of the weighting and of the disclosure control: register counts,
 respondents and response rates per CAE; the post-strata after collapsing; the trimmed weights;
@@ -58,7 +58,7 @@ SECRECY_AUDIT_FILE = "secrecy_audit.csv"
 
 @dataclass(frozen=True)
 class EstimationContext:
-    """Validated parameters of notebook 04 (one wave of a study)."""
+    """Validated parameters of notebook 02 (one wave of a study)."""
 
     study: StudyConfig
     processed_root: Path
@@ -77,7 +77,7 @@ class EstimationContext:
 
 
 def estimation_context(*, study: str, processed_root: str, reports_root: str) -> EstimationContext:
-    """Validate notebook 04's parameters: the study, and every CAE's cleaned data present."""
+    """Validate notebook 02's parameters: the study, and every CAE's cleaned data present."""
     st = _study(study)
     processed = _path(processed_root, "processed_root")
     reports = _path(reports_root, "reports_root")

@@ -42,7 +42,7 @@ REMOVE_TAGS = {"remove-cell", "parameters", "injected-parameters", "evidence"}
 
 def notebook_order(domain_ids: list[str], evolution: bool = False) -> list[str]:
     """File names of a target's executed notebooks, in report order (profile, evolution since the previous wave when there is one, then domains)."""
-    return ["03_profile.ipynb", *(["04_evolution.ipynb"] if evolution else []), *[f"02_effect_{d}.ipynb" for d in domain_ids]]
+    return ["04_profile.ipynb", *(["05_evolution.ipynb"] if evolution else []), *[f"03_effect_{d}.ipynb" for d in domain_ids]]
 
 
 def _report_cells(nb: nbformat.NotebookNode, *, validate: bool = True) -> list[nbformat.NotebookNode]:
