@@ -7,7 +7,7 @@
 # leaves nothing that looks finished (.DELETE_ON_ERROR). `make -jN` is safe.
 #
 # Make decides what may be stale (timestamps); the content-addressed cache (build/cache/, see
-# src/cae_impact/build/cache.py) decides what really runs: a recipe whose inputs have the same content
+# src/cae_impact/run/cache.py) decides what really runs: a recipe whose inputs have the same content
 # as a previous run restores its outputs without starting a kernel. `make reports` uses every
 # core (JOBS, default: nproc + 1: a job waiting on its kernel leaves a core to another) and
 # ends with a summary of the failures.
@@ -55,7 +55,7 @@ CODE_DEPS := $(SRC) $(VENV_STAMP)
 STUDY_MK := $(BUILD_ROOT)/study-$(subst /,_,$(STUDY)).mk
 # Build steps go through the kernel server when `make reports` runs one (a forked, warm
 # process: no start-up cost); otherwise the client runs the step itself.
-CLI := $(PY) -m cae_impact.build client -- --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT) --notebooks-dir $(NOTEBOOKS_DIR) --cache-root $(CACHE_ROOT)
+CLI := $(PY) -m cae_impact.run client -- --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT) --notebooks-dir $(NOTEBOOKS_DIR) --cache-root $(CACHE_ROOT)
 
 .DEFAULT_GOAL := help
 
@@ -79,7 +79,7 @@ $(VENV_STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (CAE-IMPACT)" >/dev/null
-	$(PY) -m cae_impact.build.cli check-env
+	$(PY) -m cae_impact.run.cli check-env
 	touch $@
 
 ## lock: refresh requirements.lock (and environment.yml) from pyproject.toml, in a scratch venv
@@ -111,7 +111,7 @@ endif
 
 $(STUDY_MK): $(STUDY) $(VENV_STAMP) src/cae_impact/spec/config.py
 	@mkdir -p $(@D)
-	$(PY) -m cae_impact.build.cli --study $(STUDY) make-include > $@.tmp
+	$(PY) -m cae_impact.run.cli --study $(STUDY) make-include > $@.tmp
 	mv $@.tmp $@
 
 PROCESSED := $(foreach c,$(CAES),$(PROCESSED_ROOT)/$(WAVE)/$(c)/responses.parquet)
@@ -136,13 +136,13 @@ reports: $(VENV_STAMP)
 	@for s in $(STUDIES); do $(MAKE) --no-print-directory reports-study STUDY=$$s || exit $$?; done
 
 # One study: runs the graph in a sub-make on every core (unless -j was given), with a kernel
-# server that forks warm kernels (src/cae_impact/build/kernels.py), then says how many notebooks and
+# server that forks warm kernels (src/cae_impact/run/kernels.py), then says how many notebooks and
 # targets failed (reports/<wave>/_failures/), and exits non-zero if any did.
 reports-study:
 	@rm -f $(CAE_BUILD_PROGRESS)
 	@if $(MAKE) -q --no-print-directory CAE_NEEDS_STUDY=1 $(HTML) $(PDF) $(DOCX) $(REPORTS_ROOT)/index.html 2>/dev/null; then \
 	  echo "==> reports up to date: $(REPORTS_ROOT)/index.html"; exit 0; fi; \
-	  status=0; $(PY) -m cae_impact.build run -- $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) reports-all || status=$$?; \
+	  status=0; $(PY) -m cae_impact.run run -- $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) reports-all || status=$$?; \
 	  rm -f $(CAE_BUILD_PROGRESS); \
 	  if [ $$status -ne 0 ]; then $(CLI) build-summary --status $$status || true; exit $$status; fi
 
@@ -239,8 +239,8 @@ scan-personal-data: $(VENV_STAMP)
 verify-r: $(VENV_STAMP)
 	@command -v Rscript >/dev/null || { echo "R is not installed: apt-get install r-base-core r-cran-survey r-cran-yaml" >&2; exit 1; }
 	rm -rf $(BUILD_ROOT)/verify-r
-	$(PY) scripts/responses_to_csv.py $(PROCESSED_ROOT) $$($(PY) -m cae_impact.build.cli --study $(STUDY) make-include | sed -n 's/^WAVE := //p') $(BUILD_ROOT)/verify-r
-	Rscript scripts/verify_with_r.R $$($(PY) -m cae_impact.build.cli --study $(STUDY) make-include | sed -n 's/^WAVE := //p') $(REPORTS_ROOT) $(BUILD_ROOT)/verify-r
+	$(PY) scripts/responses_to_csv.py $(PROCESSED_ROOT) $$($(PY) -m cae_impact.run.cli --study $(STUDY) make-include | sed -n 's/^WAVE := //p') $(BUILD_ROOT)/verify-r
+	Rscript scripts/verify_with_r.R $$($(PY) -m cae_impact.run.cli --study $(STUDY) make-include | sed -n 's/^WAVE := //p') $(REPORTS_ROOT) $(BUILD_ROOT)/verify-r
 
 ## verify-r-changes: recompute the changes between two waves with R's survey package (needs R, as verify-r)
 # PREV_WAVE/CUR_WAVE and their codebooks default to the demo's 2026 and 2027 waves.

@@ -204,7 +204,7 @@ def naive(sc: Scratch, study_path: Path) -> float:
     papermill = str(Path(PY).parent / "papermill")
     common = ["-k", "cae-impact", "--cwd", str(sc.notebooks), "-p", "study", str(study_path),
               "-p", "processed_root", str(proc)]
-    cli = [PY, "-m", "cae_impact.build.cli", "--study", str(study_path), "--processed-root", str(proc),
+    cli = [PY, "-m", "cae_impact.run.cli", "--study", str(study_path), "--processed-root", str(proc),
            "--reports-root", str(rep), "--notebooks-dir", str(sc.notebooks), "--no-cache"]
     start = time.perf_counter()
 

@@ -75,8 +75,8 @@ def measure(config: Path, root: Path, processed: Path, reports: Path) -> dict:
     """One estimation (in this process): seconds, respondents, peak memory."""
     import pandas as pd
 
-    from cae_impact.build import pipeline
     from cae_impact.render import report as _report  # noqa: F401  (imported by run_estimation; not timed)
+    from cae_impact.run import pipeline
     from cae_impact.spec.config import load_study
 
     study = load_study(config, root=root)

@@ -21,8 +21,8 @@ matplotlib.use("Agg")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cae_impact.build import pipeline
     from cae_impact.render import charts, present
+    from cae_impact.run import pipeline
     from cae_impact.spec.config import load_study
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

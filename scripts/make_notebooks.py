@@ -58,7 +58,7 @@ cleaning = nb([
         'processed_root: str = "data/processed"  # root of the cleaned data (relative to the project root)\n'
     ),
     hidden(
-        "from cae_impact.build import pipeline\n\n"
+        "from cae_impact.run import pipeline\n\n"
         "ctx = pipeline.cleaning_context(study=study, cae=cae, processed_root=processed_root)\n"
         "ctx"
     ),
@@ -81,7 +81,7 @@ effect = nb([
         'reports_root: str = "reports"  # root of the reports (indicator tables are saved there)\n'
     ),
     hidden(
-        "from cae_impact.build import pipeline\n\n"
+        "from cae_impact.run import pipeline\n\n"
         "ctx = pipeline.effect_context(study=study, target=target, domain=domain,\n"
         "                              processed_root=processed_root, reports_root=reports_root)\n"
         "ctx"
@@ -117,7 +117,7 @@ profile = nb([
         'reports_root: str = "reports"  # root of the reports (indicator tables are saved there)\n'
     ),
     hidden(
-        "from cae_impact.build import pipeline\n\n"
+        "from cae_impact.run import pipeline\n\n"
         "ctx = pipeline.profile_context(study=study, target=target,\n"
         "                               processed_root=processed_root, reports_root=reports_root)\n"
         "ctx"
@@ -145,7 +145,7 @@ evolution = nb([
         'reports_root: str = "reports"  # root of the reports\n'
     ),
     hidden(
-        "from cae_impact.build import pipeline\nfrom cae_impact.render import evolution\n\n"
+        "from cae_impact.run import pipeline\nfrom cae_impact.render import evolution\n\n"
         "ctx = pipeline.profile_context(study=study, target=target,\n"
         "                               processed_root=processed_root, reports_root=reports_root)\n"
         "ctx"
@@ -177,7 +177,7 @@ estimation = nb([
         'reports_root: str = "reports"  # root of the reports (the estimation writes <wave>/_study/ there)\n'
     ),
     hidden(
-        "from cae_impact.build import pipeline\nfrom cae_impact.render import audit\n\n"
+        "from cae_impact.run import pipeline\nfrom cae_impact.render import audit\n\n"
         "ctx = audit.estimation_context(study=study, processed_root=processed_root, reports_root=reports_root)\n"
         "ctx"
     ),

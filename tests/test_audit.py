@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cae_impact.build import pipeline
 from cae_impact.clean.cleaning import clean_export
 from cae_impact.render import audit
+from cae_impact.run import pipeline
 from cae_impact.spec.codebook import load_codebook
 from cae_impact.spec.config import CONSORTIUM, load_study
 

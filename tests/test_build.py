@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from cae_impact.build import execute as build
+from cae_impact.run import execute as build
 
 
 def make_nb(path, *sources, params='x: int = 1  # a number'):

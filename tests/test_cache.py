@@ -6,8 +6,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from cae_impact.build import cache as cachemod
-from cae_impact.build import execute as build
+from cae_impact.run import cache as cachemod
+from cae_impact.run import execute as build
 
 
 def make_nb(path, *cells):

@@ -4,7 +4,7 @@ import os
 import shutil
 from dataclasses import replace
 
-from cae_impact.build import cli
+from cae_impact.run import cli
 from cae_impact.spec import codebook as codebook_mod
 from cae_impact.spec.config import PROJECT_ROOT, load_study
 

@@ -71,7 +71,7 @@ def test_build_parameters_are_declared_in_notebooks():
     """Every parameter the build passes exists in the notebook's parameters cell."""
     from types import SimpleNamespace
 
-    from cae_impact.build import cli
+    from cae_impact.run import cli
     from cae_impact.spec.config import load_study
 
     study = load_study()
@@ -91,8 +91,8 @@ def test_build_parameters_are_declared_in_notebooks():
 
 
 def test_unknown_parameter_is_refused():
-    from cae_impact.build import cli
-    from cae_impact.build import execute as build
+    from cae_impact.run import cli
+    from cae_impact.run import execute as build
 
     with pytest.raises(build.BuildError, match="not declared"):
         cli._check_declared(ROOT / "notebooks" / "03_effect.ipynb", {"targett": "cae-1"})
@@ -139,7 +139,7 @@ def test_raw_exports_stay_untouched_by_cleaning(tmp_path):
     before = {c.id: hashlib.sha256(c.export.read_bytes()).hexdigest() for c in study.caes if c.export.exists()}
     if not before:
         pytest.skip("demo exports not generated")
-    from cae_impact.build import pipeline
+    from cae_impact.run import pipeline
 
     ctx = pipeline.cleaning_context(study="config/study.yaml", cae=study.caes[0].id, processed_root=str(tmp_path))
     pipeline.save_cleaning(ctx, pipeline.run_cleaning(ctx))

@@ -147,8 +147,8 @@ def test_no_significantly_on_a_degenerate_or_calibrated_figure(edge):
 
 
 def test_a_census_cae_is_described_as_one(edge):
-    from cae_impact.build import pipeline
     from cae_impact.render import narrative, profile, story
+    from cae_impact.run import pipeline
 
     study, cb, _data, table = edge
     per_cae = [{"cae_id": CENSUS, "population": 40, "respondents": 40},

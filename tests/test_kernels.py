@@ -12,11 +12,11 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from cae_impact.build import execute as build
-from cae_impact.build import kernels
+from cae_impact.run import execute as build
+from cae_impact.run import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIENT = [sys.executable, "-m", "cae_impact.build", "client", "--"]
+CLIENT = [sys.executable, "-m", "cae_impact.run", "client", "--"]
 
 
 @pytest.fixture(scope="module")

@@ -33,33 +33,34 @@ LAYERS = (
     ("estimation", "the survey engine on svy: designs, weighting, estimators"),
     ("analysis", "the study's figures: indicators, disclosure control, secrecy, published figures, waves"),
     ("render", "what a reader sees: French text and tables, charts, chapters, annexes, documents"),
-    ("build", "the command line, the notebooks' API, execution, cache, kernels, provenance"),
+    ("run", "the command line, the notebooks' API, execution, cache, kernels, provenance"),
 )
 LAYER_NAMES = [name for name, _ in LAYERS]
 
 # Measured on the project's 2-core machine under load (best of 3, ``time.perf_counter`` around
 # the import in a new interpreter, after what the importing module already imports).
-_CLI_STEP = ("build steps run `python -m cae_impact.build client`, which imports the CLI when no "
+_CLI_STEP = ("build steps run `python -m cae_impact.run client`, which imports the CLI when no "
              "kernel server runs it; a step whose outputs are in the cache must not pay for ")
 #: (importing module, imported module or package) -> why the import stays inside a function.
 LAZY_IMPORTS = {
-    ("build.__main__", "cae_impact.build.cli"):
+    ("run.__main__", "cae_impact.run.cli"):
         "the client of a step served by the kernel server never imports the CLI (0.3 s)",
-    ("build.cli", "cae_impact.analysis"): _CLI_STEP + "pandas and scipy (1.5-3 s)",
-    ("build.cli", "cae_impact.clean"): _CLI_STEP + "pandas and pandera (1.5-3 s)",
-    ("build.cli", "cae_impact.render"): _CLI_STEP + "nbconvert, mistune, pandas (0.2-0.9 s)",
-    ("build.cli", "cae_impact.spec.codebook"): _CLI_STEP + "the codebook's validation (0.1-0.3 s)",
-    ("build.cli", "pandas"): _CLI_STEP + "pandas (0.8 s)",
-    ("build.cli", "papermill"): _CLI_STEP + "papermill (0.3 s)",
-    ("build.cache", "jupyter_cache"): "the step cache is used without the notebook cache's SQLAlchemy (0.4 s)",
-    ("build.cache", "papermill"): "papermill (0.3 s) only when a notebook key is computed",
-    ("build.execute", "jupyter_client"): "only when a notebook is executed (0.2 s)",
-    ("build.execute", "papermill"): "only when a notebook is executed (0.3 s)",
-    ("build.kernels", "ipykernel"): "only in a forked kernel (the client imports this module: 0.5 s)",
-    ("build.kernels", "jupyter_client"): "only when the server starts (the client imports this module: 0.2 s)",
-    ("build.kernels", "nbformat"): "the server's warm-up only (nbformat's validator: 0.1 s)",
-    ("build.kernels", "numpy"): "a forked kernel reseeds numpy; the client must not import it (0.1 s)",
-    ("build.pipeline", "IPython"): "IPython (0.2 s) only in a kernel; the estimate step imports this module outside one",
+    ("run.cli", "cae_impact.analysis"): _CLI_STEP + "pandas and scipy (1.5-3 s)",
+    ("run.cli", "cae_impact.clean"): _CLI_STEP + "pandas and pandera (1.5-3 s)",
+    ("run.cli", "cae_impact.render"): _CLI_STEP + "nbconvert, mistune, pandas (0.2-0.9 s)",
+    ("run.cli", "cae_impact.run.pipeline"): _CLI_STEP + "the notebooks' API: pandas, scipy, the renderers",
+    ("run.cli", "cae_impact.spec.codebook"): _CLI_STEP + "the codebook's validation (0.1-0.3 s)",
+    ("run.cli", "pandas"): _CLI_STEP + "pandas (0.8 s)",
+    ("run.cli", "papermill"): _CLI_STEP + "papermill (0.3 s)",
+    ("run.cache", "jupyter_cache"): "the step cache is used without the notebook cache's SQLAlchemy (0.4 s)",
+    ("run.cache", "papermill"): "papermill (0.3 s) only when a notebook key is computed",
+    ("run.execute", "jupyter_client"): "only when a notebook is executed (0.2 s)",
+    ("run.execute", "papermill"): "only when a notebook is executed (0.3 s)",
+    ("run.kernels", "ipykernel"): "only in a forked kernel (the client imports this module: 0.5 s)",
+    ("run.kernels", "jupyter_client"): "only when the server starts (the client imports this module: 0.2 s)",
+    ("run.kernels", "nbformat"): "the server's warm-up only (nbformat's validator: 0.1 s)",
+    ("run.kernels", "numpy"): "a forked kernel reseeds numpy; the client must not import it (0.1 s)",
+    ("run.pipeline", "IPython"): "IPython (0.2 s) only in a kernel; the estimate step imports this module outside one",
     ("clean.cleaning", "cae_impact.clean.schema"): "pandera (1 s) only when cleaned data are written",
     ("core.frenchfmt", "numpy"): "index and report steps format text without numpy (0.1 s)",
     ("core.frenchfmt", "pandas"): "index and report steps format text without pandas (0.8 s)",

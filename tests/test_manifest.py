@@ -5,9 +5,9 @@ import json
 import pandas as pd
 import pytest
 
-from cae_impact.build import cli, manifest
-from cae_impact.build import execute as build
 from cae_impact.core.files import sha256_file
+from cae_impact.run import cli, manifest
+from cae_impact.run import execute as build
 from cae_impact.spec.config import PROJECT_ROOT, load_study
 
 

@@ -207,10 +207,10 @@ def test_verify_reexecutes_without_cache_and_matches(built):
 
 
 def test_warm_kernels_give_the_notebooks_new_kernels_give(built, tmp_path, monkeypatch):
-    """`make reports` forks its kernels from a warm kernel server (cae_impact.build.kernels); a new
+    """`make reports` forks its kernels from a warm kernel server (cae_impact.run.kernels); a new
     kernel process (papermill's default, what `make verify` uses) gives the same outputs."""
-    from cae_impact.build import execute as build
-    from cae_impact.build import kernels
+    from cae_impact.run import execute as build
+    from cae_impact.run import kernels
 
     folder, _, _ = built
     wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]

@@ -73,7 +73,7 @@ def test_markup_digests_and_images_are_not_findings(tmp_path):
 
 
 def test_index_step_fails_and_writes_no_index_when_anything_is_found(tmp_path, capsys):
-    from cae_impact.build import cli
+    from cae_impact.run import cli
 
     study = load_study()
     reports, processed = tmp_path / "reports", tmp_path / "processed"

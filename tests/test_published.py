@@ -14,8 +14,8 @@ from scipy import stats
 
 from cae_impact.analysis import indicators as I
 from cae_impact.analysis import published
-from cae_impact.build import pipeline
 from cae_impact.clean.cleaning import clean_export
+from cae_impact.run import pipeline
 from cae_impact.spec.codebook import load_codebook
 from cae_impact.spec.config import CONSORTIUM, load_study
 
@@ -157,7 +157,7 @@ def test_another_cae_data_leave_a_cae_report_files_identical_only_with_a_referen
 def test_the_estimation_says_which_reports_changed_and_why(demo, reference, tmp_path):
     """A second estimation records which targets' files changed; a CAE whose own data did not
     change but whose cells the secondary suppression hid or showed again is named with it."""
-    from cae_impact.build.cli import describe_changes
+    from cae_impact.run.cli import describe_changes
 
     study, _, responses, _ = demo
     study = replace(study, consortium_reference=reference.path)

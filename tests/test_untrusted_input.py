@@ -147,7 +147,7 @@ def test_data_dir_allows_exports_elsewhere(tmp_path):
 
 
 def test_publish_reference_never_writes_outside(tmp_path, capsys):
-    from cae_impact.build import cli
+    from cae_impact.run import cli
 
     assert cli.main(["--reports-root", str(tmp_path / "r"), "publish-reference", "--to", str(tmp_path / "x.csv")]) == 2
     assert "outside the project" in capsys.readouterr().err

@@ -37,7 +37,7 @@ def test_cleaning_fails_below_the_minimum_naming_the_cae(tmp_path):
 
 def test_estimation_refuses_a_cae_without_respondents(tmp_path):
     from cae_impact.analysis.indicators import EstimationError
-    from cae_impact.build.pipeline import require_every_cae
+    from cae_impact.run.pipeline import require_every_cae
 
     study = load_study()
     responses = pd.DataFrame({"cae_id": [c for c in study.cae_ids if c != "cae-4"]})
@@ -49,8 +49,8 @@ def test_estimation_refuses_a_cae_without_respondents(tmp_path):
 def test_consortium_steps_refuse_an_incomplete_estimation(tmp_path):
     import json
 
-    from cae_impact.build import cli
-    from cae_impact.build import execute as build
+    from cae_impact.run import cli
+    from cae_impact.run import execute as build
 
     study = load_study()
     sdir = tmp_path / study.wave / "_study"

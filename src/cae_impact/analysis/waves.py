@@ -68,7 +68,6 @@ META_SUFFIX = ".json"
 CHANGES_FILE = "changes.parquet"
 COMPARABILITY_FILE = "comparability.csv"
 TREND_FILE = "trend.parquet"
-EVOLUTION_NB = "05_evolution.ipynb"
 TOTAL = "total"
 KEY = ["indicator_id", "category"]
 #: the columns of a published wave file, in order

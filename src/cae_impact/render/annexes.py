@@ -472,7 +472,7 @@ def load_cleaning_logs(study: StudyConfig, target: str, processed_root: Path) ->
 
 def build_annexes(study: StudyConfig, target: str, *, reports_root: Path, processed_root: Path,
                   codebook: Codebook | None = None, manifest_path: Path | None = None) -> str:
-    """Annexes A–D of a target's report, from its files (:func:`cae_impact.build.pipeline.target_files`)."""
+    """Annexes A–D of a target's report, from its files (:func:`cae_impact.run.pipeline.target_files`)."""
     cb = codebook or load_codebook(study.codebook)
     _, wpath = target_files(study, reports_root, target)
     weighting = json.loads(wpath.read_text(encoding="utf-8")) if wpath.exists() else {}

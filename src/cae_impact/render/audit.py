@@ -1,7 +1,7 @@
 """What a survey statistician checks after the estimation, read from the files it wrote.
 
 Notebook 02 (``notebooks/02_estimation.ipynb``, executed once per wave by the build's
-estimation step) runs :func:`cae_impact.build.pipeline.run_estimation`, then shows, through this
+estimation step) runs :func:`cae_impact.run.pipeline.run_estimation`, then shows, through this
 module, the diagnostics of the weighting and of the disclosure control: register counts,
 respondents and response rates per CAE; the post-strata after collapsing; the trimmed weights;
 the weighted margins against the registers; the distribution of the weights; Kish's design

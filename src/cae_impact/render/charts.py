@@ -289,6 +289,36 @@ def clipped_texts(fig: Figure, tolerance_px: float = 0.5) -> list[str]:
     return out
 
 
+def _bar_record(key: str, by: str, bar_labels: Mapping[str, str] | None, sub: pd.DataFrame, n: int | None,
+                caution_base: int, suppressed: bool) -> dict[str, Any]:
+    """What every bar (or line) of a chart by target or group records: key, label, base, flags."""
+    return {"key": key, "label": _bar_label(key, by, bar_labels), "n": n,
+            "caution": _caution(sub, n, caution_base), "suppressed": suppressed}
+
+
+def _bar_caption(by: str, target: str | None, bar_labels: Mapping[str, str] | None, n_text: int | str | None, *,
+                 source: str, field: str | None, synthetic: bool, notes: Sequence[str]) -> str:
+    """The caption of a chart by target or group (its field defaults to what the bars are)."""
+    return caption_text(source=source, field=field or _default_field(by, target, bar_labels), n=n_text,
+                        synthetic=synthetic, notes=notes)
+
+
+def _segment(ax: Any, i: float, v: float, left: float, height: float, colour: Any) -> None:
+    """One segment of a stacked horizontal bar."""
+    ax.barh(i, v, left=left, height=height, color=colour, edgecolor="white", linewidth=0.6)
+
+
+def _value_label(ax: Any, v: float, y: float, text: str) -> None:
+    """The printed value at the end of a horizontal bar of length ``v``."""
+    ax.text(v + 0.008, y, text, ha="left", va="center", fontsize=7, color="0.15")
+
+
+def _drawn_codes(bar: Mapping[str, Any], codes: Sequence[str], *, suppressed: bool) -> list[dict[str, Any]]:
+    """The drawn values of a stacked bar, one per answer code (NaN when the bar is hidden)."""
+    return [{"key": bar["key"], "label": bar["label"], "category": code,
+             "value": np.nan if suppressed else bar["values"][code], "suppressed": suppressed} for code in codes]
+
+
 def caption_text(
     *,
     source: str = DEFAULT_SOURCE,
@@ -593,16 +623,7 @@ def diverging_likert(
                 first.setdefault(code, est)
             for code in categories + missing:
                 values[code] = float(first[code]) if code in first else 0.0
-        bars.append(
-            {
-                "key": key,
-                "label": _bar_label(key, by, bar_labels),
-                "n": n,
-                "caution": _caution(sub, n, caution_base),
-                "suppressed": suppressed,
-                "values": values,
-            }
-        )
+        bars.append({**_bar_record(key, by, bar_labels, sub, n, caution_base, suppressed), "values": values})
 
     def half_neutral(b: dict) -> float:
         return b["values"].get(neutral, 0.0) / 2 if neutral else 0.0
@@ -637,13 +658,8 @@ def diverging_likert(
         if "breakdown" in own.columns:
             own = own[own["breakdown"].map(_is_total)]
         n_text = _n_of(own)
-    caption = caption_text(
-        source=source,
-        field=field or _default_field(by, target, bar_labels),
-        n=n_text,
-        synthetic=synthetic,
-        notes=notes,
-    )
+    caption = _bar_caption(by, target, bar_labels, n_text, source=source, field=field, synthetic=synthetic,
+                           notes=notes)
     ind_label = _indicator_label(rows)
     if title is None:
         title = f"{ind_label} : répartition des réponses" + (", par CAE" if by == "target" else "")
@@ -688,16 +704,7 @@ def diverging_likert(
                         color="0.25",
                         transform=blended_transform_factory(axm.transAxes, axm.transData),
                     )
-                for code in legend_codes:
-                    drawn.append(
-                        {
-                            "key": b["key"],
-                            "label": b["label"],
-                            "category": code,
-                            "value": np.nan,
-                            "suppressed": True,
-                        }
-                    )
+                drawn += _drawn_codes(b, legend_codes, suppressed=True)
                 continue
             h = half_neutral(b)
             segments: list[tuple[str, float, float]] = []
@@ -716,15 +723,7 @@ def diverging_likert(
             for code, lft, v in segments:
                 if v <= 0:
                     continue
-                ax.barh(
-                    i,
-                    v,
-                    left=lft,
-                    height=bar_h,
-                    color=colours[code],
-                    edgecolor="white",
-                    linewidth=0.6,
-                )
+                _segment(ax, i, v, lft, bar_h, colours[code])
                 if v >= 0.075:
                     ax.text(
                         lft + v / 2,
@@ -740,15 +739,7 @@ def diverging_likert(
                 for code in missing:
                     v = b["values"][code]
                     if v > 0:
-                        axm.barh(
-                            i,
-                            v,
-                            left=lft,
-                            height=bar_h,
-                            color=colours[code],
-                            edgecolor="white",
-                            linewidth=0.6,
-                        )
+                        _segment(axm, i, v, lft, bar_h, colours[code])
                     lft += v
                 axm.text(
                     lft + 0.01,
@@ -759,16 +750,7 @@ def diverging_likert(
                     fontsize=7,
                     color="0.2",
                 )
-            for code in legend_codes:
-                drawn.append(
-                    {
-                        "key": b["key"],
-                        "label": b["label"],
-                        "category": code,
-                        "value": b["values"][code],
-                        "suppressed": False,
-                    }
-                )
+            drawn += _drawn_codes(b, legend_codes, suppressed=False)
         ax.axvline(0, color="0.2", linewidth=0.8)
         ax.set_xlim(-lim, lim)
         ticks = [t for t in np.round(np.arange(-1.0, 1.0001, 0.2), 2) if abs(t) <= lim + 1e-9]
@@ -949,13 +931,8 @@ def dot_interval(
         n_text = "effectif de répondants (n) indiqué sous chaque libellé"
     else:
         n_text = lines[-1]["n"] if lines and lines[-1]["reference"] else None
-    caption = caption_text(
-        source=source,
-        field=field or _default_field(by, target, bar_labels),
-        n=n_text,
-        synthetic=synthetic,
-        notes=notes,
-    )
+    caption = _bar_caption(by, target, bar_labels, n_text, source=source, field=field, synthetic=synthetic,
+                           notes=notes)
     if title is None:
         title = _indicator_label(rows) + (", par CAE" if by == "target" else "")
 
@@ -1176,11 +1153,7 @@ def before_after(
         diff_row = d.iloc[0] if not d.empty else None
         lines.append(
             {
-                "key": key,
-                "label": _bar_label(key, by, bar_labels),
-                "n": n,
-                "caution": _caution(sub, n, caution_base),
-                "suppressed": suppressed,
+                **_bar_record(key, by, bar_labels, sub, n, caution_base, suppressed),
                 "before": None if suppressed else _num(b["estimate"].iloc[0]),
                 "after": None if suppressed else _num(a["estimate"].iloc[0]),
                 "diff": None if suppressed or diff_row is None else _num(diff_row["estimate"]),
@@ -1217,13 +1190,8 @@ def before_after(
     else:
         total = select_row(df, str(rows["indicator_id"].iloc[0]), target, category=after)
         n_text = _num(total.get("n_unweighted")) if total is not None else None
-    caption = caption_text(
-        source=source,
-        field=field or _default_field(by, target, bar_labels),
-        n=n_text,
-        synthetic=synthetic,
-        notes=notes,
-    )
+    caption = _bar_caption(by, target, bar_labels, n_text, source=source, field=field, synthetic=synthetic,
+                           notes=notes)
     if title is None:
         title = _indicator_label(rows) + " : avant l'entrée dans la CAE et aujourd'hui"
 
@@ -1527,15 +1495,7 @@ def profile_comparison(
                 n = _num(row.get("n_unweighted"))
                 caution = (n is not None and n < caution_base) or _flag(row.get("flag_caution"))
                 ax.barh(yy, v, height=bar_h * 0.92, color=colours[j], edgecolor="none")
-                ax.text(
-                    v + 0.008,
-                    yy,
-                    format_pct(v, decimals) + ("*" if caution else ""),
-                    ha="left",
-                    va="center",
-                    fontsize=7,
-                    color="0.15",
-                )
+                _value_label(ax, v, yy, format_pct(v, decimals) + ("*" if caution else ""))
                 drawn.append({**base, "value": v, "suppressed": False})
             yy = i - 0.4 + bar_h * (len(series) + 0.5)
             ref = rec["ref"]
@@ -1563,15 +1523,7 @@ def profile_comparison(
                     edgecolor="white",
                     linewidth=0,
                 )
-                ax.text(
-                    v + 0.008,
-                    yy,
-                    reference_value_text(ref, decimals),
-                    ha="left",
-                    va="center",
-                    fontsize=7,
-                    color="0.15",
-                )
+                _value_label(ax, v, yy, reference_value_text(ref, decimals))
                 drawn.append({**base, "value": v, "suppressed": False})
         ax.set_xlim(0, 1)
         ax.xaxis.set_major_locator(FixedLocator(np.round(np.arange(0, 1.0001, 0.2), 2)))

@@ -1,6 +1,6 @@
 """The notebooks' parameters: each checked, an invalid one named with what is allowed.
 
-Moved here from :mod:`cae_impact.build.pipeline` so that every layer that validates a
+Moved here from :mod:`cae_impact.run.pipeline` so that every layer that validates a
 notebook's parameters (the pipeline, the audit of the estimation, the evolution section) shares
 one :class:`ParameterError` without importing the build.
 """

@@ -16,26 +16,27 @@ same notebook, byte for byte.
 
 from __future__ import annotations
 
+import atexit
 import copy
+import itertools
 import json
 import os
+import re
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import nbformat
+
 from cae_impact.core.files import atomic_write, write_atomic
-from cae_impact.build.normalise import normalise_notebook
-import itertools
-from queue import Empty
-import re
-from cae_impact.build import kernels
-from cae_impact.build import cache as cachemod
-import atexit
-import shutil
-import tempfile
+from cae_impact.run import cache as cachemod
+from cae_impact.run import kernels
+from cae_impact.run.normalise import normalise_notebook
 
 KERNEL_NAME = "cae-impact"
 _IPC_ROOT: Path | None = None
@@ -65,13 +66,13 @@ def _ipc_kernel_manager_class():
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             kwargs["transport"] = "ipc"
-            kwargs.setdefault("client_class", "cae_impact.build.execute.ReadyKernelClient")
+            kwargs.setdefault("client_class", "cae_impact.run.execute.ReadyKernelClient")
             super().__init__(**kwargs)
             self.ip = str(_ipc_root() / f"k{os.getpid()}-{next(counter)}")
 
         async def _async_pre_start_kernel(self, **kw: Any):
             # With a kernel server running (make reports), the kernel is forked from it
-            # (see cae_impact.build.kernels); otherwise it is started as a new process.
+            # (see cae_impact.run.kernels); otherwise it is started as a new process.
             if os.environ.get(kernels.ENV_VAR):
                 kernels.install_provisioner(self)
             return await super()._async_pre_start_kernel(**kw)
@@ -372,7 +373,7 @@ def run_notebook(
     """Execute ``notebook`` into ``output`` through the content-addressed cache.
 
     The key covers the code cells, the injected parameters and the fingerprint of ``inputs``,
-    ``src/`` and ``requirements.lock`` (see :mod:`cae_impact.build.cache`). On a hit no kernel starts:
+    ``src/`` and ``requirements.lock`` (see :mod:`cae_impact.run.cache`). On a hit no kernel starts:
     the cached outputs are merged with the current source's markdown and the files the notebook
     wrote (``artifact_names`` in ``artifacts_dir``) are restored. ``cache=None`` always executes
     (fresh kernel), as ``make verify`` does. ``lookup=False`` executes even when the cache holds
@@ -389,7 +390,8 @@ def run_notebook(
         merged = cache.lookup(hashable, artifacts_to=artifacts_dir if artifact_names else None)
         if merged is not None:
             output.with_name(f"{output.stem}.FAILED.ipynb").unlink(missing_ok=True)
-            atomic_write(output, lambda tmp, nb=normalise_notebook(merged): nbformat.write(nb, tmp))
+            done = normalise_notebook(merged)
+            atomic_write(output, lambda tmp: nbformat.write(done, tmp))
             return RunRecord(notebook.name, str(output), parameters, key, True, time.perf_counter() - start, fp)
     mode = kernel_start_mode()
     executed, _ = execute_notebook_node(notebook, output, parameters, target=target, cwd=cwd,

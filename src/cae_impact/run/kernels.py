@@ -5,7 +5,7 @@ Why. A notebook of the pipeline does about one second of work, but a fresh kerne
 then the first cells import pandas, scipy, matplotlib, seaborn and this package. With 71
 notebook executions in the demo study, that start-up was two thirds of the build.
 
-How. A *kernel server* (``python -m cae_impact.build serve SOCKET``) is started once per
+How. A *kernel server* (``python -m cae_impact.run serve SOCKET``) is started once per
 build. It imports those libraries (what the build's steps need first, then, while no request
 waits, what only kernels need), and waits on a Unix socket. For each kernel asked for,
 it forks: the child is a brand-new ipykernel process (new session, working directory and
@@ -19,12 +19,12 @@ server's socket (``make reports`` does this, through :func:`run_with_server`); o
 kernel is started the usual way. ``make verify`` always starts fresh kernels, and a test
 checks that the pipeline's notebooks come out identical either way.
 
-The same server also runs the build's own steps (``python -m cae_impact.build client --
-ARGS`` runs ``cae_impact.build.cli ARGS`` in a process forked from it, with the caller's standard
+The same server also runs the build's own steps (``python -m cae_impact.run client --
+ARGS`` runs ``cae_impact.run.cli ARGS`` in a process forked from it, with the caller's standard
 streams, working directory and environment, and returns its exit status): each Make recipe
 then costs milliseconds of start-up instead of the 2-4 s of importing pandas, scipy,
 papermill, nbconvert and WeasyPrint again. Without a server, the client runs the command in
-its own process, exactly as ``python -m cae_impact.build.cli ARGS``.
+its own process, exactly as ``python -m cae_impact.run.cli ARGS``.
 
 This is a hand-written piece because nothing in the Jupyter stack does it: jupyter_client
 launches every kernel with ``subprocess.Popen``; its *kernel provisioner* interface is the
@@ -35,28 +35,28 @@ to another process's kernel manager).
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import importlib
 import json
 import os
+import select
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import time
+import traceback
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-import importlib
-import ctypes
-import select
-import gc
-import uuid
-import subprocess
-import tempfile
-import shutil
-import traceback
 
 ENV_VAR = "CAE_IMPACT_KERNEL_SERVER"
 
-# What a notebook of the pipeline imports (directly or through cae_impact.build.pipeline), in the
+# What a notebook of the pipeline imports (directly or through cae_impact.run.pipeline), in the
 # order a fresh kernel would import it. Only imports: no module here runs notebook code.
 PRELOAD = (
     "IPython",
@@ -82,7 +82,7 @@ PRELOAD = (
     "matplotlib.pyplot",
     "seaborn",
     "yaml",
-    "cae_impact.build.pipeline",
+    "cae_impact.run.pipeline",
     "cae_impact.render.chapters",
     "cae_impact.render.charts",
     "cae_impact.render.narrative",
@@ -98,13 +98,13 @@ PRELOAD = (
 # the cache): loaded before the first step is served. Not cae_impact.analysis.indicators (scipy.stats,
 # 0.9 s): an analysis imports it only when its indicator tables are not in the cache.
 PRELOAD_COMMANDS = (
-    "cae_impact.build.cli",
-    "cae_impact.build.execute",
-    "cae_impact.build.cache",
-    "cae_impact.build.manifest",
+    "cae_impact.run.cli",
+    "cae_impact.run.execute",
+    "cae_impact.run.cache",
+    "cae_impact.run.manifest",
     "cae_impact.render.report",
     "cae_impact.render.index",
-    "cae_impact.build.pipeline",
+    "cae_impact.run.pipeline",
     "papermill",
     "nbclient",
     "jupyter_client.manager",
@@ -253,7 +253,7 @@ def _become_kernel(request: dict[str, Any]) -> None:
 
 def _run_command(conn: socket.socket, request: dict[str, Any], fds: list[int],
                  command: Callable[[list[str]], int]) -> None:
-    """In the forked child: run ``cae_impact.build.cli`` with the client's streams; report the status."""
+    """In the forked child: run ``cae_impact.run.cli`` with the client's streams; report the status."""
     code = 1
     try:
         conn.sendall(f"{os.getpid()}\n".encode())
@@ -269,7 +269,7 @@ def _run_command(conn: socket.socket, request: dict[str, Any], fds: list[int],
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
         sys.path[0] = os.getcwd()
-        sys.argv = ["cae_impact.build.cli", *request["argv"]]
+        sys.argv = ["cae_impact.run.cli", *request["argv"]]
         try:
             code = command(request["argv"])
         except SystemExit as exc:
@@ -440,7 +440,7 @@ def request_kernel(socket_path: str, argv: list[str], cwd: str | None, env: dict
 
 
 def _run_in_server(argv: list[str], needs: str | None = None, env: dict[str, str] | None = None) -> int | None:
-    """Run ``cae_impact.build.cli argv`` in a child of the server; its exit status, None if unreachable."""
+    """Run ``cae_impact.run.cli argv`` in a child of the server; its exit status, None if unreachable."""
     server = os.environ.get(ENV_VAR)
     if not server:
         return None
@@ -480,7 +480,7 @@ _HANDED_OVER = "CAE_IMPACT_HANDED_OVER"
 
 
 def run_with(group: str, argv: list[str]) -> int | None:
-    """Hand ``cae_impact.build.cli argv`` over to a new child of the server that has imported ``group``.
+    """Hand ``cae_impact.run.cli argv`` over to a new child of the server that has imported ``group``.
 
     For a step forked from the server that finds it has work to do whose modules the server has
     not imported (a document that misses the cache: ``"render"``): the server imports them, once,
@@ -618,7 +618,7 @@ class KernelServer:
         i = _launcher_index(argv)
         prefix = argv[:i] if i > 0 else [sys.executable]
         self.proc = subprocess.Popen(
-            [*prefix, "-m", "cae_impact.build", "serve", self.socket],
+            [*prefix, "-m", "cae_impact.run", "serve", self.socket],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30

@@ -13,7 +13,7 @@ Build steps (called by ``make``; each writes its outputs atomically):
   manifest and the indicators of the build;
 * ``build-summary``  say how many notebooks and targets failed (reports/<wave>/_failures/).
 
-Notebooks and steps go through the content-addressed cache (:mod:`cae_impact.build.cache`, under
+Notebooks and steps go through the content-addressed cache (:mod:`cae_impact.run.cache`, under
 ``--cache-root``, default build/cache); ``--no-cache`` executes everything.
 
 Tools: ``validate EXPORT`` checks a survey export before it is sent; ``check-env`` checks the
@@ -23,6 +23,8 @@ project kernel.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import errno
 import json
 import os
 import shutil
@@ -31,33 +33,46 @@ import tempfile
 import time
 from pathlib import Path
 
-from cae_impact.build import execute as build
-from cae_impact.build import cache as cachemod
+from cae_impact.core.environment import git_state
 from cae_impact.core.files import write_atomic
 from cae_impact.core.paths import relative_path as _rel
-from cae_impact.spec.config import CONSORTIUM, PROJECT_ROOT, StudyConfig, StudyConfigError, load_study
-from cae_impact.build.inputs import (analyse_inputs, clean_inputs, estimate_inputs, external_files, processed_files, reference_files, render_inputs, study_files)
-from cae_impact.spec.layout import ESTIMATES_FILE, study_dir
-from cae_impact.spec.layout import WEIGHTING_FILE, study_dir
-from cae_impact.spec.layout import study_dir
-from cae_impact.spec.layout import CHANGES_FILE, ESTIMATES_FILE, WEIGHTING_FILE, study_dir
-from .pipeline import consortium_summary
-from cae_impact.spec.config import inside
-import datetime as dt
-from cae_impact.core.environment import git_state
-from .pipeline import require_every_cae
-from cae_impact.build import manifest
-from cae_impact.spec.layout import target_files
-from .manifest import MANIFEST_NAME, record_outputs
-from cae_impact.build import kernels
+from cae_impact.run import cache as cachemod
+from cae_impact.run import execute as build
+from cae_impact.run import kernels, manifest
+from cae_impact.run.inputs import (
+    analyse_inputs,
+    clean_inputs,
+    estimate_inputs,
+    processed_files,
+    reference_files,
+    render_inputs,
+)
+from cae_impact.spec.config import (
+    CONSORTIUM,
+    PROJECT_ROOT,
+    StudyConfig,
+    StudyConfigError,
+    inside,
+    load_study,
+)
+from cae_impact.spec.layout import (
+    CHANGES_FILE,
+    ESTIMATES_FILE,
+    WEIGHTING_FILE,
+    change_inputs,
+    study_dir,
+    target_change_file,
+    target_files,
+)
+
 from .kernels import ENV_VAR
-from .pipeline import audit_published
-import errno
+from .manifest import MANIFEST_NAME, record_outputs
 
 CLEANING_NB = "01_cleaning.ipynb"
 EFFECT_NB = "03_effect.ipynb"
 PROFILE_NB = "04_profile.ipynb"
 ESTIMATION_NB = "02_estimation.ipynb"
+EVOLUTION_NB = "05_evolution.ipynb"
 STUDY_TARGET = "study"
 """How the build names the estimation in its messages and failure reports (it has no target)."""
 CLEANING_OUTPUTS = ("responses.parquet", "quarantine.csv", "cleaning_log.json")
@@ -225,8 +240,6 @@ def cmd_make_include(args: argparse.Namespace) -> int:
         deps = [_rel(cae.export)] + ([_rel(cae.mapping)] if cae.mapping else [])
         lines.append(f"DEPS_{cae.id} := {' '.join(deps)}")
     lines.append(f"REFERENCE := {' '.join(_rel(p) for p in reference_files(study))}")
-    from cae_impact.analysis.waves import change_inputs
-
     lines.append(f"PREVIOUS := {' '.join(_rel(p) for p in change_inputs(study))}")
     print("\n".join(lines))
     return 0
@@ -384,6 +397,7 @@ def cmd_publish_reference(args: argparse.Namespace) -> int:
     ``--to``), with a description: date, CAEs, digest of the cleaned data, git commit.
     """
     from cae_impact.analysis import published
+    from cae_impact.run.pipeline import consortium_summary
     study, processed, reports = _ctx(args)
     path = Path(args.to) if args.to else study.consortium_reference
     if path is None:
@@ -413,6 +427,7 @@ def _estimate_to_publish(study: StudyConfig, processed: Path):
     digests of the cleaned data, the git commit and whether the tree was dirty.
     """
     from cae_impact.analysis import indicators
+    from cae_impact.run.pipeline import require_every_cae
     from cae_impact.spec.codebook import load_codebook
     missing = [p for p in processed_files(study, processed) if not p.exists()]
     if missing:
@@ -438,6 +453,7 @@ def cmd_publish_wave(args: argparse.Namespace) -> int:
     codebook version and indicator signatures).
     """
     from cae_impact.analysis import waves
+    from cae_impact.run.pipeline import consortium_summary
     study, processed, reports = _ctx(args)
     path = Path(args.to) if args.to else waves.default_figures_path(study)
     if not path.is_absolute():
@@ -471,8 +487,6 @@ def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str, nb_
             for d in _domain_ids(study)]
     jobs.append((_notebooks(args) / PROFILE_NB, nb_dir / PROFILE_NB, common))
     if study.previous_waves:  # issue 18: the evolution since the previous wave
-        from cae_impact.analysis.waves import EVOLUTION_NB
-
         jobs.append((_notebooks(args) / EVOLUTION_NB, nb_dir / EVOLUTION_NB, common))
     return jobs
 
@@ -514,8 +528,6 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     # A wave with a previous one: each total row also carries its change (issue 18).
     change_files = []
     if study.previous_waves:
-        from cae_impact.analysis.waves import target_change_file
-
         change_files = [target_change_file(study, reports, target)]
         writers.append(Path(__file__).parents[1] / "analysis/waves.py")
     key = cachemod.key_of({"step": "indicators", "target": target,
@@ -523,8 +535,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                            "writers": [cachemod.sha256_text(p.read_text(encoding="utf-8")) for p in writers]})
     tables_hit = steps is not None and steps.get(key, tables)
     if not tables_hit:
-        from cae_impact.spec.codebook import load_codebook
         from cae_impact.render.tables_fr import write_indicator_files
+        from cae_impact.spec.codebook import load_codebook
 
         rows = pd.read_parquet(rows_path)
         if change_files:
@@ -552,7 +564,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     DOCX), the code, and for HTML the production date printed on its cover.
 
     Run by the build's kernel server, a step that must render hands what is left over to a new
-    child of the server that has imported the renderers (:func:`cae_impact.build.kernels.run_with`):
+    child of the server that has imported the renderers (:func:`cae_impact.run.kernels.run_with`):
     the server imports them only for builds that render something.
     """
     study, processed, reports = _ctx(args)
@@ -767,6 +779,8 @@ def _verify_result(problems: list[str], targets: list[str]) -> int:
 
 def cmd_audit_secrecy(args: argparse.Namespace) -> int:
     """The linear-programming attack on every figure the wave publishes (non-zero if exposed)."""
+    from cae_impact.run.pipeline import audit_published
+
     study, _processed, reports = _ctx(args)
     start = time.perf_counter()
     result = audit_published(study, reports)
@@ -782,8 +796,12 @@ def cmd_audit_secrecy(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     if study.previous_waves:  # issue 18: the earlier waves' published figures, and the changes
+        from cae_impact.analysis.waves import (
+            audit_previous_wave,
+            check_changes_from_published,
+            load_wave_figures,
+        )
         from cae_impact.spec.codebook import load_codebook
-        from cae_impact.analysis.waves import audit_previous_wave, check_changes_from_published, load_wave_figures
 
         for prev in study.previous_waves:
             figures = load_wave_figures(prev.figures)
@@ -973,7 +991,9 @@ def main(argv: list[str] | None = None) -> int:
         _record_step_failure(args, "interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure says what and where, no traceback
-        from cae_impact.analysis.indicators import EstimationError  # imported here: it pulls pandas and scipy
+        from cae_impact.analysis.indicators import (
+            EstimationError,  # imported here: it pulls pandas and scipy
+        )
         from cae_impact.analysis.published import ReferenceError
 
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):

@@ -21,11 +21,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cae_impact.build import cache as cachemod
 from cae_impact.core.environment import git_state, package_versions
 from cae_impact.core.files import write_atomic
+from cae_impact.run import cache as cachemod
+from cae_impact.run.inputs import external_files, processed_files, reference_files, study_files
 from cae_impact.spec.config import PROJECT_ROOT, StudyConfig
-from cae_impact.build.inputs import external_files, processed_files, reference_files, study_files
 
 MANIFEST_NAME = "manifest.json"
 PACKAGES = ("pandas", "numpy", "scipy", "matplotlib", "pyarrow", "papermill", "nbclient", "nbconvert",

@@ -10,36 +10,43 @@ and ``narrative``), ``save_*`` write the step's outputs atomically.
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cae_impact.spec.codebook import Codebook, load_codebook
-from cae_impact.spec.config import CONSORTIUM, PROJECT_ROOT, CaeConfig, StudyConfig, StudyConfigError, load_study
-from cae_impact.core.files import atomic_write, write_atomic
-from cae_impact.spec.layout import CHANGES_FILE, ESTIMATES_FILE, WEIGHTING_FILE, study_dir, target_files
-from cae_impact.spec.parameters import ParameterError, _path, _study, _target
-from cae_impact.render.present import _show, show_frame
-from cae_impact.clean.cleaning import clean_export
+import numpy as np
 import pandas as pd
-from cae_impact.clean.cleaning import write_processed
-from .cache import sha256_file
-import json
-from cae_impact.analysis import indicators, secrecy
-from cae_impact.analysis.published import load_reference as load
+
+from cae_impact import estimation
+from cae_impact.analysis import indicators, published, secrecy
 from cae_impact.analysis.indicators import EstimationError
-import io
+from cae_impact.analysis.published import load_reference as load
+from cae_impact.clean.cleaning import clean_export, write_processed
+from cae_impact.core.files import atomic_write, write_atomic
+from cae_impact.render import editorial, evolution, present, story
+from cae_impact.render import profile as prof
 from cae_impact.render.annexes import select_verbatims
 from cae_impact.render.chapters import View
-import dataclasses
-import numpy as np
-from cae_impact import estimation
-from cae_impact.analysis import indicators
-from cae_impact.render import story
-from cae_impact.render import editorial, story
-from cae_impact.render import profile as prof
-from cae_impact.render import evolution
-from cae_impact.render import present
-from cae_impact.analysis import indicators, published
+from cae_impact.render.present import _show, show_frame
+from cae_impact.spec.codebook import Codebook, load_codebook
+from cae_impact.spec.config import (
+    CONSORTIUM,
+    PROJECT_ROOT,
+    CaeConfig,
+    StudyConfig,
+)
+from cae_impact.spec.layout import (
+    CHANGES_FILE,
+    ESTIMATES_FILE,
+    WEIGHTING_FILE,
+    study_dir,
+    target_files,
+)
+from cae_impact.spec.parameters import ParameterError, _path, _study, _target
+
+from .cache import sha256_file
 
 
 @dataclass(frozen=True)

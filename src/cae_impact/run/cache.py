@@ -37,17 +37,17 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-from cae_impact.core.files import key_of, sha256_file, sha256_text
+from cae_impact.core.files import sha256_file
 from cae_impact.core.paths import PROJECT_ROOT
 from cae_impact.core.paths import relative_path as _rel
-from cae_impact.build.normalise import normalise_notebook
-import sys
+from cae_impact.run.normalise import normalise_notebook
 
 FINGERPRINT_KEY = "cae_impact_inputs"
 _CHUNK = 1 << 20
