@@ -37,52 +37,51 @@ LAYERS = (
 )
 LAYER_NAMES = [name for name, _ in LAYERS]
 
-# Measured on the project's 2-core machine under load (best of 3, ``time.perf_counter`` around
-# the import in a new interpreter, after what the importing module already imports).
-_CLI_STEP = ("build steps run `python -m cae_impact.run client`, which imports the CLI when no "
-             "kernel server runs it; a step whose outputs are in the cache must not pay for ")
+# Each figure was measured on the project's 2-core machine, shared with other jobs (best of 3,
+# ``time.perf_counter`` around the import in a new interpreter that has already imported what
+# the importing module imports at its top).
+_STEP = ("every build step runs `python -m cae_impact.run client`, which imports the CLI when no "
+         "kernel server runs the step; a step whose outputs are in the cache must not pay for ")
 #: (importing module, imported module or package) -> why the import stays inside a function.
 LAZY_IMPORTS = {
     ("run.__main__", "cae_impact.run.cli"):
-        "the client of a step served by the kernel server never imports the CLI (0.3 s)",
-    ("run.cli", "cae_impact.analysis"): _CLI_STEP + "pandas and scipy (1.5-3 s)",
-    ("run.cli", "cae_impact.clean"): _CLI_STEP + "pandas and pandera (1.5-3 s)",
-    ("run.cli", "cae_impact.render"): _CLI_STEP + "nbconvert, mistune, pandas (0.2-0.9 s)",
-    ("run.cli", "cae_impact.run.pipeline"): _CLI_STEP + "the notebooks' API: pandas, scipy, the renderers",
-    ("run.cli", "cae_impact.spec.codebook"): _CLI_STEP + "the codebook's validation (0.1-0.3 s)",
-    ("run.cli", "pandas"): _CLI_STEP + "pandas (0.8 s)",
-    ("run.cli", "papermill"): _CLI_STEP + "papermill (0.3 s)",
-    ("run.cache", "jupyter_cache"): "the step cache is used without the notebook cache's SQLAlchemy (0.4 s)",
-    ("run.cache", "papermill"): "papermill (0.3 s) only when a notebook key is computed",
-    ("run.execute", "jupyter_client"): "only when a notebook is executed (0.2 s)",
-    ("run.execute", "papermill"): "only when a notebook is executed (0.3 s)",
-    ("run.kernels", "ipykernel"): "only in a forked kernel (the client imports this module: 0.5 s)",
-    ("run.kernels", "jupyter_client"): "only when the server starts (the client imports this module: 0.2 s)",
-    ("run.kernels", "nbformat"): "the server's warm-up only (nbformat's validator: 0.1 s)",
-    ("run.kernels", "numpy"): "a forked kernel reseeds numpy; the client must not import it (0.1 s)",
-    ("run.pipeline", "IPython"): "IPython (0.2 s) only in a kernel; the estimate step imports this module outside one",
-    ("clean.cleaning", "cae_impact.clean.schema"): "pandera (1 s) only when cleaned data are written",
-    ("core.frenchfmt", "numpy"): "index and report steps format text without numpy (0.1 s)",
-    ("core.frenchfmt", "pandas"): "index and report steps format text without pandas (0.8 s)",
-    ("ingest.kobo", "cae_impact.spec.questionnaire"): "pyxform (0.2 s) only for a Kobo export without its form",
-    ("ingest.tabular", "openpyxl"): "openpyxl (0.2 s) only for an XLSX export",
-    ("render.audit", "IPython"): "IPython (0.2 s) only in a kernel; the tests import this module outside one",
-    ("render.evolution", "IPython"): "IPython (0.2 s) only in a kernel; the render step imports this module outside one",
-    ("render.evolution", "matplotlib"): "matplotlib (0.4 s) only for the trend chart; the render step imports this module",
-    ("render.present", "IPython"): "IPython (0.2 s) only in a kernel; the estimate and render steps import this module",
-    ("render.present", "PIL"): "Pillow only to rasterise a chart (the render step imports this module)",
-    ("render.present", "matplotlib"): "matplotlib (0.4 s) only to draw; the estimate and render steps import this module",
-    ("render.report", "cae_impact.render.annexes"): "the index step imports this module without pandas (0.8 s)",
-    ("render.report", "cae_impact.render.editorial"): "the index step imports this module without mistune (0.1 s)",
-    ("render.report", "cae_impact.spec.codebook"): "the index step imports this module without the codebook",
-    ("render.report", "PIL"): "Pillow only to measure text for the running header",
-    ("render.report", "docx"): "python-docx (0.2 s) only for the DOCX",
-    ("render.report", "nbconvert"): "nbconvert (0.6 s) only for the HTML",
-    ("render.report", "pypandoc"): "pandoc's wrapper only for the DOCX",
-    ("render.report", "weasyprint"): "WeasyPrint (0.7 s) only for the PDF",
-    ("render.tables_fr", "openpyxl"): "openpyxl (0.2 s) only for the XLSX",
-    ("spec.codebook", "pandas"): "every step loads the codebook; pandas (0.8 s) only for its tables",
-    ("spec.questionnaire", "weasyprint"): "WeasyPrint (0.7 s) only for the printable PDF",
+        "the client of a step the kernel server runs never imports the CLI (0.26 s)",
+    ("run.cli", "cae_impact.analysis"): _STEP + "pandas and scipy (published 1.5 s, waves 1.9 s)",
+    ("run.cli", "cae_impact.clean"): _STEP + "pandas (privacy_scan 0.43 s, validate 0.48 s)",
+    ("run.cli", "cae_impact.render.tables_fr"): _STEP + "pandas and the XLSX writer (1.4 s)",
+    ("run.cli", "cae_impact.run.pipeline"): _STEP + "the notebooks' API: pandas, scipy, the renderers (2.5 s)",
+    ("run.cli", "pandas"): _STEP + "pandas (0.9 s)",
+    ("run.cli", "papermill"): _STEP + "papermill (0.5 s)",
+    ("run.cache", "jupyter_cache"): "the step cache works without the notebook cache's SQLAlchemy layer (1.4 s)",
+    ("run.cache", "papermill"): "papermill (0.5 s) only when a notebook's key is computed",
+    ("run.execute", "jupyter_client"): "only when a notebook is executed (0.19 s)",
+    ("run.execute", "papermill"): "only when a notebook is executed (0.5 s)",
+    ("run.kernels", "ipykernel"): "only in a forked kernel; the client imports this module (0.6 s)",
+    ("run.kernels", "jupyter_client"): "only when the server starts; the client imports this module (0.19 s)",
+    ("run.kernels", "nbformat"): "the server's warm-up only; the client imports this module (0.4 s)",
+    ("run.kernels", "numpy"): "a forked kernel reseeds numpy; the client imports this module (0.25 s)",
+    ("run.pipeline", "IPython"): "IPython (0.12 s) only in a kernel; the estimate step imports this module outside one",
+    ("clean.cleaning", "cae_impact.clean.schema"): "pandera (0.22 s) only when cleaned data are written or checked",
+    ("core.frenchfmt", "numpy"): "the index and render steps format text without numpy (0.25 s)",
+    ("core.frenchfmt", "pandas"): "the index and render steps format text without pandas (0.9 s)",
+    ("ingest.kobo", "cae_impact.spec.questionnaire"): "pyxform (0.15 s) only for a Kobo export read without its form",
+    ("ingest.tabular", "openpyxl"): "openpyxl (0.43 s) only for an XLSX export",
+    ("render.audit", "IPython"): "IPython (0.12 s) only in a kernel",
+    ("render.evolution", "IPython"): "IPython (0.12 s) only in a kernel; the render step imports this module outside one",
+    ("render.evolution", "matplotlib"): "matplotlib (1.0 s) only for the trend chart; the render step imports this module",
+    ("render.present", "IPython"): "IPython (0.12 s) only in a kernel; the estimate and render steps import this module",
+    ("render.present", "PIL"): "Pillow (0.06 s) only to rasterise a chart",
+    ("render.present", "matplotlib"): "matplotlib (1.0 s) only to draw; the estimate step imports this module",
+    ("render.report", "cae_impact.render.annexes"): "the index step imports this module without the annexes' pandas "
+                                                    "and charts (2.6 s)",
+    ("render.report", "PIL"): "Pillow (0.06 s) only to measure the running header's text",
+    ("render.report", "docx"): "python-docx (0.35 s) only for the DOCX",
+    ("render.report", "nbconvert"): "nbconvert (1.0 s) only for the HTML",
+    ("render.report", "pypandoc"): "pandoc's wrapper (0.34 s) only for the DOCX",
+    ("render.report", "weasyprint"): "WeasyPrint (1.8 s) only for the PDF",
+    ("render.tables_fr", "openpyxl"): "openpyxl (0.43 s) only for the XLSX",
+    ("spec.codebook", "pandas"): "every step loads the codebook; pandas (0.9 s) only for its tables",
+    ("spec.questionnaire", "weasyprint"): "WeasyPrint (1.8 s) only for the printable PDF",
 }
 
 

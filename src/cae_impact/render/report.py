@@ -33,6 +33,8 @@ import nbformat
 
 from cae_impact.core.files import write_atomic
 from cae_impact.core.frenchfmt import french_typography
+from cae_impact.render import editorial
+from cae_impact.spec.codebook import load_codebook
 from cae_impact.spec.config import CONSORTIUM, PROJECT_ROOT, StudyConfig
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -396,8 +398,6 @@ def render_html(notebook_paths: list[Path], meta: ReportMeta, out: Path, annex_h
     body = notebook_body_html(merge_notebooks(notebook_paths))
     if meta.study is not None and meta.target is not None:
         from cae_impact.render import annexes
-        from cae_impact.spec.codebook import load_codebook
-
         cb = load_codebook(meta.study.codebook)
         reports_root = reports_root or _reports_root_of(out, meta)
         processed_root = processed_root or _processed_root_of(reports_root, meta)
@@ -410,8 +410,6 @@ def render_html(notebook_paths: list[Path], meta: ReportMeta, out: Path, annex_h
         annex_html = add_exclusion_to_method(annex_html or "", meta.study)
     ed = None
     if meta.study is not None and meta.target is not None:
-        from cae_impact.render import editorial
-
         ed = editorial.load(meta.study, meta.target)
     write_atomic(out, wrap_document(body, meta, annex_html or "", front_html or "", editorial=ed))
     return out

@@ -36,6 +36,9 @@ from pathlib import Path
 from cae_impact.core.environment import git_state
 from cae_impact.core.files import write_atomic
 from cae_impact.core.paths import relative_path as _rel
+from cae_impact.render import report
+from cae_impact.render.editorial import editorial_path, missing_targets
+from cae_impact.render.index import write_index
 from cae_impact.run import cache as cachemod
 from cae_impact.run import execute as build
 from cae_impact.run import kernels, manifest
@@ -47,6 +50,7 @@ from cae_impact.run.inputs import (
     reference_files,
     render_inputs,
 )
+from cae_impact.spec.codebook import load_codebook
 from cae_impact.spec.config import (
     CONSORTIUM,
     PROJECT_ROOT,
@@ -104,8 +108,6 @@ def _domain_ids(study: StudyConfig) -> list[str]:
     A step asks for them once per progress line (an analysis: 9 times); loading and validating
     the codebook each time was ~40 % of an analysis step that finds everything in the cache.
     """
-    from cae_impact.spec.codebook import load_codebook
-
     path = Path(study.codebook)
     try:
         st = path.stat()
@@ -148,7 +150,7 @@ def _run(notebook: Path, output: Path, params: dict[str, str], target: str, fail
          artifacts_dir: Path | None = None, artifact_names: tuple[str, ...] = (),
          lookup: bool = True) -> build.RunRecord:
     _check_declared(notebook, params)
-    report = failures_dir / f"{target}__{notebook.stem}.json"
+    failure_report = failures_dir / f"{target}__{notebook.stem}.json"
     try:
         record = build.run_notebook(
             notebook, output, params, target=target, inputs=list(inputs), cache=cache,
@@ -156,9 +158,9 @@ def _run(notebook: Path, output: Path, params: dict[str, str], target: str, fail
             lookup=lookup,
         )
     except build.NotebookFailure as failure:
-        build.write_failure_report(failure, report)
+        build.write_failure_report(failure, failure_report)
         raise
-    report.unlink(missing_ok=True)  # an earlier failure of this notebook is fixed
+    failure_report.unlink(missing_ok=True)  # an earlier failure of this notebook is fixed
     return record
 
 
@@ -428,7 +430,6 @@ def _estimate_to_publish(study: StudyConfig, processed: Path):
     """
     from cae_impact.analysis import indicators
     from cae_impact.run.pipeline import require_every_cae
-    from cae_impact.spec.codebook import load_codebook
     missing = [p for p in processed_files(study, processed) if not p.exists()]
     if missing:
         raise build.BuildError(f"cleaned data missing ({_rel(missing[0])}): run 'make data-processed' first")
@@ -536,8 +537,6 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     tables_hit = steps is not None and steps.get(key, tables)
     if not tables_hit:
         from cae_impact.render.tables_fr import write_indicator_files
-        from cae_impact.spec.codebook import load_codebook
-
         rows = pd.read_parquet(rows_path)
         if change_files:
             from cae_impact.analysis.waves import add_change_columns
@@ -592,8 +591,6 @@ def _global_argv(args: argparse.Namespace) -> list[str]:
 def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, reports: Path, fmt: str,
                 remaining: list[str]) -> int | None:
     """Make one document (restored from the cache or rendered); an exit status if handed over."""
-    from cae_impact.render import report
-
     target_dir = reports / study.wave / args.target
     html_path = target_dir / "report.html"
     start = time.perf_counter()
@@ -631,15 +628,11 @@ def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, r
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Write reports/index.html listing every report of the wave with its formats."""
-    from cae_impact.render.index import write_index
-
     study, processed, reports = _ctx(args)
     (reports / "index.html").unlink(missing_ok=True)  # written again only if nothing is found
     scan_published(study, processed, reports, args)
     path = write_index(study, reports)
     print(f"  [index] {_rel(path)}")
-    from cae_impact.render.editorial import editorial_path, missing_targets
-
     missing = missing_targets(study)
     if missing:
         print(f"  [editorial] no editorial file (director's word, context, takeaways, funders) for "
@@ -801,8 +794,6 @@ def cmd_audit_secrecy(args: argparse.Namespace) -> int:
             check_changes_from_published,
             load_wave_figures,
         )
-        from cae_impact.spec.codebook import load_codebook
-
         for prev in study.previous_waves:
             figures = load_wave_figures(prev.figures)
             s = audit_previous_wave(figures, load_codebook(study.codebook)).summary()
