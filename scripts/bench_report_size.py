@@ -37,7 +37,7 @@ def build(checkout: Path, scratch: Path, target: str) -> dict:
     cold = time.perf_counter() - start
     wave = re.search(r'^wave:\s*"?([^"\n]+)"?', (checkout / "config" / "study.yaml").read_text(), re.M).group(1)
     folder = scratch / "reports" / wave / target
-    code = ("import sys, time; from pathlib import Path; from cae_impact import report; "
+    code = ("import sys, time; from pathlib import Path; from cae_impact.render import report; "
             "t = time.perf_counter(); report.render_pdf(Path(sys.argv[1]), Path(sys.argv[2])); "
             "print(time.perf_counter() - t)")
     times = []

@@ -21,7 +21,7 @@ def test_a_forked_kernel_dies_with_its_server(tmp_path):
     pidfile = tmp_path / "kernel.pid"
     code = f"""
 import os, time
-from cae_impact.kernels import die_with_parent
+from cae_impact.run.kernels import die_with_parent
 pid = os.fork()
 if pid == 0:
     die_with_parent()

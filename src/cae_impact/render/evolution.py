@@ -3,7 +3,8 @@
 The changes themselves are computed from published figures by :mod:`cae_impact.analysis.waves`
 (step ``changes``); this module reads a target's change rows and writes the section, its chart
 and table, the line of « L'essentiel » and the method paragraphs (moved here from
-``cae_impact.waves`` so that the analysis does not import the renderers).
+``cae_impact.waves``, now :mod:`cae_impact.analysis.waves`, so that the analysis does not import the
+renderers).
 """
 
 from __future__ import annotations
