@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from cae_impact.core.environment import git_state
-from cae_impact.core.files import write_atomic
+from cae_impact.core.files import key_of, sha256_text, write_atomic
 from cae_impact.core.paths import relative_path as _rel
 from cae_impact.render import report
 from cae_impact.render.editorial import editorial_path, missing_targets
@@ -331,7 +331,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     inputs = estimate_inputs(study, processed)
     fp = cachemod.fingerprint(inputs)
-    key = cachemod.key_of({"step": "estimate", "wave": study.wave, **fp})
+    key = key_of({"step": "estimate", "wave": study.wave, **fp})
     steps = _step_cache(args)
     sdir = study_dir(study, reports)
     files_hit = steps is not None and steps.get_dir(key, sdir)
@@ -531,9 +531,9 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     if study.previous_waves:
         change_files = [target_change_file(study, reports, target)]
         writers.append(Path(__file__).parents[1] / "analysis/waves.py")
-    key = cachemod.key_of({"step": "indicators", "target": target,
+    key = key_of({"step": "indicators", "target": target,
                            **cachemod.fingerprint([rows_path, *change_files]),
-                           "writers": [cachemod.sha256_text(p.read_text(encoding="utf-8")) for p in writers]})
+                           "writers": [sha256_text(p.read_text(encoding="utf-8")) for p in writers]})
     tables_hit = steps is not None and steps.get(key, tables)
     if not tables_hit:
         from cae_impact.render.tables_fr import write_indicator_files
@@ -606,7 +606,7 @@ def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, r
         sources, extra = [html_path], {}
     out = target_dir / f"report.{fmt}"
     steps = _step_cache(args)
-    key = cachemod.key_of({"step": f"render-{fmt}", **extra, **cachemod.fingerprint(sources)})
+    key = key_of({"step": f"render-{fmt}", **extra, **cachemod.fingerprint(sources)})
     hit = steps is not None and steps.get(key, {out.name: out})
     if not hit:
         code = kernels.run_with("render", [*_global_argv(args), "render", "--target", args.target,
