@@ -22,7 +22,7 @@ def test_domain_ids_load_the_codebook_once_until_it_changes(tmp_path, monkeypatc
         loads.append(path)
         return real(path)
 
-    monkeypatch.setattr(codebook_mod, "load_codebook", counting)
+    monkeypatch.setattr(cli, "load_codebook", counting)  # the CLI imports it at its top
     first = cli._domain_ids(study)
     assert first and cli._domain_ids(study) == first
     assert cli.total_notebooks(study) == len(study.caes) + 1 + len(study.targets) * (len(first) + 1)
