@@ -134,10 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicates", type=int, default=60)
     ap.add_argument("--seed", type=int, default=99)
+    ap.add_argument("--out", type=Path, help="also write every simulated change to this parquet file")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
     frame = simulate(args.replicates, args.seed)
+    if args.out:
+        frame.to_parquet(args.out, index=False)
     print(summary(frame).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     print(f"{args.replicates} replicates in {time.perf_counter() - t0:.0f} s")
     return 0

@@ -154,7 +154,7 @@ def test_the_demo_change_intervals_under_repeated_draws():
     """The reports' estimator on the demo's own two populations, respondents drawn again.
 
     ``scripts/simulate_change_coverage.py`` (60 replicates, docs/waves.md) measures the coverage
-    of the change intervals at about 0.93, not 0.95: the published variance (R's linearisation
+    of the change intervals at about 0.92, not 0.95: the published variance (R's linearisation
     after ``postStratify``, strata = CAEs) is about 8 % too small when the response fractions
     differ much between the sex x stage cells of a CAE, as they do in the demo (45 % to 90 %);
     the variance of the same estimates with the cells as strata (response-homogeneity groups)
