@@ -6,10 +6,11 @@
 #   1. the two waves' estimates and standard errors (svymean on each wave's design), their
 #      difference and sqrt(V1 + V2);
 #   2. the same change from ONE design stacking both waves (strata = wave x CAE, each wave
-#      post-stratified within its own CAEs), svyby(~y, ~wave, svymean) then svycontrast: the
-#      linearisation of the difference, with no covariance between the waves (no respondent
-#      is linked: the check is on waves without overlap; with an overlap it is the
-#      independent-waves standard error the reports use, see src/cae_impact/analysis/waves.py);
+#      post-stratified within its own CAEs): four weighted totals (svytotal) and the change as
+#      their function (svycontrast, delta method), every covariance included — none between
+#      the waves, whose strata are apart (the check is on waves without overlap; with an
+#      overlap it is the independent-waves standard error the reports use, see
+#      src/cae_impact/analysis/waves.py);
 # and compares both with reports/<current wave>/_waves/changes.csv. Exit status 1 if any change
 # or standard error differs by more than 1e-6 (absolute, on proportions).
 #
@@ -84,9 +85,13 @@ for (ind in cb2$cb$indicators) {
                 ch$scope == ifelse(t == "consortium", "consortium", "cae"), ]
     if (nrow(row) != 1 || isTRUE(row$suppressed) || is.na(row$se)) next
     one <- function(d, v) {
-      d$.y <- y_of(d, v)
+      # a subset of a post-stratified design keeps its rows (weight 0): the values of the rows
+      # out of the base must not be NA, so the base is a flag and y is 0 out of it
+      y <- y_of(d, v)
+      d$.base <- !is.na(y)
+      d$.y <- ifelse(d$.base, y, 0)
       des <- make_design(d)
-      sub <- if (t == "consortium") subset(des, !is.na(.y)) else subset(des, cae_id == t & !is.na(.y))
+      sub <- if (t == "consortium") subset(des, .base) else subset(des, cae_id == t & .base)
       m <- svymean(~.y, sub)
       c(coef(m), SE(m))
     }
@@ -94,13 +99,17 @@ for (ind in cb2$cb$indicators) {
     r2 <- one(d2, cb2$valid)
     change <- r2[1] - r1[1]
     se <- sqrt(r1[2]^2 + r2[2]^2)
-    # the stacked design: both waves, strata wave x CAE
+    # the stacked design: both waves, strata wave x CAE; the change as a function of four
+    # weighted totals (delta method, svycontrast), the covariances of the two waves included
     s <- stacked
-    s$.y <- c(y_of(d1, cb1$valid), y_of(d2, cb2$valid))
-    sdes <- make_design(s)
-    sub <- if (t == "consortium") subset(sdes, !is.na(.y)) else subset(sdes, cae_id == t & !is.na(.y))
-    by <- svyby(~.y, ~wave, sub, svymean, covmat = TRUE)
-    con <- svycontrast(by, setNames(c(-1, 1), c(prev_wave, cur_wave)))
+    y <- c(y_of(d1, cb1$valid), y_of(d2, cb2$valid))
+    dom <- !is.na(y) & (t == "consortium" | s$cae_id == t)
+    s$.num1 <- ifelse(dom & s$wave == prev_wave, y, 0)
+    s$.den1 <- as.numeric(dom & s$wave == prev_wave)
+    s$.num2 <- ifelse(dom & s$wave == cur_wave, y, 0)
+    s$.den2 <- as.numeric(dom & s$wave == cur_wave)
+    tot <- svytotal(~.num1 + .den1 + .num2 + .den2, make_design(s))
+    con <- svycontrast(tot, quote(.num2 / .den2 - .num1 / .den1))
     diffs <- c(abs(change - row$change), abs(se - row$se), abs(coef(con) - row$change), abs(SE(con) - row$se))
     worst <- max(worst, diffs)
     cat(sprintf("%-26s %-11s R %+.6f (%.6f) stacked %+.6f (%.6f) py %+.6f (%.6f)\n", ind$id, t,

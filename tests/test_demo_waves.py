@@ -67,14 +67,12 @@ def test_the_demo_true_changes_are_recovered(tmp_path):
     the intervals of the change against the recorded truth (printed with ``pytest -s``).
 
     On the committed demo: 440 of 486 change intervals (90.5 %) cover the true change (CAEs
-    90.3 %, consortium 90.9 %, consortium of the CAEs of both waves 91.5 %). The shortfall from
-    95 % comes from the level intervals, not from the change's variance: each wave's level
-    intervals cover the truth about 93 % of the time in this draw (their errors are about 1.1
-    standard errors wide, as R's linearised variance after post-stratification in small cells
-    gives them), and the two waves' errors are uncorrelated (correlation about 0), as the change's standard
-    error assumes; tests/test_waves_simulation.py gives the change intervals' coverage over
-    repeated draws of a plain stratified design (0.95). Every true move of the consortium is
-    detected, with its sign.
+    90.3 %, consortium 90.9 %, consortium of the CAEs of both waves 91.5 %). One draw: over
+    repeated draws of the respondents (scripts/simulate_change_coverage.py, docs/waves.md) the
+    published intervals cover about 92 %, R's variance after post-stratification being about 8 %
+    too small when the response fractions differ much between the cells of a CAE (the demo's);
+    the two waves' errors are uncorrelated, as the change's standard error assumes. Every true
+    move of the consortium is detected, with its sign.
     """
     from cae_impact.analysis import indicators, waves
     from cae_impact.spec.codebook import load_codebook

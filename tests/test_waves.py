@@ -309,3 +309,18 @@ def test_demo_2026_published_figures_pass_the_secrecy_attack():
     s = result.summary()
     assert s["hidden_counts"] > 0
     assert not s["exposed"], result.exposed.head()
+
+
+def test_linkage_against_chance():
+    """Linked respondents counted per CAE and compared with the hypergeometric law of chance."""
+    prev = {"a": [f"p{i}" for i in range(40)], "b": [f"q{i}" for i in range(30)], "gone": ["x"]}
+    cur = {"a": [f"p{i}" for i in range(20)] + [f"n{i}" for i in range(30)],  # 20 linked of 50
+           "b": [f"r{i}" for i in range(30)]}                                  # nobody linked
+    out = waves.linkage(prev, cur, {"a": 100, "b": 60}).set_index("cae_id")
+    assert list(out.index) == ["a", "b", "consortium"]  # a CAE of one wave only is left out
+    assert out.loc["a", "linked"] == 20 and out.loc["a", "expected"] == pytest.approx(40 * 50 / 100)
+    assert out.loc["a", "p_fewer"] == pytest.approx(stats.hypergeom(100, 40, 50).cdf(20))
+    assert out.loc["a", "p_fewer"] > 0.5  # as many as chance gives
+    assert out.loc["b", "linked"] == 0 and out.loc["b", "expected"] == pytest.approx(15.0)
+    assert out.loc["b", "p_fewer"] < 1e-6  # the second sample avoided the first one
+    assert out.loc["consortium", "linked"] == 20 and out.loc["consortium", "expected"] == pytest.approx(35.0)

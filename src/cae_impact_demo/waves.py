@@ -138,25 +138,17 @@ def _propensity_draw(rng: np.random.Generator, pool: np.ndarray, propensity: np.
     return pool[np.argsort(-keys, kind="stable")[:k]]
 
 
-def generate_wave2(root: Path | None = None, seed: int = WAVE2_SEED, *,
-                   study1_path: str = "config/study.yaml", study2_path: str = "config/study-2027.yaml",
-                   update_study: bool = False) -> dict[str, Any]:
-    """Write the 2027 wave's exports, truth and README (see the module docstring)."""
-    root = Path(root) if root is not None else PROJECT_ROOT
-    s1 = load_study(study1_path, root=root)
-    s2 = load_study(study2_path, root=root)
+def wave_populations(s1, s2, seed: int = WAVE2_SEED) -> tuple[Population, Population, dict[str, np.ndarray]]:
+    """The two waves' populations, every member's answers: the 2026 one and the 2027 one.
+
+    ``old_index`` maps each continuing CAE to the 2026 index of each of its 2027 members (the
+    same people, in the same order). Used by :func:`generate_wave2` and by the simulation of
+    the change intervals' coverage (``scripts/simulate_change_coverage.py``), which draws the
+    respondents of both waves again and again from these populations.
+    """
     cb1 = load_codebook(s1.codebook)
-    cb2 = load_codebook(s2.codebook)
     params1 = _params_for(s1, DEMO_SEED)
     pop1 = simulate_population(cb1, s1.cae_ids, [c.population.total for c in s1.caes], params1, DEMO_SEED)
-    # who answered in 2026, and with which identity (the same draw as the 2026 exports)
-    identity1: dict[str, dict[int, dict[str, str]]] = {}
-    for i, cae in enumerate(s1.caes):
-        subs, _ = draw_submissions(cb1, pop1, i, params1[i], DEMO_SEED)
-        numbers = sheet_numbers(subs)  # a staff spreadsheet identifies by questionnaire number
-        identity1[cae.id] = {s.person: {**s.identity, "sheet_number": str(numbers[s.person])}
-                             for s in subs if s.kind == "complete"}
-
     # ---- the 2027 population -----------------------------------------------------------------
     continuing = [c for c in s2.cae_ids if c in s1.cae_ids]
     new = [c for c in s2.cae_ids if c not in s1.cae_ids]
@@ -181,6 +173,29 @@ def generate_wave2(root: Path | None = None, seed: int = WAVE2_SEED, *,
     rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
     churn(cb1, pop2, rng)
     apply_moves(pop2, rng)
+
+    return pop1, pop2, old_index
+
+
+def generate_wave2(root: Path | None = None, seed: int = WAVE2_SEED, *,
+                   study1_path: str = "config/study.yaml", study2_path: str = "config/study-2027.yaml",
+                   update_study: bool = False) -> dict[str, Any]:
+    """Write the 2027 wave's exports, truth and README (see the module docstring)."""
+    root = Path(root) if root is not None else PROJECT_ROOT
+    s1 = load_study(study1_path, root=root)
+    s2 = load_study(study2_path, root=root)
+    cb1 = load_codebook(s1.codebook)
+    cb2 = load_codebook(s2.codebook)
+    params1 = _params_for(s1, DEMO_SEED)
+    pop1, pop2, old_index = wave_populations(s1, s2, seed)
+    continuing = [c for c in s2.cae_ids if c in s1.cae_ids]
+    # who answered in 2026, and with which identity (the same draw as the 2026 exports)
+    identity1: dict[str, dict[int, dict[str, str]]] = {}
+    for i, cae in enumerate(s1.caes):
+        subs, _ = draw_submissions(cb1, pop1, i, params1[i], DEMO_SEED)
+        numbers = sheet_numbers(subs)  # a staff spreadsheet identifies by questionnaire number
+        identity1[cae.id] = {s.person: {**s.identity, "sheet_number": str(numbers[s.person])}
+                             for s in subs if s.kind == "complete"}
 
     # ---- respondents and exports ---------------------------------------------------------------
     written: list[Path] = []

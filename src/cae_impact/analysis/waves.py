@@ -434,6 +434,45 @@ def change_stats(prev_est: float, prev_se: float, prev_df: float, cur_est: float
             "p_value": p}
 
 
+def linkage(previous: Mapping[str, Iterable[str]], current: Mapping[str, Iterable[str]],
+            population: Mapping[str, float]) -> pd.DataFrame:
+    """Respondents of both waves (the same pseudonym), per CAE of both waves, against chance.
+
+    ``previous`` and ``current`` give each CAE's respondent pseudonyms (cleaned with the same
+    key, an entrepreneur who answered both waves has the same one); ``population`` the CAE's
+    register in the current wave. If each entrepreneur answered each wave or not independently,
+    the number linked would follow a hypergeometric law (``n1`` of the ``N`` members answered
+    before, ``n2`` answer now): ``expected = n1 n2 / N``. ``p_fewer`` is the probability of as few
+    links as observed under that law: a small one says the second wave's respondents lean away
+    from the first's, the one design where the change's standard error that treats the waves as
+    independent is too small (``tests/test_waves_simulation.py``). ``n1`` is capped at ``N``
+    (members who left are not in the current register). A last row ``consortium`` sums the CAEs
+    (``p_fewer`` by the normal approximation of the summed laws).
+    """
+    rows = []
+    for cae in sorted(set(previous) & set(current)):
+        before, now = set(map(str, previous[cae])), set(map(str, current[cae]))
+        big_n = int(round(float(population[cae])))
+        n1, n2 = min(len(before), big_n), len(now)
+        linked = len(before & now)
+        law = stats.hypergeom(big_n, n1, n2)
+        rows.append({"cae_id": cae, "population": big_n, "previous_respondents": len(before),
+                     "current_respondents": n2, "linked": linked, "expected": float(law.mean()),
+                     "variance": float(law.var()), "p_fewer": float(law.cdf(linked))})
+    out = pd.DataFrame(rows, columns=["cae_id", "population", "previous_respondents", "current_respondents",
+                                      "linked", "expected", "variance", "p_fewer"])
+    if len(out):
+        var = float(out["variance"].sum())
+        z = (float(out["linked"].sum()) + 0.5 - float(out["expected"].sum())) / math.sqrt(var) if var > 0 else float("inf")
+        total = {"cae_id": CONSORTIUM, "population": int(out["population"].sum()),
+                 "previous_respondents": int(out["previous_respondents"].sum()),
+                 "current_respondents": int(out["current_respondents"].sum()),
+                 "linked": int(out["linked"].sum()), "expected": float(out["expected"].sum()),
+                 "variance": var, "p_fewer": float(stats.norm.cdf(z))}
+        out = pd.concat([out, pd.DataFrame([total])], ignore_index=True)
+    return out
+
+
 def bh_adjust(p: Iterable[float]) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (NaN stays NaN), as R's ``p.adjust(method = "BH")``."""
     p = np.asarray(list(p), dtype=float)

@@ -136,6 +136,10 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
         "sondage : strates (les CAE), poids, correction de population finie, calage. d désigne "
         "les degrés de liberté du plan : les répondants de la base moins le nombre de CAE dont "
         "ils font partie (pour une CAE seule : ses répondants moins un).",
+        "Limite connue : cette variance (celle du logiciel R après post-stratification) sous-estime "
+        "un peu l'incertitude quand les taux de réponse diffèrent beaucoup d'un groupe sexe × statut "
+        "à l'autre au sein d'une CAE ; sur des simulations de ce cas, un intervalle à 95 % contient "
+        "la vraie valeur environ 93 fois sur 100.",
         f"Proportions : intervalle {method}.",
         "Proportions de 0 % ou de 100 % dans un échantillon : la variance linéarisée est nulle et "
         "la méthode précédente ne donne pas d'intervalle ; l'intervalle est alors celui de "

@@ -420,7 +420,10 @@ def method_paragraphs(study, reports_root) -> str:
                  "que les autres. Les tests d’une même vague sont corrigés ensemble "
                  "(Benjamini-Hochberg) ; une évolution n’est dite nette qu’après cette correction. Une "
                  "évolution n’est pas publiée quand l’un des deux chiffres ne l’est pas ; les chiffres "
-                 "des registres (sexe, statut) ne sont pas testés."))]
+                 "des registres (sexe, statut) ne sont pas testés. Comme pour les niveaux, quand les "
+                 "taux de réponse diffèrent beaucoup d’un groupe sexe × statut à l’autre, l’intervalle "
+                 "d’une évolution est un peu trop étroit : sur des tirages répétés de ce cas, il contient "
+                 "la vraie évolution environ 92 fois sur 100 au lieu de 95."))]
     if len(nc):
         items = "; ".join(f"{str(r['indicator_label']).replace(chr(39), '’')} ({r['reason']})" for _, r in nc.iterrows())
         parts.append(paragraph_html(ft(
