@@ -76,9 +76,10 @@ def compare_tables(before: Path, after: Path) -> dict[str, object]:
                       "max_rel": float((d[big] / scale[big]).max()) if big.any() else 0.0,
                       "nan_mismatches": int((np.isnan(x) != np.isnan(y)).sum())}
         else:
-            xs = x.astype(object).where(x.notna(), None).astype(str).to_numpy()
-            ys = y.astype(object).where(y.notna(), None).astype(str).to_numpy()
-            out[c] = {"identical": bool((xs == ys).all())}
+            na = x.isna().to_numpy()
+            same = (na == y.isna().to_numpy()).all() and (
+                x[~na].astype(str).to_numpy() == y[~na].astype(str).to_numpy()).all()
+            out[c] = {"identical": bool(same)}
     return out
 
 
