@@ -489,7 +489,15 @@ class _Attack:
                 continue
             lo, hi = _int_bounds(*prog.bounds(block.var(ci, count)))
             rest = [k for k in base if k not in count]
-            clo, chi = _int_bounds(*prog.bounds(block.var(ci, rest))) if rest else (0.0, 0.0)
+            b = self.base_values[pos]
+            if not rest:
+                clo, chi = 0.0, 0.0
+            elif self.coded[pos] and np.isfinite(b) and set(count) <= set(base) and math.isfinite(hi):
+                # a coded row publishes its base: the complement is base - count, its bounds
+                # follow from the count's without two more programs
+                clo, chi = float(b - hi), float(b - lo)
+            else:
+                clo, chi = _int_bounds(*prog.bounds(block.var(ci, rest)))
             why = _exposed(lo, hi, self.min_count) or (
                 _exposed(clo, chi, self.min_count) if rest else "")
             out.append({"row": int(pos), "indicator_id": self.indicator_ids[pos],
