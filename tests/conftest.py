@@ -24,7 +24,8 @@ import pytest
 
 TIERS = {
     "oracle": {"test_survey_oracles.py", "test_survey_logit.py", "test_survey_simulation.py",
-               "test_survey_domains.py", "test_survey_engine.py", "test_waves_simulation.py"},
+               "test_survey_domains.py", "test_survey_engine.py", "test_waves_simulation.py",
+               "test_survey_inhouse.py"},
     "integration": {"test_notebooks.py", "test_build.py", "test_cli.py", "test_kernels.py",
                     "test_manifest.py", "test_issue15_small.py", "test_unusable_cae.py",
                     "test_published.py", "test_report.py", "test_demo.py", "test_privacy_scan.py",

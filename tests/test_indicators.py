@@ -277,10 +277,13 @@ def test_a_cae_rows_do_not_depend_on_other_caes_data(demo):
 
 def test_a_cae_costs_the_same_whatever_the_number_of_caes(demo, monkeypatch):
     """Guard against quadratic time: doubling the number of CAEs (each CAE again under another
-    id) doubles the svy work on the CAEs' own rows; the whole-sample evaluations (the
-    consortium's estimates, one comparison of all CAEs with the rest per tested indicator) do
-    not grow with the number of CAEs."""
+    id) doubles the design work on the CAEs' own rows (svy samples, and the in-house
+    linearisations of ``estimation.domains``, counted by the design they run on); the whole-sample
+    evaluations (the consortium's estimates, one comparison of all CAEs with the rest per
+    tested indicator) do not grow with the number of CAEs."""
     from dataclasses import replace
+
+    from cae_impact.estimation import domains
 
     study, cb, responses = demo
     copies = responses.copy()
@@ -290,6 +293,7 @@ def test_a_cae_costs_the_same_whatever_the_number_of_caes(demo, monkeypatch):
     inds = [cb.indicator(i) for i in ("cae_decisive", "peer_exchange_distribution", "income_change",
                                       "months_to_first_invoice")]
     real = survey.SurveyDesign.sample
+    real_lin = domains._calibrated
 
     def run(st, resp):
         calls = []
@@ -298,9 +302,15 @@ def test_a_cae_costs_the_same_whatever_the_number_of_caes(demo, monkeypatch):
             calls.append(self.n)
             return real(self, columns)
 
+        def counting_lin(design, ix, Z):
+            calls.append(design.n)
+            return real_lin(design, ix, Z)
+
         monkeypatch.setattr(survey.SurveyDesign, "sample", counting)
+        monkeypatch.setattr(domains, "_calibrated", counting_lin)
         I.estimate_study(resp, st, cb, indicators=inds)
         monkeypatch.setattr(survey.SurveyDesign, "sample", real)
+        monkeypatch.setattr(domains, "_calibrated", real_lin)
         return [m for m in calls if m < len(resp)], [m for m in calls if m == len(resp)]
 
     own_small, full_small = run(study, responses)

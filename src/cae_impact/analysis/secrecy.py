@@ -298,7 +298,7 @@ class _Program:
         self.highs.passModel(lp)
         self.n = n
         self.solved = 0
-        self._all = np.arange(n, dtype=np.int32)
+        self._cost = np.zeros(n)  # the objective the program holds
 
     def set_row(self, pos: int, published: np.ndarray, band_low: np.ndarray,
                 band_high: np.ndarray) -> None:
@@ -325,7 +325,11 @@ class _Program:
         h = self.highs
         out = []
         for sign in (1.0, -1.0):  # minimise c.x, then -c.x (the sense stays: the basis is kept)
-            h.changeColsCost(self.n, self._all, sign * c)
+            # only the costs that change are passed (the others are already 0)
+            cost = sign * c
+            idx = np.flatnonzero((cost != 0) | (self._cost != 0)).astype(np.int32)
+            h.changeColsCost(len(idx), idx, cost[idx])
+            self._cost = cost
             h.run()
             self.solved += 1
             status = h.getModelStatus()
@@ -418,6 +422,8 @@ class _Attack:
         self.bd = t["breakdown"].astype(str).to_numpy()
         self.gr = t["group"].astype(object).where(t["group"].notna(), "").astype(str).to_numpy()
         self.group_max: dict[tuple[str, str, str], float] = {}
+        self.indicator_ids = t["indicator_id"].to_numpy(dtype=object)
+        self.categories = t["category"].to_numpy(dtype=object)
         self.n_lp = 0
         self._saved: dict[int, tuple[bool, float, float]] = {}
 
@@ -478,18 +484,25 @@ class _Attack:
         block = self.blocks[key]
         wanted = None if positions is None else set(positions)
         out = []
-        t = self.table
         for pos, ci, count, base in block.rows:
             if count is None or not self.hidden[pos] or (wanted is not None and pos not in wanted):
                 continue
             lo, hi = _int_bounds(*prog.bounds(block.var(ci, count)))
             rest = [k for k in base if k not in count]
-            clo, chi = _int_bounds(*prog.bounds(block.var(ci, rest))) if rest else (0.0, 0.0)
+            b = self.base_values[pos]
+            if not rest:
+                clo, chi = 0.0, 0.0
+            elif self.coded[pos] and np.isfinite(b) and set(count) <= set(base) and math.isfinite(hi):
+                # a coded row publishes its base: the complement is base - count, its bounds
+                # follow from the count's without two more programs
+                clo, chi = float(b - hi), float(b - lo)
+            else:
+                clo, chi = _int_bounds(*prog.bounds(block.var(ci, rest)))
             why = _exposed(lo, hi, self.min_count) or (
                 _exposed(clo, chi, self.min_count) if rest else "")
-            out.append({"row": int(pos), "indicator_id": t.at[pos, "indicator_id"],
+            out.append({"row": int(pos), "indicator_id": self.indicator_ids[pos],
                         "target": self.tg[pos], "breakdown": self.bd[pos], "group": self.gr[pos],
-                        "category": t.at[pos, "category"], "coded": bool(self.coded[pos]),
+                        "category": self.categories[pos], "coded": bool(self.coded[pos]),
                         "count_min": lo, "count_max": hi,
                         "complement_min": clo, "complement_max": chi,
                         "exposed": bool(why), "why": why})

@@ -29,6 +29,8 @@ import polars as pl
 import svy
 from scipy import stats
 
+import cae_impact.estimation.domains as domains  # the module: the tests switch domains.IN_HOUSE
+
 from .design import SurveyDesign, as_float, as_mask
 from .domains import _expit, domain_means
 from .likelihood import likelihood_interval
@@ -538,9 +540,14 @@ def compare_strata(design: SurveyDesign, y: Any, strata: list, *, level: float =
     T_h = np.bincount(design.strata, weights=np.where(valid, w * yc, 0.0), minlength=H)
     one = np.where(valid, 1.0, np.nan)
     Y = np.column_stack([yc, one, yc + one])
-    D = np.column_stack([design.strata == h for h in range(H)])
-    res = domain_means(design, Y, D, statistic="total")
-    V = np.nan_to_num(res["se"] ** 2)  # H x 3: V(u), V(v), V(u + v)
+    ix = domains._index(design) if domains.IN_HOUSE else None
+    if ix is not None:  # each stratum's share of the variance of the totals (cells nested in strata)
+        V = np.zeros((H, 3))
+        V[ix.s_present] = domains._variances(ix, domains._calibrated(design, ix, np.where(valid[:, None], w[:, None] * Y, 0.0)))
+    else:
+        D = np.column_stack([design.strata == h for h in range(H)])
+        res = domain_means(design, Y, D, statistic="total")
+        V = np.nan_to_num(res["se"] ** 2)  # H x 3: V(u), V(v), V(u + v)
     Vu, Vv, C = V[:, 0], V[:, 1], (V[:, 2] - V[:, 0] - V[:, 1]) / 2
     n_h = np.bincount(design.strata, weights=valid.astype(float), minlength=H)
     df = float(design.degf(valid) - 1)
@@ -600,6 +607,8 @@ def rao_scott(design: SurveyDesign, resp: np.ndarray, groups: list[np.ndarray], 
     denominator df is R's ``d0 * nu``, ``nu`` = PSUs - strata of the design as R holds it
     (every row of a calibrated design, the domain's rows otherwise, rows with a missing answer
     included); svy counts only the rows in the table's base, hence ``ddf`` computed here.
+    On the project's designs F and ``d0`` are computed with numpy (:func:`domains._rao_scott_in_house`,
+    the same numbers as svy's), every table from one covariance matrix product.
     """
     resp = np.asarray(resp)
     keep = design.domain & as_mask(domain, design.n)
@@ -617,6 +626,12 @@ def rao_scott(design: SurveyDesign, resp: np.ndarray, groups: list[np.ndarray], 
         todo.append(b)
     out: list[tuple[float, float, float] | None] = [None] * len(groups)
     if not todo:
+        return out
+    ix = domains._index(design) if domains.IN_HOUSE else None
+    if ix is not None:
+        for b in todo:
+            f, ndf = domains._rao_scott_in_house(design, ix, resp, np.asarray(groups[b]), columns[f"__v{b}"])
+            out[b] = (f, ndf, ndf * nu)
         return out
     sample = design.sample(columns)
     for b in todo:
