@@ -1,0 +1,280 @@
+"""The code a build step runs: the files of this package its entry points import, transitively.
+
+A build step's cache key covers its own code, not all of ``src/`` (issue 19): editing the demo
+generator must not invalidate a notebook that never imports it. The code of a step is found by
+reading the package's sources with :mod:`ast`, never from a list of files, so that modules can
+move or be renamed freely (only the entries in :mod:`cae_impact.steps` name modules).
+
+* An **entry** is a dotted module name (``"cae_impact.report"``: all of it) or a module and some
+  of its top-level names (``"cae_impact.pipeline:run_cleaning"``).
+* Importing a module runs its **import-time code**: every top-level statement but the function
+  definitions (imports, classes with their methods, constants, decorators and default values),
+  and the ``__init__`` of each package on the way. So a module reached in any way brings its
+  top-level imports, and the top-level functions its import-time code names.
+* A **function** brings the imports inside it (function-level imports, relative ones resolved)
+  and the top-level functions of its module it names, recursively.
+* ``from m import f`` brings ``m`` and its function ``f``; ``import m`` or ``from pkg import m``
+  brings all of ``m`` (its module object can reach any of its functions).
+* A **notebook**'s entries are read from its code cells: ``from cae_impact import pipeline``
+  then ``pipeline.run_cleaning(...)`` gives ``cae_impact.pipeline:run_cleaning``.
+
+``pipeline`` is a facade whose functions each import the pieces of one step: naming functions
+rather than modules keeps the rendering modules out of the cleaning step's code, and the
+cleaning modules out of the chapters'. A file counts whole: its digest is its content.
+
+What is not followed: a module imported by a name computed at run time (``importlib`` with a
+string; only the kernel server's preloading does that, and it computes nothing). The parse of
+the package (about 60 files, 0.4 s) is memoised per process, keyed by every source file's
+path, size and modification time; the build's kernel server parses it once before it forks
+the steps. :func:`code_digest` is what enters a cache key: the relative path and sha256 of every
+file of the closure and of the step's non-Python assets.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE = "cae_impact"
+PACKAGE_DIR = Path(__file__).resolve().parent
+"""The package's folder (``src/cae_impact``); closures are computed over the files found in it."""
+
+
+Edge = tuple[str, "frozenset[str] | None"]
+"""An import: the module, and the names taken from it (None: the module object, so all of it;
+an empty set: only its import-time code, e.g. a package whose submodule is imported)."""
+
+
+@dataclass
+class _Module:
+    """What one source file imports: at top level (``body``) and inside each top-level function."""
+
+    name: str
+    path: Path
+    body_edges: set[Edge] = field(default_factory=set)
+    body_names: set[str] = field(default_factory=set)
+    functions: dict[str, tuple[set[Edge], set[str]]] = field(default_factory=dict)
+    """Top-level function -> (what it imports, the names it refers to)."""
+    defined: set[str] = field(default_factory=set)
+    """Every top-level name the module defines (functions, classes, constants)."""
+
+
+def _module_name(path: Path, root: Path, package: str) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join([package, *parts])
+
+
+def _resolve(node: ast.Import | ast.ImportFrom, here: str, is_package: bool, known: set[str]) -> set[Edge]:
+    """What an import statement loads from the package (relative imports resolved)."""
+    if isinstance(node, ast.Import):
+        return {(a.name, None) for a in node.names if a.name in known}
+    if node.level:
+        base = here.split(".") if is_package else here.split(".")[:-1]
+        base = base[: len(base) - (node.level - 1)]
+        module = ".".join(base + ([node.module] if node.module else []))
+    else:
+        module = node.module or ""
+    if module not in known:
+        return set()
+    edges: set[Edge] = set()
+    names = set()
+    for alias in node.names:
+        if f"{module}.{alias.name}" in known:  # ``from . import present``: a module, not a name
+            edges.add((f"{module}.{alias.name}", None))
+        elif alias.name == "*":
+            edges.add((module, None))
+        else:
+            names.add(alias.name)
+    edges.add((module, frozenset(names)))
+    return edges
+
+
+def _scan(tree: ast.AST, here: str, is_package: bool, known: set[str]) -> tuple[set[Edge], set[str]]:
+    edges: set[Edge] = set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            edges |= _resolve(node, here, is_package, known)
+        elif isinstance(node, ast.Name):
+            names.add(node.id)
+    return edges, names
+
+
+def _parse(name: str, path: Path, known: set[str]) -> _Module:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    is_package = path.name == "__init__.py"
+    mod = _Module(name, path)
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            # decorators and default values run when the module is imported
+            for part in [*stmt.decorator_list, *stmt.args.defaults, *stmt.args.kw_defaults]:
+                if part is not None:
+                    e, n = _scan(part, name, is_package, known)
+                    mod.body_edges |= e
+                    mod.body_names |= n
+            mod.functions[stmt.name] = _scan(ast.Module(body=stmt.body, type_ignores=[]), name, is_package, known)
+            mod.defined.add(stmt.name)
+            continue
+        # imports, classes (whole), constants, if/try blocks: the module's import-time code
+        if isinstance(stmt, ast.ClassDef):
+            mod.defined.add(stmt.name)
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                mod.defined.add(node.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                mod.defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+        e, n = _scan(stmt, name, is_package, known)
+        mod.body_edges |= e
+        mod.body_names |= n
+    return mod
+
+
+def _sources(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts and not p.name.startswith("."))
+
+
+_GRAPHS: dict[tuple, dict[str, _Module]] = {}
+
+
+def package_graph(root: Path | None = None, package: str = PACKAGE) -> dict[str, _Module]:
+    """Every module of the package, parsed (memoised by the sources' paths, sizes and mtimes)."""
+    root = Path(root) if root is not None else PACKAGE_DIR
+    files = _sources(root)
+    stamp = (str(root), package, *((str(p), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]))
+    if stamp not in _GRAPHS:
+        names = {_module_name(p, root, package): p for p in files}
+        known = set(names)
+        _GRAPHS.clear()  # one version of the sources at a time
+        _GRAPHS[stamp] = {n: _parse(n, p, known) for n, p in names.items()}
+    return _GRAPHS[stamp]
+
+
+class UnknownEntry(LookupError):
+    """An entry names a module (or a function) the package does not have."""
+
+
+def parse_entry(entry: str) -> Edge:
+    """``"pkg.mod"`` -> ``("pkg.mod", None)``; ``"pkg.mod:f,g"`` -> ``("pkg.mod", {"f", "g"})``."""
+    module, sep, wanted = entry.partition(":")
+    if not sep:
+        return module, None
+    return module, frozenset(n.strip() for n in wanted.split(",") if n.strip())
+
+
+def closure(entries: Iterable[str], root: Path | None = None, package: str = PACKAGE) -> list[Path]:
+    """The source files a step's entries run, sorted (see the module's docstring)."""
+    root = Path(root) if root is not None else PACKAGE_DIR
+    graph = package_graph(root, package)
+    todo: list[Edge] = []
+    for entry in entries:
+        module, names = parse_entry(entry)
+        if module not in graph:
+            raise UnknownEntry(f"code entry {entry!r}: no module {module} under {root}")
+        missing = sorted((names or set()) - graph[module].defined)
+        if missing:
+            raise UnknownEntry(f"code entry {entry!r}: {module} defines no {missing[0]}")
+        todo.append((module, names))
+    whole: set[str] = set()
+    loaded: set[str] = set()  # modules whose import-time code is included
+    functions: set[tuple[str, str]] = set()
+    while todo:
+        module, names = todo.pop()
+        if module not in graph or module in whole:
+            continue
+        mod = graph[module]
+        if module not in loaded:  # importing it runs its parents' and its own top-level code
+            loaded.add(module)
+            parts = module.split(".")
+            todo += [(".".join(parts[:i]), frozenset()) for i in range(1, len(parts))]
+            todo += sorted(mod.body_edges, key=str)
+            todo.append((module, frozenset(n for n in mod.body_names if n in mod.functions)))
+        if names is None:
+            whole.add(module)
+            names = frozenset(mod.functions)
+        for fn in sorted(names):
+            if fn not in mod.functions or (module, fn) in functions:
+                continue  # a class or constant (import-time code), or done already
+            functions.add((module, fn))
+            edges, refs = mod.functions[fn]
+            todo += sorted(edges, key=str)
+            todo.append((module, frozenset(n for n in refs if n in mod.functions)))
+    return sorted(graph[m].path for m in loaded)
+
+
+def notebook_entries(notebook: Path, package: str = PACKAGE) -> list[str]:
+    """The entries of a notebook: the package's modules and functions its code cells use.
+
+    ``from cae_impact import pipeline`` and then only ``pipeline.<name>`` attributes give
+    ``cae_impact.pipeline:<names>``; a module used otherwise counts as a whole; ``from
+    cae_impact.pipeline import f`` gives ``cae_impact.pipeline:f``. Lines of IPython magic
+    (``%``, ``!``) are left out.
+    """
+    import json
+
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
+
+    source = "\n".join(
+        "\n".join(line for line in ("".join(c["source"]) if isinstance(c["source"], list) else c["source"]).splitlines()
+                  if not line.lstrip().startswith(("%", "!")))
+        for c in cells if c.get("cell_type") == "code")
+    tree = ast.parse(source, filename=str(notebook))
+    graph_known = set(package_graph())
+    bound: dict[str, str] = {}  # local name -> module
+    entries: dict[str, set[str] | None] = {}  # module -> names used (None: the whole module)
+
+    def ours(module: str) -> bool:
+        return module == package or module.startswith(package + ".")
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if ours(a.name):
+                    if a.asname:
+                        bound[a.asname] = a.name
+                    else:
+                        entries[a.name] = None  # ``import cae_impact.x``: used by its full name
+        elif isinstance(node, ast.ImportFrom) and node.module and ours(node.module):
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                if sub in graph_known:
+                    bound[a.asname or a.name] = sub
+                else:
+                    entries.setdefault(node.module, set())
+                    if entries[node.module] is not None:
+                        entries[node.module].add(a.name)
+    attrs: dict[str, set[str]] = {}
+    other_uses: set[str] = set()
+    parents = {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in bound:
+            parent = parents.get(node)
+            if isinstance(parent, ast.Attribute) and parent.value is node:
+                attrs.setdefault(node.id, set()).add(parent.attr)
+            else:
+                other_uses.add(node.id)
+    for local, module in bound.items():
+        if local in other_uses or local not in attrs:
+            entries[module] = None
+        elif entries.get(module, set()) is not None:
+            entries[module] = entries.get(module, set()) | attrs[local]
+    return sorted(m if names is None else f"{m}:{','.join(sorted(names))}" for m, names in entries.items())
+
+
+def code_files(entries: Iterable[str], assets: Iterable[Path] = ()) -> list[Path]:
+    """The files of a step's code: the closure of its entries, and its non-Python assets."""
+    return sorted({*closure(entries), *(Path(a).resolve() for a in assets)})
+
+
+def code_digest(files: Iterable[Path]) -> str:
+    """One digest of the code files (path relative to the package's parent, and content)."""
+    from .cache import file_hashes
+
+    h = hashlib.sha256()
+    for name, digest in file_hashes(files, PACKAGE_DIR.parent.resolve()).items():
+        h.update(f"{name}\0{digest}\n".encode())
+    return h.hexdigest()
