@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import build
+from . import build, steps
 from . import cache as cachemod
 from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig, StudyConfigError, load_study
 
@@ -118,7 +118,8 @@ def _check_declared(notebook: Path, params: dict[str, str]) -> None:
 
 
 def _run(notebook: Path, output: Path, params: dict[str, str], target: str, failures_dir: Path,
-         *, inputs: list[Path] = (), cache: cachemod.NotebookCache | None = None,
+         *, inputs: list[Path] = (), code: dict[str, str] | None = None,
+         cache: cachemod.NotebookCache | None = None,
          artifacts_dir: Path | None = None, artifact_names: tuple[str, ...] = (),
          lookup: bool = True) -> build.RunRecord:
     _check_declared(notebook, params)
@@ -127,7 +128,7 @@ def _run(notebook: Path, output: Path, params: dict[str, str], target: str, fail
         record = build.run_notebook(
             notebook, output, params, target=target, inputs=list(inputs), cache=cache,
             artifacts_dir=artifacts_dir, artifact_names=artifact_names, cwd=notebook.parent,
-            lookup=lookup,
+            lookup=lookup, code=code,
         )
     except build.NotebookFailure as failure:
         build.write_failure_report(failure, report)
@@ -198,107 +199,36 @@ def _write_json(path: Path, payload: object) -> None:
     tmp.replace(path)
 
 
-# ---------------------------------------------------------------------------- inputs of each step
+# ---------------------------------------------------------------------------- the steps
 
 
-def clean_inputs(study: StudyConfig, cae_id: str) -> list[Path]:
-    """What notebook 01 reads for a CAE: its export (and mapping), the study and the codebook."""
-    cae = study.cae(cae_id)
-    return [cae.export, *([cae.mapping] if cae.mapping else []), study.path, study.codebook]
-
-
-def processed_files(study: StudyConfig, processed: Path) -> list[Path]:
-    """Every CAE's cleaned responses."""
-    return [processed / study.wave / c / "responses.parquet" for c in study.cae_ids]
-
-
-def external_files() -> list[Path]:
-    """The national reference tables (data/external/)."""
-    ext = PROJECT_ROOT / "data" / "external"
-    if not ext.exists():
-        return []
-    return sorted(p for p in ext.rglob("*") if p.is_file() and not p.name.startswith("."))
-
-
-def reference_files(study: StudyConfig) -> list[Path]:
-    """The published consortium reference and its description, when the study compares with one."""
-    from .published import meta_path
-
-    ref = study.consortium_reference
-    return [] if ref is None else [ref, meta_path(ref)]
-
-
-def estimate_inputs(study: StudyConfig, processed: Path) -> list[Path]:
-    """What the estimation reads: every CAE's cleaned responses, the study, the codebook, the reference."""
-    return [*processed_files(study, processed), study.path, study.codebook, *reference_files(study)]
-
-
-def study_files(study: StudyConfig, reports: Path) -> list[Path]:
-    """The study-wide estimation outputs (estimates, weighting, design)."""
-    from .pipeline import study_dir
-
-    sdir = study_dir(study, reports)
-    if not sdir.exists():
-        return []
-    return sorted(p for p in sdir.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
-def analyse_inputs(study: StudyConfig, processed: Path, reports: Path, target: str) -> list[Path]:
-    """What notebooks 02 and 03 read for a target.
-
-    Its estimates and weighting (:func:`cae_impact.pipeline.target_files`), the study, the
-    codebook, the national references. Nothing of another CAE for a CAE compared with a published consortium reference: a change
-    to another CAE's data leaves the key, and the executed notebooks, as they were.
-    """
-    from .editorial import editorial_path
-    from .pipeline import target_files
-    from .waves import target_change_file
-
-    # A CAE's chapters quote its cleaned free answers (verbatims); « La CAE en bref » prints the
-    # context of its editorial file; a later wave reads its changes since the previous one.
-    # The chapters' evidence recomputes a headline figure from the cleaned data: the CAE's, or
-    # every CAE's for the consortium.
-    own = [processed / study.wave / c / "responses.parquet" for c in ([target] if target != CONSORTIUM
-                                                                      else study.cae_ids)]
-    folder = target_change_file(study, reports, target).parent
-    changes = [target_change_file(study, reports, target), folder / "waves.json", folder / "comparability.csv",
-               folder / "trend.parquet"] if study.previous_waves else []
-    return [*target_files(study, reports, target), *changes, study.path, study.codebook, *external_files(),
-            *own, editorial_path(study, target)]
-
-
-def render_inputs(study: StudyConfig, processed: Path, reports: Path, target: str) -> list[Path]:
-    """What the HTML report reads beyond its notebooks.
-
-    The analysis inputs, and the cleaning logs and cleaned responses (verbatims) of its CAEs:
-    all of them for the consortium, or for a CAE compared with the live consortium (its
-    provenance annex lists every export).
-    """
-    own = target != CONSORTIUM and study.consortium_reference is not None
-    caes = [target] if own else study.cae_ids
-    cleaned = [processed / study.wave / c / name for c in caes for name in ("cleaning_log.json", "responses.parquet")]
-    return [*analyse_inputs(study, processed, reports, target), *cleaned]
+def _roots(args: argparse.Namespace) -> steps.Roots:
+    """The build's roots as :mod:`cae_impact.steps` declares the steps with them."""
+    _study, processed, reports = _ctx(args)
+    return steps.Roots(processed, reports, _notebooks(args))
 
 
 # ---------------------------------------------------------------------------- build steps
 
 
 def cmd_make_include(args: argparse.Namespace) -> int:
-    """Print Make variables for the study: WAVE, CAES, TARGETS and each CAE's input files."""
+    """Print the study's Make variables and every step's prerequisites (:mod:`cae_impact.steps`).
+
+    WAVE, CAES, TARGETS and CHANGES (the changes' file, in a wave with a previous one), then one
+    line per Make target: the files it is made from and the source files of its code. Paths
+    under the build's roots are written with the Makefile's variables.
+    """
     study = load_study(args.study)
+    roots = _roots(args)
+    changes = steps.changes_step(study, roots)
     lines = [
-        f"# generated from {_rel(study.path)} by 'cae-impact make-include'; do not edit",
+        f"# generated from {_rel(study.path)} by 'cae-impact make-include' (cae_impact.steps); do not edit",
         f"WAVE := {study.wave}",
         f"CAES := {' '.join(study.cae_ids)}",
         f"TARGETS := {' '.join(study.targets)}",
+        f"CHANGES := {steps.make_path(changes.make_target, roots) if changes else ''}",
+        *steps.make_include(study, roots),
     ]
-    for cae in study.caes:
-        deps = [_rel(cae.export)] + ([_rel(cae.mapping)] if cae.mapping else [])
-        lines.append(f"DEPS_{cae.id} := {' '.join(deps)}")
-    lines.append(f"REFERENCE := {' '.join(_rel(p) for p in reference_files(study))}")
-    from .waves import change_inputs
-
-    lines.append(f"PREVIOUS := {' '.join(_rel(p) for p in change_inputs(study))}")
     print("\n".join(lines))
     return 0
 
@@ -309,10 +239,11 @@ def cmd_clean(args: argparse.Namespace) -> int:
     cae = study.cae(args.cae)
     out = reports / study.wave / cae.id / "notebooks" / CLEANING_NB
     params = build_parameters(study, args, cae=cae.id)
+    step = steps.clean_step(study, _roots(args), cae.id)
     try:
         record = _run(
-            _notebooks(args) / CLEANING_NB, out, params, cae.id, reports / study.wave / "_failures",
-            inputs=clean_inputs(study, cae.id), cache=_nb_cache(args, study, f"_clean/{cae.id}"),
+            step.notebook, out, params, cae.id, reports / study.wave / "_failures",
+            inputs=step.key_files(), code=step.code(), cache=_nb_cache(args, study, f"_clean/{cae.id}"),
             artifacts_dir=processed / study.wave / cae.id, artifact_names=CLEANING_OUTPUTS,
         )
     except build.NotebookFailure:
@@ -384,8 +315,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     Every indicator of every target (study-wide disclosure control), then the weighting and
     secrecy diagnostics a reviewer checks.
 
-    Two caches, one key each over the same inputs (every CAE's cleaned data, the study, the
-    codebook, the reference, the code): the step cache restores the files of ``_study/``, the
+    Two caches, one key each over the same inputs (:func:`cae_impact.steps.estimate_step`:
+    every CAE's cleaned data, the study, the codebook, the reference, the step's code): the step cache restores the files of ``_study/``, the
     notebook cache the executed notebook. Both hit: no kernel starts. The files missing from
     the step cache: the notebook runs (it writes them), whatever the notebook cache holds.
     """
@@ -393,17 +324,18 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     study, processed, reports = _ctx(args)
     start = time.perf_counter()
-    inputs = estimate_inputs(study, processed)
-    fp = cachemod.fingerprint(inputs)
+    step = steps.estimate_step(study, _roots(args))
+    fp = step.fingerprint()
     key = cachemod.key_of({"step": "estimate", "wave": study.wave, **fp})
-    steps = _step_cache(args)
+    cached = _step_cache(args)
     sdir = study_dir(study, reports)
-    files_hit = steps is not None and steps.get_dir(key, sdir)
+    files_hit = cached is not None and cached.get_dir(key, sdir)
     notebook, out, params = estimation_job(args, study, reports)
-    record = _run(notebook, out, params, STUDY_TARGET, reports / study.wave / "_failures", inputs=inputs,
+    record = _run(notebook, out, params, STUDY_TARGET, reports / study.wave / "_failures",
+                  inputs=step.key_files(), code=step.code(),
                   cache=_nb_cache(args, study, "_study"), lookup=bool(files_hit))
-    if steps is not None and not files_hit:
-        steps.put_dir(key, sdir)
+    if cached is not None and not files_hit:
+        cached.put_dir(key, sdir)
     hit = bool(files_hit) and record.cache_hit
     _write_json(_runs_dir(study, reports) / "estimate.json", {
         "cache_key": key, "cache_hit": hit, "seconds": round(time.perf_counter() - start, 3), "inputs": fp,
@@ -502,7 +434,7 @@ def _estimate_to_publish(study: StudyConfig, processed: Path):
     from .manifest import git_state
     from .pipeline import require_every_cae
 
-    missing = [p for p in processed_files(study, processed) if not p.exists()]
+    missing = [p for p in steps.processed_files(study, processed) if not p.exists()]
     if missing:
         raise build.BuildError(f"cleaned data missing ({_rel(missing[0])}): run 'make data-processed' first")
     cb = load_codebook(study.codebook)
@@ -512,7 +444,7 @@ def _estimate_to_publish(study: StudyConfig, processed: Path):
     git = git_state()
     return cb, result, {
         "published": os.environ.get("CAE_PUBLISH_DATE") or dt.date.today().isoformat(),
-        "cleaned_data": cachemod.file_hashes(processed_files(study, processed), processed),
+        "cleaned_data": cachemod.file_hashes(steps.processed_files(study, processed), processed),
         "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
     }
 
@@ -589,33 +521,26 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         (target_dir / name).unlink(missing_ok=True)
     failures = reports / study.wave / "_failures"
     jobs = analysis_jobs(args, study, target, nb_dir)
-    inputs = analyse_inputs(study, processed, reports, target)
+    declared = {s.outputs[0]: s for s in steps.analysis_steps(study, _roots(args), target)}
     nb_cache = _nb_cache(args, study, target)
     start = time.perf_counter()
     records = []
     for i, (nb, out, params) in enumerate(jobs, 1):
-        record = _run(nb, out, params, target, failures, inputs=inputs, cache=nb_cache)
+        step = declared[out]
+        record = _run(nb, out, params, target, failures, inputs=step.key_files(), code=step.code(), cache=nb_cache)
         records.append(record)
         how = "cache hit" if record.cache_hit else "executed"
         _progress(study, "analyse", f"{target}: {out.name} ({i}/{len(jobs)}) {how} in {record.seconds:.1f} s")
-    # The indicator tables depend on the target's estimates and the code only: restored from
-    # the step cache when those are unchanged (a markdown edit, a touch, another CAE's data).
+    # The indicator tables depend on the target's estimates (and, in a later wave, its changes),
+    # the codebook and their writers' code only (steps.analysis_steps): restored from the step
+    # cache when those are unchanged (a markdown edit, a touch, another CAE's data).
+    step = next(s for s in declared.values() if s.kind == "indicators")
     rows_path, _ = target_files(study, reports, target)
-    steps = _step_cache(args)
-    tables = {name: target_dir / name for name in ("indicators.csv", "indicators.xlsx", "indicateurs_excel.csv")}
-    # The tables' layout is code: a change to their writers makes them again.
-    writers = [Path(__file__).with_name(n) for n in ("indicators.py", "tables_fr.py")]
-    # A wave with a previous one: each total row also carries its change (issue 18).
-    change_files = []
-    if study.previous_waves:
-        from .waves import target_change_file
-
-        change_files = [target_change_file(study, reports, target)]
-        writers.append(Path(__file__).with_name("waves.py"))
-    key = cachemod.key_of({"step": "indicators", "target": target,
-                           **cachemod.fingerprint([rows_path, *change_files]),
-                           "writers": [cachemod.sha256_text(p.read_text(encoding="utf-8")) for p in writers]})
-    tables_hit = steps is not None and steps.get(key, tables)
+    cached = _step_cache(args)
+    tables = {p.name: p for p in step.outputs}
+    change_files = list(step.inputs.get("changes", ()))
+    key = cachemod.key_of({"step": "indicators", "target": target, **step.fingerprint()})
+    tables_hit = cached is not None and cached.get(key, tables)
     if not tables_hit:
         from .codebook import load_codebook
         from .indicators import write_indicator_files  # scipy: only when the tables are made
@@ -626,8 +551,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
             rows = add_change_columns(rows, pd.read_parquet(change_files[0]), target)
         write_indicator_files(rows, target_dir, load_codebook(study.codebook))
-        if steps is not None:
-            steps.put(key, tables)
+        if cached is not None:
+            cached.put(key, tables)
     manifest.write_manifest(study, target, processed, reports, records, _runs_dir(study, reports),
                             notebooks_dir=_notebooks(args))
     hits = sum(r.cache_hit for r in records)
@@ -661,7 +586,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .manifest import MANIFEST_NAME, record_outputs
 
     if (reports / study.wave / args.target / MANIFEST_NAME).exists():
-        record_outputs(study, args.target, reports)  # the documents' digests, for make verify
+        # the documents' digests, for make verify, and the steps that made them
+        record_outputs(study, args.target, reports, steps.document_steps(study, _roots(args), args.target))
     return 0
 
 
@@ -681,20 +607,20 @@ def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, r
     target_dir = reports / study.wave / args.target
     html_path = target_dir / "report.html"
     start = time.perf_counter()
+    step = next(s for s in steps.document_steps(study, _roots(args), args.target) if s.kind == fmt)
     if fmt == "html":
         nb_dir = target_dir / "notebooks"
         paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study), bool(study.previous_waves))]
-        sources = render_inputs(study, processed, reports, args.target)
         report.require_notebooks(paths)
         # The notebooks count by what reaches the report, not by their bytes.
         extra = {"date": str(report.production_date()), "target": args.target,
                  "report_cells": report.report_content_digest(paths)}
     else:
-        sources, extra = [html_path], {}
+        extra = {}
     out = target_dir / f"report.{fmt}"
-    steps = _step_cache(args)
-    key = cachemod.key_of({"step": f"render-{fmt}", **extra, **cachemod.fingerprint(sources)})
-    hit = steps is not None and steps.get(key, {out.name: out})
+    cached = _step_cache(args)
+    key = cachemod.key_of({"step": f"render-{fmt}", **extra, **step.fingerprint()})
+    hit = cached is not None and cached.get(key, {out.name: out})
     if not hit:
         code = kernels.run_with("render", [*_global_argv(args), "render", "--target", args.target,
                                            "--to", *remaining])
@@ -706,8 +632,8 @@ def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, r
             report.render_pdf(html_path, out)
         else:
             report.render_docx(html_path, out)
-        if steps is not None:
-            steps.put(key, {out.name: out})
+        if cached is not None:
+            cached.put(key, {out.name: out})
     how = "cache hit" if hit else "rendered"
     print(f"  [render] {args.target}: report.{fmt} {how} in {time.perf_counter() - start:.1f} s", flush=True)
     return None
@@ -815,7 +741,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     targets = [args.target] if args.target else study.targets
     problems: list[str] = []
     for target in targets:
-        problems += [f"{target}: {p}" for p in manifest.check_manifest(study, target, processed, reports)]
+        problems += [f"{target}: {p}" for p in manifest.check_manifest(study, target, processed, reports,
+                                                                                      _notebooks(args))]
     if problems:  # the build's files do not match their manifest: no need to re-execute
         return _verify_result(problems, targets)
     scratch = Path(tempfile.mkdtemp(prefix="cae-impact-verify-"))
@@ -826,11 +753,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         for cae in study.caes:
             out = s_rep / study.wave / cae.id / "notebooks" / CLEANING_NB
-            _run(_notebooks(args) / CLEANING_NB, out, build_parameters(study, vargs, cae=cae.id), cae.id, failures,
-                 inputs=clean_inputs(study, cae.id))
+            step = steps.clean_step(study, _roots(vargs), cae.id)
+            _run(step.notebook, out, build_parameters(study, vargs, cae=cae.id), cae.id, failures,
+                 inputs=step.key_files(), code=step.code())
             print(f"  [verify] {cae.id}: cleaned again ({time.perf_counter() - start:.0f} s)", flush=True)
-        fresh_processed = manifest.hash_files(processed_files(study, s_proc), s_proc)
-        built_processed = manifest.hash_files(processed_files(study, processed), processed)
+        fresh_processed = manifest.hash_files(steps.processed_files(study, s_proc), s_proc)
+        built_processed = manifest.hash_files(steps.processed_files(study, processed), processed)
         for name, digest in fresh_processed.items():
             if built_processed.get(name) != digest:
                 problems.append(f"cleaning {name}: re-cleaned from the raw export, sha256 differs from the build's")
