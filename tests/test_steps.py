@@ -94,11 +94,14 @@ def copied_package(tmp_path, monkeypatch):
     copy = tmp_path / "src" / "cae_impact"
     shutil.copytree(codegraph.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(codegraph, "PACKAGE_DIR", copy)
-    return copy
+    yield copy
+    codegraph.forget()
 
 
 def _edit(path: Path) -> None:
+    """An edit of a source file, as between two builds (each build step parses the sources anew)."""
     path.write_text(path.read_text(encoding="utf-8") + "\n# an edit\n", encoding="utf-8")
+    codegraph.forget()
 
 
 def _demo_steps(study):

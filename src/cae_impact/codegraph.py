@@ -24,9 +24,8 @@ cleaning modules out of the chapters'. A file counts whole: its digest is its co
 
 What is not followed: a module imported by a name computed at run time (``importlib`` with a
 string; only the kernel server's preloading does that, and it computes nothing). The parse of
-the package (about 60 files, 0.4 s) is memoised per process, keyed by every source file's
-path, size and modification time; the build's kernel server parses it once before it forks
-the steps. :func:`code_digest` is what enters a cache key: the relative path and sha256 of every
+the package (about 60 files, 0.4 s) is done once per process, and the build's kernel server
+does it before it forks the steps: a build parses the sources once. :func:`code_digest` is what enters a cache key: the relative path and sha256 of every
 file of the closure and of the step's non-Python assets.
 """
 
@@ -138,20 +137,30 @@ def _sources(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts and not p.name.startswith("."))
 
 
-_GRAPHS: dict[tuple, dict[str, _Module]] = {}
+_GRAPHS: dict[tuple[str, str], dict[str, _Module]] = {}
+_CLOSURES: dict[tuple, list[Path]] = {}
+_NOTEBOOKS: dict[tuple, list[str]] = {}
+
+
+def forget() -> None:
+    """Forget what this process parsed (after editing the sources: tests)."""
+    _GRAPHS.clear()
+    _CLOSURES.clear()
+    _NOTEBOOKS.clear()
 
 
 def package_graph(root: Path | None = None, package: str = PACKAGE) -> dict[str, _Module]:
-    """Every module of the package, parsed (memoised by the sources' paths, sizes and mtimes)."""
+    """Every module of the package, parsed once per process (a build step is one process).
+
+    The kernel server parses it before it forks the steps, so they share it; sources edited
+    while a build runs count from the next build, as the code the server imported does.
+    """
     root = Path(root) if root is not None else PACKAGE_DIR
-    files = _sources(root)
-    stamp = (str(root), package, *((str(p), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]))
-    if stamp not in _GRAPHS:
-        names = {_module_name(p, root, package): p for p in files}
+    if (str(root), package) not in _GRAPHS:
+        names = {_module_name(p, root, package): p for p in _sources(root)}
         known = set(names)
-        _GRAPHS.clear()  # one version of the sources at a time
-        _GRAPHS[stamp] = {n: _parse(n, p, known) for n, p in names.items()}
-    return _GRAPHS[stamp]
+        _GRAPHS[(str(root), package)] = {n: _parse(n, p, known) for n, p in names.items()}
+    return _GRAPHS[(str(root), package)]
 
 
 class UnknownEntry(LookupError):
@@ -169,6 +178,13 @@ def parse_entry(entry: str) -> Edge:
 def closure(entries: Iterable[str], root: Path | None = None, package: str = PACKAGE) -> list[Path]:
     """The source files a step's entries run, sorted (see the module's docstring)."""
     root = Path(root) if root is not None else PACKAGE_DIR
+    memo = (str(root), package, tuple(entries))
+    if memo not in _CLOSURES:
+        _CLOSURES[memo] = _closure(memo[2], root, package)
+    return list(_CLOSURES[memo])
+
+
+def _closure(entries: tuple[str, ...], root: Path, package: str) -> list[Path]:
     graph = package_graph(root, package)
     todo: list[Edge] = []
     for entry in entries:
@@ -214,6 +230,14 @@ def notebook_entries(notebook: Path, package: str = PACKAGE) -> list[str]:
     cae_impact.pipeline import f`` gives ``cae_impact.pipeline:f``. Lines of IPython magic
     (``%``, ``!``) are left out.
     """
+    st = Path(notebook).stat()
+    memo = (str(notebook), st.st_size, st.st_mtime_ns, package, str(PACKAGE_DIR))
+    if memo not in _NOTEBOOKS:
+        _NOTEBOOKS[memo] = _notebook_entries(Path(notebook), package)
+    return list(_NOTEBOOKS[memo])
+
+
+def _notebook_entries(notebook: Path, package: str) -> list[str]:
     import json
 
     cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
