@@ -34,14 +34,10 @@ from pathlib import Path
 from . import build, steps
 from . import cache as cachemod
 from .config import CONSORTIUM, PROJECT_ROOT, StudyConfig, StudyConfigError, load_study
+from .steps import CLEANING_NB, CLEANING_OUTPUTS, ESTIMATION_NB
 
-CLEANING_NB = "01_cleaning.ipynb"
-EFFECT_NB = "02_effect.ipynb"
-PROFILE_NB = "03_profile.ipynb"
-ESTIMATION_NB = "04_estimation.ipynb"
 STUDY_TARGET = "study"
 """How the build names the estimation in its messages and failure reports (it has no target)."""
-CLEANING_OUTPUTS = ("responses.parquet", "quarantine.csv", "cleaning_log.json")
 
 
 def _rel(path: Path) -> str:
@@ -156,14 +152,19 @@ def _step_cache(args: argparse.Namespace) -> cachemod.StepCache | None:
     return None if getattr(args, "no_cache", False) else cachemod.StepCache(_cache_root(args) / "steps")
 
 
+_TOTALS: dict[str, int] = {}
+
+
 def total_notebooks(study: StudyConfig) -> int:
-    """Notebook executions of a full build.
+    """Notebook executions of a full build: the notebook steps of :func:`cae_impact.steps.wave_steps`.
 
     One cleaning per CAE, the estimation (04_estimation), then 02 per domain and 03 per target,
-    and 04_evolution per target when the study has a previous wave.
+    and 04_evolution per target when the study has a previous wave. Memoised per study file.
     """
-    per_target = len(_domain_ids(study)) + 1 + (1 if study.previous_waves else 0)
-    return len(study.caes) + 1 + len(study.targets) * per_target
+    if str(study.path) not in _TOTALS:
+        roots = steps.Roots(PROJECT_ROOT, PROJECT_ROOT, PROJECT_ROOT / "notebooks")  # a count: any roots
+        _TOTALS[str(study.path)] = sum(s.notebook is not None for s in steps.wave_steps(study, roots))
+    return _TOTALS[str(study.path)]
 
 
 def _progress(study: StudyConfig, label: str, message: str) -> None:
@@ -487,17 +488,13 @@ def cmd_changes(args: argparse.Namespace) -> int:
     return 0
 
 
-def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str, nb_dir: Path) -> list[tuple[Path, Path, dict[str, str]]]:
-    """The notebooks of a target's analysis: 02 once per effect domain, then 03."""
-    common = build_parameters(study, args, target=target, reports_root=_rel(PROJECT_ROOT / args.reports_root))
-    jobs = [(_notebooks(args) / EFFECT_NB, nb_dir / f"02_effect_{d}.ipynb", {**common, "domain": d})
-            for d in _domain_ids(study)]
-    jobs.append((_notebooks(args) / PROFILE_NB, nb_dir / PROFILE_NB, common))
-    if study.previous_waves:  # issue 18: the evolution since the previous wave
-        from .waves import EVOLUTION_NB
+def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str) -> list[tuple[steps.Step, dict[str, str]]]:
+    """The notebooks of a target's analysis, each with its parameters (:func:`cae_impact.steps.analysis_steps`).
 
-        jobs.append((_notebooks(args) / EVOLUTION_NB, nb_dir / EVOLUTION_NB, common))
-    return jobs
+    02 once per effect domain, then 03, then 04_evolution in a wave with a previous one.
+    """
+    common = build_parameters(study, args, target=target, reports_root=_rel(PROJECT_ROOT / args.reports_root))
+    return [(s, {**common, **s.parameters}) for s in steps.analysis_steps(study, _roots(args), target) if s.notebook]
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
@@ -512,7 +509,6 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     if target != CONSORTIUM:
         study.cae(target)
     target_dir = reports / study.wave / target
-    nb_dir = target_dir / "notebooks"
     if target == CONSORTIUM:
         require_complete_consortium(study, reports)
     # A new analysis makes the previous documents stale: remove them so nothing looks finished.
@@ -520,21 +516,21 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                  "indicateurs_excel.csv", "manifest.json"):
         (target_dir / name).unlink(missing_ok=True)
     failures = reports / study.wave / "_failures"
-    jobs = analysis_jobs(args, study, target, nb_dir)
-    declared = {s.outputs[0]: s for s in steps.analysis_steps(study, _roots(args), target)}
+    jobs = analysis_jobs(args, study, target)
     nb_cache = _nb_cache(args, study, target)
     start = time.perf_counter()
     records = []
-    for i, (nb, out, params) in enumerate(jobs, 1):
-        step = declared[out]
-        record = _run(nb, out, params, target, failures, inputs=step.key_files(), code=step.code(), cache=nb_cache)
+    for i, (step, params) in enumerate(jobs, 1):
+        out = step.outputs[0]
+        record = _run(step.notebook, out, params, target, failures, inputs=step.key_files(), code=step.code(),
+                      cache=nb_cache)
         records.append(record)
         how = "cache hit" if record.cache_hit else "executed"
         _progress(study, "analyse", f"{target}: {out.name} ({i}/{len(jobs)}) {how} in {record.seconds:.1f} s")
     # The indicator tables depend on the target's estimates (and, in a later wave, its changes),
     # the codebook and their writers' code only (steps.analysis_steps): restored from the step
     # cache when those are unchanged (a markdown edit, a touch, another CAE's data).
-    step = next(s for s in declared.values() if s.kind == "indicators")
+    step = next(s for s in steps.analysis_steps(study, _roots(args), target) if s.kind == "indicators")
     rows_path, _ = target_files(study, reports, target)
     cached = _step_cache(args)
     tables = {p.name: p for p in step.outputs}
@@ -766,9 +762,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _run(nb, out, params, STUDY_TARGET, failures, inputs=[])
         print(f"  [verify] estimated again ({time.perf_counter() - start:.0f} s)", flush=True)
         for target in targets:
-            nb_dir = s_rep / study.wave / target / "notebooks"
-            for nb, out, params in analysis_jobs(vargs, study, target, nb_dir):
-                _run(nb, out, params, target, failures, inputs=[])
+            for step, params in analysis_jobs(vargs, study, target):
+                _run(step.notebook, step.outputs[0], params, target, failures, inputs=[])
             tdir = s_rep / study.wave / target
             write_indicator_files(pd.read_parquet(target_files(study, s_rep, target)[0]), tdir)
             built = reports / study.wave / target / "indicators.csv"

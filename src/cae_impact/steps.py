@@ -60,7 +60,6 @@ CLEANING_NB = "01_cleaning.ipynb"
 EFFECT_NB = "02_effect.ipynb"
 PROFILE_NB = "03_profile.ipynb"
 ESTIMATION_NB = "04_estimation.ipynb"
-EVOLUTION_NB = "04_evolution.ipynb"
 CLEANING_OUTPUTS = ("responses.parquet", "quarantine.csv", "cleaning_log.json")
 TABLES = ("indicators.csv", "indicators.xlsx", "indicateurs_excel.csv")
 EXECUTED_STAMP = ".executed"
@@ -105,6 +104,8 @@ class Step:
     """Inputs that may be absent (an editorial file): Make lists them only when they exist."""
     phony: bool = False
     """A step Make always runs when asked (``make publish-reference``): ``make_target`` is its name."""
+    parameters: dict[str, str] = field(default_factory=dict)
+    """A notebook step's own parameters (the effect domain of a chapter), beside the build's."""
 
     def files(self) -> list[Path]:
         """Every input file (the notebook included), once each, in a stable order."""
@@ -292,13 +293,16 @@ def analysis_steps(study: StudyConfig, roots: Roots, target: str) -> list[Step]:
     stamp = nb_dir / EXECUTED_STAMP
     inputs = _analysis_inputs(study, roots, target)
     optional = frozenset({editorial_path(study, target)})
-    jobs = [(f"chapter:{target}:{d}", "chapter", EFFECT_NB, f"02_effect_{d}.ipynb") for d in domain_ids(study)]
-    jobs.append((f"profile:{target}", "profile", PROFILE_NB, PROFILE_NB))
-    if study.previous_waves:
-        jobs.append((f"evolution:{target}", "evolution", EVOLUTION_NB, EVOLUTION_NB))
+    jobs = [(f"chapter:{target}:{d}", "chapter", EFFECT_NB, f"02_effect_{d}.ipynb", {"domain": d})
+            for d in domain_ids(study)]
+    jobs.append((f"profile:{target}", "profile", PROFILE_NB, PROFILE_NB, {}))
+    if study.previous_waves:  # issue 18: the evolution since the previous wave
+        from .waves import EVOLUTION_NB
+
+        jobs.append((f"evolution:{target}", "evolution", EVOLUTION_NB, EVOLUTION_NB, {}))
     steps = [Step(name, kind, {**inputs, "notebooks": (roots.notebooks / nb,)}, (nb_dir / out,), stamp,
-                  notebook=roots.notebooks / nb, optional=optional)
-             for name, kind, nb, out in jobs]
+                  notebook=roots.notebooks / nb, optional=optional, parameters=params)
+             for name, kind, nb, out, params in jobs]
     tdir = roots.reports / study.wave / target
     tables_in: dict[str, tuple[Path, ...]] = {"estimates": (target_files(study, roots.reports, target)[0],),
                                               "configuration": (study.codebook,)}
