@@ -101,7 +101,7 @@ class Step:
     make_target: Path
     notebook: Path | None = None
     optional: frozenset[Path] = field(default_factory=frozenset)
-    """Inputs that may be absent (an editorial file): Make lists them only when they exist."""
+    """Inputs that may be absent (an editorial file): Make lists them as ``$(wildcard ...)``."""
     phony: bool = False
     """A step Make always runs when asked (``make publish-reference``): ``make_target`` is its name."""
     parameters: dict[str, str] = field(default_factory=dict)
@@ -131,8 +131,8 @@ class Step:
 
     def key_files(self) -> list[Path]:
         """The input files whose bytes the key hashes (all but :data:`KEYED_OTHERWISE`'s roles)."""
-        return Step(self.name, self.kind, {r: p for r, p in self.inputs.items() if r not in KEYED_OTHERWISE},
-                    self.outputs, self.make_target).files()
+        other = {Path(p) for role in KEYED_OTHERWISE for p in self.inputs.get(role, ())}
+        return [p for p in self.files() if p not in other]
 
     def code(self) -> dict[str, str]:
         """What of the code enters the key (:func:`code_of` the step's entries and assets)."""
