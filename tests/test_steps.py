@@ -85,6 +85,19 @@ def test_every_declared_entry_and_asset_exists():
             assert (codegraph.PACKAGE_DIR / a).is_file(), (kind, a)
 
 
+def test_the_parse_kept_on_disk_is_the_parse_and_an_edited_file_is_parsed_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(codegraph, "PARSE_CACHE", tmp_path / "cache")
+    root = _package(tmp_path, {"a.py": "def f():\n    from . import b\n", "b.py": "X = 1\n", "c.py": ""})
+    fresh = codegraph.package_graph(root, "pkg")
+    codegraph.forget()
+    assert list((tmp_path / "cache").glob("*.json"))
+    assert codegraph.package_graph(root, "pkg") == fresh  # read from the disk
+    (root / "a.py").write_text("def f():\n    from . import c  # edited\n", encoding="utf-8")
+    codegraph.forget()
+    assert _names(codegraph.closure(["pkg.a"], root, "pkg"), root) == {"__init__.py", "a.py", "c.py"}
+    codegraph.forget()
+
+
 # ---------------------------------------------------------------------------- the keys
 
 
@@ -94,6 +107,7 @@ def copied_package(tmp_path, monkeypatch):
     copy = tmp_path / "src" / "cae_impact"
     shutil.copytree(codegraph.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(codegraph, "PACKAGE_DIR", copy)
+    monkeypatch.setattr(codegraph, "PARSE_CACHE", tmp_path / "parse-cache")
     yield copy
     codegraph.forget()
 
