@@ -5,8 +5,9 @@
 # on the cleaned data of the CAEs it uses. Each step's inputs are declared once, in
 # src/cae_impact/steps.py, which the cache keys and the manifests read too: build/<study>.mk is
 # generated from it and the study (every target's prerequisites, including the source files of
-# that step's own code, not all of src/). This file holds the recipes and no list of inputs. Outputs are written under a temporary name, then renamed; a failed step
-# leaves nothing that looks finished (.DELETE_ON_ERROR). `make -jN` is safe.
+# that step's own code, not all of src/). This file holds the recipes and no list of inputs.
+# Outputs are written under a temporary name, then renamed; a failed step leaves nothing that
+# looks finished (.DELETE_ON_ERROR). `make -jN` is safe.
 #
 # Make decides what may be stale (timestamps); the content-addressed cache (build/cache/, see
 # src/cae_impact/cache.py) decides what really runs: a recipe whose inputs have the same content
