@@ -402,8 +402,8 @@ def make_prerequisites(steps: Iterable[Step]) -> dict[Path, list[Path]]:
 
     Every input file (notebooks included) and every code file of those steps. An input another
     step writes as a side output (a target's ``report__<t>.parquet``, written by the
-    estimation) is replaced by that step's Make target; a step's own group (the three
-    documents, made by one recipe) is not its own prerequisite.
+    estimation) is replaced by that step's Make target. The three documents of a target are
+    made by one recipe: each gets the prerequisites of all three, the documents left out.
     """
     steps = list(steps)
     # a published file is an input of the build, never remade by it: publishing is asked for
@@ -416,9 +416,11 @@ def make_prerequisites(steps: Iterable[Step]) -> dict[Path, list[Path]]:
         kinds = {s.kind for s in groups.get(target, [])}
         return target.parent / "report.*" if kinds & {"html", "pdf", "docx"} else target
 
-    out: dict[Path, list[Path]] = {}
+    # the targets one recipe makes share their prerequisites: with ``make -k``, a document whose
+    # HTML cannot be made (its analysis failed) must not be attempted for its own sake
+    by_recipe: dict[Path, dict[Path, None]] = {}
     for target, members in groups.items():
-        prereqs: dict[Path, None] = {}
+        prereqs = by_recipe.setdefault(recipe(target), {})
         for s in members:
             for f in s.files():
                 f = producer.get(f, f)
@@ -427,8 +429,7 @@ def make_prerequisites(steps: Iterable[Step]) -> dict[Path, list[Path]]:
                 prereqs.setdefault(f, None)
             for f in s.code_files():
                 prereqs.setdefault(f, None)
-        out[target] = list(prereqs)
-    return out
+    return {target: list(by_recipe[recipe(target)]) for target in groups}
 
 
 def make_path(path: Path, roots: Roots) -> str:
