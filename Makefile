@@ -1,10 +1,13 @@
 # CAE-IMPACT - build of every report of a study, from raw survey exports to HTML/PDF/DOCX.
 #
 # The dependency graph is made of real files: a CAE's cleaned data depend on its raw export,
-# the codebook and the code; a target's report depends on the cleaned data of the CAEs it uses.
-# The list of CAEs is read from the study configuration (build/<study>.mk is generated from it),
-# never typed here. Outputs are written under a temporary name, then renamed; a failed step
-# leaves nothing that looks finished (.DELETE_ON_ERROR). `make -jN` is safe.
+# the study, the codebook, the cleaning notebook and the code it runs; a target's report depends
+# on the cleaned data of the CAEs it uses. Each step's inputs are declared once, in
+# src/cae_impact/run/steps.py, which the cache keys and the manifests read too: build/<study>.mk is
+# generated from it and the study (every target's prerequisites, including the source files of
+# that step's own code, not all of src/). This file holds the recipes and no list of inputs.
+# Outputs are written under a temporary name, then renamed; a failed step leaves nothing that
+# looks finished (.DELETE_ON_ERROR). `make -jN` is safe.
 #
 # Make decides what may be stale (timestamps); the content-addressed cache (build/cache/, see
 # src/cae_impact/run/cache.py) decides what really runs: a recipe whose inputs have the same content
@@ -50,8 +53,9 @@ endif
 export CAE_BUILD_PROGRESS
 
 VENV_STAMP := $(VENV)/.installed
-SRC := $(shell find src/cae_impact -name '*.py' -o -name '*.css' -o -name '*.j2' 2>/dev/null | sort)
-CODE_DEPS := $(SRC) $(VENV_STAMP)
+# Every source file: only the generated include depends on all of them (a step's code files,
+# listed there, are found by following the imports, which any edit can change).
+SRC := $(shell find src/cae_impact -name '*.py' 2>/dev/null | sort)
 STUDY_MK := $(BUILD_ROOT)/study-$(subst /,_,$(STUDY)).mk
 # Build steps go through the kernel server when `make reports` runs one (a forked, warm
 # process: no start-up cost); otherwise the client runs the step itself.
@@ -102,16 +106,18 @@ lock:
 	rm -rf $(BUILD_ROOT)/lockvenv
 
 # ---------------------------------------------------------------- study graph
-# build/study-*.mk defines WAVE, CAES, TARGETS, RAW_<cae> and DEPS_<cae> from the study
-# configuration. It is only needed (and the environment only built) for the build targets.
+# build/study-*.mk defines WAVE, CAES, TARGETS and CHANGES from the study configuration, and the
+# prerequisites of every target of the rules below (cae_impact.run.steps). It is only needed (and
+# the environment only built) for the build targets.
 NEEDS_STUDY := $(filter reports-study reports-all data-processed verify publish-reference publish-wave,$(MAKECMDGOALS))$(CAE_NEEDS_STUDY)
 ifneq ($(NEEDS_STUDY),)
 include $(STUDY_MK)
 endif
 
-$(STUDY_MK): $(STUDY) $(VENV_STAMP) src/cae_impact/spec/config.py
+$(STUDY_MK): $(STUDY) $(VENV_STAMP) $(SRC) $(wildcard $(NOTEBOOKS_DIR)/*.ipynb)
 	@mkdir -p $(@D)
-	$(PY) -m cae_impact.run.cli --study $(STUDY) make-include > $@.tmp
+	$(PY) -m cae_impact.run.cli --study $(STUDY) --processed-root $(PROCESSED_ROOT) --reports-root $(REPORTS_ROOT) \
+	  --notebooks-dir $(NOTEBOOKS_DIR) make-include > $@.tmp
 	mv $@.tmp $@
 
 PROCESSED := $(foreach c,$(CAES),$(PROCESSED_ROOT)/$(WAVE)/$(c)/responses.parquet)
@@ -153,19 +159,22 @@ reports-all: $(HTML) $(PDF) $(DOCX) $(REPORTS_ROOT)/index.html
 .PHONY: data-processed
 data-processed: $(PROCESSED)
 
-# Cleaning: notebook 01 for one CAE. Depends on that CAE's raw export (and mapping file).
-$(PROCESSED_ROOT)/$(WAVE)/%/responses.parquet: $$(DEPS_$$*) $(NOTEBOOKS_DIR)/01_cleaning.ipynb $(STUDY) $(CODE_DEPS)
+# Every rule below gets its prerequisites from $(STUDY_MK) (cae_impact.run.steps); the environment
+# is the one prerequisite written here.
+
+# Cleaning: notebook 01 for one CAE (its raw export and mapping, the study, the codebook).
+$(PROCESSED_ROOT)/$(WAVE)/%/responses.parquet: $(VENV_STAMP)
 	$(CLI) clean --cae $*
 
 # Estimation: every indicator of every target from all CAEs' cleaned data, with the survey
 # design and disclosure control applied study-wide (a hidden cell must stay hidden in every
 # report), and each report's own rows (_study/report__<target>.parquet). A CAE's rows hold its
-# figures and the consortium figures it is compared with: the published reference (REFERENCE,
-# see publish-reference) or, with 'consortium_reference: live', this build's consortium.
+# figures and the consortium figures it is compared with: the published reference (see
+# publish-reference) or, with 'consortium_reference: live', this build's consortium.
 # The step executes notebook 02 (reports/<wave>/_study/notebooks/02_estimation.ipynb): the
 # estimation, then the weighting and secrecy diagnostics a reviewer checks.
 ESTIMATES := $(REPORTS_ROOT)/$(WAVE)/_study/estimates.parquet
-$(ESTIMATES): $(PROCESSED) $(NOTEBOOKS_DIR)/02_estimation.ipynb $(STUDY) $(REFERENCE) $(CODE_DEPS)
+$(ESTIMATES): $(VENV_STAMP)
 	$(CLI) estimate
 
 ## publish-reference: publish the consortium figures of the cleaned data as the reference the CAE reports compare with
@@ -173,39 +182,37 @@ $(ESTIMATES): $(PROCESSED) $(NOTEBOOKS_DIR)/02_estimation.ipynb $(STUDY) $(REFER
 # The CAE reports keep comparing with the published figures, whatever another CAE's data
 # become, until this is run again; then every CAE report is rebuilt.
 .PHONY: publish-reference
-publish-reference: $(PROCESSED)
+publish-reference: $(VENV_STAMP)
 	$(CLI) publish-reference
 
 ## publish-wave: publish the figures of every CAE and the consortium that a later wave compares with (data/reference/<study>/<wave>/wave.csv)
 # With its description wave.json (date, commit, digests, codebook version and indicator
 # signatures). A later wave names the file in its study file (previous_waves).
 .PHONY: publish-wave
-publish-wave: $(PROCESSED)
+publish-wave: $(VENV_STAMP)
 	$(CLI) publish-wave
 
-# Changes since the previous wave (a study with previous_waves only): from this wave's study
-# table and the earlier waves' published figures (src/cae_impact/analysis/waves.py), into _waves/.
-CHANGES := $(if $(PREVIOUS),$(REPORTS_ROOT)/$(WAVE)/_waves/changes.parquet)
+# Changes since the previous wave (CHANGES is empty without previous_waves): from this wave's
+# study table and the earlier waves' published figures (src/cae_impact/analysis/waves.py), into _waves/.
 ifneq ($(CHANGES),)
-$(CHANGES): $(ESTIMATES) $(PREVIOUS) $(STUDY) $(CODE_DEPS)
+$(CHANGES): $(VENV_STAMP)
 	$(CLI) changes
 endif
-EVOLUTION_NB := $(if $(PREVIOUS),$(NOTEBOOKS_DIR)/05_evolution.ipynb)
 
 # Analysis: notebooks 03 (one per effect domain) and 04 for one target (and 05, the evolution
 # since the previous wave, when there is one), executed into reports/<wave>/<target>/notebooks/,
 # then indicators.csv and indicators.xlsx.
-$(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(ESTIMATES) $(CHANGES) $(NOTEBOOKS_DIR)/03_effect.ipynb $(NOTEBOOKS_DIR)/04_profile.ipynb $(EVOLUTION_NB) $(STUDY) $(CODE_DEPS)
+$(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(VENV_STAMP)
 	$(CLI) analyse --target $*
 	touch $@
 
 # A target's documents: HTML from the executed notebooks, then PDF and DOCX from the HTML, made
 # by one step (a pattern rule's targets are made together). Each document is cached by content
 # on its own; one step instead of three spares two processes per target when they are all hits.
-$(REPORTS_ROOT)/$(WAVE)/%/report.html $(REPORTS_ROOT)/$(WAVE)/%/report.pdf $(REPORTS_ROOT)/$(WAVE)/%/report.docx: $(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed
+$(REPORTS_ROOT)/$(WAVE)/%/report.html $(REPORTS_ROOT)/$(WAVE)/%/report.pdf $(REPORTS_ROOT)/$(WAVE)/%/report.docx: $(VENV_STAMP)
 	$(CLI) render --target $* --to html pdf docx
 
-$(REPORTS_ROOT)/index.html: $(HTML) $(PDF) $(DOCX)
+$(REPORTS_ROOT)/index.html: $(VENV_STAMP)
 	$(CLI) index
 
 ## verify: re-execute without the cache, fresh kernels, and check indicators.csv and the manifest (TARGET=<id> for one)

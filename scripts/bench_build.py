@@ -10,6 +10,11 @@ resident set of any child process (``resource.RUSAGE_CHILDREN``, ru_maxrss).
     .venv/bin/python scripts/bench_build.py --caes cae-1,cae-3    # a smaller study
     .venv/bin/python scripts/bench_build.py --national 10,20,40   # generated national studies
     .venv/bin/python scripts/bench_build.py --skip-naive          # without the naive baseline
+    .venv/bin/python scripts/bench_build.py --skip-naive --skip-markdown --code-edits demo.py,chapters.py
+
+``--code-edits`` adds, last, one build after a comment line is appended to each named module of
+``src/cae_impact/`` (the one exception to "the repository is never modified": the file is
+restored, and the build after the restore is not timed).
 
 Run it through ``make bench BENCH_ARGS="..."`` (sets JUPYTER_PATH like every build).
 """
@@ -126,6 +131,7 @@ def counts(out: str) -> dict[str, object]:
         "kernels": len(executed),
         "targets_executed": sorted(set(executed)),
         "cache_hits": out.count("cache hit"),
+        "estimated": out.count(" estimated in"),
         "rendered": out.count(" rendered in"),
     }
 
@@ -253,8 +259,38 @@ def edited_builds(sc: Scratch, repeats: int, edit) -> tuple[float, list[dict[str
     return med(times), done
 
 
-def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_naive: bool) -> dict:
+def load() -> float:
+    """The one-minute load average now (the machine is shared: said next to every figure)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def edit_code(module: str, n: int) -> None:
+    """A comment line appended to ``src/cae_impact/<module>`` (a code edit that changes no result)."""
+    path = ROOT / "src" / "cae_impact" / module
+    path.write_text(path.read_text(encoding="utf-8").split("\n# bench edit")[0] + f"\n# bench edit {n}\n",
+                    encoding="utf-8")
+
+
+def code_edit_builds(sc: Scratch, modules: list[str], repeats: int) -> dict[str, object]:
+    """For each module: ``repeats`` builds after an edit of it (timed), then the file restored."""
+    out: dict[str, object] = {}
+    for module in modules:
+        path = ROOT / "src" / "cae_impact" / module
+        original = path.read_bytes()
+        try:
+            out[f"code_edit_{module}_load"] = load()
+            out[f"code_edit_{module}_s"], out[f"code_edit_{module}_counts"] = edited_builds(
+                sc, repeats, lambda i, m=module: edit_code(m, i))
+        finally:
+            path.write_bytes(original)
+        sc.make("reports")  # back to the original code (not timed)
+    return out
+
+
+def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_naive: bool,
+                with_markdown: bool = True, code_edits: list[str] = ()) -> dict:
     results: dict[str, object] = {"cpu_probe_before_s": cpu_probe()}
+    results["cold_load"] = load()
     cold = []
     for _ in range(cold_repeats):
         sc.wipe()
@@ -263,16 +299,19 @@ def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_
         results["cold_counts"] = counts(res.stdout)
     results["cold_s"] = med(cold)
     results["cold_runs"] = [round(x, 1) for x in cold]
+    results["noop_load"] = load()
     noop = [sc.make("reports")[0] for _ in range(repeats)]
     results["noop_s"] = med(noop)
-    results["markdown_edit_s"], results["markdown_edit_counts"] = edited_builds(
-        sc, repeats, lambda i: edit_markdown(sc.notebooks, i))
-    # A visible edit: every report's text changes, so every HTML, PDF and DOCX is made again
-    # (no kernel).
-    results["markdown_visible_edit_s"], results["markdown_visible_edit_counts"] = edited_builds(
-        sc, repeats, lambda i: edit_markdown_visible(sc.notebooks, i))
+    if with_markdown:
+        results["markdown_edit_s"], results["markdown_edit_counts"] = edited_builds(
+            sc, repeats, lambda i: edit_markdown(sc.notebooks, i))
+        # A visible edit: every report's text changes, so every HTML, PDF and DOCX is made again
+        # (no kernel).
+        results["markdown_visible_edit_s"], results["markdown_visible_edit_counts"] = edited_builds(
+            sc, repeats, lambda i: edit_markdown_visible(sc.notebooks, i))
     # touch only (what a git checkout that changes no content looks like to Make)
     touched = []
+    results["touch_load"] = load()
     for _ in range(repeats):
         cfg = yaml.safe_load(study.read_text(encoding="utf-8"))
         Path(cfg["caes"][0]["export"]).touch()
@@ -281,6 +320,7 @@ def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_
         results["touch_counts"] = counts(res.stdout)
     results["touch_only_s"] = med(touched)
     results["cpu_probe_before_one_export_s"] = cpu_probe()
+    results["one_export_load"] = load()
     one, one_counts = [], []
     for i in range(repeats):
         change_export(study, i)
@@ -298,6 +338,8 @@ def bench_study(sc: Scratch, study: Path, repeats: int, cold_repeats: int, with_
         one_counts.append(c)
     results["one_export_changed_s"] = med(one)
     results["one_export_counts"] = one_counts
+    if code_edits:
+        results.update(code_edit_builds(sc, list(code_edits), repeats))
     if with_naive:
         results["naive_s"] = med([naive(sc, study) for _ in range(cold_repeats)])
         results["speedup_cold_vs_naive"] = round(results["naive_s"] / results["cold_s"], 2)
@@ -365,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=(os.cpu_count() or 2) + 1,
                    help="parallel jobs (default: cores + 1, as make reports)")
     p.add_argument("--skip-naive", action="store_true")
+    p.add_argument("--skip-markdown", action="store_true", help="without the two markdown-edit cases")
+    p.add_argument("--code-edits", help="comma-separated modules of src/cae_impact/ to edit (a comment), "
+                   "one build each, last (e.g. demo.py,chapters.py)")
     p.add_argument("--national", help="comma-separated numbers of CAEs for generated national studies")
     p.add_argument("--per-cae", type=int, default=80)
     p.add_argument("--keep", type=Path, help="scratch folder to use and keep (default: a temporary one)")
@@ -382,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             study = write_study(folder, args.caes.split(",") if args.caes else None)
             results["study"] = bench_study(Scratch(folder, study, args.jobs), study, args.repeats,
-                                           args.cold_repeats, not args.skip_naive)
+                                           args.cold_repeats, not args.skip_naive, not args.skip_markdown,
+                                           args.code_edits.split(",") if args.code_edits else [])
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

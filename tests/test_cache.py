@@ -54,23 +54,14 @@ def test_parameter_change_misses(setup):
     assert key(src, {"x": 3}, [data]) != key(src, {"x": 4}, [data])
 
 
-def test_src_or_lock_change_misses(setup, monkeypatch):
+def test_code_or_lock_change_misses(setup):
+    """The step's code digest and the lock file's sha256 are in the key (cae_impact.run.steps)."""
     _, src, data = setup
-    before = key(src, {"x": 3}, [data])
-    code = cachemod.code_fingerprint()
-    monkeypatch.setattr(cachemod, "_CODE", {**code, "src": "0" * 64})
-    assert key(src, {"x": 3}, [data]) != before
-    monkeypatch.setattr(cachemod, "_CODE", {**code, "requirements.lock": "0" * 64})
-    assert key(src, {"x": 3}, [data]) != before
-
-
-def test_src_digest_covers_every_file(tmp_path):
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
-    (tmp_path / "pkg" / "t.css").write_text("p {}\n")
-    before = cachemod.tree_digest(tmp_path)
-    (tmp_path / "pkg" / "t.css").write_text("p { color: red }\n")
-    assert cachemod.tree_digest(tmp_path) != before
+    code = {"code": "a" * 64, "requirements.lock": "b" * 64}
+    before = build.notebook_key(src, {"x": 3}, [data], code=code)
+    assert build.notebook_key(src, {"x": 3}, [data], code=dict(code)) == before
+    assert build.notebook_key(src, {"x": 3}, [data], code={**code, "code": "0" * 64}) != before
+    assert build.notebook_key(src, {"x": 3}, [data], code={**code, "requirements.lock": "0" * 64}) != before
 
 
 def test_code_change_misses_markdown_change_hits(setup):

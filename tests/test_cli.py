@@ -4,7 +4,7 @@ import os
 import shutil
 from dataclasses import replace
 
-from cae_impact.run import cli
+from cae_impact.run import cli, steps
 from cae_impact.spec import codebook as codebook_mod
 from cae_impact.spec.config import PROJECT_ROOT, load_study
 
@@ -22,7 +22,7 @@ def test_domain_ids_load_the_codebook_once_until_it_changes(tmp_path, monkeypatc
         loads.append(path)
         return real(path)
 
-    monkeypatch.setattr(cli, "load_codebook", counting)  # the CLI imports it at its top
+    monkeypatch.setattr(steps, "load_codebook", counting)  # the steps module imports it at its top
     first = cli._domain_ids(study)
     assert first and cli._domain_ids(study) == first
     assert cli.total_notebooks(study) == len(study.caes) + 1 + len(study.targets) * (len(first) + 1)

@@ -44,6 +44,8 @@ _STEP = ("every build step runs `python -m cae_impact.run client`, which imports
          "kernel server runs the step; a step whose outputs are in the cache must not pay for ")
 #: (importing module, imported module or package) -> why the import stays inside a function.
 LAZY_IMPORTS = {
+    ("run.steps", "cae_impact.analysis.waves"):
+        "a wave with a previous one only: the changes' file names come with pandas and scipy (1.9 s)",
     ("run.__main__", "cae_impact.run.cli"):
         "the client of a step the kernel server runs never imports the CLI (0.26 s)",
     ("run.cli", "cae_impact.analysis"): _STEP + "pandas and scipy (published 1.5 s, waves 1.9 s)",

@@ -23,6 +23,8 @@ def fake_build(tmp_path):
     sdir.mkdir(parents=True)
     pd.DataFrame({"v": [1.0]}).to_parquet(sdir / "estimates.parquet", index=False)
     (sdir / "weighting.json").write_text("{}")
+    pd.DataFrame({"v": [1.0]}).to_parquet(sdir / "report__consortium.parquet", index=False)
+    (sdir / "context__consortium.json").write_text("{}")
     target_dir = reports / study.wave / "consortium"
     target_dir.mkdir(parents=True)
     (target_dir / "indicators.csv").write_text("a,b\n1,2\n")
@@ -42,14 +44,23 @@ def test_manifest_records_inputs_parameters_and_environment(fake_build):
     cae1 = study.cae("cae-1").export
     assert raw[str(cae1.relative_to(PROJECT_ROOT))] == sha256_file(cae1)
     assert len(m["inputs"]["processed"]) == len(study.cae_ids)
-    assert "estimates.parquet" in " ".join(m["inputs"]["estimates"])
+    # the report reads its own rows and context, not the study-wide table (cae_impact.run.steps)
+    assert "report__consortium.parquet" in " ".join(m["inputs"]["estimates"])
+    assert "context__consortium.json" in " ".join(m["inputs"]["estimates"])
     assert any(name.endswith("codebook.yaml") for name in m["inputs"]["configuration"])
     assert m["notebooks"][0]["parameters"] == {"target": "consortium", "domain": "d1"}
     assert m["notebooks"][0]["cache_key"] == "abc" and m["notebooks"][0]["seconds"] == 4.2
     assert m["git"]["commit"] is None or len(m["git"]["commit"]) == 40
     assert m["git"]["dirty"] in (True, False, None)
     assert m["packages"]["pandas"] == pd.__version__
-    assert set(m["code"]) == {"src", "requirements.lock"}
+    assert set(m["code"]) == {"requirements.lock"}
+    # every step it was made from, with the inputs and code files its key hashes
+    assert {"clean:cae-1", "estimate", "chapter:consortium:d1", "profile:consortium",
+            "indicators:consortium"} <= set(m["steps"])
+    chapter = m["steps"]["chapter:consortium:d1"]
+    assert "src/cae_impact/chapters.py" in chapter["code_files"]
+    assert "src/cae_impact/demo.py" not in chapter["code_files"]
+    assert "src/cae_impact/report.py" not in m["steps"]["clean:cae-1"]["code_files"]
     assert m["estimation"]["cache_key"] == "k"
     assert "indicators.csv" in m["outputs"]
 
@@ -65,11 +76,11 @@ def test_check_manifest_consistent_then_tampered(fake_build):
 
 def test_verify_refuses_a_tampered_build_without_executing(fake_build, capsys, monkeypatch):
     study, processed, reports, _ = fake_build
-    (reports / study.wave / "_study" / "weighting.json").write_text('{"tampered": true}')
+    (reports / study.wave / "_study" / "context__consortium.json").write_text('{"tampered": true}')
     monkeypatch.setattr(build, "execute_notebook", lambda *a, **k: pytest.fail("executed"))
     rc = cli.main(["--processed-root", str(processed), "--reports-root", str(reports), "verify", "--target", "consortium"])
     assert rc == 1
-    assert "weighting.json" in capsys.readouterr().err
+    assert "context__consortium.json" in capsys.readouterr().err
 
 
 def test_check_manifest_without_manifest(tmp_path):

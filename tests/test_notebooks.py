@@ -150,7 +150,14 @@ def test_manifest_beside_each_report(built):
         assert len(m["notebooks"]) == 8 and all(r["cache_key"] for r in m["notebooks"])
         assert set(m["cleaning"]) == set(FIXTURE_CAES) and m["estimation"]["cache_key"]
         assert len(m["inputs"]["raw_exports"]) == 2
-        assert any(name.endswith("estimates.parquet") for name in m["inputs"]["estimates"])
+        assert any(name.endswith(f"report__{target}.parquet") for name in m["inputs"]["estimates"])
+        # each notebook was keyed on its step's declared inputs and code (cae_impact.run.steps)
+        by_output = {Path(o).name: step for step in m["steps"].values() for o in step["outputs"]}
+        for record in m["notebooks"]:
+            step = by_output[Path(record["output"]).name]
+            assert record["inputs"]["code"] == step["code"]
+            assert record["inputs"]["files"] == {k: v for k, v in step["inputs"].items()
+                                                 if not k.endswith(".ipynb")}
 
 
 def test_touch_without_content_change_executes_nothing(built):

@@ -6,10 +6,9 @@ Design (issue 7, "fast, incremental, auditable builds"):
   *all* cell metadata) and its kernelspec, never its markdown and never data files. Before a
   notebook is looked up or executed, the build writes a *fingerprint* of everything the
   notebook reads into the metadata of its ``parameters`` cell (key ``cae_impact_inputs``):
-  the sha256 of its input files (for cleaning: the CAE's raw export, mapping, the study
-  configuration and codebook; for analysis: the study estimates, weighting report, every
-  cleaned file, the national references), a digest of every file under ``src/`` and the
-  sha256 of ``requirements.lock``. papermill then injects the parameters (their values are in
+  the sha256 of its input files and a digest of its own code (the modules of ``src/`` it
+  imports, transitively, and the files they read), both declared once per step in
+  :mod:`cae_impact.run.steps`, and the sha256 of ``requirements.lock``. papermill then injects the parameters (their values are in
   the injected cell's source, hence in the key too). The fingerprint is not a parameter: the
   build refuses undeclared parameters, and metadata is what jupyter-cache already hashes.
   The executed notebook is normalised (per-run timings removed) before it is cached, so the
@@ -18,7 +17,7 @@ Design (issue 7, "fast, incremental, auditable builds"):
 * **Files a notebook writes** (the cleaning step's ``responses.parquet``, quarantine and log)
   are cached as jupyter-cache *artifacts* of the executed notebook and restored on a hit.
 * **Step cache.** Steps that are not notebooks (estimation, HTML/PDF/DOCX rendering) are keyed
-  by the sha256 of their input files and the code; their outputs are stored under
+  by the sha256 of their input files and their code (:mod:`cae_impact.run.steps`); their outputs are stored under
   ``<cache>/steps/<key>/`` and copied back on a hit. A ``git checkout`` that changes no
   content makes Make re-run the recipes (timestamps), and every recipe is then a hit.
 * **Concurrency.** jupyter-cache's SQLite does not tolerate concurrent writers. There is one
@@ -53,36 +52,7 @@ FINGERPRINT_KEY = "cae_impact_inputs"
 _CHUNK = 1 << 20
 
 
-def _tree_files(root: Path) -> list[Path]:
-    return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
-        and not p.name.startswith(".")
-    )
 
-
-def tree_digest(root: Path) -> str:
-    """One digest of every file under ``root`` (relative path and content), caches excluded."""
-    h = hashlib.sha256()
-    for p in _tree_files(root):
-        h.update(p.relative_to(root).as_posix().encode() + b"\0" + sha256_file(p).encode() + b"\n")
-    return h.hexdigest()
-
-
-_CODE: dict[str, str] | None = None
-
-
-def code_fingerprint() -> dict[str, str]:
-    """Digest of ``src/`` (every file) and sha256 of ``requirements.lock`` (memoised)."""
-    global _CODE
-    if _CODE is None:
-        src = Path(__file__).resolve().parents[1]  # src/cae_impact/: the runtime package (not the demo)
-        lock = PROJECT_ROOT / "requirements.lock"
-        _CODE = {
-            "src": tree_digest(src),
-            "requirements.lock": sha256_file(lock) if lock.exists() else "missing",
-        }
-    return dict(_CODE)
 
 
 _FILE_SHA: dict[tuple[str, int, int], str] = {}
@@ -117,9 +87,13 @@ def file_hashes(paths: Iterable[Path], rel_to: Path = PROJECT_ROOT) -> dict[str,
     return dict(sorted(out.items()))
 
 
-def fingerprint(inputs: Iterable[Path]) -> dict[str, Any]:
-    """Everything a notebook's result depends on beyond its code and parameters."""
-    return {"files": file_hashes(inputs), **code_fingerprint()}
+def fingerprint(inputs: Iterable[Path], code: dict[str, str]) -> dict[str, Any]:
+    """Everything a step's result depends on beyond a notebook's cells and parameters.
+
+    The sha256 of its input files, and ``code``: the digest of the step's own code and the
+    sha256 of ``requirements.lock`` (:meth:`cae_impact.run.steps.Step.code`).
+    """
+    return {"files": file_hashes(inputs), **code}
 
 
 # ---------------------------------------------------------------------------- locking

@@ -34,22 +34,15 @@ import time
 from pathlib import Path
 
 from cae_impact.core.environment import git_state
-from cae_impact.core.files import key_of, sha256_text, write_atomic
+from cae_impact.core.files import write_atomic
 from cae_impact.core.paths import relative_path as _rel
 from cae_impact.render import report
 from cae_impact.render.editorial import editorial_path, missing_targets
 from cae_impact.render.index import write_index
 from cae_impact.run import cache as cachemod
 from cae_impact.run import execute as build
-from cae_impact.run import kernels, manifest
-from cae_impact.run.inputs import (
-    analyse_inputs,
-    clean_inputs,
-    estimate_inputs,
-    processed_files,
-    reference_files,
-    render_inputs,
-)
+from cae_impact.run import kernels, manifest, steps
+from cae_impact.run.steps import CLEANING_NB, CLEANING_OUTPUTS, ESTIMATION_NB
 from cae_impact.spec.codebook import load_codebook
 from cae_impact.spec.config import (
     CONSORTIUM,
@@ -63,23 +56,15 @@ from cae_impact.spec.layout import (
     CHANGES_FILE,
     ESTIMATES_FILE,
     WEIGHTING_FILE,
-    change_inputs,
     study_dir,
-    target_change_file,
     target_files,
 )
 
 from .kernels import ENV_VAR
 from .manifest import MANIFEST_NAME, record_outputs
 
-CLEANING_NB = "01_cleaning.ipynb"
-EFFECT_NB = "03_effect.ipynb"
-PROFILE_NB = "04_profile.ipynb"
-ESTIMATION_NB = "02_estimation.ipynb"
-EVOLUTION_NB = "05_evolution.ipynb"
 STUDY_TARGET = "study"
 """How the build names the estimation in its messages and failure reports (it has no target)."""
-CLEANING_OUTPUTS = ("responses.parquet", "quarantine.csv", "cleaning_log.json")
 
 
 def _ctx(args: argparse.Namespace) -> tuple[StudyConfig, Path, Path]:
@@ -99,24 +84,9 @@ def _notebooks(args: argparse.Namespace) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-_DOMAIN_IDS: dict[tuple[str, int, int], tuple[str, ...]] = {}
-
-
 def _domain_ids(study: StudyConfig) -> list[str]:
-    """The codebook's effect domains, memoised in this process by path, size and mtime.
-
-    A step asks for them once per progress line (an analysis: 9 times); loading and validating
-    the codebook each time was ~40 % of an analysis step that finds everything in the cache.
-    """
-    path = Path(study.codebook)
-    try:
-        st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    except OSError:  # load_codebook says what is wrong
-        return [d.id for d in load_codebook(path).domains]
-    if key not in _DOMAIN_IDS:
-        _DOMAIN_IDS[key] = tuple(d.id for d in load_codebook(path).domains)
-    return list(_DOMAIN_IDS[key])
+    """The codebook's effect domains (memoised: :func:`cae_impact.run.steps.domain_ids`)."""
+    return steps.domain_ids(study)
 
 
 def build_parameters(study: StudyConfig, args: argparse.Namespace, **extra: str) -> dict[str, str]:
@@ -146,7 +116,8 @@ def _check_declared(notebook: Path, params: dict[str, str]) -> None:
 
 
 def _run(notebook: Path, output: Path, params: dict[str, str], target: str, failures_dir: Path,
-         *, inputs: list[Path] = (), cache: cachemod.NotebookCache | None = None,
+         *, inputs: list[Path] = (), code: dict[str, str] | None = None,
+         cache: cachemod.NotebookCache | None = None,
          artifacts_dir: Path | None = None, artifact_names: tuple[str, ...] = (),
          lookup: bool = True) -> build.RunRecord:
     _check_declared(notebook, params)
@@ -155,7 +126,7 @@ def _run(notebook: Path, output: Path, params: dict[str, str], target: str, fail
         record = build.run_notebook(
             notebook, output, params, target=target, inputs=list(inputs), cache=cache,
             artifacts_dir=artifacts_dir, artifact_names=artifact_names, cwd=notebook.parent,
-            lookup=lookup,
+            lookup=lookup, code=code,
         )
     except build.NotebookFailure as failure:
         build.write_failure_report(failure, failure_report)
@@ -183,14 +154,19 @@ def _step_cache(args: argparse.Namespace) -> cachemod.StepCache | None:
     return None if getattr(args, "no_cache", False) else cachemod.StepCache(_cache_root(args) / "steps")
 
 
+_TOTALS: dict[str, int] = {}
+
+
 def total_notebooks(study: StudyConfig) -> int:
-    """Notebook executions of a full build.
+    """Notebook executions of a full build: the notebook steps of :func:`cae_impact.run.steps.wave_steps`.
 
     One cleaning per CAE, the estimation (02_estimation), then 03 per domain and 04 per target,
-    and 05_evolution per target when the study has a previous wave.
+    and 05_evolution per target when the study has a previous wave. Memoised per study file.
     """
-    per_target = len(_domain_ids(study)) + 1 + (1 if study.previous_waves else 0)
-    return len(study.caes) + 1 + len(study.targets) * per_target
+    if str(study.path) not in _TOTALS:
+        roots = steps.Roots(PROJECT_ROOT, PROJECT_ROOT, PROJECT_ROOT / "notebooks")  # a count: any roots
+        _TOTALS[str(study.path)] = sum(s.notebook is not None for s in steps.wave_steps(study, roots))
+    return _TOTALS[str(study.path)]
 
 
 def _progress(study: StudyConfig, label: str, message: str) -> None:
@@ -223,26 +199,36 @@ def _write_json(path: Path, payload: object) -> None:
     write_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-# ---------------------------------------------------------------------------- inputs of each step
+# ---------------------------------------------------------------------------- the steps
+
+
+def _roots(args: argparse.Namespace) -> steps.Roots:
+    """The build's roots as :mod:`cae_impact.run.steps` declares the steps with them."""
+    _study, processed, reports = _ctx(args)
+    return steps.Roots(processed, reports, _notebooks(args))
 
 
 # ---------------------------------------------------------------------------- build steps
 
 
 def cmd_make_include(args: argparse.Namespace) -> int:
-    """Print Make variables for the study: WAVE, CAES, TARGETS and each CAE's input files."""
+    """Print the study's Make variables and every step's prerequisites (:mod:`cae_impact.run.steps`).
+
+    WAVE, CAES, TARGETS and CHANGES (the changes' file, in a wave with a previous one), then one
+    line per Make target: the files it is made from and the source files of its code. Paths
+    under the build's roots are written with the Makefile's variables.
+    """
     study = load_study(args.study)
+    roots = _roots(args)
+    changes = steps.changes_step(study, roots)
     lines = [
-        f"# generated from {_rel(study.path)} by 'cae-impact make-include'; do not edit",
+        f"# generated from {_rel(study.path)} by 'cae-impact make-include' (cae_impact.run.steps); do not edit",
         f"WAVE := {study.wave}",
         f"CAES := {' '.join(study.cae_ids)}",
         f"TARGETS := {' '.join(study.targets)}",
+        f"CHANGES := {steps.make_path(changes.make_target, roots) if changes else ''}",
+        *steps.make_include(study, roots),
     ]
-    for cae in study.caes:
-        deps = [_rel(cae.export)] + ([_rel(cae.mapping)] if cae.mapping else [])
-        lines.append(f"DEPS_{cae.id} := {' '.join(deps)}")
-    lines.append(f"REFERENCE := {' '.join(_rel(p) for p in reference_files(study))}")
-    lines.append(f"PREVIOUS := {' '.join(_rel(p) for p in change_inputs(study))}")
     print("\n".join(lines))
     return 0
 
@@ -253,10 +239,11 @@ def cmd_clean(args: argparse.Namespace) -> int:
     cae = study.cae(args.cae)
     out = reports / study.wave / cae.id / "notebooks" / CLEANING_NB
     params = build_parameters(study, args, cae=cae.id)
+    step = steps.clean_step(study, _roots(args), cae.id)
     try:
         record = _run(
-            _notebooks(args) / CLEANING_NB, out, params, cae.id, reports / study.wave / "_failures",
-            inputs=clean_inputs(study, cae.id), cache=_nb_cache(args, study, f"_clean/{cae.id}"),
+            step.notebook, out, params, cae.id, reports / study.wave / "_failures",
+            inputs=step.key_files(), code=step.code(), cache=_nb_cache(args, study, f"_clean/{cae.id}"),
             artifacts_dir=processed / study.wave / cae.id, artifact_names=CLEANING_OUTPUTS,
         )
     except build.NotebookFailure:
@@ -322,24 +309,25 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     Every indicator of every target (study-wide disclosure control), then the weighting and
     secrecy diagnostics a reviewer checks.
 
-    Two caches, one key each over the same inputs (every CAE's cleaned data, the study, the
-    codebook, the reference, the code): the step cache restores the files of ``_study/``, the
+    Two caches, one key each over the same inputs (:func:`cae_impact.run.steps.estimate_step`:
+    every CAE's cleaned data, the study, the codebook, the reference, the step's code): the step cache restores the files of ``_study/``, the
     notebook cache the executed notebook. Both hit: no kernel starts. The files missing from
     the step cache: the notebook runs (it writes them), whatever the notebook cache holds.
     """
     study, processed, reports = _ctx(args)
     start = time.perf_counter()
-    inputs = estimate_inputs(study, processed)
-    fp = cachemod.fingerprint(inputs)
-    key = key_of({"step": "estimate", "wave": study.wave, **fp})
-    steps = _step_cache(args)
+    step = steps.estimate_step(study, _roots(args))
+    fp = step.fingerprint()
+    key = cachemod.key_of({"step": "estimate", "wave": study.wave, **fp})
+    cached = _step_cache(args)
     sdir = study_dir(study, reports)
-    files_hit = steps is not None and steps.get_dir(key, sdir)
+    files_hit = cached is not None and cached.get_dir(key, sdir)
     notebook, out, params = estimation_job(args, study, reports)
-    record = _run(notebook, out, params, STUDY_TARGET, reports / study.wave / "_failures", inputs=inputs,
+    record = _run(notebook, out, params, STUDY_TARGET, reports / study.wave / "_failures",
+                  inputs=step.key_files(), code=step.code(),
                   cache=_nb_cache(args, study, "_study"), lookup=bool(files_hit))
-    if steps is not None and not files_hit:
-        steps.put_dir(key, sdir)
+    if cached is not None and not files_hit:
+        cached.put_dir(key, sdir)
     hit = bool(files_hit) and record.cache_hit
     _write_json(_runs_dir(study, reports) / "estimate.json", {
         "cache_key": key, "cache_hit": hit, "seconds": round(time.perf_counter() - start, 3), "inputs": fp,
@@ -430,7 +418,7 @@ def _estimate_to_publish(study: StudyConfig, processed: Path):
     """
     from cae_impact.analysis import indicators
     from cae_impact.run.pipeline import require_every_cae
-    missing = [p for p in processed_files(study, processed) if not p.exists()]
+    missing = [p for p in steps.processed_files(study, processed) if not p.exists()]
     if missing:
         raise build.BuildError(f"cleaned data missing ({_rel(missing[0])}): run 'make data-processed' first")
     cb = load_codebook(study.codebook)
@@ -440,7 +428,7 @@ def _estimate_to_publish(study: StudyConfig, processed: Path):
     git = git_state()
     return cb, result, {
         "published": os.environ.get("CAE_PUBLISH_DATE") or dt.date.today().isoformat(),
-        "cleaned_data": cachemod.file_hashes(processed_files(study, processed), processed),
+        "cleaned_data": cachemod.file_hashes(steps.processed_files(study, processed), processed),
         "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
     }
 
@@ -481,15 +469,13 @@ def cmd_changes(args: argparse.Namespace) -> int:
     return 0
 
 
-def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str, nb_dir: Path) -> list[tuple[Path, Path, dict[str, str]]]:
-    """The notebooks of a target's analysis: 02 once per effect domain, then 03."""
+def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str) -> list[tuple[steps.Step, dict[str, str]]]:
+    """The notebooks of a target's analysis, each with its parameters (:func:`cae_impact.run.steps.analysis_steps`).
+
+    02 once per effect domain, then 03, then 04_evolution in a wave with a previous one.
+    """
     common = build_parameters(study, args, target=target, reports_root=_rel(PROJECT_ROOT / args.reports_root))
-    jobs = [(_notebooks(args) / EFFECT_NB, nb_dir / f"03_effect_{d}.ipynb", {**common, "domain": d})
-            for d in _domain_ids(study)]
-    jobs.append((_notebooks(args) / PROFILE_NB, nb_dir / PROFILE_NB, common))
-    if study.previous_waves:  # issue 18: the evolution since the previous wave
-        jobs.append((_notebooks(args) / EVOLUTION_NB, nb_dir / EVOLUTION_NB, common))
-    return jobs
+    return [(s, {**common, **s.parameters}) for s in steps.analysis_steps(study, _roots(args), target) if s.notebook]
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
@@ -501,7 +487,6 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     if target != CONSORTIUM:
         study.cae(target)
     target_dir = reports / study.wave / target
-    nb_dir = target_dir / "notebooks"
     if target == CONSORTIUM:
         require_complete_consortium(study, reports)
     # A new analysis makes the previous documents stale: remove them so nothing looks finished.
@@ -509,32 +494,27 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                  "indicateurs_excel.csv", "manifest.json"):
         (target_dir / name).unlink(missing_ok=True)
     failures = reports / study.wave / "_failures"
-    jobs = analysis_jobs(args, study, target, nb_dir)
-    inputs = analyse_inputs(study, processed, reports, target)
+    jobs = analysis_jobs(args, study, target)
     nb_cache = _nb_cache(args, study, target)
     start = time.perf_counter()
     records = []
-    for i, (nb, out, params) in enumerate(jobs, 1):
-        record = _run(nb, out, params, target, failures, inputs=inputs, cache=nb_cache)
+    for i, (step, params) in enumerate(jobs, 1):
+        out = step.outputs[0]
+        record = _run(step.notebook, out, params, target, failures, inputs=step.key_files(), code=step.code(),
+                      cache=nb_cache)
         records.append(record)
         how = "cache hit" if record.cache_hit else "executed"
         _progress(study, "analyse", f"{target}: {out.name} ({i}/{len(jobs)}) {how} in {record.seconds:.1f} s")
-    # The indicator tables depend on the target's estimates and the code only: restored from
-    # the step cache when those are unchanged (a markdown edit, a touch, another CAE's data).
+    # The indicator tables depend on the target's estimates (and, in a later wave, its changes),
+    # the codebook and their writers' code only (steps.analysis_steps): restored from the step
+    # cache when those are unchanged (a markdown edit, a touch, another CAE's data).
+    step = next(s for s in steps.analysis_steps(study, _roots(args), target) if s.kind == "indicators")
     rows_path, _ = target_files(study, reports, target)
-    steps = _step_cache(args)
-    tables = {name: target_dir / name for name in ("indicators.csv", "indicators.xlsx", "indicateurs_excel.csv")}
-    # The tables' layout is code: a change to their writers makes them again.
-    writers = [Path(__file__).parents[1] / n for n in ("analysis/indicators.py", "render/tables_fr.py")]
-    # A wave with a previous one: each total row also carries its change (issue 18).
-    change_files = []
-    if study.previous_waves:
-        change_files = [target_change_file(study, reports, target)]
-        writers.append(Path(__file__).parents[1] / "analysis/waves.py")
-    key = key_of({"step": "indicators", "target": target,
-                           **cachemod.fingerprint([rows_path, *change_files]),
-                           "writers": [sha256_text(p.read_text(encoding="utf-8")) for p in writers]})
-    tables_hit = steps is not None and steps.get(key, tables)
+    cached = _step_cache(args)
+    tables = {p.name: p for p in step.outputs}
+    change_files = list(step.inputs.get("changes", ()))
+    key = cachemod.key_of({"step": "indicators", "target": target, **step.fingerprint()})
+    tables_hit = cached is not None and cached.get(key, tables)
     if not tables_hit:
         from cae_impact.render.tables_fr import write_indicator_files
         rows = pd.read_parquet(rows_path)
@@ -543,8 +523,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
             rows = add_change_columns(rows, pd.read_parquet(change_files[0]), target)
         write_indicator_files(rows, target_dir, load_codebook(study.codebook))
-        if steps is not None:
-            steps.put(key, tables)
+        if cached is not None:
+            cached.put(key, tables)
     manifest.write_manifest(study, target, processed, reports, records, _runs_dir(study, reports),
                             notebooks_dir=_notebooks(args))
     hits = sum(r.cache_hit for r in records)
@@ -576,7 +556,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         if code is not None:
             return code
     if (reports / study.wave / args.target / MANIFEST_NAME).exists():
-        record_outputs(study, args.target, reports)  # the documents' digests, for make verify
+        # the documents' digests, for make verify, and the steps that made them
+        record_outputs(study, args.target, reports, steps.document_steps(study, _roots(args), args.target))
     return 0
 
 
@@ -594,20 +575,20 @@ def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, r
     target_dir = reports / study.wave / args.target
     html_path = target_dir / "report.html"
     start = time.perf_counter()
+    step = next(s for s in steps.document_steps(study, _roots(args), args.target) if s.kind == fmt)
     if fmt == "html":
         nb_dir = target_dir / "notebooks"
         paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study), bool(study.previous_waves))]
-        sources = render_inputs(study, processed, reports, args.target)
         report.require_notebooks(paths)
         # The notebooks count by what reaches the report, not by their bytes.
         extra = {"date": str(report.production_date()), "target": args.target,
                  "report_cells": report.report_content_digest(paths)}
     else:
-        sources, extra = [html_path], {}
+        extra = {}
     out = target_dir / f"report.{fmt}"
-    steps = _step_cache(args)
-    key = key_of({"step": f"render-{fmt}", **extra, **cachemod.fingerprint(sources)})
-    hit = steps is not None and steps.get(key, {out.name: out})
+    cached = _step_cache(args)
+    key = cachemod.key_of({"step": f"render-{fmt}", **extra, **step.fingerprint()})
+    hit = cached is not None and cached.get(key, {out.name: out})
     if not hit:
         code = kernels.run_with("render", [*_global_argv(args), "render", "--target", args.target,
                                            "--to", *remaining])
@@ -619,8 +600,8 @@ def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, r
             report.render_pdf(html_path, out)
         else:
             report.render_docx(html_path, out)
-        if steps is not None:
-            steps.put(key, {out.name: out})
+        if cached is not None:
+            cached.put(key, {out.name: out})
     how = "cache hit" if hit else "rendered"
     print(f"  [render] {args.target}: report.{fmt} {how} in {time.perf_counter() - start:.1f} s", flush=True)
     return None
@@ -720,7 +701,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     targets = [args.target] if args.target else study.targets
     problems: list[str] = []
     for target in targets:
-        problems += [f"{target}: {p}" for p in manifest.check_manifest(study, target, processed, reports)]
+        problems += [f"{target}: {p}" for p in manifest.check_manifest(study, target, processed, reports,
+                                                                                      _notebooks(args))]
     if problems:  # the build's files do not match their manifest: no need to re-execute
         return _verify_result(problems, targets)
     scratch = Path(tempfile.mkdtemp(prefix="cae-impact-verify-"))
@@ -731,11 +713,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         for cae in study.caes:
             out = s_rep / study.wave / cae.id / "notebooks" / CLEANING_NB
-            _run(_notebooks(args) / CLEANING_NB, out, build_parameters(study, vargs, cae=cae.id), cae.id, failures,
-                 inputs=clean_inputs(study, cae.id))
+            step = steps.clean_step(study, _roots(vargs), cae.id)
+            _run(step.notebook, out, build_parameters(study, vargs, cae=cae.id), cae.id, failures,
+                 inputs=step.key_files(), code=step.code())
             print(f"  [verify] {cae.id}: cleaned again ({time.perf_counter() - start:.0f} s)", flush=True)
-        fresh_processed = manifest.hash_files(processed_files(study, s_proc), s_proc)
-        built_processed = manifest.hash_files(processed_files(study, processed), processed)
+        fresh_processed = manifest.hash_files(steps.processed_files(study, s_proc), s_proc)
+        built_processed = manifest.hash_files(steps.processed_files(study, processed), processed)
         for name, digest in fresh_processed.items():
             if built_processed.get(name) != digest:
                 problems.append(f"cleaning {name}: re-cleaned from the raw export, sha256 differs from the build's")
@@ -743,9 +726,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _run(nb, out, params, STUDY_TARGET, failures, inputs=[])
         print(f"  [verify] estimated again ({time.perf_counter() - start:.0f} s)", flush=True)
         for target in targets:
-            nb_dir = s_rep / study.wave / target / "notebooks"
-            for nb, out, params in analysis_jobs(vargs, study, target, nb_dir):
-                _run(nb, out, params, target, failures, inputs=[])
+            for step, params in analysis_jobs(vargs, study, target):
+                _run(step.notebook, step.outputs[0], params, target, failures, inputs=[])
             tdir = s_rep / study.wave / target
             write_indicator_files(pd.read_parquet(target_files(study, s_rep, target)[0]), tdir)
             built = reports / study.wave / target / "indicators.csv"

@@ -37,6 +37,7 @@ from cae_impact.core.files import atomic_write, write_atomic
 from cae_impact.run import cache as cachemod
 from cae_impact.run import kernels
 from cae_impact.run.normalise import normalise_notebook
+from cae_impact.run.steps import notebook_code
 
 KERNEL_NAME = "cae-impact"
 _IPC_ROOT: Path | None = None
@@ -350,9 +351,10 @@ def kernel_start_mode() -> str:
 
 
 def notebook_key(notebook: Path, parameters: dict[str, Any], inputs: list[Path],
-                 kernel_name: str = KERNEL_NAME) -> str:
-    """The cache key :func:`run_notebook` uses for this notebook, parameters and inputs."""
-    source = cachemod.prepare_notebook(notebook, cachemod.fingerprint(inputs))
+                 kernel_name: str = KERNEL_NAME, code: dict[str, str] | None = None) -> str:
+    """The cache key :func:`run_notebook` uses for this notebook, parameters, inputs and code."""
+    fp = cachemod.fingerprint(inputs, code if code is not None else notebook_code(notebook))
+    source = cachemod.prepare_notebook(notebook, fp)
     return cachemod.NotebookCache.key(cachemod.parameterised(source, parameters, kernel_name))
 
 
@@ -369,11 +371,13 @@ def run_notebook(
     cwd: Path | None = None,
     kernel_name: str = KERNEL_NAME,
     lookup: bool = True,
+    code: dict[str, str] | None = None,
 ) -> RunRecord:
     """Execute ``notebook`` into ``output`` through the content-addressed cache.
 
-    The key covers the code cells, the injected parameters and the fingerprint of ``inputs``,
-    ``src/`` and ``requirements.lock`` (see :mod:`cae_impact.run.cache`). On a hit no kernel starts:
+    The key covers the code cells, the injected parameters and the fingerprint of ``inputs``
+    and ``code``: the step's code and ``requirements.lock`` (:meth:`cae_impact.run.steps.Step.code`;
+    by default, the code the notebook's cells import). On a hit no kernel starts:
     the cached outputs are merged with the current source's markdown and the files the notebook
     wrote (``artifact_names`` in ``artifacts_dir``) are restored. ``cache=None`` always executes
     (fresh kernel), as ``make verify`` does. ``lookup=False`` executes even when the cache holds
@@ -381,7 +385,7 @@ def run_notebook(
     notebook that writes them must run).
     """
     start = time.perf_counter()
-    fp = cachemod.fingerprint(inputs)
+    fp = cachemod.fingerprint(inputs, code if code is not None else notebook_code(notebook))
     source = cachemod.prepare_notebook(notebook, fp)
     hashable = cachemod.parameterised(source, parameters, kernel_name)
     key = cachemod.NotebookCache.key(hashable)

@@ -1,11 +1,13 @@
 """Provenance: ``manifest.json`` beside each report, and its check.
 
-``reports/<wave>/<target>/manifest.json`` records what the report was made from and how:
-the sha256 of every input file (each CAE's raw export and mapping, the codebook, the study
-configuration, the cleaned responses, the study estimates and weighting, the national
-references), the parameters, cache key, cache hit and execution time of each notebook (and of
-each CAE's cleaning and the estimation), the git commit and whether the tree was dirty, the
-Python and package versions, and the digests of ``src/`` and ``requirements.lock``.
+``reports/<wave>/<target>/manifest.json`` records what the report was made from and how: for
+every step it was made from (:mod:`cae_impact.run.steps`: each CAE's cleaning, the estimation, the
+target's notebooks and tables, its documents), the sha256 of its input files, its code files
+and their digest (what its cache key hashes, and what Make lists as its prerequisites); the
+same inputs by role (raw exports, configuration, notebooks, cleaned responses, the target's
+estimates, references...); the parameters, cache key, cache hit and execution time of each
+notebook (and of each CAE's cleaning and the estimation), the git commit and whether the tree
+was dirty, the Python and package versions, and the sha256 of ``requirements.lock``.
 
 :func:`check_manifest` compares the manifest with the files on disk (``make verify`` uses it):
 a tampered cleaned file or estimate is reported.
@@ -24,7 +26,8 @@ from typing import Any
 from cae_impact.core.environment import git_state, package_versions
 from cae_impact.core.files import write_atomic
 from cae_impact.run import cache as cachemod
-from cae_impact.run.inputs import external_files, processed_files, reference_files, study_files
+from cae_impact.run import steps
+from cae_impact.run.steps import code_of, manifest_steps
 from cae_impact.spec.config import PROJECT_ROOT, StudyConfig
 
 MANIFEST_NAME = "manifest.json"
@@ -37,30 +40,24 @@ def hash_files(paths: Iterable[Path], rel_to: Path) -> dict[str, str]:
     return cachemod.file_hashes(paths, rel_to)
 
 
-def input_files(study: StudyConfig, processed: Path, reports: Path) -> dict[str, list[Path]]:
-    """The input files of a target's report, by role."""
-    raw = []
-    for cae in study.caes:
-        raw.append(cae.export)
-        if cae.mapping:
-            raw.append(cae.mapping)
-    cleaning = [processed / study.wave / c / name for c in study.cae_ids
-                for name in ("quarantine.csv", "cleaning_log.json")]
-    return {
-        "raw_exports": raw,
-        "configuration": [study.path, study.codebook],
-        "processed": processed_files(study, processed),
-        "cleaning_outputs": cleaning,
-        "estimates": study_files(study, reports),
-        "references": external_files(),
-        "consortium_reference": reference_files(study),
-    }
+def _steps(study: StudyConfig, target: str, processed: Path, reports: Path, notebooks_dir: Path | None,
+           documents: bool = False) -> list:
+    """The steps the target's report is made from (:func:`cae_impact.run.steps.target_steps`)."""
+    roots = steps.Roots(processed, reports, Path(notebooks_dir) if notebooks_dir else PROJECT_ROOT / "notebooks")
+    return steps.target_steps(study, roots, target, documents=documents)
 
 
-def _hash_roles(study: StudyConfig, processed: Path, reports: Path) -> dict[str, dict[str, str]]:
-    roles = input_files(study, processed, reports)
-    roots = {"processed": processed, "cleaning_outputs": processed, "estimates": reports}
-    return {role: hash_files(paths, roots.get(role, PROJECT_ROOT)) for role, paths in roles.items()}
+def input_files(study: StudyConfig, processed: Path, reports: Path,
+                notebooks_dir: Path | None = None, target: str | None = None) -> dict[str, list[Path]]:
+    """The input files of a target's report, by role: those of the steps it is made from."""
+    target = target or study.targets[-1]
+    return steps.inputs_by_role(_steps(study, target, processed, reports, notebooks_dir))
+
+
+def _hash_roles(study: StudyConfig, target: str, processed: Path, reports: Path,
+                notebooks_dir: Path | None) -> dict[str, dict[str, str]]:
+    roles = input_files(study, processed, reports, notebooks_dir, target)
+    return {role: hash_files(paths, PROJECT_ROOT) for role, paths in roles.items()}
 
 
 def build_manifest(study: StudyConfig, target: str, processed: Path, reports: Path, records: list,
@@ -73,6 +70,7 @@ def build_manifest(study: StudyConfig, target: str, processed: Path, reports: Pa
             runs[cae] = json.loads(path.read_text(encoding="utf-8"))
     estimate = runs_dir / "estimate.json"
     target_dir = reports / study.wave / target
+    made_of = _steps(study, target, processed, reports, notebooks_dir)
     return {
         "schema": 1,
         "study": study.path.name,
@@ -82,9 +80,9 @@ def build_manifest(study: StudyConfig, target: str, processed: Path, reports: Pa
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(PACKAGES),
-        "code": cachemod.code_fingerprint(),
-        "inputs": _hash_roles(study, processed, reports),
-        "notebooks_source": hash_files(sorted(Path(notebooks_dir).glob("*.ipynb")), Path(notebooks_dir)),
+        "code": {"requirements.lock": code_of(())["requirements.lock"]},
+        "inputs": _hash_roles(study, target, processed, reports, notebooks_dir),
+        "steps": manifest_steps(made_of),
         "cleaning": runs,
         "estimation": json.loads(estimate.read_text(encoding="utf-8")) if estimate.exists() else None,
         "notebooks": [r.as_dict() if hasattr(r, "as_dict") else r for r in records],
@@ -117,20 +115,24 @@ def published_outputs(target_dir: Path) -> list[Path]:
     return files
 
 
-def record_outputs(study: StudyConfig, target: str, reports: Path) -> Path:
+def record_outputs(study: StudyConfig, target: str, reports: Path, documents: list | None = None) -> Path:
     """Put the sha256 of every published file of the target in its manifest (after rendering).
 
-    ``make verify`` then fails on any changed, swapped, removed or added document.
+    ``make verify`` then fails on any changed, swapped, removed or added document. ``documents``:
+    the steps that rendered them (:func:`cae_impact.run.steps.document_steps`), recorded with the others.
     """
     path = reports / study.wave / target / MANIFEST_NAME
     payload = json.loads(path.read_text(encoding="utf-8"))
     target_dir = path.parent
     payload["outputs"] = hash_files(published_outputs(target_dir), target_dir)
+    if documents:
+        payload.setdefault("steps", {}).update(manifest_steps(documents))
     write_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
     return path
 
 
-def check_manifest(study: StudyConfig, target: str, processed: Path, reports: Path) -> list[str]:
+def check_manifest(study: StudyConfig, target: str, processed: Path, reports: Path,
+                   notebooks_dir: Path | None = None) -> list[str]:
     """Differences between a target's manifest and the files on disk (empty when consistent).
 
     Every input, and every published file of the target (:func:`published_outputs`): a changed
@@ -141,7 +143,7 @@ def check_manifest(study: StudyConfig, target: str, processed: Path, reports: Pa
         return [f"{path}: no manifest (build the target first)"]
     recorded = json.loads(path.read_text(encoding="utf-8"))
     problems = []
-    now = _hash_roles(study, processed, reports)
+    now = _hash_roles(study, target, processed, reports, notebooks_dir)
     for role, files in recorded.get("inputs", {}).items():
         for name, digest in files.items():
             actual = now.get(role, {}).get(name, "missing")
