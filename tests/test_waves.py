@@ -324,3 +324,19 @@ def test_linkage_against_chance():
     assert out.loc["b", "linked"] == 0 and out.loc["b", "expected"] == pytest.approx(15.0)
     assert out.loc["b", "p_fewer"] < 1e-6  # the second sample avoided the first one
     assert out.loc["consortium", "linked"] == 20 and out.loc["consortium", "expected"] == pytest.approx(35.0)
+
+
+def test_the_method_annex_says_what_the_linked_respondents_say(tmp_path):
+    """waves.json's linkage (run_changes) becomes one sentence of the method annex."""
+    from cae_impact.render.evolution import linkage_sentence
+    from cae_impact.spec.layout import waves_dir
+
+    study = load_study(PROJECT_ROOT / "config" / "study-2027.yaml")
+    folder = waves_dir(study, tmp_path)
+    folder.mkdir(parents=True)
+    assert "n’a pas été vérifié" in linkage_sentence(study, tmp_path)
+    (folder / "waves.json").write_text(json.dumps({"linkage": {"linked": 230, "expected": 217.5, "p_fewer": 0.95}}))
+    said = linkage_sentence(study, tmp_path)
+    assert said.startswith("230 entrepreneurs") and "218 attendus" in said and "exact ou prudent" in said
+    (folder / "waves.json").write_text(json.dumps({"linkage": {"linked": 12, "expected": 217.5, "p_fewer": 1e-9}}))
+    assert linkage_sentence(study, tmp_path).startswith("Seulement 12 entrepreneurs")

@@ -713,13 +713,15 @@ def trend_rows(waves: Sequence[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
 # ============================================================================================
 
 
-def run_changes(study: StudyConfig, reports_root: Path) -> Path:
+def run_changes(study: StudyConfig, reports_root: Path, processed_root: Path | None = None) -> Path:
     """Compute every change of the wave against its latest previous wave, and the trends.
 
     Reads this wave's study table (``_study/estimates.parquet``, disclosure control applied)
     and the previous waves' published files; writes ``_waves/changes.parquet`` (every scope),
     ``changes__<target>.parquet`` (a report's rows, tests corrected), ``comparability.csv``,
-    ``trend.parquet`` and ``waves.json`` (the waves, CAEs that joined or left).
+    ``trend.parquet`` and ``waves.json`` (the waves, CAEs that joined or left, and the
+    respondents of both waves against chance, :func:`linkage`, when both waves' cleaned
+    responses are under ``processed_root``: their pseudonyms only are read).
     """
     if not study.previous_waves:
         raise WaveError(f"{study.path}: no previous_waves: nothing to compare with")
@@ -768,8 +770,27 @@ def run_changes(study: StudyConfig, reports_root: Path) -> Path:
         "compared": int(sum(c.comparable for c in comps)),
         "not_compared": int(sum(not c.comparable for c in comps)),
     }
+    info["linkage"] = _linkage_summary(study, last.wave, sorted(prev_caes & cur_caes), processed_root)
     write_atomic(out / "waves.json", json.dumps(info, ensure_ascii=False, indent=2) + "\n")
     return out / CHANGES_FILE
+
+
+def _linkage_summary(study: StudyConfig, previous_wave: str, common: list[str],
+                     processed_root: Path | None) -> dict[str, Any] | None:
+    """:func:`linkage` on the cleaned responses of both waves (None when either is missing)."""
+    if processed_root is None or not common:
+        return None
+    files = {w: {c: Path(processed_root) / w / c / "responses.parquet" for c in common}
+             for w in (previous_wave, study.wave)}
+    if not all(p.exists() for by_cae in files.values() for p in by_cae.values()):
+        return None
+    ids = {w: {c: pd.read_parquet(p, columns=["respondent_id"])["respondent_id"].astype(str)
+               for c, p in by_cae.items()} for w, by_cae in files.items()}
+    table = linkage(ids[previous_wave], ids[study.wave], {c: study.cae(c).population.total for c in common})
+    total = table[table["cae_id"] == CONSORTIUM].iloc[0]
+    return {"linked": int(total["linked"]), "expected": round(float(total["expected"]), 1),
+            "p_fewer": float(total["p_fewer"]),
+            "by_cae": table[table["cae_id"] != CONSORTIUM].drop(columns=["variance"]).round(4).to_dict("records")}
 
 
 def has_previous(study: StudyConfig) -> bool:

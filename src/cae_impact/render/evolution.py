@@ -400,6 +400,22 @@ def _not_compared(ev: Evolution) -> pd.DataFrame:
     return ev.comparability[~ev.comparability["comparable"].astype(str).isin(["True", "true", "1"])]
 
 
+def linkage_sentence(study, reports_root) -> str:
+    """What the respondents of both waves say of the change's standard error (waves.json)."""
+    path = waves_dir(study, reports_root) / "waves.json"
+    link = json.loads(path.read_text(encoding="utf-8")).get("linkage") if path.exists() else None
+    if not link:
+        return ("Les réponses de l’enquête précédente n’étant pas disponibles ici, le nombre "
+                "d’entrepreneurs ayant répondu aux deux enquêtes n’a pas été vérifié.")
+    said = (f"{format_number(link['linked'], 0)} entrepreneurs des CAE présentes aux deux enquêtes ont "
+            f"répondu aux deux (même pseudonyme), pour {format_number(link['expected'], 0)} attendus si "
+            "chacun répondait ou non indépendamment d’une enquête à l’autre")
+    if link["p_fewer"] < 0.05:
+        return (f"Seulement {said[0].lower()}{said[1:]} : les répondants de cette enquête évitent ceux de "
+                "la précédente, et les erreurs-types des évolutions peuvent être trop petites.")
+    return f"{said} : le calcul de l’erreur-type est donc exact ou prudent."
+
+
 def method_paragraphs(study, reports_root) -> str:
     """The method annex's part on the changes since the previous wave ('' for a first wave)."""
     if not getattr(study, "previous_waves", None):
@@ -412,8 +428,9 @@ def method_paragraphs(study, reports_root) -> str:
     parts = [heading_html(ft("Évolutions depuis l’enquête précédente"), 2),
              paragraph_html(ft(
                  "Une évolution est la différence entre le chiffre de cette enquête et celui publié à "
-                 "l’enquête précédente (les chiffres publiés, secret statistique déjà appliqué ; aucune "
-                 "donnée individuelle de l’enquête précédente n’est relue). Son erreur-type est la racine "
+                 "l’enquête précédente (les chiffres publiés, secret statistique déjà appliqué ; de "
+                 "l’enquête précédente, seuls les pseudonymes des répondants sont relus, pour compter ceux "
+                 "qui ont répondu aux deux). Son erreur-type est la racine "
                  "de la somme des carrés des erreurs-types des deux enquêtes (enquêtes traitées comme "
                  "indépendantes, degrés de liberté de Welch) ; une simulation montre que ce calcul est "
                  "exact ou prudent quand les entrepreneurs déjà interrogés ne répondent pas moins souvent "
@@ -424,6 +441,7 @@ def method_paragraphs(study, reports_root) -> str:
                  "taux de réponse diffèrent beaucoup d’un groupe sexe × statut à l’autre, l’intervalle "
                  "d’une évolution est un peu trop étroit : sur des tirages répétés de ce cas, il contient "
                  "la vraie évolution environ 92 fois sur 100 au lieu de 95."))]
+    parts.append(paragraph_html(ft(linkage_sentence(study, reports_root))))
     if len(nc):
         items = "; ".join(f"{str(r['indicator_label']).replace(chr(39), '’')} ({r['reason']})" for _, r in nc.iterrows())
         parts.append(paragraph_html(ft(

@@ -464,7 +464,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
 
     study, processed, reports = _ctx(args)
     start = time.perf_counter()
-    path = waves.run_changes(study, reports)
+    path = waves.run_changes(study, reports, processed)
     print(f"  [changes] {_rel(path)} in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 

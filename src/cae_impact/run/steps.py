@@ -258,11 +258,16 @@ def changes_step(study: StudyConfig, roots: Roots) -> Step | None:
     folder = waves.waves_dir(study, roots.reports)
     outputs = (folder / waves.CHANGES_FILE, *(p for t in study.targets for p in _change_files(study, roots, t)[:1]),
                *_change_files(study, roots, CONSORTIUM)[1:])
+    # the respondents of both waves (their pseudonyms; waves.linkage): the previous wave's cleaned
+    # responses may be absent (another checkout), the check is then left out
+    previous = study.previous_waves[-1].wave
+    before = tuple(roots.processed / previous / c / "responses.parquet" for c in study.cae_ids)
     return Step("changes", "changes", {
         "estimates": (study_dir(study, roots.reports) / ESTIMATES_FILE,),
         "previous_waves": tuple(change_inputs(study)),
         "configuration": (study.path, study.codebook),
-    }, outputs, outputs[0])
+        "linkage": (*before, *processed_files(study, roots.processed)),
+    }, outputs, outputs[0], optional=frozenset(before))
 
 
 def _change_files(study: StudyConfig, roots: Roots, target: str) -> list[Path]:
