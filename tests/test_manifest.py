@@ -58,9 +58,10 @@ def test_manifest_records_inputs_parameters_and_environment(fake_build):
     assert {"clean:cae-1", "estimate", "chapter:consortium:d1", "profile:consortium",
             "indicators:consortium"} <= set(m["steps"])
     chapter = m["steps"]["chapter:consortium:d1"]
-    assert "src/cae_impact/chapters.py" in chapter["code_files"]
-    assert "src/cae_impact/demo.py" not in chapter["code_files"]
-    assert "src/cae_impact/report.py" not in m["steps"]["clean:cae-1"]["code_files"]
+    assert "src/cae_impact/render/chapters.py" in chapter["code_files"]
+    assert not any("cae_impact_demo" in f for f in chapter["code_files"])
+    assert "src/cae_impact/render/report.py" not in m["steps"]["clean:cae-1"]["code_files"]
+    assert "src/cae_impact/render/chapters.py" not in m["steps"]["clean:cae-1"]["code_files"]
     assert m["estimation"]["cache_key"] == "k"
     assert "indicators.csv" in m["outputs"]
 

@@ -318,7 +318,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     step = steps.estimate_step(study, _roots(args))
     fp = step.fingerprint()
-    key = cachemod.key_of({"step": "estimate", "wave": study.wave, **fp})
+    key = key_of({"step": "estimate", "wave": study.wave, **fp})
     cached = _step_cache(args)
     sdir = study_dir(study, reports)
     files_hit = cached is not None and cached.get_dir(key, sdir)
@@ -472,7 +472,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
 def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str) -> list[tuple[steps.Step, dict[str, str]]]:
     """The notebooks of a target's analysis, each with its parameters (:func:`cae_impact.run.steps.analysis_steps`).
 
-    02 once per effect domain, then 03, then 04_evolution in a wave with a previous one.
+    03 once per effect domain, then 04, then 05_evolution in a wave with a previous one.
     """
     common = build_parameters(study, args, target=target, reports_root=_rel(PROJECT_ROOT / args.reports_root))
     return [(s, {**common, **s.parameters}) for s in steps.analysis_steps(study, _roots(args), target) if s.notebook]
@@ -513,7 +513,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     cached = _step_cache(args)
     tables = {p.name: p for p in step.outputs}
     change_files = list(step.inputs.get("changes", ()))
-    key = cachemod.key_of({"step": "indicators", "target": target, **step.fingerprint()})
+    key = key_of({"step": "indicators", "target": target, **step.fingerprint()})
     tables_hit = cached is not None and cached.get(key, tables)
     if not tables_hit:
         from cae_impact.render.tables_fr import write_indicator_files
@@ -587,7 +587,7 @@ def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, r
         extra = {}
     out = target_dir / f"report.{fmt}"
     cached = _step_cache(args)
-    key = cachemod.key_of({"step": f"render-{fmt}", **extra, **step.fingerprint()})
+    key = key_of({"step": f"render-{fmt}", **extra, **step.fingerprint()})
     hit = cached is not None and cached.get(key, {out.name: out})
     if not hit:
         code = kernels.run_with("render", [*_global_argv(args), "render", "--target", args.target,

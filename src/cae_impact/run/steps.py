@@ -280,7 +280,7 @@ def _change_files(study: StudyConfig, roots: Roots, target: str) -> list[Path]:
 
 
 def _analysis_inputs(study: StudyConfig, roots: Roots, target: str) -> dict[str, tuple[Path, ...]]:
-    """What the analysis notebooks (02, 03, 04_evolution) read for a target.
+    """What the analysis notebooks (03, 04, 05_evolution) read for a target.
 
     Its estimates and weighting (:func:`cae_impact.pipeline.target_files`), the study, the
     codebook, the national references; its cleaned responses (verbatims, and the evidence's
@@ -302,7 +302,7 @@ def _analysis_inputs(study: StudyConfig, roots: Roots, target: str) -> dict[str,
 
 
 def analysis_steps(study: StudyConfig, roots: Roots, target: str) -> list[Step]:
-    """A target's analysis: notebook 02 per effect domain, 03, 04_evolution (a later wave), tables."""
+    """A target's analysis: notebook 03 per effect domain, 04, 05_evolution (a later wave), tables."""
     nb_dir = roots.reports / study.wave / target / "notebooks"
     stamp = nb_dir / EXECUTED_STAMP
     inputs = _analysis_inputs(study, roots, target)
