@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from cae_impact.core.environment import git_state
-from cae_impact.core.files import write_atomic
+from cae_impact.core.files import key_of, write_atomic
 from cae_impact.core.paths import relative_path as _rel
 from cae_impact.render import report
 from cae_impact.render.editorial import editorial_path, missing_targets

@@ -236,7 +236,7 @@ def clean_step(study: StudyConfig, roots: Roots, cae_id: str) -> Step:
 
 
 def estimate_step(study: StudyConfig, roots: Roots) -> Step:
-    """Notebook 04: every CAE's cleaned responses, the study, the codebook, the reference."""
+    """Notebook 02: every CAE's cleaned responses, the study, the codebook, the reference."""
     nb = roots.notebooks / ESTIMATION_NB
     sdir = study_dir(study, roots.reports)
     per_target = [p for t in study.targets for p in target_files(study, roots.reports, t)]
