@@ -56,7 +56,9 @@ def make(folder: Path, study: Path, *goals: str, notebooks: Path | None = None, 
     if notebooks:
         cmd.append(f"NOTEBOOKS_DIR={notebooks}")
     cmd.extend(extra)
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    # its own session, as make run from a terminal: a signal the build sends its process group
+    # (a kernel interrupted, a server stopping) can never reach pytest
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, start_new_session=True)
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,9 @@ def _make(folder: Path, study: Path, *goals: str) -> subprocess.CompletedProcess
     cmd = ["make", "--no-print-directory", "-j2", *goals, f"STUDY={study}",
            f"PROCESSED_ROOT={folder / 'processed'}", f"REPORTS_ROOT={folder / 'reports'}",
            f"BUILD_ROOT={folder / 'build'}"]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    # its own session, as make run from a terminal: a signal the build sends its process group
+    # (a kernel interrupted, a server stopping) can never reach pytest
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, start_new_session=True)
 
 
 def _section(html: str) -> str:
