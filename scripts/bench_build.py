@@ -357,11 +357,7 @@ def bench_national(folder: Path, sizes: list[int], per_cae: int, jobs: int) -> d
     for n in sizes:
         sub = folder / f"national-{n}"
         shutil.rmtree(sub, ignore_errors=True)
-        cfg = generate_national_study(n, per_cae, sub)
-        study_cfg = yaml.safe_load(cfg.read_text(encoding="utf-8"))  # exports: relative to sub
-        for c in study_cfg["caes"]:
-            c["export"] = str(sub / c["export"])
-        cfg.write_text(yaml.safe_dump(study_cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        cfg = generate_national_study(n, per_cae, sub)  # absolute exports, named in data_dir
         sc = Scratch(sub, cfg, jobs)
         probe = cpu_probe()
         PEAK_TREE_MB = 0.0

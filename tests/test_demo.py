@@ -459,6 +459,8 @@ def test_national_study_generator(tmp_path):
     path = generate_national_study(3, 12, tmp_path)
     study = load_study(path, root=tmp_path)
     assert len(study.caes) == 3
+    # as the build loads it (the project's root): its exports outside the project are named in data_dir
+    assert [c.export for c in load_study(path).caes] == [c.export for c in study.caes]
     for cae in study.caes:
         assert cae.export.exists() and cae.population.by_sex_stage
         _, rows = _limesurvey(cae.export)

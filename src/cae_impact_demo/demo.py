@@ -1762,7 +1762,7 @@ def generate_national_study(n_caes: int, n_per_cae: int, out_root: str | Path, s
         caes_yaml.append({
             "id": cid,
             "label": f"CAE {i + 1}",
-            "export": str(rel),
+            "export": str(path.resolve()),  # absolute: the study is read from the project's root
             "format": "limesurvey",
             "population": {"total": int((pop.cae == i).sum()), "by_sex_stage": reg},
         })
@@ -1772,6 +1772,8 @@ def generate_national_study(n_caes: int, n_per_cae: int, out_root: str | Path, s
         "wave": wave,
         "synthetic": True,
         "codebook": str(load_codebook().path.resolve()),
+        # the exports are outside the project (a scratch folder): said explicitly, as a study must
+        "data_dir": str(out_root.resolve()),
         "caes": caes_yaml,
     }
     cfg_path = out_root / "config" / "study.yaml"
