@@ -49,12 +49,6 @@ from cae_impact_demo import demo  # noqa: E402
 from cae_impact_demo import waves as demo_waves  # noqa: E402
 
 
-def _draw(rng: np.random.Generator, members: np.ndarray, propensity: np.ndarray, k: int) -> np.ndarray:
-    """The demo's response draw (:func:`cae_impact_demo.demo.draw_submissions`): ``k`` members."""
-    keys = np.log(rng.random(len(members))) / np.exp(propensity[members])
-    return members[np.argsort(-keys, kind="stable")][: min(k, len(members))]
-
-
 def _cells_design(w: indicators.Weighting) -> estimation.SurveyDesign:
     """The same weights, the post-strata as strata with the cell's own fpc (diagnosis only)."""
     d = w.design
@@ -95,7 +89,8 @@ def simulate(replicates: int = 60, seed: int = 99, indicator_ids: list[str] | No
             est = {}
             for wave, (study, pop, frame, cb) in enumerate(((s1, pop1, f1, cb1), (s2, pop2, f2, cb2))):
                 k = study.cae_ids.index(cae)
-                resp_idx = _draw(rng, np.flatnonzero(pop.cae == k), pop.propensity, k1[cae])
+                # the demo's own response draw (the one draw_submissions and generate_wave2 make)
+                resp_idx = demo_waves._propensity_draw(rng, np.flatnonzero(pop.cae == k), pop.propensity, k1[cae])
                 resp = frame.loc[resp_idx].reset_index(drop=True)
                 resp["respondent_id"] = [f"r{i}" for i in range(len(resp))]
                 w = indicators.build_design(resp, dataclasses.replace(study, caes=(study.cae(cae),)), cb)

@@ -59,7 +59,13 @@ from cae_impact.core.files import atomic_write, sha256_bytes, write_atomic
 from cae_impact.core.paths import relative_path as _rel
 from cae_impact.spec.codebook import load_codebook
 from cae_impact.spec.config import CONSORTIUM, PROJECT_ROOT, StudyConfig, safe_yaml_load
-from cae_impact.spec.layout import ESTIMATES_FILE, study_dir, target_change_file, waves_dir
+from cae_impact.spec.layout import (
+    ESTIMATES_FILE,
+    WAVES_INFO_FILE,
+    study_dir,
+    target_change_file,
+    waves_dir,
+)
 
 SCHEMA = 1
 FIGURES_NAME = "wave.csv"
@@ -771,7 +777,7 @@ def run_changes(study: StudyConfig, reports_root: Path, processed_root: Path | N
         "not_compared": int(sum(not c.comparable for c in comps)),
     }
     info["linkage"] = _linkage_summary(study, last.wave, sorted(prev_caes & cur_caes), processed_root)
-    write_atomic(out / "waves.json", json.dumps(info, ensure_ascii=False, indent=2) + "\n")
+    write_atomic(out / WAVES_INFO_FILE, json.dumps(info, ensure_ascii=False, indent=2) + "\n")
     return out / CHANGES_FILE
 
 

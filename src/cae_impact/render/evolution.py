@@ -49,6 +49,7 @@ from cae_impact.render.present import (
 )
 from cae_impact.spec.codebook import load_codebook
 from cae_impact.spec.config import CONSORTIUM, StudyConfig
+from cae_impact.spec.layout import WAVES_INFO_FILE
 from cae_impact.spec.parameters import ParameterError
 
 # ============================================================================================
@@ -84,7 +85,7 @@ def load_evolution(ctx) -> Evolution:
     trend = pd.read_parquet(folder / TREND_FILE) if ctx.target == CONSORTIUM else None
     return Evolution(
         study=ctx.study, target=ctx.target, rows=pd.read_parquet(path),
-        info=json.loads((folder / "waves.json").read_text(encoding="utf-8")),
+        info=json.loads((folder / WAVES_INFO_FILE).read_text(encoding="utf-8")),
         comparability=pd.read_csv(folder / COMPARABILITY_FILE, keep_default_na=False),
         trend=trend, codebook=ctx.codebook,
     )
@@ -402,7 +403,7 @@ def _not_compared(ev: Evolution) -> pd.DataFrame:
 
 def linkage_sentence(study, reports_root) -> str:
     """What the respondents of both waves say of the change's standard error (waves.json)."""
-    path = waves_dir(study, reports_root) / "waves.json"
+    path = waves_dir(study, reports_root) / WAVES_INFO_FILE
     link = json.loads(path.read_text(encoding="utf-8")).get("linkage") if path.exists() else None
     if not link:
         return ("Les réponses de l’enquête précédente n’étant pas disponibles ici, le nombre "

@@ -36,6 +36,7 @@ from cae_impact.spec.codebook import load_codebook
 from cae_impact.spec.config import CONSORTIUM, PROJECT_ROOT, StudyConfig
 from cae_impact.spec.layout import (
     ESTIMATES_FILE,
+    WAVES_INFO_FILE,
     WEIGHTING_FILE,
     change_inputs,
     editorial_path,
@@ -275,7 +276,7 @@ def _change_files(study: StudyConfig, roots: Roots, target: str) -> list[Path]:
     from cae_impact.analysis import waves
 
     folder = waves.waves_dir(study, roots.reports)
-    return [waves.target_change_file(study, roots.reports, target), folder / "waves.json",
+    return [waves.target_change_file(study, roots.reports, target), folder / WAVES_INFO_FILE,
             folder / waves.COMPARABILITY_FILE, folder / waves.TREND_FILE]
 
 

@@ -14,6 +14,7 @@ from cae_impact.spec.config import StudyConfig
 ESTIMATES_FILE = "estimates.parquet"
 WEIGHTING_FILE = "weighting.json"
 WAVES_DIR = "_waves"
+WAVES_INFO_FILE = "waves.json"  # the waves compared, CAEs that joined or left, linked respondents
 META_SUFFIX = ".json"
 CHANGES_FILE = ".changes.json"
 """What changed in each report's files at the last estimation (the build says why it re-executes)."""
