@@ -5,8 +5,8 @@
 # across the waves, for each CAE of both waves and for the consortium:
 #   1. the two waves' estimates and standard errors (svymean on each wave's design), their
 #      difference and sqrt(V1 + V2);
-#   2. the same change from ONE design stacking both waves (strata = wave x CAE, each wave
-#      post-stratified within its own CAEs): four weighted totals (svytotal) and the change as
+#   2. the same change from ONE design stacking both waves (strata = wave x post-stratum, each
+#      with its own fpc): four weighted totals (svytotal) and the change as
 #      their function (svycontrast, delta method), every covariance included — none between
 #      the waves, whose strata are apart (the check is on waves without overlap; with an
 #      overlap it is the independent-waves standard error the reports use, see
@@ -42,16 +42,17 @@ wave_data <- function(wave) {
   d$wave <- wave
   d$stratum <- paste(wave, d$cae_id)
   d$post_stratum <- ifelse(d$post_stratum == "", "", paste(wave, d$post_stratum))
+  if ("variance_stratum" %in% names(d)) d$variance_stratum <- paste(wave, d$variance_stratum)
   d[order(d$cae_id, d$respondent_id), ]
 }
 make_design <- function(d) {
-  des <- svydesign(ids = ~1, strata = ~stratum, fpc = ~population, weights = ~weight, data = d)
-  if (any(d$post_stratum != "")) {
-    pop <- aggregate(weight ~ post_stratum, data = d, FUN = sum)
-    names(pop) <- c("post_stratum", "Freq")
-    des <- postStratify(des, ~post_stratum, pop)
+  # The variance design of the reports (scripts/verify_with_r.R): the post-strata as strata,
+  # each with its own fpc; the CAEs when a wave has no post-strata.
+  if ("variance_stratum" %in% names(d) && all(!is.na(d$variance_stratum))) {
+    svydesign(ids = ~1, strata = ~variance_stratum, fpc = ~variance_population, weights = ~weight, data = d)
+  } else {
+    svydesign(ids = ~1, strata = ~stratum, fpc = ~population, weights = ~weight, data = d)
   }
-  des
 }
 codebook_valid <- function(path) {
   cb <- yaml::read_yaml(path)

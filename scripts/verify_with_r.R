@@ -13,10 +13,12 @@
 # Not run by `make test` (R is not part of the project's environment); the Python estimation is
 # checked against R's own outputs in tests/test_survey_oracles.py.
 #
-# Design: strata = CAEs, fpc = register count N_h, final weights as written by the estimation
-# step (post-stratified on sex x contract stage within CAE, then trimmed within CAE); the
-# post-stratification is declared again with the final weights' totals, so that the
-# linearisation uses the calibration residuals, exactly as cae_impact.estimation (svy) does.
+# Design: the final weights as written by the estimation step (post-stratified on sex x contract
+# stage within CAE, then trimmed within CAE); for the variance, the post-strata are the strata,
+# each with its own fpc, the cell's register count (columns variance_stratum and
+# variance_population of design.csv; a post-stratum of one respondent shares the stratum of
+# another of its CAE): response-homogeneity groups, as cae_impact.estimation.cells_as_strata.
+# Without post-strata (no register counts by sex and stage), strata = CAEs and fpc = N_h.
 
 suppressMessages({ library(survey); library(yaml) })
 args <- commandArgs(trailingOnly = TRUE)
@@ -32,11 +34,10 @@ d <- merge(des_df, resp, by = c("respondent_id", "cae_id"))
 stopifnot(nrow(d) == nrow(des_df))
 d <- d[order(d$cae_id, d$respondent_id), ]
 
-des <- svydesign(ids = ~1, strata = ~cae_id, fpc = ~population, weights = ~weight, data = d)
-if (any(d$post_stratum != "")) {
-  pop <- aggregate(weight ~ post_stratum, data = d, FUN = sum)
-  names(pop) <- c("post_stratum", "Freq")
-  des <- postStratify(des, ~post_stratum, pop)
+des <- if ("variance_stratum" %in% names(d)) {
+  svydesign(ids = ~1, strata = ~variance_stratum, fpc = ~variance_population, weights = ~weight, data = d)
+} else {
+  svydesign(ids = ~1, strata = ~cae_id, fpc = ~population, weights = ~weight, data = d)
 }
 options(survey.lonely.psu = "adjust")
 

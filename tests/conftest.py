@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 TIERS = {
-    "oracle": {"test_survey_oracles.py", "test_survey_logit.py", "test_survey_simulation.py",
+    "oracle": {"test_survey_oracles.py", "test_variance_strata.py", "test_survey_logit.py", "test_survey_simulation.py",
                "test_survey_domains.py", "test_survey_engine.py", "test_waves_simulation.py",
                "test_survey_inhouse.py"},
     "integration": {"test_notebooks.py", "test_build.py", "test_cli.py", "test_kernels.py",

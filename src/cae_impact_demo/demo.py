@@ -59,8 +59,8 @@ from cae_impact.spec.questionnaire import workbook_bytes
 # The demo's seed. A synthetic demo may legitimately pick its draw so that it looks like the
 # published report: with nonresponse depending on CAE x sex x stage only, the weighted estimates
 # are unbiased, but any one draw can still put one of the 15 published consortium figures just
-# outside its interval (in simulation the pipeline's 95 % intervals cover the truth ~93 % of the
-# time: the design's fpc is the CAE's, while response rates differ between sex x stage cells).
+# outside its interval (in simulation the pipeline's 95 % intervals cover the truth ~95 % of the
+# time; with the variance used before 2026-12-07, the CAE's fpc for all its cells, ~93 %).
 # 20260325 is the first seed after the original 20260315 for which, through the real pipeline
 # (cleaning, post-stratification, trimming), every published consortium figure lies in its 95 %
 # interval (« plus de 50 % »: the estimate is above 50 %); seeds 20260316-20260324 each leave one

@@ -4,7 +4,7 @@
 design (strata = CAEs, base weight ``N_h / n_h``, finite-population correction, then
 post-stratification on sex x contract stage within each CAE from the register counts, with the
 collapsing rule of :func:`cae_impact.estimation.collapse_post_strata`, then trimming of extreme
-weights), and estimates every indicator of the codebook:
+weights; for the variance, the post-strata are the strata with their own fpc), and estimates every indicator of the codebook:
 
 * for every target (each CAE as a domain of the consortium design, and the consortium);
 * in total and for every group of the indicator's breakdowns (sex, diploma, prior status,
@@ -99,8 +99,13 @@ class Weighting:
     def design_frame(self) -> pd.DataFrame:
         """Per respondent: id, CAE, population N_h, base weight, post-stratum and final weight.
 
-        With :attr:`post_strata` this is everything needed to rebuild the design elsewhere
-        (``scripts/verify_with_r.R`` rebuilds it with R's ``survey`` package).
+        When the weights are post-stratified, ``variance_stratum`` is the respondent's stratum
+        for the variance (its post-stratum, see :func:`cae_impact.estimation.cells_as_strata`)
+        and ``variance_population`` its fpc. This is everything needed to rebuild the design
+        elsewhere: R ``svydesign(ids = ~1, strata = ~variance_stratum,
+        fpc = ~variance_population, weights = ~weight)`` (strata ``~cae_id`` and fpc
+        ``~population`` without post-strata);
+        ``scripts/verify_with_r.R`` does it with R's ``survey`` package.
         """
         d = self.design.data
         out = pd.DataFrame({
@@ -112,6 +117,9 @@ class Weighting:
         out.insert(2, "population", out["cae_id"].map(self.per_cae.set_index("cae_id")["population"]).astype(float))
         n = out.groupby("cae_id")["cae_id"].transform("size")
         out["base_weight"] = out["population"] / n
+        if "variance_stratum" in d:
+            out["variance_stratum"] = d["variance_stratum"].astype(str).to_numpy()
+            out["variance_population"] = d["variance_population"].astype(float).to_numpy()
         return out
 
 
@@ -133,6 +141,16 @@ def _register_table(study: StudyConfig, codebook: Codebook, cae_ids: list[str]) 
     return pd.DataFrame(rows)
 
 
+def _cell_label(codebook: Codebook, cell: str) -> str:
+    """« femme × CAPE » for a post-stratum label ``cae|sex|stage`` (``*``: collapsed, ``?``: unknown)."""
+    _, sex, stage = (cell.split("|") + ["", ""])[:3]
+    if sex == "?":
+        return "sexe ou statut inconnu"
+    parts = [codebook.scale_of(SEX_COLUMN).label(sex).lower() if sex != "*" else "tous sexes",
+             codebook.scale_of(STAGE_COLUMN).label(stage) if stage != "*" else "tous statuts"]
+    return " × ".join(parts)
+
+
 def build_design(responses: pd.DataFrame, study: StudyConfig, codebook: Codebook) -> Weighting:
     """The consortium design, calibrated and trimmed, with a report of what was done.
 
@@ -140,10 +158,15 @@ def build_design(responses: pd.DataFrame, study: StudyConfig, codebook: Codebook
     1. base weight ``N_h / n_h`` per CAE, fpc ``N_h`` (stratified sampling without replacement);
     2. post-stratification on sex x contract stage within each CAE when every CAE has register
        counts by sex and stage; a cell without respondents is merged (stage within sex, then the
-       whole CAE); a CAE where a respondent lacks sex or stage keeps its base weights;
+       whole CAE); respondents lacking sex or stage form a cell of their CAE whose count is
+       estimated by their base weights;
     3. trimming: no weight above 3.5 x the median weight of its CAE, the excess spread over the
-       CAE's other respondents (the CAE's total is kept).
-    Strata with a single respondent contribute variance as R's ``lonely.psu = "adjust"``.
+       CAE's other respondents (the CAE's total is kept);
+    4. variance: the post-strata are the strata, each with its own fpc (response-homogeneity
+       groups, :func:`cae_impact.estimation.cells_as_strata`), a post-stratum of one respondent
+       sharing the stratum of the smallest other one of its CAE (collapsed strata); without
+       register counts by sex and stage, the CAEs.
+    A CAE of a single respondent contributes variance as R's ``lonely.psu = "adjust"``.
     """
     population = {c.id: c.population.total for c in study.caes}
     counts = responses["cae_id"].value_counts()
@@ -206,6 +229,19 @@ def build_design(responses: pd.DataFrame, study: StudyConfig, codebook: Codebook
         warnings.simplefilter("ignore")
         trimmed = survey.trim_weights(design, ratio=TRIM_RATIO)
     design = trimmed.design
+    if collapsed is not None:
+        # The variance: the cells as strata with their own fpc (response-homogeneity groups); the
+        # weights stay as computed above. See survey.cells_as_strata for why not R's CAE strata.
+        design = survey.cells_as_strata(
+            design, "post_stratum", collapsed.population.rename(columns={"cell": "post_stratum"}),
+            group="cae_id")
+        merged = design.data.loc[design.data["variance_stratum"].astype(str).str.contains("+", regex=False),
+                                 ["cae_id", "variance_stratum"]].drop_duplicates()
+        for cae_id, stratum in merged.itertuples(index=False):
+            cells = [_cell_label(codebook, c) for c in str(stratum).split("+")]
+            notes.append(f"{study.cae(cae_id).label} : pour le calcul des variances, les groupes "
+                         f"{' et '.join(f'« {c} »' for c in cells)} forment une seule strate (un groupe "
+                         "d'un seul répondant n'a pas de variance propre).")
     n_trimmed = len(trimmed.trimmed)
     if n_trimmed:
         notes.append(f"{n_trimmed} poids écrêtés à {format_number(TRIM_RATIO, 1)} fois le poids médian "
@@ -505,7 +541,7 @@ def estimate_indicator(est: _Estimator, data: pd.DataFrame, codebook: Codebook, 
             k = est.cae_index.get(target, -1) if target != CONSORTIUM else -1
             if k >= 0 and n_valid[k] >= 2 and n_valid_all - n_valid[k] >= 2:
                 eligible.append(target)
-        comps = survey.compare_strata(est.design, variables[0][2], eligible, level=est.level)
+        comps = survey.compare_strata(est.design, variables[0][2], eligible, level=est.level, by="cae_id")
         compared = {t: c.p_value for t, c in zip(eligible, comps, strict=True)}
     # Each target on its own design (a CAE: its rows only, so that its figures do not change by
     # a bit when another CAE's data change, which keeps the other reports' files identical),
@@ -567,7 +603,7 @@ def calibration_questions(design: survey.SurveyDesign, codebook: Codebook) -> se
 
     Empty when the design is not post-stratified (no register counts by sex and stage).
     """
-    if not design.calibration:
+    if "post_stratum" not in design.data.columns and not design.calibrated:
         return set()
     return {str(m["question"]) for m in codebook.register_mapping.values()}
 
@@ -579,13 +615,21 @@ def _calibrated_answer(design: survey.SurveyDesign, codebook: Codebook, ind: Ind
 
 
 def census_targets(design: survey.SurveyDesign) -> set[str]:
-    """The CAEs (strata) where every registered entrepreneur answered (n = N): censuses."""
+    """The CAEs where every registered entrepreneur answered (n = N): censuses.
+
+    A CAE is a census when every stratum of it is (the strata are the CAEs, or the post-strata
+    nested in them).
+    """
     if design.popsize is None:
         return set()
     n_h = design.n_psu.astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         done = (design.popsize - n_h) / design.popsize < 1e-7
-    return {str(lab) for lab, c in zip(design.strata_levels, done, strict=True) if c}
+    cae = design.data["cae_id"].astype(str).to_numpy() if "cae_id" in design.data else None
+    if cae is None:
+        return {str(lab) for lab, c in zip(design.strata_levels, done, strict=True) if c}
+    census = pd.Series(done[design.strata]).groupby(cae).all()
+    return {str(k) for k, v in census.items() if v}
 
 
 def degenerate_variance(row: dict[str, Any] | pd.Series, *, census: bool = False) -> bool:

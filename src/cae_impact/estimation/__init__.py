@@ -57,6 +57,7 @@ from .weighting import (
     CollapsedCells,
     RakeResult,
     TrimResult,
+    cells_as_strata,
     collapse_post_strata,
     post_stratify,
     post_stratify_with_collapse,
@@ -68,7 +69,7 @@ from .weighting import (
 __all__ = [
     "ZERO_SE", "ChisqTest", "CollapsedCells", "Comparison", "Estimate", "LonelyPSUError",
     "PairedDifference", "ProportionEstimate", "QuantileEstimate", "RakeResult", "SurveyDesign",
-    "TrimResult", "base_weights", "benjamini_hochberg", "by", "chisq_test", "collapse_post_strata",
+    "TrimResult", "base_weights", "benjamini_hochberg", "by", "cells_as_strata", "chisq_test", "collapse_post_strata",
     "compare_domains", "compare_strata", "compare_stratum", "design_effect", "distribution",
     "domain_means", "domain_proportions", "domain_quantiles", "effective_sample_size", "kish_design_effect", "mean",
     "median", "paired_difference", "post_stratify", "post_stratify_with_collapse", "prop_interval",

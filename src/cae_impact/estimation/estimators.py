@@ -512,8 +512,13 @@ def _cells_nested_in_strata(design: SurveyDesign) -> bool:
                for c in design.calibration.cells)
 
 
-def compare_strata(design: SurveyDesign, y: Any, strata: list, *, level: float = 0.95) -> list[Comparison]:
+def compare_strata(design: SurveyDesign, y: Any, strata: list, *, level: float = 0.95,
+                   by: str | None = None) -> list[Comparison]:
     """:func:`compare_stratum` for several strata (CAEs) at once.
+
+    With ``by``, a column of the design's data that groups the strata (the CAE of each
+    post-stratum, when the post-strata are the variance strata), ``strata`` are values of that
+    column: each group is compared with the rest (strata must be nested in the groups).
 
     Strata are sampled independently and the calibration cells are nested in them, so a CAE's
     mean and the mean of the rest have no covariance and each variance is a sum of per-stratum
@@ -527,13 +532,27 @@ def compare_strata(design: SurveyDesign, y: Any, strata: list, *, level: float =
     ``lonely_psu="adjust"``/``"average"`` (R centres it at the grand mean or averages the
     strata; calibrated on cells within strata, its one respondent has no variance).
     """
+    H = len(design.strata_levels)
+    if by is None:
+        group_of = np.arange(H)
+        group_levels = np.asarray(design.strata_levels, dtype=object)
+    else:
+        pairs = pd.DataFrame({"h": design.strata, "g": design.data[by].astype(str).to_numpy()}).drop_duplicates()
+        if pairs["h"].duplicated().any():
+            raise ValueError(f"strata are not nested in {by!r}")
+        codes, group_levels = pd.factorize(pairs["g"], sort=True)
+        group_of = np.zeros(H, dtype=np.int64)
+        group_of[pairs["h"].to_numpy()] = codes
+        group_levels = np.asarray(group_levels, dtype=object)
     lonely = (design.n_psu == 1) & (design.popsize != 1 if design.popsize is not None else True)
     if (design.clustered or not _cells_nested_in_strata(design)
             or (lonely.any() and not design.calibrated and design.lonely_psu in ("adjust", "average"))):
-        return [compare_stratum(design, y, s, level=level) for s in strata]
+        if by is None:
+            return [compare_stratum(design, y, s, level=level) for s in strata]
+        col = design.data[by].astype(str).to_numpy()
+        return [compare_domains(design, y, col == str(s), level=level) for s in strata]
     yv, valid = _prepare(design, y, None)
     w = design.weights
-    H = len(design.strata_levels)
     W_h = np.bincount(design.strata, weights=np.where(valid, w, 0.0), minlength=H)
     centre = float((w * np.where(valid, yv, 0.0)).sum() / W_h.sum()) if W_h.sum() > 0 else 0.0
     yc = np.where(valid, yv - centre, np.nan)
@@ -550,11 +569,16 @@ def compare_strata(design: SurveyDesign, y: Any, strata: list, *, level: float =
         V = np.nan_to_num(res["se"] ** 2)  # H x 3: V(u), V(v), V(u + v)
     Vu, Vv, C = V[:, 0], V[:, 1], (V[:, 2] - V[:, 0] - V[:, 1]) / 2
     n_h = np.bincount(design.strata, weights=valid.astype(float), minlength=H)
+    if by is not None:  # strata are independent: a group's share is the sum of its strata's
+        G = len(group_levels)
+        W_h, T_h, n_h, Vu, Vv, C = (np.bincount(group_of, weights=a, minlength=G)
+                                    for a in (W_h, T_h, n_h, Vu, Vv, C))
+        H = G
     df = float(design.degf(valid) - 1)
     nan = float("nan")
     out = []
     for label in strata:
-        codes = np.flatnonzero(design.strata_levels == label)
+        codes = np.flatnonzero(group_levels == (label if by is None else str(label)))
         if len(codes) != 1:
             raise ValueError(f"unknown stratum {label!r}")
         h = int(codes[0])

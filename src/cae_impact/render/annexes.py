@@ -26,7 +26,7 @@ from cae_impact.core.files import sha256_file
 from cae_impact.core.frenchfmt import format_date_fr, format_int, format_number, format_pct
 from cae_impact.core.paths import relative_path as _rel
 from cae_impact.render import present, references
-from cae_impact.render.evolution import method_paragraphs
+from cae_impact.render.evolution import coverage_sentence, method_paragraphs
 from cae_impact.spec.codebook import Codebook, load_codebook
 from cae_impact.spec.config import CONSORTIUM, MAX_NAMED_CAES, StudyConfig
 from cae_impact.spec.layout import target_files
@@ -110,11 +110,22 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
     parts.append(present.heading_html("Pondération", 2))
     cons_all = weighting.get("consortium") or {}
     methods = sorted(set(per_cae["weighting"])) if "weighting" in per_cae else []
+    # cae_impact.analysis.indicators.build_design: the post-strata are the variance's strata
+    # (estimation.cells_as_strata) when the weights are post-stratified, else the CAEs.
+    cells = any("post-stratification" in str(m) for m in methods)
+    variance = (
+        "Pour le calcul des variances (linéarisation de Taylor), chaque groupe sexe × statut d'une "
+        "CAE est une strate, avec sa propre correction de population finie (« groupes de réponse "
+        "homogènes ») : les répondants d'un groupe sont traités comme un échantillon au hasard de "
+        "ses inscrits, quel que soit le taux de réponse du groupe. Un groupe d'un seul répondant "
+        "partage la strate du plus petit autre groupe de sa CAE (strates regroupées)."
+        if cells else
+        "Pour le calcul des variances (linéarisation de Taylor), chaque CAE est une strate.")
     parts.append(present.paragraph_html(
-        "Dans chaque CAE, les poids sont calés sur la répartition du registre par sexe et par statut "
-        "(CAPE, CESA, associé) : " + (", ".join(methods) if methods else "post-stratification")
-        + ". Les résidus du calage sont pris en compte dans le calcul des variances "
-        "(linéarisation de Taylor). Pour l'ensemble du consortium, l'effet de plan de Kish vaut "
+        ("Dans chaque CAE, les poids sont calés sur la répartition du registre par sexe et par statut "
+         "(CAPE, CESA, associé) : " + ", ".join(methods) + ". " if cells else
+         "Pondération : " + (", ".join(methods) if methods else "pondération de base (N/n)") + ". ")
+        + variance + " Pour l'ensemble du consortium, l'effet de plan de Kish vaut "
         f"{format_number(cons_all.get('kish_deff', float('nan')), 2)} et la taille effective "
         f"{format_number(cons_all.get('effective_n', float('nan')), 0)}."))
     notes = [n for n in weighting.get("notes", [])
@@ -133,13 +144,10 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
     parts.append(present.heading_html("Intervalles de confiance", 2))
     parts.append(_box(f"Intervalles de confiance à {level}", [
         "Les variances sont estimées par linéarisation (Taylor) et tiennent compte du plan de "
-        "sondage : strates (les CAE), poids, correction de population finie, calage. d désigne "
-        "les degrés de liberté du plan : les répondants de la base moins le nombre de CAE dont "
-        "ils font partie (pour une CAE seule : ses répondants moins un).",
-        "Limite connue : cette variance (celle du logiciel R après post-stratification) sous-estime "
-        "un peu l'incertitude quand les taux de réponse diffèrent beaucoup d'un groupe sexe × statut "
-        "à l'autre au sein d'une CAE ; sur des simulations de ce cas, un intervalle à 95 % contient "
-        "la vraie valeur environ 93 fois sur 100.",
+        "sondage : strates (" + ("les groupes sexe × statut de chaque CAE" if cells else "les CAE")
+        + "), poids, correction de population finie. d désigne les degrés de liberté du plan : les "
+        "répondants de la base moins le nombre de strates dont ils font partie.",
+        coverage_sentence("level"),
         f"Proportions : intervalle {method}.",
         "Proportions de 0 % ou de 100 % dans un échantillon : la variance linéarisée est nulle et "
         "la méthode précédente ne donne pas d'intervalle ; l'intervalle est alors celui de "

@@ -57,6 +57,24 @@ from cae_impact.spec.parameters import ParameterError
 # ============================================================================================
 
 MAX_CHART_ROWS = 12
+# Coverage of the reports' 95 % intervals, measured by scripts/simulate_change_coverage.py
+# (--replicates 200 --seed 2027; docs/waves.md): the demo's two populations, respondents drawn
+# again with the demo's response mechanism, CAE-level shares. The method annexes quote them;
+# tests/test_waves_simulation.py checks them on 20 replicates of another seed.
+SIMULATED_REPLICATES = 200
+SIMULATED_LEVEL_COVERAGE = 0.947
+SIMULATED_CHANGE_COVERAGE = 0.945
+
+
+def coverage_sentence(kind: str) -> str:
+    """The annexes' sentence on the measured coverage of a level's or a change's interval."""
+    what, value = (("d'une évolution contient la vraie évolution", SIMULATED_CHANGE_COVERAGE) if kind == "change"
+                   else ("d'un chiffre de CAE contient la vraie valeur", SIMULATED_LEVEL_COVERAGE))
+    return (f"Ce calcul a été vérifié par simulation : sur {format_int(SIMULATED_REPLICATES)} tirages "
+            "répétés des répondants de l'enquête de démonstration, où les taux de réponse vont de "
+            f"{format_pct(0.10)} à {format_pct(0.93)} selon le groupe sexe × statut, l'intervalle à "
+            f"{format_pct(0.95)} {what} "
+            f"{format_pct(value, 1)} du temps.")
 MAX_LEAD = 3
 
 
@@ -438,10 +456,7 @@ def method_paragraphs(study, reports_root) -> str:
                  "que les autres. Les tests d’une même vague sont corrigés ensemble "
                  "(Benjamini-Hochberg) ; une évolution n’est dite nette qu’après cette correction. Une "
                  "évolution n’est pas publiée quand l’un des deux chiffres ne l’est pas ; les chiffres "
-                 "des registres (sexe, statut) ne sont pas testés. Comme pour les niveaux, quand les "
-                 "taux de réponse diffèrent beaucoup d’un groupe sexe × statut à l’autre, l’intervalle "
-                 "d’une évolution est un peu trop étroit : sur des tirages répétés de ce cas, il contient "
-                 "la vraie évolution environ 92 fois sur 100 au lieu de 95."))]
+                 "des registres (sexe, statut) ne sont pas testés. " + coverage_sentence("change")))]
     parts.append(paragraph_html(ft(linkage_sentence(study, reports_root))))
     if len(nc):
         items = "; ".join(f"{str(r['indicator_label']).replace(chr(39), '’')} ({r['reason']})" for _, r in nc.iterrows())
