@@ -100,9 +100,9 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
             f"{when}L'enquête a été proposée à tous les entrepreneurs inscrits au registre des "
             f"{format_int(cons.get('caes', 0))} CAE du consortium ({format_int(total_pop)} personnes) ; "
             f"{format_int(total_resp)} réponses ont été retenues après nettoyage, soit un taux de "
-            f"réponse de {format_pct(total_resp / total_pop if total_pop else float('nan'))}. Chaque "
-            "CAE est une strate ; le poids de base d'un répondant est l'effectif de sa CAE divisé par "
-            "le nombre de répondants, avec correction de population finie."))
+            f"réponse de {format_pct(total_resp / total_pop if total_pop else float('nan'))}. Le "
+            "poids de base d'un répondant est l'effectif de sa CAE au registre divisé par le nombre "
+            "de répondants de la CAE."))
         parts.append(present.table_html(
             pd.DataFrame(rows), caption="Échantillon et pondération par CAE",
             note="Effet de plan de Kish : perte de précision due à la dispersion des poids (1 = aucune).",

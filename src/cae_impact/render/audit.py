@@ -187,7 +187,8 @@ def post_strata_table(outputs: StudyOutputs) -> pd.DataFrame:
 
 def collapse_notes(outputs: StudyOutputs) -> list[str]:
     """The estimation's own sentences on merged cells and respondents without sex or stage."""
-    return [n for n in outputs.weighting.get("notes", []) if "regroupée" in n or "sans sexe" in n]
+    return [n for n in outputs.weighting.get("notes", [])
+            if "regroupée" in n or "sans sexe" in n or "calcul des variances" in n]
 
 
 # ------------------------------------------------------------------------------ trimming
@@ -440,8 +441,8 @@ def show_response(outputs: StudyOutputs) -> None:
     _md(f"Le consortium compte **{_fr(tot['population'])} entrepreneurs** au registre ; "
         f"**{_fr(tot['respondents'])}** ont donné une réponse retenue, soit un taux de réponse de "
         f"**{_fr(100 * tot['response_rate'], 1)} %** (de {_fr(100 * t['response_rate'].iloc[:-1].min(), 1)} % "
-        f"à {_fr(100 * t['response_rate'].iloc[:-1].max(), 1)} % selon la CAE). Chaque CAE est une strate : "
-        "poids de base = registre / répondants.")
+        f"à {_fr(100 * t['response_rate'].iloc[:-1].max(), 1)} % selon la CAE). Poids de base = "
+        "registre / répondants de la CAE.")
     _frame(t)
 
 
@@ -459,7 +460,10 @@ def show_post_strata(outputs: StudyOutputs) -> None:
         "Une cellule du registre sans répondant est regroupée avec les "
         "autres statuts du même sexe (`cae|sexe|*`), puis, si cela ne suffit pas, avec toute la CAE "
         "(`cae|*|*`) ; les répondants sans sexe ou statut forment une cellule `cae|?|?` qui garde "
-        "ses poids de base. `weight` = registre / répondants de la cellule, avant écrêtage.")
+        "ses poids de base. `weight` = registre / répondants de la cellule, avant écrêtage. "
+        "Pour les variances, chaque post-strate est une strate avec sa propre correction de population "
+        "finie (`variance_stratum`, `variance_population` de `design.csv`) ; une post-strate d’un seul "
+        "répondant partage la strate de la plus petite autre post-strate de sa CAE.")
     notes = collapse_notes(outputs)
     if notes:
         _md("Ce que l’estimation en dit (notes de pondération des rapports) :\n\n"
