@@ -205,6 +205,15 @@ def test_typeset_french_text_not_markup():
     assert report.typeset(out) == out
 
 
+def test_typeset_gives_escaped_apostrophes_their_typographic_form():
+    """html.escape writes ' as &#x27; (the method annex's sentences): the text gets ’ all the same,
+    an attribute keeps its entity."""
+    import html
+
+    out = report.typeset(f'<p title="l&#x27;a">{html.escape("l" + chr(39) + "effet de plan")}</p>')
+    assert out == '<p title="l&#x27;a">l\u2019effet de plan</p>'
+
+
 def test_long_tables_may_break_with_repeated_header():
     import pandas as pd
 

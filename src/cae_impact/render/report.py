@@ -216,6 +216,7 @@ def report_meta(study: StudyConfig, target: str) -> ReportMeta:
     )
 
 
+_APOS_ENTITY_RE = re.compile(r"&#(?:x27|39);")
 _TEXT_SPLIT_RE = re.compile(r"(<style\b.*?</style>|<script\b.*?</script>|<[^>]*>)", re.S | re.I)
 
 
@@ -226,7 +227,9 @@ def typeset(markup: str) -> str:
     (``&lt;``, ``&#x27;``) are kept intact.
     """
     parts = _TEXT_SPLIT_RE.split(markup)
-    return "".join(p if i % 2 else french_typography(p) for i, p in enumerate(parts))
+    # html.escape writes an apostrophe as &#x27;: in a text node it is a plain character again,
+    # so that « l'annexe » gets its typographic apostrophe like the rest of the prose
+    return "".join(p if i % 2 else french_typography(_APOS_ENTITY_RE.sub("'", p)) for i, p in enumerate(parts))
 
 
 _TABLE_FIG_RE = re.compile(r'<figure class="table">(.*?)</figure>', re.S)
