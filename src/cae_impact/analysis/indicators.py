@@ -235,10 +235,10 @@ def build_design(responses: pd.DataFrame, study: StudyConfig, codebook: Codebook
         design = survey.cells_as_strata(
             design, "post_stratum", collapsed.population.rename(columns={"cell": "post_stratum"}),
             group="cae_id")
-        merged = design.data.loc[design.data["variance_stratum"].astype(str).str.contains("+", regex=False),
-                                 ["cae_id", "variance_stratum"]].drop_duplicates()
-        for cae_id, stratum in merged.itertuples(index=False):
-            cells = [_cell_label(codebook, c) for c in str(stratum).split("+")]
+        vd = design.data[["cae_id", "post_stratum", "variance_stratum"]].astype(str)
+        merged = vd[vd["variance_stratum"] != vd["post_stratum"]]
+        for (cae_id, _), group in merged.groupby(["cae_id", "variance_stratum"], sort=True):
+            cells = [_cell_label(codebook, c) for c in sorted(group["post_stratum"].unique())]
             notes.append(f"{study.cae(cae_id).label} : pour le calcul des variances, les groupes "
                          f"{' et '.join(f'« {c} »' for c in cells)} forment une seule strate (un groupe "
                          "d'un seul répondant n'a pas de variance propre).")
