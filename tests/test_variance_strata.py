@@ -34,7 +34,7 @@ def rhg() -> sv.SurveyDesign:
     design = sv.post_stratify(design, ["coop", "sex"], POP)
     design = design.assign(cell=(design.data["coop"] + "|" + design.data["sex"]).to_numpy())
     cells = pd.DataFrame({"cell": POP["coop"] + "|" + POP["sex"], "Freq": POP["Freq"]})
-    return sv.cells_as_strata(design, "cell", cells, group="coop")
+    return sv.cells_as_strata(design, "cell", cells)
 
 
 def test_the_cells_as_strata_reproduce_r(rhg):
@@ -65,23 +65,47 @@ def test_a_cae_against_the_rest_groups_the_cells(rhg):
                                    rtol=1e-10)
 
 
-def test_a_cell_of_one_respondent_shares_a_stratum_within_its_cae():
-    """Collapsed strata: the single respondent's cell joins the smallest other cell of its CAE;
-    weights unchanged, fpc summed; a census cell of one is left alone."""
+def test_a_cell_of_one_respondent_is_merged_unless_a_census_or_exempt():
+    """The post-strata are the variance's strata, so the weighting merges a cell of one
+    respondent (stage within sex) unless every member answered; the exempt level (respondents
+    without sex or stage) is never merged."""
     d = pd.DataFrame({
-        "cae": ["a"] * 7 + ["b"] * 4,
-        "cell": ["a1", "a1", "a1", "a2", "a2", "a3", "a4", "b1", "b1", "b1", "b2"],
-        "y": [1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1],
+        "cae": ["a"] * 9,
+        "sex": ["f", "f", "f", "f", "m", "m", "m", "m", "?"],
+        "stage": ["x", "x", "x", "y", "x", "x", "y", "y", "?"],
     })
-    pop = pd.DataFrame({"cell": ["a1", "a2", "a3", "a4", "b1", "b2"], "Freq": [10, 5, 4, 1, 8, 3]})
-    design = sv.svydesign(d, strata="cae", weights=np.arange(1.0, 12.0), fpc=np.where(d["cae"] == "a", 20, 11))
-    out = sv.cells_as_strata(design, "cell", pop, group="cae")
-    strata = dict(zip(out.data["cell"], out.data["variance_stratum"], strict=True))
-    assert strata == {"a1": "a1", "a2": "a2+a3", "a3": "a2+a3", "a4": "a4", "b1": "b1+b2", "b2": "b1+b2"}
-    sizes = dict(zip(out.data["variance_stratum"], out.data["variance_population"], strict=True))
-    assert sizes == {"a1": 10, "a2+a3": 9, "a4": 1, "b1+b2": 11}
-    np.testing.assert_array_equal(out.weights, design.weights)
-    assert (out.n_psu >= 1).all() and sv.mean(out, "y").se > 0
+    pop = pd.DataFrame({"cae": ["a"] * 5, "sex": ["f", "f", "m", "m", "?"], "stage": ["x", "y", "x", "y", "?"],
+                        "Freq": [10.0, 6.0, 8.0, 2.0, 2.0]})
+    one = sv.collapse_post_strata(d, pop, stratum="cae", outer="sex", inner="stage", min_count=1,
+                                  exempt_outer=("?",))
+    assert sorted(set(one.labels)) == ["a|?|?", "a|f|x", "a|f|y", "a|m|x", "a|m|y"]
+    two = sv.collapse_post_strata(d, pop, stratum="cae", outer="sex", inner="stage", min_count=2,
+                                  exempt_outer=("?",))
+    # f|y has 1 respondent of 6: merged within sex; m|y has 2 of 2 (census), m|x 2 of 8: kept
+    assert sorted(set(two.labels)) == ["a|?|?", "a|f|*", "a|m|x", "a|m|y"]
+    assert two.collapsed["reason"].eq("stage collapsed within sex").all()
+    assert set(two.population["cell"]) == set(two.labels)
+
+
+def test_the_demo_design_has_no_stratum_of_one_but_censuses():
+    """On the demo, every variance stratum has two respondents or is a census (a lone respondent
+    without sex or stage), and the registers' shares keep a zero variance."""
+    from cae_impact.analysis import indicators
+    from cae_impact.spec.codebook import load_codebook
+    from cae_impact.spec.config import load_study
+
+    root = Path(__file__).resolve().parent.parent
+    study = load_study(root / "config" / "study.yaml")
+    cb = load_codebook(study.codebook)
+    responses = pd.concat([pd.read_parquet(p) for p in sorted((root / "data" / "processed").glob(
+        f"{study.wave}/*/responses.parquet"))], ignore_index=True) if (root / "data" / "processed" / study.wave).exists() else None
+    if responses is None or responses.empty:
+        pytest.skip("demo not cleaned (make reports)")
+    w = indicators.build_design(responses, study, cb)
+    d = w.design
+    single = d.n_psu == 1
+    assert (d.popsize[single] == 1).all()
+    assert all(str(lab).endswith("|?|?") for lab in d.strata_levels[single])
 
 
 def test_a_cell_without_a_register_count_is_an_error():

@@ -51,6 +51,11 @@ TEST_CAE_VS_REST = "t de Wald, CAE contre le reste du consortium"
 TEST_GROUPS = "Rao-Scott (F), indépendance entre groupes"
 TEST_PAIRED = "t apparié, avant / maintenant"
 TRIM_RATIO = 3.5
+# A post-stratum of the register needs two respondents (unless every member answered): the
+# post-strata are the variance's strata (estimation.cells_as_strata), and a stratum of one
+# respondent has no variance of its own. Such a cell is merged as an empty one.
+MIN_CELL_RESPONDENTS = 2
+UNKNOWN = "?"
 #: above this many CAEs the linear-programming protection is not run by the estimation (its
 #: time grows with the square of the number of CAEs: 19 s at 10 CAEs, 77 s at 20, about an hour
 #: and a half at 160); the rule-based suppression still applies, the reports do not claim the
@@ -141,31 +146,21 @@ def _register_table(study: StudyConfig, codebook: Codebook, cae_ids: list[str]) 
     return pd.DataFrame(rows)
 
 
-def _cell_label(codebook: Codebook, cell: str) -> str:
-    """« femme × CAPE » for a post-stratum label ``cae|sex|stage`` (``*``: collapsed, ``?``: unknown)."""
-    _, sex, stage = (cell.split("|") + ["", ""])[:3]
-    if sex == "?":
-        return "sexe ou statut inconnu"
-    parts = [codebook.scale_of(SEX_COLUMN).label(sex).lower() if sex != "*" else "tous sexes",
-             codebook.scale_of(STAGE_COLUMN).label(stage) if stage != "*" else "tous statuts"]
-    return " × ".join(parts)
-
-
 def build_design(responses: pd.DataFrame, study: StudyConfig, codebook: Codebook) -> Weighting:
     """The consortium design, calibrated and trimmed, with a report of what was done.
 
     Rules (the method annex prints them):
     1. base weight ``N_h / n_h`` per CAE, fpc ``N_h`` (stratified sampling without replacement);
     2. post-stratification on sex x contract stage within each CAE when every CAE has register
-       counts by sex and stage; a cell without respondents is merged (stage within sex, then the
-       whole CAE); respondents lacking sex or stage form a cell of their CAE whose count is
+       counts by sex and stage; a cell with fewer than 2 respondents (unless every member
+       answered) is merged (stage within sex, then the whole CAE); respondents lacking sex or stage form a cell of their CAE whose count is
        estimated by their base weights;
     3. trimming: no weight above 3.5 x the median weight of its CAE, the excess spread over the
        CAE's other respondents (the CAE's total is kept);
     4. variance: the post-strata are the strata, each with its own fpc (response-homogeneity
-       groups, :func:`cae_impact.estimation.cells_as_strata`), a post-stratum of one respondent
-       sharing the stratum of the smallest other one of its CAE (collapsed strata); without
-       register counts by sex and stage, the CAEs.
+       groups, :func:`cae_impact.estimation.cells_as_strata`); a CAE's only respondent without
+       sex or stage is a census stratum of its own; without register counts by sex and stage,
+       the CAEs are the strata.
     A CAE of a single respondent contributes variance as R's ``lonely.psu = "adjust"``.
     """
     population = {c.id: c.population.total for c in study.caes}
@@ -208,7 +203,8 @@ def build_design(responses: pd.DataFrame, study: StudyConfig, codebook: Codebook
         if extra:
             reg = pd.concat([reg, pd.DataFrame(extra)], ignore_index=True)
         design, collapsed = survey.post_stratify_with_collapse(
-            design, reg, stratum="cae_id", outer="_ps_sex", inner="_ps_stage"
+            design, reg, stratum="cae_id", outer="_ps_sex", inner="_ps_stage",
+            min_count=MIN_CELL_RESPONDENTS, exempt_outer=(UNKNOWN,)
         )
         for c in counts.index:
             method[c] = "post-stratification sexe × statut"
@@ -232,16 +228,19 @@ def build_design(responses: pd.DataFrame, study: StudyConfig, codebook: Codebook
     if collapsed is not None:
         # The variance: the cells as strata with their own fpc (response-homogeneity groups); the
         # weights stay as computed above. See survey.cells_as_strata for why not R's CAE strata.
-        design = survey.cells_as_strata(
-            design, "post_stratum", collapsed.population.rename(columns={"cell": "post_stratum"}),
-            group="cae_id")
-        vd = design.data[["cae_id", "post_stratum", "variance_stratum"]].astype(str)
-        merged = vd[vd["variance_stratum"] != vd["post_stratum"]]
-        for (cae_id, _), group in merged.groupby(["cae_id", "variance_stratum"], sort=True):
-            cells = [_cell_label(codebook, c) for c in sorted(group["post_stratum"].unique())]
-            notes.append(f"{study.cae(cae_id).label} : pour le calcul des variances, les groupes "
-                         f"{' et '.join(f'« {c} »' for c in cells)} forment une seule strate (un groupe "
-                         "d'un seul répondant n'a pas de variance propre).")
+        # The one respondent of a CAE without sex or stage is its own census stratum: a stratum of
+        # one has no variance of its own, and merging it with a cell of the register would give
+        # the registers' shares (calibrated, exact) a sampling variance they do not have.
+        fpc = collapsed.population.rename(columns={"cell": "post_stratum"})
+        sizes = design.data["post_stratum"].astype(str).value_counts()
+        alone = [c for c, k in sizes.items() if k == 1 and c.endswith(f"|{UNKNOWN}|{UNKNOWN}")]
+        fpc.loc[fpc["post_stratum"].isin(alone), "Freq"] = 1.0
+        design = survey.cells_as_strata(design, "post_stratum", fpc)
+        for cell in sorted(alone):
+            cae_id = cell.split("|")[0]
+            notes.append(f"{study.cae(cae_id).label} : le seul répondant sans sexe ou statut forme sa propre "
+                         "strate pour le calcul des variances, sans variance propre (une strate d'un seul "
+                         "répondant n'en a pas).")
     n_trimmed = len(trimmed.trimmed)
     if n_trimmed:
         notes.append(f"{n_trimmed} poids écrêtés à {format_number(TRIM_RATIO, 1)} fois le poids médian "

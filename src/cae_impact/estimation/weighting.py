@@ -171,12 +171,14 @@ def collapse_post_strata(
     outer: str,
     inner: str,
     min_count: int = 1,
+    exempt_outer: Sequence[Any] = (),
 ) -> CollapsedCells:
     """The project's rule for post-strata without enough respondents.
 
     Cells are ``stratum x outer x inner`` (CAE x sex x contract stage). A cell is *deficient*
-    when it has fewer than ``min_count`` respondents while the register counts members in it,
-    or has respondents while the register counts none. Rule:
+    when it has fewer than ``min_count`` respondents while the register counts more members
+    than that (a cell where every member answered is never too small), or has respondents while
+    the register counts none. Rule:
 
     1. in a (stratum, outer) group holding a deficient cell, the ``inner`` levels are merged:
        the group becomes one cell ``stratum|outer|*`` (stage collapsed within sex);
@@ -194,6 +196,8 @@ def collapse_post_strata(
         population: register counts, columns ``stratum, outer, inner, Freq``.
         min_count: smallest acceptable number of respondents in a cell (1 = only empty
             cells are collapsed).
+        exempt_outer: levels of ``outer`` whose cells are never too small (the respondents
+            without sex or stage, whose count is estimated from themselves).
 
     Returns:
         :class:`CollapsedCells`; ``collapsed`` lists what was merged and why.
@@ -210,7 +214,7 @@ def collapse_post_strata(
     samp = samp.reindex(allcells, fill_value=0.0)
 
     def deficient(n: float, big_n: float) -> bool:
-        return (big_n > 0 and n < min_count) or (n > 0 and big_n <= 0)
+        return (big_n > 0 and n < min_count and n < big_n) or (n > 0 and big_n <= 0)
 
     cell_of: dict[tuple, str] = {}
     records = []
@@ -237,6 +241,8 @@ def collapse_post_strata(
         stratum_level = False
         group_label: dict[Any, str] = {}
         for o, ks in groups.items():
+            if o in exempt_outer:
+                continue
             if any(deficient(samp[k], pop[k]) for k in ks):
                 n_o = sum(samp[k] for k in ks)
                 big_n_o = sum(pop[k] for k in ks)
@@ -282,14 +288,14 @@ def collapse_post_strata(
 
 
 def post_stratify_with_collapse(design: SurveyDesign, population: pd.DataFrame, *, stratum: str,
-                                outer: str, inner: str, min_count: int = 1,
+                                outer: str, inner: str, min_count: int = 1, exempt_outer: Sequence[Any] = (),
                                 label_column: str = "post_stratum") -> tuple[SurveyDesign, CollapsedCells]:
     """:func:`collapse_post_strata`, then :func:`post_stratify` on the resulting cells.
 
     The design gets a ``label_column`` column.
     """
     res = collapse_post_strata(design.data, population, stratum=stratum, outer=outer, inner=inner,
-                               min_count=min_count)
+                               min_count=min_count, exempt_outer=exempt_outer)
     d2 = design.assign(**{label_column: res.labels.to_numpy()})
     return post_stratify(d2, label_column, res.population.rename(columns={"cell": label_column})), res
 
@@ -371,7 +377,7 @@ def trim_weights(design: SurveyDesign, *, ratio: float = 3.5, maxit: int = 50) -
 
 
 def cells_as_strata(design: SurveyDesign, cell_column: str, population: pd.DataFrame, *,
-                    group: str | None = None, stratum_column: str = "variance_stratum",
+                    stratum_column: str = "variance_stratum",
                     size_column: str = "variance_population") -> SurveyDesign:
     """The variance design of the project: the post-strata as strata, each with its own fpc.
 
@@ -385,64 +391,28 @@ def cells_as_strata(design: SurveyDesign, cell_column: str, population: pd.DataF
     variance is about 8 % too small and the 95 % intervals cover the truth about 92 % of the time
     (``docs/waves.md``, ``scripts/simulate_change_coverage.py``).
 
-    A cell of one respondent (out of more members) has no variance of its own: it shares the
-    stratum of the sampled cell (not a census) of its ``group`` (CAE) with the fewest respondents — the textbook
-    collapsed-strata estimator (conservative), rather than R's ``lonely.psu`` guesses. The
-    weights do not change; only the variance's strata do. The merged stratum is labelled
-    ``"<cell>+<cell>"`` and its fpc is the sum of the cells'.
-
     Args:
-        design: the weighted design; its data holds ``cell_column`` (and ``group``).
-        cell_column: column of the post-stratum of every respondent (nested in the groups).
-        population: the cells' register counts (columns ``cell_column``, ``Freq``).
-        group: column within which single-respondent cells are merged (the CAE); None: the
-            whole design.
-        stratum_column: name of the column added to the data: the variance stratum.
-        size_column: name of the column added to the data: the variance stratum's fpc.
+        design: the weighted design; its data holds ``cell_column``.
+        cell_column: column of the post-stratum of every respondent.
+        population: the cells' counts for the fpc (columns ``cell_column``, ``Freq``); a cell
+            whose count does not exceed its respondents is a census (no variance).
+        stratum_column: name of the column added to the data: the variance stratum (the cell).
+        size_column: name of the column added to the data: the stratum's fpc.
 
     Returns:
-        A design without calibration record: strata = the (merged) cells, fpc = the cells'
-        count, or their number of respondents when that is larger (a cell whose count was
-        estimated, such as the respondents without sex or stage, cannot be sampled at more than
-        100 %).
+        A design without calibration record: strata = the cells, fpc = the cell's count, or its
+        number of respondents when that is larger (a cell whose count was estimated, such as
+        the respondents without sex or stage, cannot be sampled at more than 100 %).
 
     """
-    cells = design.data[cell_column].astype(str).to_numpy()
+    cells = design.data[cell_column].astype(str)
     size = dict(zip(population[cell_column].astype(str), population["Freq"].astype(float), strict=True))
     missing = sorted(set(cells) - set(size))
     if missing:
         raise ValueError(f"no register count for the cells {missing[:3]}")
-    groups = (design.data[group].astype(str).to_numpy() if group is not None
-              else np.full(len(cells), "", dtype=object))
-    n = pd.Series(cells).value_counts().to_dict()
-    fpc = {c: max(size[c], float(n[c])) for c in n}
-    stratum_of = {c: c for c in n}
-    members: dict[str, list[str]] = {c: [c] for c in n}
-    group_of = dict(zip(cells, groups, strict=True))
-    while True:
-        lonely = sorted(s for s in members if sum(n[c] for c in members[s]) == 1
-                        and sum(fpc[c] for c in members[s]) > 1)
-        merged = False
-        for s in lonely:
-            if s not in members:
-                continue
-            siblings = [t for t in members if t != s and group_of[members[t][0]] == group_of[members[s][0]]]
-            if not siblings:
-                continue
-            # the smallest sampled cell (a census cell, n = N, has no variance to share)
-            t = min(siblings, key=lambda t: (sum(n[c] for c in members[t]) >= sum(fpc[c] for c in members[t]),
-                                             sum(n[c] for c in members[t]), t))
-            label = "+".join(sorted(members[s] + members[t]))
-            members[label] = sorted(members.pop(s) + members.pop(t))
-            merged = True
-        if not merged:
-            break
-    for label, cs in members.items():
-        for c in cs:
-            stratum_of[c] = label
-    strata = np.array([stratum_of[c] for c in cells], dtype=object)
-    sizes = {label: sum(fpc[c] for c in cs) for label, cs in members.items()}
-    data = design.data.assign(**{stratum_column: strata, size_column: [sizes[s] for s in strata]})
+    n = cells.value_counts()
+    fpc = np.array([max(size[c], float(n[c])) for c in cells])
+    data = design.data.assign(**{stratum_column: cells.to_numpy(), size_column: fpc})
     out = svydesign(data, strata=stratum_column, weights=design.weights, fpc=size_column,
                     lonely_psu=design.lonely_psu)  # type: ignore[arg-type]
     return replace(out, domain=design.domain)

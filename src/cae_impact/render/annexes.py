@@ -117,8 +117,9 @@ def method_annex(study: StudyConfig, weighting: Mapping, target: str) -> str:
         "Pour le calcul des variances (linéarisation de Taylor), chaque groupe sexe × statut d'une "
         "CAE est une strate, avec sa propre correction de population finie (« groupes de réponse "
         "homogènes ») : les répondants d'un groupe sont traités comme un échantillon au hasard de "
-        "ses inscrits, quel que soit le taux de réponse du groupe. Un groupe d'un seul répondant "
-        "partage la strate du plus petit autre groupe de sa CAE (strates regroupées)."
+        "ses inscrits, quel que soit le taux de réponse du groupe. C'est pourquoi un groupe d'un "
+        "seul répondant est regroupé avec les autres statuts du même sexe, sauf si tous ses "
+        "inscrits ont répondu."
         if cells else
         "Pour le calcul des variances (linéarisation de Taylor), chaque CAE est une strate.")
     parts.append(present.paragraph_html(

@@ -457,13 +457,14 @@ def show_post_strata(outputs: StudyOutputs) -> None:
     unknown = t[t["sex"] == "?"]
     _md(f"**{len(t)} post-strates** (CAE × sexe × statut du registre) après regroupement : "
         f"**{len(merged)}** issues d’un regroupement, {len(unknown)} de répondants sans sexe ou statut. "
-        "Une cellule du registre sans répondant est regroupée avec les "
+        "Une cellule du registre sans répondant ou d’un seul est regroupée avec les "
         "autres statuts du même sexe (`cae|sexe|*`), puis, si cela ne suffit pas, avec toute la CAE "
         "(`cae|*|*`) ; les répondants sans sexe ou statut forment une cellule `cae|?|?` qui garde "
         "ses poids de base. `weight` = registre / répondants de la cellule, avant écrêtage. "
         "Pour les variances, chaque post-strate est une strate avec sa propre correction de population "
-        "finie (`variance_stratum`, `variance_population` de `design.csv`) ; une post-strate d’un seul "
-        "répondant partage la strate de la plus petite autre post-strate de sa CAE.")
+        "finie (`variance_stratum`, `variance_population` de `design.csv`) : c’est pourquoi une cellule "
+        "d’un seul répondant est regroupée comme une cellule vide (sauf si tous ses inscrits ont répondu), "
+        "et le seul répondant sans sexe ou statut d’une CAE forme une strate recensée, sans variance.")
     notes = collapse_notes(outputs)
     if notes:
         _md("Ce que l’estimation en dit (notes de pondération des rapports) :\n\n"
