@@ -37,7 +37,24 @@ def _designs() -> dict[str, sv.SurveyDesign]:
         "calibrated-subset": whole.subset(df["g"] != "w"),
         "uncalibrated": sv.stratified_design(df, "cae", pop, lonely_psu="adjust"),
         "no-fpc": sv.svydesign(df, strata="cae", weights=np.linspace(1.0, 3.0, len(df))),
+        "cells": _cells_design(df),
     }
+
+
+def _cells_design(df) -> sv.SurveyDesign:
+    """The reports' variance design: cells as strata with their own fpc, and a census stratum of
+    one row (a CAE's lone respondent without sex or stage)."""
+    import pandas as pd
+
+    cell = (df["cae"].astype(str) + "|" + df["g"].astype(str)).to_numpy()
+    cell[0] = "cae-1|?"
+    n = pd.Series(cell).value_counts()
+    pop = pd.DataFrame({"cell": n.index, "Freq": [1.0 if k == 1 else 3.0 * k + 2 for c, k in n.items()]})
+    design = sv.svydesign(df.assign(cell=cell), strata="cae", weights=np.linspace(1.0, 3.0, len(df)),
+                          lonely_psu="adjust")
+    out = sv.cells_as_strata(design, "cell", pop)
+    assert ((out.n_psu == 1).sum() >= 1) and (out.n_psu >= 1).all()
+    return out
 
 
 DESIGNS = _designs()

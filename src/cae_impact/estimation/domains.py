@@ -23,7 +23,8 @@ from .design import SurveyDesign
 # svy's fixed cost per call (3 to 15 ms: polars frames, fpc and singleton preparation) made the
 # estimation 3 to 11 times slower than the arithmetic it does (issue 19). For the designs the
 # project builds -- strata without clusters (every row its own PSU), fpc or not, weights
-# post-stratified on one margin (then trimmed) or not, no single-PSU stratum -- the same
+# post-stratified on one margin (then trimmed) or not, no single-PSU stratum but a census one
+# (n = N = 1: no variance, as in R) -- the same
 # numbers are computed here with numpy, every domain and value of a call at once:
 #
 # * the point estimate ``T / W`` (mean) or ``T`` (total) over the domain's valid rows;
@@ -74,9 +75,12 @@ def _index(design: SurveyDesign) -> _Index | None:
     if ok:
         order = np.argsort(design.strata, kind="stable")
         present, starts, counts = np.unique(design.strata[order], return_index=True, return_counts=True)
-        if (counts >= 2).all():
-            f = (1.0 - counts / design.popsize[present] if design.popsize is not None
-                 else np.ones(len(present)))
+        f = (1.0 - counts / design.popsize[present] if design.popsize is not None
+             else np.ones(len(present)))
+        # a stratum of one row is fine when it is a census (n = N): R gives it no variance
+        # (survey:::onestrat returns 0 when the fpc is 0), whatever lonely.psu says
+        if ((counts >= 2) | ((counts == 1) & (np.abs(f) < 1e-7))).all():
+            f = np.where(counts >= 2, f, 0.0)
             s_of_row = np.empty(design.n, dtype=np.int64)
             s_of_row[order] = np.repeat(np.arange(len(present)), counts)
             c = (None, None, None, None)
@@ -87,7 +91,7 @@ def _index(design: SurveyDesign) -> _Index | None:
                 c_of_row = np.empty(design.n, dtype=np.int64)
                 c_of_row[c_order] = np.repeat(np.arange(len(c_count)), c_count)
                 c = (c_order, c_starts, c_of_row, c_count)
-            out = _Index(order, starts, s_of_row, present, f * counts / (counts - 1.0), *c)
+            out = _Index(order, starts, s_of_row, present, f * counts / np.maximum(counts - 1.0, 1.0), *c)
     object.__setattr__(design, "_in_house_index", out)
     return out
 
