@@ -172,3 +172,16 @@ def test_the_scan_of_a_national_tree_grows_with_its_files_not_with_files_times_v
     found = ps.scan_tree([tmp_path], needles)
     assert time.perf_counter() - start < 10
     assert {(f.path.name, f.kind) for f in found} == {(f"r{i}.html", "email") for i in range(20)}
+
+
+def test_the_scan_by_several_processes_finds_the_same_in_the_same_order(tmp_path):
+    from cae_impact.clean import privacy_scan as ps
+
+    needles = collect_raw_identifiers(load_study())
+    email, ident = sorted(needles["email"])[0], sorted(needles["identifier"])[0]
+    for i in range(12):
+        (tmp_path / f"f{i:02d}.html").write_text(f"<p>{email if i % 3 == 0 else ''} n° {ident if i % 4 == 0 else i}"
+                                                 f"{' 06 12 345 678' if i % 5 == 0 else ''}</p>", encoding="utf-8")
+    one = ps.scan_tree([tmp_path], needles, workers=1)
+    assert len({f.path.name for f in one}) == 8
+    assert ps.scan_tree([tmp_path], needles, workers=2) == one

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import html
 import json
+import multiprocessing
+import os
 import re
 import shutil
 import subprocess
@@ -302,23 +304,46 @@ def published_files(folders: list[Path]) -> list[Path]:
     return out
 
 
+#: files left to scan from which the scan uses every core (a national build: thousands of files
+#: at the end of the build, when nothing else runs)
+PARALLEL_FROM = 64
+_WORK: dict[str, Needles | None] = {}
+
+
+def _scan_file(path: Path, needles: Needles | None) -> list[Finding]:
+    try:
+        text = file_text(path)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        return [Finding(path, f"unreadable ({type(exc).__name__})", "…")]
+    return scan_text(path, text, needles)
+
+
+def _scan_in_worker(path: Path) -> list[Finding]:
+    """:func:`_scan_file` in a worker process: the needles were inherited when it was forked."""
+    return _scan_file(path, _WORK["needles"])
+
+
 def scan_tree(folders: list[Path], needles: dict[str, set[str]] | None = None,
-              cache_dir: Path | None = None) -> list[Finding]:
+              cache_dir: Path | None = None, workers: int | None = None) -> list[Finding]:
     """Every place personal data appears in the files under ``folders``.
 
     Any e-mail address, phone number or IP address in a file's text is a finding; with
     ``needles`` (:func:`collect_raw_identifiers`), so is every raw value found there. With
     ``cache_dir``, the result for a file is remembered by the sha256 of its bytes, of the
-    needles and of the scanning code: an unchanged file is not read again.
+    needles and of the scanning code: an unchanged file is not read again. The files are
+    scanned by ``workers`` processes (default: one per core when :data:`PARALLEL_FROM` files or
+    more are to be read, else this process); the findings come in the files' order either way.
     """
     salt = ""
     if cache_dir is not None:
         code = "".join(sha256_file(Path(f)) for f in (personal_data.__file__, __file__))
         salt = key_of({"code": code, "needles": {k: sorted(v) for k, v in (needles or {}).items()}})
     compiled = Needles(needles) if needles else None
-    findings: list[Finding] = []
-    for path in published_files(folders):
-        memo = None
+    files = published_files(folders)
+    results: dict[int, list[Finding]] = {}
+    memos: dict[int, Path] = {}
+    todo: list[int] = []
+    for i, path in enumerate(files):
         if cache_dir is not None:
             try:
                 digest = sha256_bytes(path.read_bytes() + salt.encode())
@@ -328,21 +353,31 @@ def scan_tree(folders: list[Path], needles: dict[str, set[str]] | None = None,
                 memo = Path(cache_dir) / f"{digest}.json"
                 if memo.is_file():
                     try:
-                        findings.extend(Finding(path, k, h) for k, h in json.loads(memo.read_text()))
+                        results[i] = [Finding(path, k, h) for k, h in json.loads(memo.read_text())]
                         continue
                     except (OSError, ValueError):
                         pass
+                memos[i] = memo
+        todo.append(i)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 4) if len(todo) >= PARALLEL_FROM else 1
+    if workers > 1 and len(todo) > 1:
+        _WORK["needles"] = compiled
         try:
-            text = file_text(path)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            findings.append(Finding(path, f"unreadable ({type(exc).__name__})", "…"))
-            continue
-        found = scan_text(path, text, compiled)
-        findings.extend(found)
-        if memo is not None and not found:  # only a clean result is remembered
+            with multiprocessing.get_context("fork").Pool(min(workers, len(todo))) as pool:
+                for i, found in zip(todo, pool.imap(_scan_in_worker, [files[i] for i in todo], chunksize=4),
+                                    strict=True):
+                    results[i] = found
+        finally:
+            _WORK.clear()
+    else:
+        for i in todo:
+            results[i] = _scan_file(files[i], compiled)
+    for i, memo in memos.items():
+        if not results[i]:  # only a clean result is remembered
             try:
                 memo.parent.mkdir(parents=True, exist_ok=True)
                 memo.write_text("[]")
             except OSError:
                 pass
-    return findings
+    return [f for i in range(len(files)) for f in results[i]]
