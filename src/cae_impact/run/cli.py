@@ -6,7 +6,7 @@ Build steps (called by ``make``; each writes its outputs atomically):
 * ``clean --cae C``  execute notebook 01 for one CAE (cleaned data under data/processed/);
 * ``estimate``  execute notebook 02: estimate every indicator of every target (study-wide),
   then show the weighting and secrecy diagnostics;
-* ``analyse --target T``  execute notebooks 03 (one per effect domain) and 04 for a target;
+* ``analyse --target T``  execute notebooks 03 (every effect domain) and 04 for a target;
 * ``render --target T --to html|pdf|docx``  render a target's report document;
 * ``index``  write reports/index.html;
 * ``verify [--target T]``  re-execute without the cache (fresh kernels) and compare with the
@@ -160,7 +160,7 @@ _TOTALS: dict[str, int] = {}
 def total_notebooks(study: StudyConfig) -> int:
     """Notebook executions of a full build: the notebook steps of :func:`cae_impact.run.steps.wave_steps`.
 
-    One cleaning per CAE, the estimation (02_estimation), then 03 per domain and 04 per target,
+    One cleaning per CAE, the estimation (02_estimation), then 03 and 04 per target,
     and 05_evolution per target when the study has a previous wave. Memoised per study file.
     """
     if str(study.path) not in _TOTALS:
@@ -472,14 +472,14 @@ def cmd_changes(args: argparse.Namespace) -> int:
 def analysis_jobs(args: argparse.Namespace, study: StudyConfig, target: str) -> list[tuple[steps.Step, dict[str, str]]]:
     """The notebooks of a target's analysis, each with its parameters (:func:`cae_impact.run.steps.analysis_steps`).
 
-    03 once per effect domain, then 04, then 05_evolution in a wave with a previous one.
+    03 (every effect domain), then 04, then 05_evolution in a wave with a previous one.
     """
     common = build_parameters(study, args, target=target, reports_root=_rel(PROJECT_ROOT / args.reports_root))
     return [(s, {**common, **s.parameters}) for s in steps.analysis_steps(study, _roots(args), target) if s.notebook]
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
-    """Execute notebooks 03 (each effect domain) and 04 for one target, then its indicators."""
+    """Execute notebooks 03 (every effect domain) and 04 for one target, then its indicators."""
     import pandas as pd
 
     study, processed, reports = _ctx(args)
@@ -578,7 +578,7 @@ def _render_one(args: argparse.Namespace, study: StudyConfig, processed: Path, r
     step = next(s for s in steps.document_steps(study, _roots(args), args.target) if s.kind == fmt)
     if fmt == "html":
         nb_dir = target_dir / "notebooks"
-        paths = [nb_dir / name for name in report.notebook_order(_domain_ids(study), bool(study.previous_waves))]
+        paths = [nb_dir / name for name in report.notebook_order(bool(study.previous_waves))]
         report.require_notebooks(paths)
         # The notebooks count by what reaches the report, not by their bytes.
         extra = {"date": str(report.production_date()), "target": args.target,
