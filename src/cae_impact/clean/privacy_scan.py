@@ -48,6 +48,7 @@ MIN_ID_LENGTH = 6  # shorter identifier values (row numbers) would match everywh
 SKIPPED_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".woff", ".woff2", ".ttf", ".lock")
 _TOKEN_RE = re.compile(r"[\w@.+-]+")
 _TOKEN_FULL_RE = re.compile(r"[\w@.+-]+")
+_NON_DIGITS = re.compile(r"\D+")
 MASKS = ("[courriel masqué]", "[téléphone masqué]", "[adresse IP masquée]")
 
 
@@ -235,12 +236,18 @@ class Needles:
         """The raw values in a file's text (``spans``: :func:`_spans` of it), as ``(kind, value)``."""
         lower = text.lower()
         plain_emails = {normalise_email(v) for k, v, _, _ in spans if k == "email"}
-        phone_digits = {_digits(m.group(0)) for m in PHONE_RE.finditer(text)}
+        phone_digits: set[str] = set()
+        # a phone's digits are a run of the text's digits: none of the raw numbers there, no
+        # number of the text to read
+        if self.phones:
+            digits = _NON_DIGITS.sub("", text)
+            if any(v in digits for v in self.phones):
+                phone_digits = {_digits(m.group(0)) for m in PHONE_RE.finditer(text)}
         # identifiers and IP addresses are whole tokens: one pass over the text, not one per value
         tokens: set[str] = set()
-        for token in _TOKEN_RE.findall(text):
-            tokens.add(token)
-            tokens.add(token.strip(".+-@"))
+        if any(self.by_kind.get(k) for k in self.odd):
+            tokens = set(_TOKEN_RE.findall(text))
+            tokens.update([token.strip(".+-@") for token in tokens])
         hits: list[tuple[str, str]] = []
         for kind, values in self.by_kind.items():
             if kind == "phone":
