@@ -199,7 +199,7 @@ $(CHANGES): $(VENV_STAMP)
 	$(CLI) changes
 endif
 
-# Analysis: notebooks 03 (one per effect domain) and 04 for one target (and 05, the evolution
+# Analysis: notebooks 03 (every effect domain, a chapter each) and 04 for one target (and 05, the evolution
 # since the previous wave, when there is one), executed into reports/<wave>/<target>/notebooks/,
 # then indicators.csv and indicators.xlsx.
 $(REPORTS_ROOT)/$(WAVE)/%/notebooks/.executed: $(VENV_STAMP)

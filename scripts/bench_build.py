@@ -197,11 +197,9 @@ def change_export(study: Path, n: int) -> None:
 def naive(sc: Scratch, study_path: Path) -> float:
     """papermill CLI, serially, a fresh process and kernel for every notebook, then each document."""
     sys.path.insert(0, str(ROOT / "src"))
-    from cae_impact.spec.codebook import load_codebook
     from cae_impact.spec.config import load_study
 
     study = load_study(study_path)
-    domains = [d.id for d in load_codebook(study.codebook).domains]
     folder = sc.folder / "naive"
     shutil.rmtree(folder, ignore_errors=True)
     proc, rep = folder / "processed", folder / "reports"
@@ -228,8 +226,7 @@ def naive(sc: Scratch, study_path: Path) -> float:
         nb_dir = rep / study.wave / target / "notebooks"
         nb_dir.mkdir(parents=True, exist_ok=True)
         tp = [*common, "-p", "target", target, "-p", "reports_root", str(rep)]
-        for d in domains:
-            go([papermill, str(sc.notebooks / "03_effect.ipynb"), str(nb_dir / f"03_effect_{d}.ipynb"), *tp, "-p", "domain", d])
+        go([papermill, str(sc.notebooks / "03_effect.ipynb"), str(nb_dir / "03_effect.ipynb"), *tp])
         go([papermill, str(sc.notebooks / "04_profile.ipynb"), str(nb_dir / "04_profile.ipynb"), *tp])
         for fmt in ("html", "pdf", "docx"):
             go([*cli, "render", "--target", target, "--to", fmt])

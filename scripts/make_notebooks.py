@@ -69,39 +69,43 @@ cleaning = nb([
 
 effect = nb([
     new_markdown_cell(
-        "<!-- Étape 03 : analyse d'un domaine d'effet pour une cible (une CAE ou le consortium). "
-        "Les chiffres, textes et graphiques viennent de fonctions testées de src/cae_impact. -->",
+        "<!-- Étape 03 : analyse des domaines d'effet pour une cible (une CAE ou le consortium), "
+        "un chapitre du rapport par domaine. Les chiffres, textes et graphiques viennent de "
+        "fonctions testées de src/cae_impact. -->",
         metadata={"tags": ["remove-cell"]},
     ),
     params(
         'study: str = "config/study.yaml"  # study configuration, relative to the project root\n'
         'target: str = "cae-1"  # a CAE id from the study configuration, or "consortium"\n'
-        'domain: str = "d3"  # effect domain id from the codebook (d1 ... d7)\n'
         'processed_root: str = "data/processed"  # root of the cleaned data\n'
         'reports_root: str = "reports"  # root of the reports (indicator tables are saved there)\n'
     ),
     hidden(
         "from cae_impact.run import pipeline\n\n"
-        "ctx = pipeline.effect_context(study=study, target=target, domain=domain,\n"
+        "ctx = pipeline.effect_context(study=study, target=target,\n"
         "                              processed_root=processed_root, reports_root=reports_root)\n"
         "ctx"
     ),
-    shown("analysis = pipeline.analyse_domain(ctx)\npipeline.show_chapter(ctx, analysis)"),
+    shown("analyses = pipeline.analyse_domains(ctx)  # every effect domain of the codebook, in order\n"
+          "for analysis in analyses:\n"
+          "    pipeline.show_chapter(ctx, analysis)"),
     evidence_note(
         "## Pièces justificatives (hors rapport)\n\n"
         "Les cellules suivantes ne sont pas reprises dans le rapport : elles donnent, pour chaque "
-        "indicateur du domaine, sa règle dans le référentiel et ses résultats non arrondis "
+        "indicateur de chaque domaine, sa règle dans le référentiel et ses résultats non arrondis "
         "(estimation, erreur type, intervalle, effectifs, test, p-values brute et ajustée, motif "
         "de non-diffusion)."
     ),
-    evidence("pipeline.show_evidence(ctx, analysis)"),
+    evidence("for analysis in analyses:\n    pipeline.show_evidence(ctx, analysis)"),
     evidence_note(
         "### Le chiffre de tête recalculé\n\n"
-        "La part qui titre le chapitre est recalculée depuis les données nettoyées avec l’API "
-        "publique d’estimation (`cae_impact.estimation`) ; la cellule échoue si elle diffère du "
-        "chiffre publié."
+        "Pour chaque domaine, la part qui titre le chapitre est recalculée depuis les données "
+        "nettoyées avec l’API publique d’estimation (`cae_impact.estimation`) ; la cellule échoue si "
+        "elle diffère du chiffre publié."
     ),
-    evidence("pipeline.recompute_headline(ctx, analysis)"),
+    evidence("design = pipeline.headline_design(ctx)  # the weights built again from the cleaned data\n"
+             "for analysis in analyses:\n"
+             "    pipeline.recompute_headline(ctx, analysis, design)"),
 ])
 
 profile = nb([

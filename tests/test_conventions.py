@@ -78,7 +78,7 @@ def test_build_parameters_are_declared_in_notebooks():
     args = SimpleNamespace(processed_root="data/processed", reports_root="reports")
     passed = {
         "01_cleaning.ipynb": cli.build_parameters(study, args, cae="cae-1"),
-        "03_effect.ipynb": cli.build_parameters(study, args, target="consortium", reports_root="reports", domain="d1"),
+        "03_effect.ipynb": cli.build_parameters(study, args, target="consortium", reports_root="reports"),
         "04_profile.ipynb": cli.build_parameters(study, args, target="consortium", reports_root="reports"),
         "02_estimation.ipynb": cli.estimation_job(args, study, ROOT / "reports")[2],
     }

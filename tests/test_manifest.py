@@ -55,9 +55,9 @@ def test_manifest_records_inputs_parameters_and_environment(fake_build):
     assert m["packages"]["pandas"] == pd.__version__
     assert set(m["code"]) == {"requirements.lock"}
     # every step it was made from, with the inputs and code files its key hashes
-    assert {"clean:cae-1", "estimate", "chapter:consortium:d1", "profile:consortium",
+    assert {"clean:cae-1", "estimate", "chapters:consortium", "profile:consortium",
             "indicators:consortium"} <= set(m["steps"])
-    chapter = m["steps"]["chapter:consortium:d1"]
+    chapter = m["steps"]["chapters:consortium"]
     assert "src/cae_impact/render/chapters.py" in chapter["code_files"]
     assert not any("cae_impact_demo" in f for f in chapter["code_files"])
     assert "src/cae_impact/render/report.py" not in m["steps"]["clean:cae-1"]["code_files"]

@@ -81,7 +81,8 @@ def test_every_target_gets_every_document(built):
         for name in ("report.html", "report.pdf", "report.docx", "indicators.csv", "indicators.xlsx"):
             assert (out / name).stat().st_size > 0, f"{target}: {name} missing"
         executed = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
-        assert "04_profile.ipynb" in executed and len([n for n in executed if n.startswith("03_effect_d")]) == 7
+        assert "04_profile.ipynb" in executed and "03_effect.ipynb" in executed  # every domain in one
+        assert not [n for n in executed if n.startswith("03_effect_")]
         assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
         html = (out / "report.html").read_text(encoding="utf-8")
         assert "Données synthétiques" in html
@@ -95,9 +96,9 @@ def test_every_target_gets_every_document(built):
 def test_executed_notebooks_record_their_parameters(built):
     folder, _, _ = built
     wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]
-    nb = nbformat.read(folder / "reports" / wave / "consortium" / "notebooks" / "03_effect_d3.ipynb", as_version=4)
+    nb = nbformat.read(folder / "reports" / wave / "consortium" / "notebooks" / "03_effect.ipynb", as_version=4)
     params = nb.metadata["papermill"]["parameters"]
-    assert params["target"] == "consortium" and params["domain"] == "d3"
+    assert params["target"] == "consortium" and "domain" not in params
     assert nb.metadata["kernelspec"]["name"] == "cae-impact"
 
 
@@ -149,7 +150,7 @@ def test_manifest_beside_each_report(built):
     wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]
     for target in (*FIXTURE_CAES, "consortium"):
         m = json.loads((folder / "reports" / wave / target / "manifest.json").read_text())
-        assert len(m["notebooks"]) == 8 and all(r["cache_key"] for r in m["notebooks"])
+        assert len(m["notebooks"]) == 2 and all(r["cache_key"] for r in m["notebooks"])  # 03 (every domain), 04
         assert set(m["cleaning"]) == set(FIXTURE_CAES) and m["estimation"]["cache_key"]
         assert len(m["inputs"]["raw_exports"]) == 2
         assert any(name.endswith(f"report__{target}.parquet") for name in m["inputs"]["estimates"])
@@ -228,7 +229,7 @@ def test_warm_kernels_give_the_notebooks_new_kernels_give(built, tmp_path, monke
     assert {r["kernel"] for r in manifest["notebooks"]} == {"forked from the kernel server"}
     monkeypatch.delenv(kernels.ENV_VAR, raising=False)
     cases = [("cae-3", "01_cleaning.ipynb", "01_cleaning.ipynb"),
-             ("consortium", "03_effect_d3.ipynb", "03_effect.ipynb"),
+             ("consortium", "03_effect.ipynb", "03_effect.ipynb"),
              ("cae-1", "04_profile.ipynb", "04_profile.ipynb")]
     for target, executed_name, source_name in cases:
         warm = nbformat.read(reports / target / "notebooks" / executed_name, as_version=4)
@@ -354,17 +355,27 @@ def test_report_body_reads_as_a_report(built):
 
 
 def test_executed_notebooks_hold_the_evidence(built):
-    """The chapter notebooks keep, for reviewers, each indicator's rule and unformatted results
-    (cells tagged « evidence », which the report leaves out)."""
+    """The chapter notebook keeps, for reviewers, each indicator's rule and unformatted results
+    (cells tagged « evidence », which the report leaves out), for every effect domain: one
+    block per domain, every indicator of the codebook, and each domain's headline recomputed."""
+    from cae_impact.spec.codebook import load_codebook
+
     folder, _, _ = built
     wave = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())["wave"]
-    nb = nbformat.read(folder / "reports" / wave / "cae-1" / "notebooks" / "03_effect_d3.ipynb", as_version=4)
+    nb = nbformat.read(folder / "reports" / wave / "cae-1" / "notebooks" / "03_effect.ipynb", as_version=4)
     evidence = [c for c in nb.cells if "evidence" in c.metadata.get("tags", [])]
     assert evidence
+    assert any(c.cell_type == "code" and "recompute_headline" in c.source for c in evidence)
     shown = json.dumps([c.get("outputs", []) for c in evidence], ensure_ascii=False)
     for needle in ("Règle du référentiel", "p_adjusted", "suppression_reason", "cae_decisive", "verdict",
                    "recalculé", "cae_impact.estimation.proportion"):
         assert needle in shown, needle
+    cb = load_codebook()
+    for domain in cb.domains:
+        assert f"Pièces justificatives — domaine {domain.number} " in shown, domain.id
+        assert f"#### Domaine {domain.number}" in shown, domain.id
+        for ind in cb.indicators_of_domain(domain.id):
+            assert f"**{ind.id}** — " in shown, ind.id
     report_html = (folder / "reports" / wave / "cae-1" / "report.html").read_text(encoding="utf-8")
     assert "Règle du référentiel" not in report_html and "p_adjusted" not in report_html
 

@@ -256,3 +256,20 @@ def test_masking_stays_linear_on_hostile_text(text):
     start = time.perf_counter()
     mask_free_text(text)
     assert time.perf_counter() - start < 5, "a 100 000-character answer is masked in well under a second"
+
+
+def test_the_fast_hints_say_what_the_hint_patterns_say():
+    """Issue 19: the e-mail and link patterns are skipped for a text without their hint; the
+    hints are searched the fast way, and must answer as the hint patterns do."""
+    import random
+
+    from cae_impact.privacy import personal_data as pdata
+
+    rng = random.Random(19)
+    pieces = ["at", "At", "aT", "AT", "chat", "atelier", " ", "-", "é", "_", "1", "@", "＠", "﹫", "arobase",
+              "ARROBASE", "arobaſ", "rob", "www.", "WwW.", "xwww.", "http", "://", "/", ".fr/", ".gouv.fr/",
+              ".FR", ".com", "0.5", "\n", "a", "t", "texte"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        assert pdata._may_hold_email(text) == (pdata._EMAIL_HINT.search(text) is not None), text
+        assert pdata._may_hold_url(text) == (pdata._URL_HINT.search(text) is not None), text

@@ -105,3 +105,83 @@ def test_numbers_are_not_phones_but_a_phone_in_a_text_cell_is(tmp_path):
     found = ps.find_in_text(ps.file_text(path))
     assert found == [("phone", "06 12 34 56 78")]
     assert ps.find_in_text("estimate,33.702020202,0.3840500198") == []
+
+
+# ---- issue 19: one pass per file, whatever the number of raw values -------------------------
+
+
+def _brute_force(text, needles):
+    """What the scan found before issue 19: each raw value looked for in turn (the reference)."""
+    from cae_impact.clean import privacy_scan as ps
+
+    spans = ps._spans(text)
+    lower = text.lower()
+    plain = {ps.normalise_email(v) for k, v, _, _ in spans if k == "email"}
+    digits = {ps._digits(m.group(0)) for m in ps.PHONE_RE.finditer(text)}
+    tokens = set()
+    for token in ps._TOKEN_RE.findall(text):
+        tokens |= {token, token.strip(".+-@")}
+    hits = set()
+    for kind, values in needles.items():
+        for value in values:
+            if kind == "phone":
+                hit = len(value) >= 9 and value in digits
+            elif kind == "email":
+                hit = value in plain or value in lower
+            else:
+                hit = value in tokens or (not ps._TOKEN_FULL_RE.fullmatch(value) and value in text)
+            if hit:
+                hits.add((kind, value))
+    return hits
+
+
+def test_the_one_pass_scan_finds_exactly_what_each_value_in_turn_finds():
+    import random
+
+    from cae_impact.clean import privacy_scan as ps
+
+    rng = random.Random(19)
+    emails = {"a.b@orange.fr", "b@orange.fr", "x@y.fr", "jean@free.fr", "@odd.fr", "z＠fullwidth.fr",
+              "long.local.part+tag@sub.domain.org", "ab@orange.fr.evil"}
+    needles = {"email": emails, "phone": {"0612345678", "33612345678", "12345"},
+               "identifier": {"tH4uLE7IuUNVonF", "abc def 123", "id:7777777"}, "ip": {"203.0.113.186"}}
+    pieces = [*emails, *(e.upper() for e in emails), "@", "@@", "a.b@orange", "orange.fr", "06 12 34 56 78",
+              "tH4uLE7IuUNVonF", "xtH4uLE7IuUNVonFx", "abc def 1234", "id:7777777", "203.0.113.186",
+              "texte", " ", "\n", ".", "jean arobase free point fr", "mail: b@orange.fr.", "xx@orange.fr"]
+    compiled = ps.Needles(needles)
+    for _ in range(400):
+        text = ps.strip_controls("".join(rng.choice(pieces) + rng.choice(["", " ", ",", "@"])
+                                         for _ in range(rng.randint(0, 12))))
+        spans = ps._spans(text)
+        assert set(compiled.found_in(text, spans)) == _brute_force(text, needles), text
+        assert compiled.emails_in(text.lower()) == {v for v in emails if v in text.lower()}, text
+
+
+def test_the_scan_of_a_national_tree_grows_with_its_files_not_with_files_times_values(tmp_path):
+    """20,000 raw e-mail addresses and identifiers (a 250-CAE study): a file is still one pass."""
+    import time
+
+    from cae_impact.clean import privacy_scan as ps
+
+    needles = {"email": {f"personne{i}@exemple{i % 97}.fr" for i in range(20_000)},
+               "identifier": {f"tok{i:012d}" for i in range(20_000)}, "phone": set(), "ip": set()}
+    text = ("<p>" + "Part des entrepreneurs 45 %, n = 120. " * 2_000 + "</p>") + " contact personne123@exemple26.fr"
+    for i in range(20):
+        (tmp_path / f"r{i}.html").write_text(text, encoding="utf-8")
+    start = time.perf_counter()
+    found = ps.scan_tree([tmp_path], needles)
+    assert time.perf_counter() - start < 10
+    assert {(f.path.name, f.kind) for f in found} == {(f"r{i}.html", "email") for i in range(20)}
+
+
+def test_the_scan_by_several_processes_finds_the_same_in_the_same_order(tmp_path):
+    from cae_impact.clean import privacy_scan as ps
+
+    needles = collect_raw_identifiers(load_study())
+    email, ident = sorted(needles["email"])[0], sorted(needles["identifier"])[0]
+    for i in range(12):
+        (tmp_path / f"f{i:02d}.html").write_text(f"<p>{email if i % 3 == 0 else ''} n° {ident if i % 4 == 0 else i}"
+                                                 f"{' 06 12 345 678' if i % 5 == 0 else ''}</p>", encoding="utf-8")
+    one = ps.scan_tree([tmp_path], needles, workers=1)
+    assert len({f.path.name for f in one}) == 8
+    assert ps.scan_tree([tmp_path], needles, workers=2) == one

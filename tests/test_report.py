@@ -65,8 +65,8 @@ def test_respondent_text_is_never_interpreted(tmp_path):
 
 
 def test_missing_notebook_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="03_effect_d1.ipynb"):
-        report.render_html([tmp_path / "03_effect_d1.ipynb"], META, tmp_path / "r.html")
+    with pytest.raises(FileNotFoundError, match="03_effect.ipynb"):
+        report.render_html([tmp_path / "03_effect.ipynb"], META, tmp_path / "r.html")
 
 
 EVIL = '<script>alert(1)</script> <img src=x onerror=alert(2)> **gras** =1+1'

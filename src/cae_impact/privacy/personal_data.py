@@ -346,22 +346,66 @@ def find_personal_data_spans(text: str) -> list[tuple[str, str, int, int]]:
     text = strip_controls(text)
     found: list[tuple[str, str, int, int]] = []
 
-    def blank(t: str, pattern: re.Pattern) -> str:
+    def blank(t: str, pattern: re.Pattern, may_hold) -> str:
+        # no match of the hint (a part every match holds): no match, the text is unchanged
+        if may_hold is None or not may_hold(t):
+            return t
         return pattern.sub(lambda m: " " * len(m.group(0)), t)
 
-    for m in EMAIL_RE.finditer(text):
-        found.append(("email", m.group(0), m.start(), m.end()))
-    rest = blank(blank(text, URL_RE), EMAIL_RE)
-    for m in IPV6_CANDIDATE_RE.finditer(rest):
-        if _ipv6(m.group(0)):
+    # none in the text, none in the text with its links blanked (spaces for characters)
+    email_hint = _may_hold_email if _may_hold_email(text) else None
+    url_hint = _may_hold_url if _may_hold_url(text) else None
+    if email_hint is not None:
+        for m in EMAIL_RE.finditer(text):
+            found.append(("email", m.group(0), m.start(), m.end()))
+    rest = blank(blank(text, URL_RE, url_hint), EMAIL_RE, email_hint)
+    if rest.count(":") >= 2:
+        for m in IPV6_CANDIDATE_RE.finditer(rest):
+            if _ipv6(m.group(0)):
+                found.append(("ip", m.group(0), m.start(), m.end()))
+    ipv4 = list(IPV4_RE.finditer(rest))
+    if ipv4:  # blanked where they were found (what IPV4_RE.sub would find again)
+        parts, last = [], 0
+        for m in ipv4:
             found.append(("ip", m.group(0), m.start(), m.end()))
-    for m in IPV4_RE.finditer(rest):
-        found.append(("ip", m.group(0), m.start(), m.end()))
-    rest = blank(rest, IPV4_RE)
+            parts += [rest[last:m.start()], " " * (m.end() - m.start())]
+            last = m.end()
+        rest = "".join(parts) + rest[last:]
     for m in PHONE_RE.finditer(rest):
         if not _is_date_like(m.group(0)):
             found.append(("phone", m.group(0), m.start(), m.end()))
     return found
+
+
+# Parts that every match of EMAIL_RE, URL_RE holds (their « @ » or « at », their « :// », « www. »
+# or « .tld/ »), with the same flags: a text without one has no match, and its scan (every
+# published file, issue 19) skips that pattern. Exact, not a heuristic.
+_EMAIL_HINT = re.compile(r"[@＠﹫]|\bat\b|arr?obas", re.IGNORECASE)
+_URL_HINT = re.compile(r"://|\bwww\.|\.(?:" + _TLDS + r")/", re.IGNORECASE)
+# The same, searched the fast way (a literal first: a text of numbers has many dots and words,
+# and one search of the alternation at every position cost as much as the e-mail pattern).
+# Under IGNORECASE « a », « t », « w », « r », « o », « b » match their two cases only.
+_AT_WORD_END = re.compile(r"(?:at|At|aT|AT)\b")
+_WORD_CHAR = re.compile(r"\w")
+_AROBAS = re.compile(r"arr?obas", re.IGNORECASE)
+_WWW = re.compile(r"\bwww\.", re.IGNORECASE)
+_TLD_SLASH = re.compile(r"\.(?:" + _TLDS + r")/", re.IGNORECASE)
+
+
+def _may_hold_email(text: str) -> bool:
+    """True when ``text`` holds a match of :data:`_EMAIL_HINT` (else it has no e-mail address)."""
+    if "@" in text or "＠" in text or "﹫" in text:
+        return True
+    for m in _AT_WORD_END.finditer(text):  # « at » ending a word: does it start one too?
+        if m.start() == 0 or not _WORD_CHAR.match(text[m.start() - 1]):
+            return True
+    return "rob" in text.lower() and _AROBAS.search(text) is not None
+
+
+def _may_hold_url(text: str) -> bool:
+    """True when ``text`` holds a match of :data:`_URL_HINT` (else it has no link)."""
+    return ("://" in text or ("www." in text.lower() and _WWW.search(text) is not None)
+            or ("/" in text and _TLD_SLASH.search(text) is not None))
 
 
 def find_personal_data(text: str) -> list[tuple[str, str]]:

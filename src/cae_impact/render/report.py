@@ -1,6 +1,6 @@
 """Report documents from executed notebooks: one self-contained HTML, then PDF and DOCX.
 
-The executed notebooks of a target (profile, then one per effect domain) are merged, their
+The executed notebooks of a target (profile, then the effect domains' chapters) are merged, their
 inputs and any cell tagged ``remove-cell`` dropped, and exported with nbconvert's ``basic``
 template. The result is wrapped in the report shell (cover, table of contents, running header,
 « Données synthétiques » banner when the study is synthetic) with the print stylesheet, so
@@ -42,9 +42,13 @@ TEMPLATES = Path(__file__).parent / "templates"
 REMOVE_TAGS = {"remove-cell", "parameters", "injected-parameters", "evidence"}
 
 
-def notebook_order(domain_ids: list[str], evolution: bool = False) -> list[str]:
-    """File names of a target's executed notebooks, in report order (profile, evolution since the previous wave when there is one, then domains)."""
-    return ["04_profile.ipynb", *(["05_evolution.ipynb"] if evolution else []), *[f"03_effect_{d}.ipynb" for d in domain_ids]]
+def notebook_order(evolution: bool = False) -> list[str]:
+    """File names of a target's executed notebooks, in report order.
+
+    The profile, the evolution since the previous wave when there is one, then the effect
+    domains (one notebook, a chapter each).
+    """
+    return ["04_profile.ipynb", *(["05_evolution.ipynb"] if evolution else []), "03_effect.ipynb"]
 
 
 def _report_cells(nb: nbformat.NotebookNode, *, validate: bool = True) -> list[nbformat.NotebookNode]:

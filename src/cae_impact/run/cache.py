@@ -58,6 +58,22 @@ _CHUNK = 1 << 20
 _FILE_SHA: dict[tuple[str, int, int], str] = {}
 
 
+_RESOLVED: dict[str, Path] = {}
+
+
+def resolved(p: Path | str) -> Path:
+    """``Path(p).resolve()``, memoised in this process (a step's process: its paths do not move).
+
+    A national build's manifests name every CAE's files for every target: at 160 CAEs a step
+    resolved about 22,000 paths (1 s of a manifest's 1.3 s).
+    """
+    key = str(p)
+    out = _RESOLVED.get(key)
+    if out is None:
+        out = _RESOLVED[key] = Path(p).resolve()
+    return out
+
+
 def _file_sha(p: Path) -> str:
     """sha256 of a file, memoised in this process by path, size and modification time.
 
@@ -68,7 +84,7 @@ def _file_sha(p: Path) -> str:
         st = p.stat()
     except FileNotFoundError:
         return "missing"
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(resolved(p)), st.st_size, st.st_mtime_ns)
     if key not in _FILE_SHA:
         _FILE_SHA[key] = sha256_file(p)
     return _FILE_SHA[key]
@@ -80,9 +96,9 @@ def file_hashes(paths: Iterable[Path], rel_to: Path = PROJECT_ROOT) -> dict[str,
     for p in paths:
         p = Path(p)
         try:
-            name = str(p.resolve().relative_to(rel_to))
+            name = str(resolved(p).relative_to(rel_to))
         except ValueError:
-            name = str(p.resolve())
+            name = str(resolved(p))
         out[name] = _file_sha(p)
     return dict(sorted(out.items()))
 

@@ -67,7 +67,7 @@ class CleaningContext:
 
 @dataclass(frozen=True)
 class TargetContext:
-    """Validated parameters of notebooks 03, 04 and 05 (one target; one domain for 03)."""
+    """Validated parameters of notebooks 03, 04 and 05 (one target; a domain only to analyse one alone)."""
 
     study: StudyConfig
     codebook: Codebook
@@ -130,8 +130,9 @@ def _target_context(study: str, target: str, processed_root: str, reports_root: 
     return ctx
 
 
-def effect_context(*, study: str, target: str, domain: str, processed_root: str, reports_root: str) -> TargetContext:
-    """Validate notebook 03's parameters (a target and an effect domain)."""
+def effect_context(*, study: str, target: str, processed_root: str, reports_root: str,
+                   domain: str | None = None) -> TargetContext:
+    """Validate notebook 03's parameters (a target; every effect domain, or the one named)."""
     return _target_context(study, target, processed_root, reports_root, domain)
 
 
@@ -474,32 +475,66 @@ CHAPTER_VERBATIMS = {"d3": "cae_change_text"}
 CHAPTER_QUOTES = 2
 
 
-def analyse_domain(ctx: TargetContext) -> DomainAnalysis:
+def analyse_domains(ctx: TargetContext) -> list[DomainAnalysis]:
+    """Every effect domain of the target, in the codebook's order (one for ``ctx.domain``).
+
+    Notebook 03 shows them one after the other, the chapters of the report. The target's report
+    table, its weighting and its cleaned responses are read once for all the domains (issue 19:
+    one notebook per target instead of one per domain, the same chapters).
+    """
+    table = load_report_table(ctx)
+    view = View(ctx.study, ctx.codebook, ctx.target, table, census=is_census(load_weighting(ctx), ctx.target))
+    ids = [ctx.domain] if ctx.domain is not None else [d.id for d in ctx.codebook.domains]
+    frame = None
+    if (not ctx.is_consortium and any(CHAPTER_VERBATIMS.get(d) for d in ids)
+            and ctx.processed_path(ctx.target).exists()):
+        frame = pd.read_parquet(ctx.processed_path(ctx.target), columns=None)
+    return [_domain_analysis(ctx, view, d, frame) for d in ids]
+
+
+def analyse_domain(ctx: TargetContext, domain: str | None = None) -> DomainAnalysis:
+    """One effect domain (``domain``, else ``ctx.domain``) of the target: :func:`analyse_domains`."""
+    one = dataclasses.replace(ctx, domain=domain or ctx.domain)
+    if one.domain is None:
+        raise ParameterError("analyse_domain: name an effect domain")
+    return analyse_domains(one)[0]
+
+
+def _domain_analysis(ctx: TargetContext, view, domain_id: str, frame: pd.DataFrame | None) -> DomainAnalysis:
     """Gather the domain's indicators, the target's report table (tests adjusted), its verbatims.
 
     A CAE's chapter may quote its entrepreneurs' free answers (:data:`CHAPTER_VERBATIMS`); the
     consortium's never does (a quote could single someone out among few CAEs).
     """
-    table = load_report_table(ctx)
-    view = View(ctx.study, ctx.codebook, ctx.target, table, census=is_census(load_weighting(ctx), ctx.target))
-    domain = ctx.codebook.domain(ctx.domain)
-    inds = ctx.codebook.indicators_of_domain(ctx.domain)
-    findings = [f for f in ctx.codebook.findings if ctx.domain in f.domain_ids]
+    domain = ctx.codebook.domain(domain_id)
+    inds = ctx.codebook.indicators_of_domain(domain_id)
+    findings = [f for f in ctx.codebook.findings if domain_id in f.domain_ids]
     quotes, question = [], ""
-    qid = CHAPTER_VERBATIMS.get(ctx.domain)
-    if qid and not ctx.is_consortium and ctx.processed_path(ctx.target).exists():
-        frame = pd.read_parquet(ctx.processed_path(ctx.target), columns=None)
-        if qid in frame.columns:
-            quotes = select_verbatims(frame[qid].tolist(), max_quotes=CHAPTER_QUOTES)
-            question = ctx.codebook.question(qid).text
+    qid = CHAPTER_VERBATIMS.get(domain_id)
+    if qid and frame is not None and qid in frame.columns:
+        quotes = select_verbatims(frame[qid].tolist(), max_quotes=CHAPTER_QUOTES)
+        question = ctx.codebook.question(qid).text
     return DomainAnalysis(view, domain, inds, findings, quotes, question)
 
 
-def recompute_headline(ctx: TargetContext, analysis: DomainAnalysis) -> dict:
+def headline_design(ctx: TargetContext):
+    """The target's survey design built again from its cleaned data, for :func:`recompute_headline`.
+
+    :func:`cae_impact.analysis.indicators.build_design`: a CAE on its own rows, the consortium on
+    every CAE's. Built once per notebook, for the headline of every chapter.
+    """
+    study = ctx.study
+    if not ctx.is_consortium:
+        study = dataclasses.replace(study, caes=tuple(c for c in study.caes if c.id == ctx.target))
+    responses = indicators.load_responses(study, ctx.processed_root)
+    return indicators.build_design(responses, study, ctx.codebook).design
+
+
+def recompute_headline(ctx: TargetContext, analysis: DomainAnalysis, design=None) -> dict:
     """Recompute the chapter's headline share from the cleaned data, through the public API.
 
-    The weights are built again (:func:`cae_impact.analysis.indicators.build_design`: a CAE on its own
-    rows, the consortium on every CAE's), the share is estimated with
+    The weights are built again (:func:`headline_design`, unless ``design`` is that design
+    already), the share is estimated with
     :func:`cae_impact.estimation.proportion`, and the estimate, standard error and interval
     are shown beside the published row and asserted equal (AssertionError otherwise). The
     figure is the chapter's lead when it is a share of the valid answers, else the first such
@@ -508,6 +543,7 @@ def recompute_headline(ctx: TargetContext, analysis: DomainAnalysis) -> dict:
     from IPython.display import Markdown, display
 
     view = analysis.view
+    display(Markdown(f"#### Domaine {analysis.domain.number}"))
     figs = [story.figure_of(view, i) for i in story.domain_indicators(view, analysis.domain)]
     candidates = [story.lead_figure(view, figs), *figs]
     fig = next((f for f in candidates if f is not None and not f.hidden and f.ind.kind == "share"
@@ -516,10 +552,8 @@ def recompute_headline(ctx: TargetContext, analysis: DomainAnalysis) -> dict:
         display(Markdown("Aucune part publiée à recalculer dans ce domaine."))
         return {}
     study = ctx.study
-    if not ctx.is_consortium:
-        study = dataclasses.replace(study, caes=tuple(c for c in study.caes if c.id == ctx.target))
-    responses = indicators.load_responses(study, ctx.processed_root)
-    design = indicators.build_design(responses, study, ctx.codebook).design
+    if design is None:
+        design = headline_design(ctx)
     y = indicators.share_variable(design.data, ctx.codebook, fig.ind.rule["question"], list(fig.ind.rule["codes"]))
     got = estimation.proportion(design, y, method=study.report.interval_method,
                                 level=study.report.confidence_level)
