@@ -262,3 +262,23 @@ def test_frequency_scale_is_drawn_unfavourable_left(study, cb, monkeypatch):
 
     assert story.likert_chart(v, cb.indicator("peer_exchange_distribution"))
     assert seen["categories"] == ["jamais", "rarement", "regulierement", "frequemment"]
+
+
+def test_a_large_study_summarises_the_other_caes_exports():
+    """Beyond MAX_NAMED_CAES exports, a CAE's provenance table lists its own and one row for the
+    others (their number and the digest of their list); the consortium's, one row."""
+    import hashlib
+
+    from cae_impact.spec.config import MAX_NAMED_CAES
+
+    exports = [{"cae": f"CAE {i}", "file": f"2026/cae-{i:03d}/export.csv", "sha256": f"{i:064x}"}
+               for i in range(1, MAX_NAMED_CAES + 3)]
+    assert annexes.summarised_exports(exports[:MAX_NAMED_CAES], "CAE 1") == exports[:MAX_NAMED_CAES]
+    mine = annexes.summarised_exports(exports, "CAE 2")
+    assert mine[0] == exports[1] and len(mine) == 2
+    others = sorted((e for e in exports if e["cae"] != "CAE 2"), key=lambda e: e["file"])
+    listing = "".join(f"{e['file']}\t{e['sha256']}\n" for e in others)
+    assert mine[1]["sha256"] == hashlib.sha256(listing.encode()).hexdigest()
+    assert mine[1]["cae"].startswith(f"{len(others)} autres exports")
+    cons = annexes.summarised_exports(exports, None)
+    assert len(cons) == 1 and cons[0]["cae"].startswith(f"{len(exports)} exports")

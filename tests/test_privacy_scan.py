@@ -185,3 +185,8 @@ def test_the_scan_by_several_processes_finds_the_same_in_the_same_order(tmp_path
     one = ps.scan_tree([tmp_path], needles, workers=1)
     assert len({f.path.name for f in one}) == 8
     assert ps.scan_tree([tmp_path], needles, workers=2) == one
+
+
+def test_raw_identifiers_are_the_same_read_by_several_processes():
+    study = load_study()
+    assert collect_raw_identifiers(study, workers=2) == collect_raw_identifiers(study, workers=1)

@@ -84,25 +84,59 @@ def _raw_text(path: Path) -> str:
     return raw.decode("utf-8", errors="ignore") + "\n" + raw.decode("cp1252", errors="ignore")
 
 
-def collect_raw_identifiers(study: StudyConfig) -> dict[str, set[str]]:
-    """Personal values of every raw export of the study, by kind (email, phone, ip, identifier)."""
+def _raw_identifiers_of(study: StudyConfig, cae_id: str) -> dict[str, set[str]]:
+    """Personal values of one CAE's raw export, by kind (see :func:`collect_raw_identifiers`)."""
+    cae = study.cae(cae_id)
     found: dict[str, set[str]] = {"email": set(), "phone": set(), "ip": set(), "identifier": set()}
-    for cae in study.caes:
-        text = _raw_text(cae.export)
-        for kind, value in find_personal_data(text):
-            if kind == "email":
-                found["email"].add(normalise_email(value))
-            elif kind == "phone":
-                found["phone"].add(_digits(value))
-            elif not value.startswith(("0.", "1.", "2.")):
-                found["ip"].add(value)
-        export = read_cae_export(study, cae.id)
-        for col in ("_rid", "_token", "_email", "_response_id"):
-            if col in export.frame:
-                for value in export.frame[col].dropna().astype(str):
-                    value = value.strip()
-                    if len(value) >= MIN_ID_LENGTH:
-                        found["identifier"].add(value)
+    text = _raw_text(cae.export)
+    for kind, value in find_personal_data(text):
+        if kind == "email":
+            found["email"].add(normalise_email(value))
+        elif kind == "phone":
+            found["phone"].add(_digits(value))
+        elif not value.startswith(("0.", "1.", "2.")):
+            found["ip"].add(value)
+    export = read_cae_export(study, cae.id)
+    for col in ("_rid", "_token", "_email", "_response_id"):
+        if col in export.frame:
+            for value in export.frame[col].dropna().astype(str):
+                value = value.strip()
+                if len(value) >= MIN_ID_LENGTH:
+                    found["identifier"].add(value)
+    return found
+
+
+#: from this many CAEs the raw exports are read by one process per core (a fork pool)
+PARALLEL_EXPORTS_FROM = 16
+_STUDY: dict[str, StudyConfig] = {}
+
+
+def _raw_identifiers_in_worker(cae_id: str) -> dict[str, set[str]]:
+    return _raw_identifiers_of(_STUDY["study"], cae_id)
+
+
+def collect_raw_identifiers(study: StudyConfig, workers: int | None = None) -> dict[str, set[str]]:
+    """Personal values of every raw export of the study, by kind (email, phone, ip, identifier).
+
+    The exports are read by ``workers`` processes (default: one per core from
+    :data:`PARALLEL_EXPORTS_FROM` CAEs on, else this one); the values are the same either way.
+    """
+    ids = list(study.cae_ids)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 4) if len(ids) >= PARALLEL_EXPORTS_FROM else 1
+    if workers > 1 and len(ids) > 1:
+        _STUDY["study"] = study
+        try:
+            with multiprocessing.get_context("fork").Pool(min(workers, len(ids))) as pool:
+                parts = pool.map(_raw_identifiers_in_worker, ids, chunksize=4)
+        finally:
+            _STUDY.clear()
+    else:
+        parts = [_raw_identifiers_of(study, cae_id) for cae_id in ids]
+    found: dict[str, set[str]] = {"email": set(), "phone": set(), "ip": set(), "identifier": set()}
+    for part in parts:
+        for kind, values in part.items():
+            found[kind] |= values
     return found
 
 

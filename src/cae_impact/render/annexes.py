@@ -438,6 +438,27 @@ def from_manifest(manifest: Mapping, study: StudyConfig, codebook: Codebook) -> 
     }
 
 
+def summarised_exports(exports: list[Mapping], own: str | None) -> list[Mapping]:
+    """The exports the provenance table lists: all of them up to :data:`MAX_NAMED_CAES`.
+
+    Beyond, the report's own CAE's exports (``own``, its label; none for the consortium) and one
+    row for the others: their number and the sha256 of their sorted list of ``file<TAB>sha256``
+    lines, the list itself being in the report's ``manifest.json``. A CAE's report of a
+    160-CAE study would otherwise print 160 rows (five pages) of other CAEs' files.
+    """
+    if len(exports) <= MAX_NAMED_CAES:
+        return list(exports)
+    mine = [e for e in exports if own is not None and e.get("cae") == own]
+    others = [e for e in exports if not (own is not None and e.get("cae") == own)]
+    listing = "".join(f"{e.get('file', '')}\t{e.get('sha256', '')}\n"
+                      for e in sorted(others, key=lambda e: str(e.get("file", ""))))
+    return mine + [{
+        "cae": f"{format_int(len(others))} {'autres ' if mine else ''}exports de CAE",
+        "file": "liste et empreintes dans manifest.json (ci-contre : l'empreinte de cette liste)",
+        "sha256": hashlib.sha256(listing.encode("utf-8")).hexdigest(),
+    }]
+
+
 def provenance_annex(prov: Mapping) -> str:
     """Annex D: the provenance of the report, as a table (from :func:`provenance` or a manifest)."""
     parts = [present.heading_html("Annexe D — Provenance", 1, anchor="annexe-provenance")]
@@ -502,6 +523,8 @@ def build_annexes(study: StudyConfig, target: str, *, reports_root: Path, proces
         prov["raw_exports"] = [e for e in prov.get("raw_exports", []) if e.get("cae") == label] + [{
             "cae": f"Chiffres publiés du consortium ({format_date_fr(reference['published'])})",
             "file": reference.get("path", ""), "sha256": reference.get("sha256", "")}]
+    prov["raw_exports"] = summarised_exports(prov.get("raw_exports") or [],
+                                             None if target == CONSORTIUM else study.target_label(target))
     return "".join([
         method_annex(study, weighting, target),
         method_paragraphs(study, reports_root),
