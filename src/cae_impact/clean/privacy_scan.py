@@ -108,11 +108,26 @@ def _raw_identifiers_of(study: StudyConfig, cae_id: str) -> dict[str, set[str]]:
 
 #: from this many CAEs the raw exports are read by one process per core (a fork pool)
 PARALLEL_EXPORTS_FROM = 16
-_STUDY: dict[str, StudyConfig] = {}
+#: what the forked workers inherit (the needles, the study): set by :func:`_forked_map` only
+_WORK: dict[str, object] = {}
+
+
+def _forked_map(fn, items: list, workers: int, **inherited: object) -> list:
+    """``[fn(x) for x in items]`` on ``workers`` forked processes, in order.
+
+    The ``inherited`` values are in :data:`_WORK` for the workers (copied by the fork, never
+    pickled).
+    """
+    _WORK.update(inherited)
+    try:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(items))) as pool:
+            return list(pool.imap(fn, items, chunksize=4))
+    finally:
+        _WORK.clear()
 
 
 def _raw_identifiers_in_worker(cae_id: str) -> dict[str, set[str]]:
-    return _raw_identifiers_of(_STUDY["study"], cae_id)
+    return _raw_identifiers_of(_WORK["study"], cae_id)  # type: ignore[arg-type]
 
 
 def collect_raw_identifiers(study: StudyConfig, workers: int | None = None) -> dict[str, set[str]]:
@@ -125,12 +140,7 @@ def collect_raw_identifiers(study: StudyConfig, workers: int | None = None) -> d
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if len(ids) >= PARALLEL_EXPORTS_FROM else 1
     if workers > 1 and len(ids) > 1:
-        _STUDY["study"] = study
-        try:
-            with multiprocessing.get_context("fork").Pool(min(workers, len(ids))) as pool:
-                parts = pool.map(_raw_identifiers_in_worker, ids, chunksize=4)
-        finally:
-            _STUDY.clear()
+        parts = _forked_map(_raw_identifiers_in_worker, ids, workers, study=study)
     else:
         parts = [_raw_identifiers_of(study, cae_id) for cae_id in ids]
     found: dict[str, set[str]] = {"email": set(), "phone": set(), "ip": set(), "identifier": set()}
@@ -348,7 +358,6 @@ def published_files(folders: list[Path]) -> list[Path]:
 #: files left to scan from which the scan uses every core (a national build: thousands of files
 #: at the end of the build, when nothing else runs)
 PARALLEL_FROM = 64
-_WORK: dict[str, Needles | None] = {}
 
 
 def _scan_file(path: Path, needles: Needles | None) -> list[Finding]:
@@ -361,7 +370,7 @@ def _scan_file(path: Path, needles: Needles | None) -> list[Finding]:
 
 def _scan_in_worker(path: Path) -> list[Finding]:
     """:func:`_scan_file` in a worker process: the needles were inherited when it was forked."""
-    return _scan_file(path, _WORK["needles"])
+    return _scan_file(path, _WORK["needles"])  # type: ignore[arg-type]
 
 
 def scan_tree(folders: list[Path], needles: dict[str, set[str]] | None = None,
@@ -403,14 +412,8 @@ def scan_tree(folders: list[Path], needles: dict[str, set[str]] | None = None,
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if len(todo) >= PARALLEL_FROM else 1
     if workers > 1 and len(todo) > 1:
-        _WORK["needles"] = compiled
-        try:
-            with multiprocessing.get_context("fork").Pool(min(workers, len(todo))) as pool:
-                for i, found in zip(todo, pool.imap(_scan_in_worker, [files[i] for i in todo], chunksize=4),
-                                    strict=True):
-                    results[i] = found
-        finally:
-            _WORK.clear()
+        found = _forked_map(_scan_in_worker, [files[i] for i in todo], workers, needles=compiled)
+        results.update(zip(todo, found, strict=True))
     else:
         for i in todo:
             results[i] = _scan_file(files[i], compiled)
